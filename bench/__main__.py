@@ -1,0 +1,25 @@
+"""``make bench``: print every benchmark's figures."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from datetime import UTC, datetime
+
+from bench import call_logs, calls, webhooks
+
+
+def main() -> None:
+    kinds = sys.argv[1:] or ["sqlite", "postgresql"]
+    print(f"# maskline benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"# {platform.node()} {platform.machine()} python {platform.python_version()}")
+    for kind in kinds:
+        for split in (False, True):
+            print(calls.post_throughput(kind, split=split), flush=True)
+        print(calls.connect_latency(kind), flush=True)
+        print(webhooks.webhooks_bench(kind), flush=True)
+        print(call_logs.call_logs_latency(kind), flush=True)
+
+
+if __name__ == "__main__":
+    main()

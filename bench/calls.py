@@ -1,0 +1,179 @@
+"""Issue 4's figures: POST /v1/masking/calls throughput, and the engine's connect latency."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from bench.stats import summary_ms
+from maskline.app import create_app
+from maskline.keys import service as keys
+from maskline.kit.clock import ScaledClock
+from maskline.numbers import service as numbers
+from maskline.orgs import service as orgs
+from maskline.orgs.service import OrgTerms
+from maskline.settings import Settings
+from tests.support.databases import fresh_database
+
+MASKLINE = Path(sys.executable).parent / "maskline"
+SECRET = "bench-secret-key"  # noqa: S105 - a throwaway key for a throwaway database
+
+
+def _cli(env: dict[str, str], *args: str) -> dict[str, object]:
+    done = subprocess.run(
+        [str(MASKLINE), *args, "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def parties() -> Iterator[int]:
+    """Ordinary numbers: none ends in one of the sim's magic endings (0000–0003)."""
+    return (n for n in itertools.count(7_000_012_345) if n % 10_000 > 3)
+
+
+async def _hammer(
+    base: str, key: str, *, clients: int, seconds: float
+) -> tuple[int, int, list[float]]:
+    counter = parties()
+    accepted = refused = 0
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal accepted, refused
+        while time.perf_counter() < stop_at:
+            a, b = next(counter), next(counter)
+            started = time.perf_counter()
+            response = await http.post(
+                "/v1/masking/calls",
+                headers=headers,
+                json={"party_a": str(a), "party_b": str(b), "record": False},
+            )
+            latencies.append(time.perf_counter() - started)
+            if response.status_code == 201:
+                accepted += 1
+            else:
+                refused += 1
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
+        await asyncio.gather(*[client(http) for _ in range(clients)])
+    return accepted, refused, latencies
+
+
+async def _baseline(base: str, *, clients: int, seconds: float = 5.0) -> float:
+    """What the client and the HTTP stack manage on a route that does no work."""
+    done = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            await http.get("/healthz")
+            done += 1
+
+    async with httpx.AsyncClient(
+        base_url=base, limits=httpx.Limits(max_connections=clients)
+    ) as http:
+        await asyncio.gather(*[client(http) for _ in range(clients)])
+    return done / seconds
+
+
+def post_throughput(kind: str, *, split: bool, clients: int = 32, seconds: float = 15.0) -> str:
+    """Accepted calls a second: one embedded process, or an API process beside an engine."""
+    from tests.support.server import running_server
+
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(Path(tmp), kind=kind) as url:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")},
+            "MASKLINE_DATABASE_URL": url,
+            "MASKLINE_SECRET_KEY": SECRET,
+            "MASKLINE_DATA_DIR": str(Path(tmp) / "data"),
+            "MASKLINE_LOG_LEVEL": "WARNING",
+        }
+        _cli(env, "org", "create", "bench", "--balance", "10000000", "--max-live-calls", "1000000")
+        _cli(env, "numbers", "add", "918099000001", "--org", "bench")
+        key = _cli(env, "key", "create", "--org", "bench", "--rate-limit", "1000000")["api_key"]
+        with contextlib.ExitStack() as stack:
+            api_role = ("--role", "api") if split else ()
+            server = stack.enter_context(running_server(env, Path(tmp), extra_args=api_role))
+            if split:
+                stack.enter_context(running_server(env, Path(tmp), extra_args=("--role", "engine")))
+            baseline = asyncio.run(_baseline(server.base_url, clients=clients))
+            accepted, refused, latencies = asyncio.run(
+                _hammer(server.base_url, str(key), clients=clients, seconds=seconds)
+            )
+    mode = "api process + engine process" if split else "one embedded process"
+    return (
+        f"POST /v1/masking/calls on {kind}, {mode}: {accepted / seconds:.0f} accepted/s "
+        f"({accepted} accepted, {refused} refused, {clients} clients, {seconds:.0f} s); "
+        f"request latency {summary_ms(latencies)}; the same client gets {baseline:.0f}/s "
+        "from GET /healthz"
+    )
+
+
+async def _connect_latency(url: str, data_dir: Path, calls: int) -> list[float]:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=url,
+        secret_key=SECRET,
+        data_dir=data_dir,
+        sim_ring_sec=2,
+        sim_talk_sec=5,
+        log_level="WARNING",
+    )
+    app = create_app(settings, clock=ScaledClock(20), announce=lambda _c: None)
+    async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        async with runtime.db.write() as session:
+            made = await orgs.create_org(
+                session,
+                "latency",
+                box=runtime.box,
+                now=runtime.clock.now(),
+                terms=OrgTerms(max_live_calls=100_000),
+                opening_balance=10**9,
+            )
+            await numbers.add_numbers(
+                session, ["918099000002"], org_id=made.org.id, now=runtime.clock.now()
+            )
+            _key, api_key = await keys.create_key(
+                session, made.org, now=runtime.clock.now(), rate_limit=1_000_000
+            )
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {api_key}"}
+        counter = parties()
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            for _ in range(calls):
+                a, b = next(counter), next(counter)
+                response = await http.post(
+                    "/v1/masking/calls",
+                    headers=headers,
+                    json={"party_a": str(a), "party_b": str(b), "record": False},
+                )
+                assert response.status_code == 201, response.text
+                await asyncio.sleep(0.005)  # about 200 calls a second, spread out
+            engine = runtime.engine
+            deadline = time.monotonic() + 120
+            while len(engine.connect_latencies) < calls and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+            return list(engine.connect_latencies)
+
+
+def connect_latency(kind: str, *, calls: int = 1000) -> str:
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(Path(tmp), kind=kind) as url:
+        values = asyncio.run(_connect_latency(url, Path(tmp) / "data", calls))
+    return f"engine connect latency (A answered → B dial issued) on {kind}: {summary_ms(values)}"

@@ -1,0 +1,237 @@
+"""``create_app(settings)``: routers, error handlers and the lifespan. No work at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from maskline import __version__
+from maskline.billing.router import router as billing_router
+from maskline.calls.engine import CallEngine
+from maskline.calls.router import router as calls_router
+from maskline.errors import (
+    AppError,
+    ConfigurationError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+)
+from maskline.kit.clock import Clock, SystemClock
+from maskline.kit.crypto import SecretBox, resolve_secret_key
+from maskline.kit.db import Database
+from maskline.kit.migrate import upgrade
+from maskline.kit.ratelimit import RateLimiter
+from maskline.kit.web import RequestContextMiddleware
+from maskline.ops.router import router as ops_router
+from maskline.orgs.sandbox import SandboxCreated, bootstrap_sandbox
+from maskline.runtime import Runtime
+from maskline.settings import Settings
+from maskline.stats.router import router as stats_router
+from maskline.telephony.carrier import Carrier
+from maskline.telephony.sim.carrier import SimCarrier
+from maskline.webhooks.router import router as webhooks_router
+from maskline.webhooks.tasks import WebhookWorker
+
+log = logging.getLogger("maskline.app")
+
+Announce = Callable[[SandboxCreated], None]
+
+
+def _error_response(request: Request, error: AppError) -> JSONResponse:
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.status_code == 500:
+        body["request_id"] = getattr(request.state, "request_id", None)
+    return JSONResponse({"error": body}, status_code=error.status_code, headers=error.headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "The request is not valid."
+    first = errors[0]
+    location = [str(part) for part in first.get("loc", ()) if part not in ("query", "path", "body")]
+    field = ".".join(location) or "request"
+    if first.get("type") == "json_invalid":
+        return "The request body is not valid JSON."
+    return f"{field}: {first.get('msg', 'is not valid')}."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_app_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AppError)
+        return _error_response(request, exc)
+
+    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return _error_response(request, InvalidRequest(_validation_message(exc)))
+
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            return _error_response(request, NotFound("No such resource: check the path."))
+        if exc.status_code == 405:
+            return _error_response(
+                request,
+                MethodNotAllowed(
+                    f"{request.method} is not allowed on this resource.",
+                    headers=dict(exc.headers or {}),
+                ),
+            )
+        error = AppError(str(exc.detail))
+        error.status_code = exc.status_code
+        error.code = "invalid_request" if exc.status_code < 500 else "internal_error"
+        return _error_response(request, error)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error", exc_info=exc)
+        request_id = getattr(request.state, "request_id", None)
+        # This response is made outside the middleware stack, so it names the request itself.
+        return _error_response(
+            request,
+            InternalError(
+                f"An internal error occurred (request id {request_id}).",
+                headers={"X-Request-Id": str(request_id)},
+            ),
+        )
+
+    app.add_exception_handler(AppError, on_app_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _install_openapi(app: FastAPI) -> None:
+    """OpenAPI 3.1 without FastAPI's 422 (our validation errors are 400 ``invalid_request``)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        components = schema.setdefault("components", {})
+        components.get("schemas", {}).pop("HTTPValidationError", None)
+        components.get("schemas", {}).pop("ValidationError", None)
+        components["securitySchemes"] = {
+            "apiKey": {"type": "http", "scheme": "bearer", "description": "vp_live_… or vp_test_…"}
+        }
+        # Every operation needs the key unless it says otherwise (``security: []``).
+        schema["security"] = [{"apiKey": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _print_sandbox(created: SandboxCreated, public_url: str) -> None:
+    # The one time the sandbox key is ever shown.
+    print(
+        "\nmaskline sandbox is ready. Your API key (shown once, keep it):\n\n"
+        f"  {created.api_key}\n\nTry it:\n\n"
+        f'  curl -H "Authorization: Bearer {created.api_key}" {public_url}/v1/masking/billing\n',
+        flush=True,
+    )
+
+
+ROLES = ("all", "api", "engine", "worker")
+
+
+def _carriers(settings: Settings, clock: Clock) -> dict[str, Carrier]:
+    """The sim always (sandbox organisations' calls run on it); the sip carrier when set."""
+    carriers: dict[str, Carrier] = {
+        "sim": SimCarrier(clock, ring_sec=settings.sim_ring_sec, talk_sec=settings.sim_talk_sec)
+    }
+    if settings.carrier == "sip":
+        raise ConfigurationError("the sip carrier is not available in this build yet")
+    return carriers
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    announce: Announce | None = None,
+    role: str = "all",
+) -> FastAPI:
+    """Build the API. Connections, the carrier and background tasks start in the lifespan."""
+    if role not in ROLES:
+        raise ConfigurationError(f"role must be one of {', '.join(ROLES)}")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url)
+        limiter = RateLimiter(settings.redis_url)
+        try:
+            runtime = Runtime(
+                settings=settings,
+                db=db,
+                clock=clock or SystemClock(),
+                box=SecretBox(resolve_secret_key(settings)),
+                limiter=limiter,
+            )
+            if db.is_sqlite:
+                await upgrade(db)
+            if settings.carrier == "sim" or settings.sandbox:
+                async with db.write() as session:
+                    created = await bootstrap_sandbox(
+                        session, box=runtime.box, now=runtime.clock.now()
+                    )
+                if created is not None:
+                    (announce or (lambda c: _print_sandbox(c, settings.public_url)))(created)
+            if role in ("all", "worker"):
+                runtime.worker = WebhookWorker(
+                    db=db, clock=runtime.clock, settings=settings, box=runtime.box
+                )
+                await runtime.worker.start()
+            if role in ("all", "engine"):
+                runtime.engine = CallEngine(
+                    db=db,
+                    clock=runtime.clock,
+                    settings=settings,
+                    carriers=_carriers(settings, runtime.clock),
+                    on_events=runtime.wake_worker,
+                )
+                await runtime.engine.start()
+            app.state.runtime = runtime
+            try:
+                yield
+            finally:
+                if runtime.engine is not None:
+                    await runtime.engine.stop()
+                if runtime.worker is not None:
+                    await runtime.worker.stop()
+        finally:
+            limiter.close()
+            await db.dispose()
+
+    app = FastAPI(
+        title="maskline",
+        version=__version__,
+        description="Number-masking voice API for India, wire-compatible with the Edesy "
+        "Number Masking API.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(ops_router)
+    app.include_router(calls_router)
+    app.include_router(stats_router)
+    app.include_router(billing_router)
+    app.include_router(webhooks_router)
+    _install_openapi(app)
+    return app

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from maskline.billing import repository, wallet
+from maskline.billing.schemas import BillingEnvelope, BillingOut, InvoiceList, InvoiceOut
+from maskline.errors import InvalidRequest, RateLimited, Unauthorized, error_responses
+from maskline.keys.auth import KeyDep
+from maskline.kit.pagination import PageDep, PageMeta
+from maskline.kit.web import RuntimeDep
+from maskline.orgs import service as orgs
+
+router = APIRouter(prefix="/v1/masking", tags=["billing"])
+
+
+@router.get(
+    "/billing",
+    response_model=BillingEnvelope,
+    responses=error_responses(Unauthorized, RateLimited),
+)
+async def get_billing(principal: KeyDep, runtime: RuntimeDep) -> BillingEnvelope:
+    """Current wallet balance, what is held for live calls, and what is available."""
+    async with runtime.db.read() as session:
+        org = await orgs.get_org(session, principal.org_id)
+        row = await wallet.get_wallet(session, principal.org_id)
+    return BillingEnvelope(data=BillingOut.build(org, row))
+
+
+@router.get(
+    "/billing/invoices",
+    response_model=InvoiceList,
+    responses=error_responses(InvalidRequest, Unauthorized, RateLimited),
+)
+async def list_invoices(principal: KeyDep, runtime: RuntimeDep, page: PageDep) -> InvoiceList:
+    """The organisation's GST invoices for wallet top-ups, newest first."""
+    async with runtime.db.read() as session:
+        rows, total = await repository.page_of_invoices(session, principal.org_id, page)
+    return InvoiceList(data=[InvoiceOut.build(r) for r in rows], meta=PageMeta.build(page, total))

@@ -1,0 +1,199 @@
+"""The prepaid wallet: conditional updates of one row plus an append-only ledger.
+
+Every function here is a single conditional statement on the wallet row, so
+concurrent calls can never overdraw it (PostgreSQL's row lock re-checks the
+condition; SQLite's single writer serialises it). Each change to the balance
+writes its ledger entry in the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maskline.billing.models import LedgerEntry, Wallet
+from maskline.kit.money import pulse_price_paise
+from maskline.orgs.models import Organisation
+
+LOW_BALANCE_MINUTES = 10
+
+
+def minute_price_paise(org: Organisation) -> int:
+    """What one minute of talk costs: the pulses that cover 60 s, at the pulse price."""
+    pulses_per_minute = -(-60 // org.pulse_sec)
+    return pulses_per_minute * pulse_price_paise(org.rate_paise, org.pulse_sec)
+
+
+async def open_wallet(session: AsyncSession, org_id: str, *, now: datetime) -> Wallet:
+    wallet = Wallet(org_id=org_id, balance=0, reserved=0, updated_at=now)
+    session.add(wallet)
+    await session.flush()
+    return wallet
+
+
+async def get_wallet(session: AsyncSession, org_id: str) -> Wallet:
+    return (await session.execute(select(Wallet).where(Wallet.org_id == org_id))).scalar_one()
+
+
+async def _append(
+    session: AsyncSession,
+    *,
+    org_id: str,
+    kind: str,
+    amount: int,
+    balance_after: int,
+    now: datetime,
+    reference: str | None = None,
+    call_sid: str | None = None,
+    invoice_id: str | None = None,
+) -> LedgerEntry:
+    entry = LedgerEntry(
+        org_id=org_id,
+        kind=kind,
+        amount=amount,
+        balance_after=balance_after,
+        reference=reference,
+        call_sid=call_sid,
+        invoice_id=invoice_id,
+        created_at=now,
+    )
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def credit(
+    session: AsyncSession,
+    org_id: str,
+    amount: int,
+    *,
+    kind: str,
+    now: datetime,
+    reference: str | None = None,
+    invoice_id: str | None = None,
+) -> LedgerEntry:
+    """Add ``amount`` paise (> 0) to the balance."""
+    if amount <= 0:
+        raise ValueError("a credit must be positive")
+    balance = (
+        await session.execute(
+            update(Wallet)
+            .where(Wallet.org_id == org_id)
+            .values(balance=Wallet.balance + amount, updated_at=now)
+            .returning(Wallet.balance)
+        )
+    ).scalar_one()
+    return await _append(
+        session,
+        org_id=org_id,
+        kind=kind,
+        amount=amount,
+        balance_after=balance,
+        now=now,
+        reference=reference,
+        invoice_id=invoice_id,
+    )
+
+
+async def debit(
+    session: AsyncSession,
+    org_id: str,
+    amount: int,
+    *,
+    kind: str,
+    now: datetime,
+    reference: str | None = None,
+    call_sid: str | None = None,
+) -> LedgerEntry | None:
+    """Take ``amount`` paise from the available balance; None when it does not cover it."""
+    if amount <= 0:
+        raise ValueError("a debit must be positive")
+    balance = (
+        await session.execute(
+            update(Wallet)
+            .where(Wallet.org_id == org_id, Wallet.balance - Wallet.reserved >= amount)
+            .values(balance=Wallet.balance - amount, updated_at=now)
+            .returning(Wallet.balance)
+        )
+    ).scalar_one_or_none()
+    if balance is None:
+        return None
+    return await _append(
+        session,
+        org_id=org_id,
+        kind=kind,
+        amount=-amount,
+        balance_after=balance,
+        now=now,
+        reference=reference,
+        call_sid=call_sid,
+    )
+
+
+async def hold(session: AsyncSession, org_id: str, amount: int, *, now: datetime) -> bool:
+    """Reserve ``amount`` paise of the available balance; False when it is not there."""
+    if amount <= 0:
+        raise ValueError("a hold must be positive")
+    held = (
+        await session.execute(
+            update(Wallet)
+            .where(Wallet.org_id == org_id, Wallet.balance - Wallet.reserved >= amount)
+            .values(reserved=Wallet.reserved + amount, updated_at=now)
+            .returning(Wallet.reserved)
+        )
+    ).scalar_one_or_none()
+    return held is not None
+
+
+async def settle_hold(
+    session: AsyncSession,
+    org_id: str,
+    *,
+    held: int,
+    charge: int,
+    now: datetime,
+    call_sid: str,
+    reference: str | None = None,
+) -> LedgerEntry | None:
+    """Release a hold of ``held`` paise and charge ``charge`` (≤ held) in one statement."""
+    if not 0 <= charge <= held:
+        raise ValueError("a settled charge must be within its hold")
+    row = (
+        await session.execute(
+            update(Wallet)
+            .where(Wallet.org_id == org_id, Wallet.reserved >= held)
+            .values(
+                balance=Wallet.balance - charge,
+                reserved=Wallet.reserved - held,
+                updated_at=now,
+            )
+            .returning(Wallet.balance)
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        raise RuntimeError(f"wallet of {org_id} holds less than the call's hold of {held}")
+    if charge == 0:
+        return None
+    return await _append(
+        session,
+        org_id=org_id,
+        kind="call_charge",
+        amount=-charge,
+        balance_after=row,
+        now=now,
+        call_sid=call_sid,
+        reference=reference,
+    )
+
+
+async def ledger_sum(session: AsyncSession, org_id: str) -> int:
+    total = (
+        await session.execute(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+                LedgerEntry.org_id == org_id
+            )
+        )
+    ).scalar_one()
+    return int(total)

@@ -1,0 +1,86 @@
+"""Writing a call's state change: the row, its money, its number and its events, together.
+
+One function, used by the engine, the hang-up API and the watchdog, so that
+every path to the end of a call settles it the same way, exactly once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maskline.billing import talktime
+from maskline.billing.talktime import Pricing
+from maskline.calls.flow import CallState, Phase, Status
+from maskline.calls.models import Call
+from maskline.calls.schemas import talk_seconds
+from maskline.numbers.pool import release_number
+from maskline.webhooks.outbox import record_call_event
+
+
+def pricing_of(call: Call) -> Pricing:
+    return Pricing(
+        pulse_sec=call.pulse_sec,
+        pulse_price=call.pulse_price_paise,
+        max_duration_sec=call.max_duration_sec,
+    )
+
+
+async def load_call(session: AsyncSession, call_sid: str) -> Call:
+    """The call's row, locked for this transaction (PostgreSQL; SQLite's writer lock already is)."""
+    return (
+        await session.execute(select(Call).where(Call.call_sid == call_sid).with_for_update())
+    ).scalar_one()
+
+
+def state_of(call: Call) -> CallState:
+    """The flow state as stored (only the fields the row keeps)."""
+    phases = {
+        "initiated": Phase.DIALLING_A if call.started_at else Phase.ACCEPTED,
+        "ringing": Phase.RINGING_A,
+        "answered": Phase.DIALLING_B,
+        "in-progress": Phase.BRIDGED,
+    }
+    return CallState(
+        phase=phases.get(call.status, Phase.ENDED),
+        status=Status(call.status),
+        started_at=call.started_at,
+        answered_at=call.answered_at,
+        bridged_at=call.bridged_at,
+        ended_at=call.ended_at,
+    )
+
+
+async def apply_state(
+    session: AsyncSession,
+    call: Call,
+    state: CallState,
+    *,
+    events: list[str],
+    public_url: str,
+    now: datetime,
+) -> None:
+    """Store ``state`` on ``call``; at the end, settle and free the number first, so the
+    terminal event carries the final price."""
+    call.status = state.status.value
+    call.started_at = state.started_at
+    call.answered_at = state.answered_at
+    call.bridged_at = state.bridged_at
+    call.ended_at = state.ended_at
+    if state.ended:
+        call.hangup_cause = state.hangup_cause.value if state.hangup_cause else None
+        call.hangup_by = state.hangup_by
+        call.failed_leg = state.failed_leg.value if state.failed_leg else None
+        call.sip_code = state.sip_code
+        call.lease_expires_at = None
+        talk = talk_seconds(call)
+        call.talk_sec = talk or 0
+        await talktime.settle(session, call, pricing_of(call), talk_sec=talk, now=now)
+        await release_number(session, call.call_sid)
+        if call.bridged_at is None:
+            call.recording_status = "none"
+    await session.flush()
+    for event in events:
+        await record_call_event(session, call, event, public_url=public_url, now=now)

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from maskline.kit.db import Base, UTCDateTime
+
+LIVE_STATUSES = ("initiated", "ringing", "answered", "in-progress")
+TERMINAL_STATUSES = ("completed", "failed", "no-answer")
+
+
+class Call(Base):
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_org_created", "org_id", "created_at", "id"),
+        Index("ix_calls_status_engine", "status", "engine_id"),
+        Index("ix_calls_org_status_created", "org_id", "status", "created_at"),
+        Index("ix_calls_org_party_a", "org_id", "party_a", "created_at"),
+        Index("ix_calls_org_party_b", "org_id", "party_b", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    call_sid: Mapped[str] = mapped_column(String(36), unique=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    carrier: Mapped[str] = mapped_column(String(8))
+    party_a: Mapped[str] = mapped_column(String(10))
+    party_b: Mapped[str] = mapped_column(String(10))
+    masked_number: Mapped[str] = mapped_column(String(12))
+    status: Mapped[str] = mapped_column(String(16))
+    hangup_cause: Mapped[str | None] = mapped_column(String(32))
+    hangup_by: Mapped[str | None] = mapped_column(String(8))
+    failed_leg: Mapped[str | None] = mapped_column(String(8))
+    sip_code: Mapped[int | None] = mapped_column(Integer)
+
+    max_duration_sec: Mapped[int | None] = mapped_column(Integer)
+    ring_timeout_sec: Mapped[int] = mapped_column(Integer)
+    record: Mapped[bool] = mapped_column(Boolean)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    call_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bridged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Money: the price is fixed at acceptance; the hold is what the wallet reserves for the call.
+    rate_paise: Mapped[int] = mapped_column(Integer)
+    pulse_sec: Mapped[int] = mapped_column(Integer)
+    pulse_price_paise: Mapped[int] = mapped_column(Integer)
+    hold_paise: Mapped[int] = mapped_column(BigInteger)
+    granted_pulses: Mapped[int] = mapped_column(Integer, default=0)
+    billed_pulses: Mapped[int] = mapped_column(Integer, default=0)
+    price_paise: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Whole seconds bridged, set when the call ends (for usage statistics).
+    talk_sec: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    recording_status: Mapped[str] = mapped_column(String(8))
+    event_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+    # Ownership by a call engine: a lease renewed by heartbeats (ARCHITECTURE §4).
+    engine_id: Mapped[str | None] = mapped_column(String(40))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hangup_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class NumberLease(Base):
+    """A masked number in use by a live call, once per party: the primary key forbids
+    one party seeing the same masked number in two live calls."""
+
+    __tablename__ = "number_leases"
+
+    number: Mapped[str] = mapped_column(String(12), primary_key=True)
+    party: Mapped[str] = mapped_column(String(10), primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(36), index=True)
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response_body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from maskline.calls import filters, repository, service
+from maskline.calls.filters import DateRangeDep
+from maskline.calls.intake import check_idempotency_key, parse_new_call
+from maskline.calls.models import TERMINAL_STATUSES
+from maskline.calls.schemas import CallEnvelope, CallList, CallOut
+from maskline.errors import (
+    IdempotencyConflict,
+    InsufficientBalance,
+    InvalidNumbers,
+    InvalidRequest,
+    NoMaskedNumber,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    error_responses,
+)
+from maskline.keys.auth import CallStatusKeyDep, KeyDep
+from maskline.kit.pagination import PageDep, PageMeta
+from maskline.kit.web import RuntimeDep
+from maskline.runtime import Runtime
+from maskline.webhooks import ssrf
+
+router = APIRouter(prefix="/v1/masking", tags=["calls"])
+
+HANGUP_WAIT_SEC = 10.0
+HANGUP_POLL_SEC = 0.02
+
+CREATE_CALL_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["party_a", "party_b"],
+                    "properties": {
+                        "party_a": {"type": "string", "example": "9876543210"},
+                        "party_b": {"type": "string", "example": "9123456789"},
+                        "max_duration_sec": {"type": "integer", "minimum": 10, "maximum": 7200},
+                        "record": {"type": "boolean", "default": True},
+                        "ring_timeout_sec": {"type": "integer", "minimum": 10, "maximum": 120},
+                        "webhook_url": {"type": "string", "format": "uri"},
+                        "metadata": {
+                            "type": "object",
+                            "maxProperties": 20,
+                            "additionalProperties": {"type": "string"},
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/calls",
+    status_code=201,
+    response_model=CallEnvelope,
+    responses=error_responses(
+        InvalidNumbers,
+        InvalidRequest,
+        Unauthorized,
+        InsufficientBalance,
+        IdempotencyConflict,
+        RateLimited,
+        NoMaskedNumber,
+    ),
+    openapi_extra=CREATE_CALL_BODY,
+)
+async def create_call(
+    request: Request,
+    principal: KeyDep,
+    runtime: RuntimeDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """Dial Party A; when A answers, dial Party B and bridge them. Returns at once."""
+    settings = runtime.settings
+    new_call = parse_new_call(
+        await request.body(),
+        default_ring_timeout=settings.ring_timeout_sec,
+        allow_private_webhooks=settings.allow_private_webhooks,
+    )
+    key = check_idempotency_key(idempotency_key)
+    if new_call.webhook_url is not None:
+        await ssrf.resolve(new_call.webhook_url, allow_private=settings.allow_private_webhooks)
+    async with runtime.db.write() as session:
+        stored = await service.create_call(
+            session,
+            principal.org_id,
+            new_call,
+            default_carrier=settings.carrier,
+            public_url=settings.public_url,
+            now=runtime.clock.now(),
+            idempotency_key=key,
+        )
+    runtime.wake_engine()
+    runtime.wake_worker()
+    return Response(stored.body, status_code=stored.status_code, media_type="application/json")
+
+
+async def _call_out(runtime: Runtime, org_id: str, call_sid: str) -> CallOut:
+    async with runtime.db.read() as session:
+        call = await service.find_call(session, org_id, call_sid)
+    return CallOut.build(call, public_url=runtime.settings.public_url)
+
+
+@router.get(
+    "/calls/{call_sid}",
+    response_model=CallEnvelope,
+    responses=error_responses(Unauthorized, NotFound, RateLimited),
+)
+async def get_call(call_sid: str, principal: CallStatusKeyDep, runtime: RuntimeDep) -> CallEnvelope:
+    """The call's current state. Poll every 2–3 s until it is terminal, or use webhooks."""
+    return CallEnvelope(data=await _call_out(runtime, principal.org_id, call_sid))
+
+
+@router.post(
+    "/calls/{call_sid}/hangup",
+    response_model=CallEnvelope,
+    responses=error_responses(Unauthorized, NotFound, RateLimited),
+)
+async def hangup_call(call_sid: str, principal: KeyDep, runtime: RuntimeDep) -> CallEnvelope:
+    """End a live call now (bridged time is billed as usual). Idempotent on ended calls."""
+    async with runtime.db.write() as session:
+        engine_must_act = await service.request_hangup(
+            session,
+            principal.org_id,
+            call_sid,
+            public_url=runtime.settings.public_url,
+            now=runtime.clock.now(),
+        )
+    if engine_must_act:
+        runtime.wake_engine()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HANGUP_WAIT_SEC
+        while loop.time() < deadline:
+            current = await _call_out(runtime, principal.org_id, call_sid)
+            if current.status in TERMINAL_STATUSES:
+                return CallEnvelope(data=current)
+            await asyncio.sleep(HANGUP_POLL_SEC)
+    return CallEnvelope(data=await _call_out(runtime, principal.org_id, call_sid))
+
+
+@router.get(
+    "/call-logs",
+    response_model=CallList,
+    responses=error_responses(InvalidRequest, Unauthorized, RateLimited),
+)
+async def call_logs(
+    principal: KeyDep,
+    runtime: RuntimeDep,
+    page: PageDep,
+    dates: DateRangeDep,
+    status: Annotated[
+        str | None, Query(max_length=100, description="One or more, comma-separated.")
+    ] = None,
+    party: Annotated[str | None, Query(max_length=40, description="Party A or B.")] = None,
+) -> CallList:
+    """Call history, newest first, with filters on status, creation date and party."""
+    async with runtime.db.read() as session:
+        rows, total = await repository.page_of_calls(
+            session,
+            principal.org_id,
+            page,
+            dates=dates,
+            statuses=filters.statuses(status),
+            party=filters.party(party),
+        )
+    public_url = runtime.settings.public_url
+    return CallList(
+        data=[CallOut.build(r, public_url=public_url) for r in rows],
+        meta=PageMeta.build(page, total),
+    )

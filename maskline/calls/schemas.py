@@ -1,0 +1,108 @@
+"""The call object (SPEC §3) in the seed's shapes."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from maskline.calls.models import Call
+from maskline.kit.clock import rfc3339
+from maskline.kit.money import paise_to_rupees
+from maskline.kit.pagination import PageMeta
+
+
+def _whole_seconds(start: datetime | None, end: datetime | None) -> int:
+    if start is None or end is None:
+        return 0
+    return max(0, math.floor((end - start).total_seconds()))
+
+
+class CallOut(BaseModel):
+    call_sid: str
+    id: str
+    status: str
+    party_a: str
+    party_b: str
+    masked_number: str
+    caller_number: str
+    target_number: str
+    direction: str = "click_to_call"
+    created_at: str | None
+    started_at: str | None
+    answered_at: str | None
+    bridged_at: str | None
+    ended_at: str | None
+    duration_sec: int
+    talk_duration_sec: int
+    bill_duration_sec: int
+    price: int | float
+    currency: str = "INR"
+    max_duration_sec: int | None
+    ring_timeout_sec: int
+    record: bool
+    webhook_url: str | None
+    metadata: dict[str, str] | None
+    hangup_cause: str | None
+    hangup_by: str | None
+    failed_leg: str | None
+    sip_code: int | None
+    recording_status: str
+    recording_url: str | None = Field(
+        description="The API URL of the recording resource once recorded, else null."
+    )
+
+    @classmethod
+    def build(cls, call: Call, *, public_url: str) -> CallOut:
+        recording_url = None
+        if call.recording_status == "ready":
+            recording_url = f"{public_url.rstrip('/')}/v1/masking/calls/{call.call_sid}/recording"
+        metadata: Any = call.call_metadata
+        return cls(
+            call_sid=call.call_sid,
+            id=call.call_sid,
+            status=call.status,
+            party_a=call.party_a,
+            party_b=call.party_b,
+            masked_number=call.masked_number,
+            caller_number=call.masked_number,
+            target_number=call.party_a,
+            created_at=rfc3339(call.created_at),
+            started_at=rfc3339(call.started_at),
+            answered_at=rfc3339(call.answered_at),
+            bridged_at=rfc3339(call.bridged_at),
+            ended_at=rfc3339(call.ended_at),
+            duration_sec=_whole_seconds(call.answered_at, call.ended_at),
+            talk_duration_sec=_whole_seconds(call.bridged_at, call.ended_at),
+            bill_duration_sec=call.billed_pulses * call.pulse_sec,
+            price=paise_to_rupees(call.price_paise),
+            max_duration_sec=call.max_duration_sec,
+            ring_timeout_sec=call.ring_timeout_sec,
+            record=call.record,
+            webhook_url=call.webhook_url,
+            metadata=metadata,
+            hangup_cause=call.hangup_cause,
+            hangup_by=call.hangup_by,
+            failed_leg=call.failed_leg,
+            sip_code=call.sip_code,
+            recording_status=call.recording_status,
+            recording_url=recording_url,
+        )
+
+
+def talk_seconds(call: Call) -> int | None:
+    """Whole seconds bridged, or None when the call never bridged."""
+    if call.bridged_at is None or call.ended_at is None:
+        return None
+    return _whole_seconds(call.bridged_at, call.ended_at)
+
+
+class CallEnvelope(BaseModel):
+    data: CallOut
+
+
+class CallList(BaseModel):
+    data: list[CallOut]
+    meta: PageMeta

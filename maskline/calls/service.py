@@ -1,0 +1,169 @@
+"""Placing, reading and hanging up calls (SPEC §3)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maskline.billing import wallet
+from maskline.calls import idempotency
+from maskline.calls.flow import EVENT_NAMES, Emit, HangupRequested, Status, step
+from maskline.calls.idempotency import StoredResponse
+from maskline.calls.intake import NewCall
+from maskline.calls.lifecycle import apply_state, state_of
+from maskline.calls.models import LIVE_STATUSES, TERMINAL_STATUSES, Call
+from maskline.calls.schemas import CallOut
+from maskline.errors import InsufficientBalance, NoMaskedNumber, NotFound, RateLimited
+from maskline.kit.ids import new_call_sid
+from maskline.kit.money import pulse_price_paise
+from maskline.kit.scope import scoped
+from maskline.numbers.pool import lease_number
+from maskline.orgs.service import get_org
+from maskline.webhooks.outbox import record_call_event
+
+TOO_MANY_LIVE = "Too many live calls for this organisation."
+API_OWNER = "api"
+
+
+async def create_call(
+    session: AsyncSession,
+    org_id: str,
+    request: NewCall,
+    *,
+    default_carrier: str,
+    public_url: str,
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> StoredResponse:
+    """Accept a call: hold one minute, lease a masked number, store it and ``call.initiated``.
+
+    Checks run in SPEC §1's order: idempotency (409), balance (402), number pool (503).
+    """
+    if idempotency_key is not None:
+        stored = await idempotency.claim_key(
+            session, org_id, idempotency_key, request.fingerprint(), now=now
+        )
+        if stored is not None:
+            return stored
+    org = await get_org(session, org_id)
+    minute = wallet.minute_price_paise(org)
+    if not await wallet.hold(session, org_id, minute, now=now):
+        raise InsufficientBalance()
+    live = (
+        await session.execute(
+            select(func.count())
+            .select_from(Call)
+            .where(Call.org_id == org_id, Call.status.in_(LIVE_STATUSES))
+        )
+    ).scalar_one()
+    if live >= org.max_live_calls:
+        raise RateLimited(TOO_MANY_LIVE, headers={"Retry-After": "5"})
+    call_sid = new_call_sid()
+    masked = await lease_number(
+        session,
+        org_id=org_id,
+        party_a=request.party_a,
+        party_b=request.party_b,
+        call_sid=call_sid,
+        now=now,
+    )
+    if masked is None:
+        raise NoMaskedNumber()
+    call = Call(
+        call_sid=call_sid,
+        org_id=org_id,
+        carrier="sim" if org.is_sandbox else default_carrier,
+        party_a=request.party_a,
+        party_b=request.party_b,
+        masked_number=masked,
+        status=Status.INITIATED.value,
+        max_duration_sec=request.max_duration_sec,
+        ring_timeout_sec=request.ring_timeout_sec,
+        record=request.record,
+        webhook_url=request.webhook_url,
+        call_metadata=request.metadata,
+        created_at=now,
+        rate_paise=org.rate_paise,
+        pulse_sec=org.pulse_sec,
+        pulse_price_paise=pulse_price_paise(org.rate_paise, org.pulse_sec),
+        hold_paise=minute,
+        granted_pulses=0,
+        billed_pulses=0,
+        price_paise=0,
+        talk_sec=0,
+        recording_status="pending" if request.record else "none",
+        event_seq=0,
+    )
+    session.add(call)
+    # The call row is inserted with the event's flush (one statement fewer on the hot path).
+    await record_call_event(
+        session, call, EVENT_NAMES[Status.INITIATED], public_url=public_url, now=now
+    )
+    body = json.dumps(
+        {"data": CallOut.build(call, public_url=public_url).model_dump(mode="json")},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    response = StoredResponse(201, body)
+    if idempotency_key is not None:
+        await idempotency.store_response(session, org_id, idempotency_key, response)
+    return response
+
+
+def _valid_sid(call_sid: str) -> bool:
+    try:
+        return str(uuid.UUID(call_sid)) == call_sid.lower()
+    except ValueError:
+        return False
+
+
+async def find_call(session: AsyncSession, org_id: str, call_sid: str) -> Call:
+    """The organisation's call, or 404 (also for a malformed sid or another org's call)."""
+    if not _valid_sid(call_sid):
+        raise NotFound("No call with this call_sid.")
+    call = (
+        await session.execute(scoped(Call, org_id).where(Call.call_sid == call_sid.lower()))
+    ).scalar_one_or_none()
+    if call is None:
+        raise NotFound("No call with this call_sid.")
+    return call
+
+
+async def request_hangup(
+    session: AsyncSession, org_id: str, call_sid: str, *, public_url: str, now: datetime
+) -> bool:
+    """Ask for a live call to end. Returns True when the engine must act on it.
+
+    A call no engine has claimed yet is ended here and now; a claimed one is
+    flagged for its engine, which hangs up the legs.
+    """
+    call = await find_call(session, org_id, call_sid)
+    if call.status in TERMINAL_STATUSES:
+        return False
+    taken = (
+        await session.execute(
+            update(Call)
+            .where(Call.id == call.id, Call.engine_id.is_(None), Call.status == "initiated")
+            .values(engine_id=API_OWNER)
+            .returning(Call.id)
+        )
+    ).scalar_one_or_none()
+    if taken is None:
+        call.hangup_requested_at = call.hangup_requested_at or now
+        await session.flush()
+        return True
+    await session.refresh(call)
+    ended, commands = step(state_of(call), HangupRequested(now))
+    await apply_state(
+        session,
+        call,
+        ended,
+        events=[c.event for c in commands if isinstance(c, Emit)],
+        public_url=public_url,
+        now=now,
+    )
+    return False

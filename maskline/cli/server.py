@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import click
+
+from maskline.cli.context import Command, run
+from maskline.cli.options import json_option
+from maskline.cli.output import emit
+from maskline.kit.migrate import upgrade
+
+ROLES = ("all", "api", "engine", "worker")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--role", type=click.Choice(ROLES), default="all", show_default=True)
+def serve(host: str, port: int, role: str) -> None:
+    """Run the API, call engine and workers (or one role)."""
+    import uvicorn
+
+    from maskline.app import create_app
+    from maskline.kit.logging import configure_logging
+    from maskline.settings import Settings
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    app = create_app(settings, role=role)
+    config = uvicorn.Config(
+        app, host=host, port=port, loop="uvloop", lifespan="on", log_config=None, access_log=False
+    )
+    uvicorn.Server(config).run()
+
+
+@click.command()
+@json_option
+def migrate(as_json: bool) -> None:
+    """Bring the database schema up to date."""
+
+    async def work(cmd: Command) -> str:
+        return await upgrade(cmd.db)
+
+    emit({"revision": run(work, migrate=False)}, as_json=as_json)

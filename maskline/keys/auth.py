@@ -1,0 +1,72 @@
+"""The Bearer-key dependency: key (401) first, then the request budget (429)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from maskline.errors import RateLimited, Unauthorized
+from maskline.keys import service
+from maskline.keys.service import Principal
+from maskline.kit.web import STATE_BUDGET_HEADERS, get_runtime
+from maskline.runtime import Runtime
+
+CALL_STATUS_BUDGET = "call_status"
+DEFAULT_BUDGET = "default"
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("The Authorization header must be 'Bearer <key>'.")
+    return token.strip()
+
+
+async def _authenticate(request: Request, runtime: Runtime) -> Principal:
+    try:
+        raw = _bearer(request)
+        async with runtime.db.read() as session:
+            return await service.authenticate(session, raw, now=runtime.clock.now())
+    except Unauthorized:
+        # Guessing keys is limited per client address too (SPEC §7).
+        client = request.client.host if request.client else "unknown"
+        budget = await runtime.limiter.hit(
+            f"auth-failure:{client}", runtime.settings.auth_failure_limit_per_minute
+        )
+        if not budget.allowed:
+            raise RateLimited(
+                "Too many failed authentication attempts from this address.",
+                headers={"Retry-After": str(budget.retry_after_sec)},
+            ) from None
+        raise
+
+
+def authenticated(budget_name: str = DEFAULT_BUDGET) -> object:
+    """A dependency that authenticates the key and draws from its ``budget_name`` budget."""
+
+    async def dependency(request: Request) -> Principal:
+        runtime = get_runtime(request)
+        principal = await _authenticate(request, runtime)
+        settings = runtime.settings
+        if budget_name == CALL_STATUS_BUDGET:
+            limit = settings.call_status_rate_limit_per_minute
+        else:
+            limit = principal.rate_limit or settings.rate_limit_per_minute
+        budget = await runtime.limiter.hit(f"key:{principal.key_id}:{budget_name}", limit)
+        setattr(request.state, STATE_BUDGET_HEADERS, budget.headers())
+        if not budget.allowed:
+            raise RateLimited(headers={"Retry-After": str(budget.retry_after_sec)})
+        if principal.needs_touch:
+            async with runtime.db.write() as session:
+                await service.touch(session, principal.key_id, now=runtime.clock.now())
+        return principal
+
+    return Depends(dependency)
+
+
+KeyDep = Annotated[Principal, authenticated()]
+CallStatusKeyDep = Annotated[Principal, authenticated(CALL_STATUS_BUDGET)]

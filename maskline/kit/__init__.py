@@ -1,0 +1,1 @@
+"""Small shared infrastructure: no domain rules live here."""

@@ -1,0 +1,95 @@
+"""Choosing a masked number for a call (SPEC §2).
+
+A number is free for a call when no live call of either party uses it. That
+rule is enforced by the ``number_leases`` primary key (number, party), not by
+a read: two racing calls cannot both take it, on SQLite or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maskline.calls.models import Call, NumberLease
+from maskline.kit.upsert import insert_for
+from maskline.numbers.models import MaskedNumber
+
+CANDIDATES = 20
+
+
+async def _previous_number(session: AsyncSession, org_id: str, a: str, b: str) -> str | None:
+    """The number the same pair had last (either way round), for call-backs."""
+    pair = or_(
+        and_(Call.party_a == a, Call.party_b == b), and_(Call.party_a == b, Call.party_b == a)
+    )
+    return (
+        await session.execute(
+            select(Call.masked_number)
+            .where(Call.org_id == org_id, pair)
+            .order_by(Call.created_at.desc(), Call.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+async def _try_lease(
+    session: AsyncSession, number: str, parties: tuple[str, str], sid: str
+) -> bool:
+    stmt = (
+        insert_for(session, NumberLease)
+        .values([{"number": number, "party": p, "call_sid": sid} for p in parties])
+        .on_conflict_do_nothing()
+        .returning(NumberLease.party)
+    )
+    taken = list((await session.execute(stmt)).scalars())
+    if len(taken) == len(parties):
+        return True
+    if taken:
+        await session.execute(
+            delete(NumberLease).where(NumberLease.number == number, NumberLease.party.in_(taken))
+        )
+    return False
+
+
+async def lease_number(
+    session: AsyncSession, *, org_id: str, party_a: str, party_b: str, call_sid: str, now: datetime
+) -> str | None:
+    """Lease a masked number to a new call, or None when none is free for both parties."""
+    parties = (party_a, party_b)
+    in_use = exists().where(
+        NumberLease.number == MaskedNumber.number, NumberLease.party.in_(parties)
+    )
+    usable = or_(MaskedNumber.org_id == org_id, MaskedNumber.org_id.is_(None))
+    candidates = list(
+        (
+            await session.execute(
+                select(MaskedNumber.number)
+                .where(usable, ~in_use)
+                # Least recently used first; the organisation's own numbers before shared ones.
+                .order_by(
+                    MaskedNumber.last_used_at.is_not(None),
+                    MaskedNumber.last_used_at,
+                    MaskedNumber.org_id.is_(None),
+                    MaskedNumber.id,
+                )
+                .limit(CANDIDATES)
+            )
+        ).scalars()
+    )
+    previous = await _previous_number(session, org_id, party_a, party_b)
+    if previous in candidates:
+        candidates.remove(previous)
+        candidates.insert(0, previous)
+    for number in candidates:
+        if await _try_lease(session, number, parties, call_sid):
+            await session.execute(
+                update(MaskedNumber).where(MaskedNumber.number == number).values(last_used_at=now)
+            )
+            return number
+    return None
+
+
+async def release_number(session: AsyncSession, call_sid: str) -> None:
+    await session.execute(delete(NumberLease).where(NumberLease.call_sid == call_sid))

@@ -1,0 +1,33 @@
+"""What a running process holds: built once in the lifespan, passed to everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from maskline.calls.engine import CallEngine
+from maskline.kit.clock import Clock
+from maskline.kit.crypto import SecretBox
+from maskline.kit.db import Database
+from maskline.kit.ratelimit import RateLimiter
+from maskline.settings import Settings
+from maskline.webhooks.tasks import WebhookWorker
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    clock: Clock
+    box: SecretBox
+    limiter: RateLimiter
+    # In-process wake-ups (ARCHITECTURE §3); polling in the woken loops is the safety net.
+    engine: CallEngine | None = None
+    worker: WebhookWorker | None = None
+
+    def wake_engine(self) -> None:
+        if self.engine is not None:
+            self.engine.wake()
+
+    def wake_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()

@@ -1,0 +1,21 @@
+"""Every domain's tables, so that ``Base.metadata`` is whole (for Alembic)."""
+
+from maskline.billing import models as billing_models
+from maskline.calls import models as calls_models
+from maskline.keys import models as keys_models
+from maskline.kit.db import Base
+from maskline.numbers import models as numbers_models
+from maskline.orgs import models as orgs_models
+from maskline.webhooks import models as webhooks_models
+
+metadata = Base.metadata
+
+__all__ = [
+    "billing_models",
+    "calls_models",
+    "keys_models",
+    "metadata",
+    "numbers_models",
+    "orgs_models",
+    "webhooks_models",
+]

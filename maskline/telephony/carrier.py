@@ -1,0 +1,55 @@
+"""The one interface the call engine sees (ARCHITECTURE §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from maskline.telephony.events import Cause, Leg, LegEvent
+
+EventSink = Callable[[LegEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """Dial one leg: ``number`` is the party's 10-digit form, ``caller_id`` the masked number."""
+
+    call_sid: str
+    leg: Leg
+    number: str
+    caller_id: str
+    at: datetime
+
+
+class MediaSink(Protocol):
+    """Receives the bridged audio: 16-bit little-endian PCM at 8 kHz, per leg."""
+
+    def on_audio(self, leg: Leg, pcm: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Carrier(Protocol):
+    name: str
+
+    async def start(self, sink: EventSink) -> None:
+        """Begin delivering leg events to ``sink`` (called on the engine's loop)."""
+        ...
+
+    def dial(self, request: Dial) -> None:
+        """Start dialling a leg. Must return at once: the result arrives as events."""
+        ...
+
+    def hangup(
+        self, call_sid: str, leg: Leg, *, cause: Cause, at: datetime, tone: bool = False
+    ) -> None:
+        """End a leg at ``at`` (cancel it if still ringing); ``tone`` plays a short tone first."""
+        ...
+
+    def bridge(self, call_sid: str, *, at: datetime, media: MediaSink | None) -> None:
+        """Connect the two answered legs; the audio of both goes to ``media``."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,144 @@
+"""The organisation's webhook endpoint and signing secret (delivery lives in the worker)."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maskline.errors import InvalidRequest
+from maskline.kit.crypto import SecretBox
+from maskline.webhooks.models import WebhookDelivery, WebhookEndpoint
+from maskline.webhooks.repository import find_delivery
+from maskline.webhooks.signing import SECRET_PREFIX
+
+SECRET_BYTES = 32
+SHOWN_PREFIX_LENGTH = len(SECRET_PREFIX) + 4
+MAX_URL_LENGTH = 2048
+ROTATION_OVERLAP = timedelta(hours=24)
+
+
+def generate_secret() -> str:
+    """``whsec_`` + base64 of 32 random bytes (SPEC §6)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
+
+
+def check_url_shape(url: str, *, allow_private: bool) -> str:
+    """The URL's syntax rules of SPEC §6 (https, a host, no userinfo)."""
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidRequest("webhook_url must be at most 2048 characters.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise InvalidRequest("webhook_url is not a valid URL.") from None
+    allowed = ("https", "http") if allow_private else ("https",)
+    if parts.scheme not in allowed:
+        raise InvalidRequest("webhook_url must be an https URL.")
+    if not parts.hostname:
+        raise InvalidRequest("webhook_url must name a host.")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequest("webhook_url must not contain a user name or password.")
+    if port == 0:
+        raise InvalidRequest("webhook_url has an invalid port.")
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSecret:
+    url: str | None
+    secret: str | None
+
+
+async def create_endpoint(
+    session: AsyncSession, org_id: str, *, box: SecretBox, now: datetime
+) -> str:
+    """Give a new organisation its signing secret; returns the secret (shown once)."""
+    secret = generate_secret()
+    session.add(
+        WebhookEndpoint(
+            org_id=org_id,
+            url=None,
+            secret_enc=box.encrypt(secret),
+            secret_prefix=secret[:SHOWN_PREFIX_LENGTH],
+            enabled=True,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    await session.flush()
+    return secret
+
+
+async def get_endpoint(session: AsyncSession, org_id: str) -> WebhookEndpoint | None:
+    return (
+        await session.execute(select(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id))
+    ).scalar_one_or_none()
+
+
+async def set_url(
+    session: AsyncSession, org_id: str, url: str, *, box: SecretBox, now: datetime
+) -> EndpointSecret:
+    """Point the organisation at ``url`` (re-enabling it); the secret is kept.
+
+    The secret is returned only when this call had to create one.
+    """
+    endpoint = await get_endpoint(session, org_id)
+    if endpoint is None:
+        secret = await create_endpoint(session, org_id, box=box, now=now)
+        endpoint = await get_endpoint(session, org_id)
+        assert endpoint is not None
+        endpoint.url = url
+        await session.flush()
+        return EndpointSecret(url=url, secret=secret)
+    endpoint.url = url
+    endpoint.enabled = True
+    endpoint.updated_at = now
+    # Re-enabling releases the deliveries a 410 paused.
+    await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.org_id == org_id,
+            WebhookDelivery.to_endpoint.is_(True),
+            WebhookDelivery.status == "paused",
+        )
+        .values(status="pending", next_attempt_at=now, url=url)
+    )
+    await session.flush()
+    return EndpointSecret(url=url, secret=None)
+
+
+async def rotate_secret(
+    session: AsyncSession, org_id: str, *, box: SecretBox, now: datetime
+) -> EndpointSecret:
+    """A new signing secret; the old one keeps signing beside it for 24 hours (SPEC §6)."""
+    endpoint = await get_endpoint(session, org_id)
+    if endpoint is None:
+        secret = await create_endpoint(session, org_id, box=box, now=now)
+        return EndpointSecret(url=None, secret=secret)
+    secret = generate_secret()
+    endpoint.previous_secret_enc = endpoint.secret_enc
+    endpoint.previous_secret_expires_at = now + ROTATION_OVERLAP
+    endpoint.secret_enc = box.encrypt(secret)
+    endpoint.secret_prefix = secret[:SHOWN_PREFIX_LENGTH]
+    endpoint.updated_at = now
+    await session.flush()
+    return EndpointSecret(url=endpoint.url, secret=secret)
+
+
+async def replay(
+    session: AsyncSession, org_id: str | None, delivery_id: str, *, now: datetime
+) -> WebhookDelivery:
+    """Set a delivery to pending for an immediate attempt."""
+    row = await find_delivery(session, org_id, delivery_id)
+    row.status = "pending"
+    row.next_attempt_at = now
+    row.lease_owner = None
+    row.lease_expires_at = None
+    await session.flush()
+    return row

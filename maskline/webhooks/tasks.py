@@ -1,0 +1,282 @@
+"""The webhook worker: claims due deliveries by lease, sends them, records the outcome.
+
+A crash between sending and recording leaves the lease to lapse, and the
+delivery is sent again: a duplicate (receivers dedupe on ``webhook-id``),
+never a loss. It also gives event-feed cursors to newly committed events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from maskline.calls.idempotency import purge_expired
+from maskline.kit.clock import Clock
+from maskline.kit.crypto import SecretBox
+from maskline.kit.db import Database
+from maskline.kit.ids import random_base62
+from maskline.settings import Settings
+from maskline.webhooks import delivery as sending
+from maskline.webhooks.feed import assign_cursors
+from maskline.webhooks.models import CallEvent, WebhookDelivery, WebhookEndpoint
+
+log = logging.getLogger("maskline.webhooks")
+
+LEASE = timedelta(seconds=60)
+BATCH = 50
+CONCURRENCY = 32
+POLL_SEC = 1.0
+UNFINISHED = ("pending", "paused")
+PURGE_EVERY_SEC = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    delivery_id: str
+    org_id: str
+    url: str
+    event_id: str
+    body: bytes
+    attempts: int
+    to_endpoint: bool
+
+
+def _due(now: datetime) -> object:
+    earlier = aliased(WebhookDelivery)
+    blocked = exists().where(
+        earlier.call_sid == WebhookDelivery.call_sid,
+        earlier.url == WebhookDelivery.url,
+        earlier.sequence < WebhookDelivery.sequence,
+        earlier.status.in_(UNFINISHED),
+    )
+    return and_(
+        WebhookDelivery.status == "pending",
+        WebhookDelivery.next_attempt_at <= now,
+        (WebhookDelivery.lease_expires_at.is_(None)) | (WebhookDelivery.lease_expires_at < now),
+        # For one call and one URL, an event waits until every earlier one is settled.
+        (WebhookDelivery.call_sid.is_(None)) | ~blocked,
+    )
+
+
+async def secrets_for(
+    session: AsyncSession, org_id: str, box: SecretBox, now: datetime
+) -> list[str]:
+    """The signing secrets, newest first (the previous one for 24 h after a rotation)."""
+    endpoint = (
+        await session.execute(select(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id))
+    ).scalar_one()
+    secrets = [box.decrypt(endpoint.secret_enc)]
+    if (
+        endpoint.previous_secret_enc
+        and endpoint.previous_secret_expires_at is not None
+        and endpoint.previous_secret_expires_at > now
+    ):
+        secrets.append(box.decrypt(endpoint.previous_secret_enc))
+    return secrets
+
+
+async def record_outcome(
+    session: AsyncSession, job: Job, result: sending.AttemptResult, *, now: datetime
+) -> WebhookDelivery:
+    row = (
+        await session.execute(select(WebhookDelivery).where(WebhookDelivery.id == job.delivery_id))
+    ).scalar_one()
+    row.attempts += 1
+    row.last_status_code = result.status_code
+    row.last_error = result.error
+    row.last_latency_ms = result.latency_ms
+    row.lease_owner = None
+    row.lease_expires_at = None
+    if result.ok:
+        row.status = "succeeded"
+        row.succeeded_at = now
+        row.next_attempt_at = None
+    elif result.gone and job.to_endpoint:
+        # 410 Gone: the endpoint is disabled and its deliveries wait for `webhook set`.
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.org_id == job.org_id)
+            .values(enabled=False, updated_at=now)
+        )
+        await session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.org_id == job.org_id,
+                WebhookDelivery.to_endpoint.is_(True),
+                WebhookDelivery.status == "pending",
+            )
+            .values(status="paused")
+        )
+        row.status = "paused"
+    else:
+        retry_at = sending.next_attempt_at(row.attempts, now, result.retry_after)
+        row.status = "pending" if retry_at is not None else "failed"
+        row.next_attempt_at = retry_at
+    await session.flush()
+    return row
+
+
+class WebhookWorker:
+    def __init__(self, *, db: Database, clock: Clock, settings: Settings, box: SecretBox) -> None:
+        self.db = db
+        self.clock = clock
+        self.settings = settings
+        self.box = box
+        self.worker_id = f"wrk_{random_base62(12)}"
+        self.lag_seconds: list[float] = []
+        self._wake = asyncio.Event()
+        self._running = True
+        self._loops: list[asyncio.Task[None]] = []
+        self._client = sending.new_client()
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight_ids: set[str] = set()
+        self._next_purge = 0.0
+
+    async def start(self) -> None:
+        self._loops = [asyncio.create_task(self._loop(self._work_once))]
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._running = False
+        self._wake.set()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=sending.TIMEOUT_SEC + 1)
+        await self._client.aclose()
+
+    async def _loop(self, body: Callable[[], Awaitable[bool]]) -> None:
+        while self._running:
+            self._wake.clear()
+            try:
+                more = await body()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook worker failed; retrying")
+                more = False
+            if not more:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_SEC)
+
+    async def _work_once(self) -> bool:
+        async with self.db.write() as session:
+            await assign_cursors(session)
+            if self.clock.monotonic() >= self._next_purge:
+                # Idempotency keys are kept 24 h (SPEC §3); then they go.
+                await purge_expired(session, now=self.clock.now())
+                self._next_purge = self.clock.monotonic() + PURGE_EVERY_SEC
+        jobs = await self._claim()
+        for job in jobs:
+            self._inflight_ids.add(job.delivery_id)
+            await self._slots.acquire()
+            task = asyncio.create_task(self._deliver(job))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        return len(jobs) == BATCH
+
+    async def _claim(self) -> list[Job]:
+        now = self.clock.now()
+        async with self.db.write() as session:
+            due = (
+                select(WebhookDelivery.id)
+                .where(_due(now))  # type: ignore[arg-type]
+                # Never our own attempts still in flight, whatever their lease says.
+                .where(WebhookDelivery.id.not_in(self._inflight_ids))
+                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.sequence)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+            rows = (
+                await session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id.in_(due.scalar_subquery()))
+                    .values(lease_owner=self.worker_id, lease_expires_at=now + LEASE)
+                    .returning(
+                        WebhookDelivery.id,
+                        WebhookDelivery.org_id,
+                        WebhookDelivery.url,
+                        WebhookDelivery.event_id,
+                        WebhookDelivery.attempts,
+                        WebhookDelivery.to_endpoint,
+                    )
+                )
+            ).all()
+            if not rows:
+                return []
+            found = await session.execute(
+                select(CallEvent.id, CallEvent.payload).where(
+                    CallEvent.id.in_([r.event_id for r in rows])
+                )
+            )
+            payloads = {event_id: payload for event_id, payload in found}
+        return [
+            Job(
+                r.id,
+                r.org_id,
+                r.url,
+                r.event_id,
+                payloads[r.event_id].encode(),
+                r.attempts,
+                r.to_endpoint,
+            )
+            for r in rows
+        ]
+
+    async def _deliver(self, job: Job) -> None:
+        try:
+            await deliver(
+                job,
+                db=self.db,
+                clock=self.clock,
+                box=self.box,
+                client=self._client,
+                allow_private=self.settings.allow_private_webhooks,
+            )
+        except Exception:
+            log.exception("delivery %s failed to run", job.delivery_id)
+        finally:
+            self._inflight_ids.discard(job.delivery_id)
+            self._slots.release()
+            # An earlier event settled: a later one of the same call may be due now.
+            self._wake.set()
+
+
+async def deliver(
+    job: Job,
+    *,
+    db: Database,
+    clock: Clock,
+    box: SecretBox,
+    client: httpx.AsyncClient,
+    allow_private: bool,
+) -> WebhookDelivery:
+    """Make one attempt of ``job`` and record its outcome (used by the worker and the CLI)."""
+    now = clock.now()
+    async with db.read() as session:
+        secrets = await secrets_for(session, job.org_id, box, now)
+    result = await sending.attempt(
+        client,
+        url=job.url,
+        body=job.body,
+        msg_id=job.event_id,
+        secrets=secrets,
+        timestamp=int(now.timestamp()),
+        allow_private=allow_private,
+        now=now,
+    )
+    async with db.write() as session:
+        return await record_outcome(session, job, result, now=clock.now())

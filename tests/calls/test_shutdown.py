@@ -1,0 +1,80 @@
+"""SPEC §8: on SIGTERM live calls end with SYSTEM_SHUTDOWN, bridged time billed, none left live."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import Cli
+from tests.support.server import running_server
+
+
+def _wait(base: str, auth: dict[str, str], sid: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while True:
+        data: dict[str, Any] = httpx.get(f"{base}/v1/masking/calls/{sid}", headers=auth).json()[
+            "data"
+        ]
+        if data["status"] == status:
+            return data
+        assert time.monotonic() < deadline, f"call stayed {data['status']}"
+        time.sleep(0.05)
+
+
+class TestSigterm:
+    def test_live_calls_end_with_system_shutdown_and_bridged_time_is_billed(
+        self, cli: Cli, cli_settings_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        org = cli.ok("org", "create", "shutdown", "--balance", "20")
+        cli.ok("numbers", "add", "918070000001", "918070000002", "--org", "shutdown")
+        auth = {"Authorization": f"Bearer {org['api_key']}"}
+        env = {
+            **cli_settings_env,
+            "MASKLINE_SIM_RING_SEC": "0.2",
+            "MASKLINE_SIM_TALK_SEC": "3600",
+        }
+        with running_server(env, tmp_path) as server:
+            base = server.base_url
+            talking = httpx.post(
+                f"{base}/v1/masking/calls",
+                headers=auth,
+                json={"party_a": "9876543210", "party_b": "9123456789"},
+            ).json()["data"]
+            ringing = httpx.post(
+                f"{base}/v1/masking/calls",
+                headers=auth,
+                json={"party_a": "9876540000", "party_b": "9123456780", "ring_timeout_sec": 120},
+            ).json()["data"]
+            _wait(base, auth, talking["call_sid"], "in-progress")
+            _wait(base, auth, ringing["call_sid"], "ringing")
+            os.killpg(server.process.pid, signal.SIGTERM)
+            # uvicorn finishes its graceful shutdown, then re-raises the signal it caught.
+            assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+
+        ended = cli.ok("calls", "show", talking["call_sid"])
+        assert (ended["status"], ended["hangup_cause"], ended["hangup_by"]) == (
+            "completed",
+            "SYSTEM_SHUTDOWN",
+            "system",
+        )
+        assert (ended["bill_duration_sec"], ended["price"]) == (60, 1.5)
+        cancelled = cli.ok("calls", "show", ringing["call_sid"])
+        assert (cancelled["status"], cancelled["hangup_cause"], cancelled["price"]) == (
+            "failed",
+            "SYSTEM_SHUTDOWN",
+            0,
+        )
+        wallet = cli.ok("wallet", "show", "--org", "shutdown")
+        assert (wallet["balance"], wallet["reserved"]) == (18.5, 0)
+
+    def test_calls_show_of_an_unknown_call_fails(self, cli: Cli) -> None:
+        result = cli("calls", "show", "d28be7cd-9840-4b23-9627-199f1ef81fc6")
+        assert (result.code, result.stderr) == (
+            1,
+            "error: No call with call_sid 'd28be7cd-9840-4b23-9627-199f1ef81fc6'.\n",
+        )

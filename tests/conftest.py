@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from maskline.settings import Settings
+from tests.support.api import Api, running_api
+from tests.support.cli import CliResult, run_cli
+from tests.support.databases import fresh_database
+
+TEST_SECRET_KEY = "test-secret-key-not-for-production"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One migrated database for the session; tests isolate themselves by organisation."""
+    with fresh_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "secret_key": TEST_SECRET_KEY,
+        "data_dir": data_dir,
+        "redis_url": None,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path / "data")
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    async with running_api(settings) as running:
+        yield running
+
+
+@pytest.fixture
+def cli_settings_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "MASKLINE_DATABASE_URL": database_url,
+        "MASKLINE_SECRET_KEY": TEST_SECRET_KEY,
+        "MASKLINE_DATA_DIR": str(tmp_path / "data"),
+    }
+
+
+class Cli:
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+
+    def __call__(self, *args: str) -> CliResult:
+        return run_cli(*args, env=self.env, cwd=self.cwd)
+
+    def ok(self, *args: str) -> dict[str, object]:
+        result = self(*args, "--json")
+        assert result.code == 0, result.stderr
+        assert result.stderr == ""
+        payload: dict[str, object] = result.json
+        return payload
+
+
+@pytest.fixture
+def cli(cli_settings_env: dict[str, str], tmp_path: Path) -> Cli:
+    return Cli(cli_settings_env, tmp_path)

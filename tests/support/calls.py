@@ -1,0 +1,47 @@
+"""Placing calls through the API and waiting for them to reach a status."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.support.api import Api, OrgHandle
+
+TERMINAL = ("completed", "failed", "no-answer")
+
+
+async def place(api: Api, org: OrgHandle, **body: Any) -> dict[str, Any]:
+    body.setdefault("party_a", "9876543210")
+    body.setdefault("party_b", "9123456789")
+    response = await api.client.post("/v1/masking/calls", headers=org.auth, json=body)
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+async def wait_for(
+    api: Api,
+    org: OrgHandle,
+    call_sid: str,
+    statuses: tuple[str, ...] = TERMINAL,
+    *,
+    within: float = 20.0,
+) -> dict[str, Any]:
+    """Poll the call until its status is one of ``statuses`` (a deadline, not a sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        response = await api.client.get(f"/v1/masking/calls/{call_sid}", headers=org.auth)
+        assert response.status_code == 200, response.text
+        data: dict[str, Any] = response.json()["data"]
+        if data["status"] in statuses:
+            return data
+        if loop.time() > deadline:
+            raise AssertionError(f"call stayed {data['status']!r}, wanted {statuses}")
+        await asyncio.sleep(0.02)
+
+
+async def billing(api: Api, org: OrgHandle) -> dict[str, Any]:
+    response = await api.client.get("/v1/masking/billing", headers=org.auth)
+    data: dict[str, Any] = response.json()["data"]
+    return data

@@ -1,0 +1,64 @@
+"""SPEC §8: the sim's synthetic audio, a distinct tone per party, 8 kHz frames."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import struct
+from datetime import timedelta
+
+from maskline.kit.clock import ScaledClock
+from maskline.telephony.events import Cause, Leg, LegEvent, LegHungUp
+from maskline.telephony.sim.audio import SAMPLE_RATE
+from maskline.telephony.sim.carrier import SimCarrier
+
+
+class Capture:
+    def __init__(self) -> None:
+        self.audio: dict[Leg, bytearray] = {Leg.A: bytearray(), Leg.B: bytearray()}
+        self.closed = False
+
+    def on_audio(self, leg: Leg, pcm: bytes) -> None:
+        self.audio[leg] += pcm
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def dominant_hz(pcm: bytes) -> int:
+    """The strongest frequency of the first second, by a plain DFT over whole hertz."""
+    samples = struct.unpack(f"<{SAMPLE_RATE}h", pcm[: SAMPLE_RATE * 2])
+
+    def power(freq: int) -> float:
+        re = sum(s * math.cos(2 * math.pi * freq * n / SAMPLE_RATE) for n, s in enumerate(samples))
+        im = sum(s * math.sin(2 * math.pi * freq * n / SAMPLE_RATE) for n, s in enumerate(samples))
+        return re * re + im * im
+
+    return max((300, 440, 600, 1000, 1400), key=power)
+
+
+async def test_bridged_audio_is_a_tone_per_party_for_exactly_the_talk_time() -> None:
+    clock = ScaledClock(50)
+    sim = SimCarrier(clock, ring_sec=2, talk_sec=3)
+    events: list[LegEvent] = []
+    hung_up = asyncio.Event()
+
+    def sink(event: LegEvent) -> None:
+        events.append(event)
+        if isinstance(event, LegHungUp):
+            hung_up.set()
+
+    await sim.start(sink)
+    capture = Capture()
+    start = clock.now()
+    sim.bridge("c-1", at=start, media=capture)
+    await asyncio.wait_for(hung_up.wait(), 5)
+    (hangup,) = events
+    assert (hangup.leg, hangup.at) == (Leg.A, start + timedelta(seconds=3))
+    sim.hangup("c-1", Leg.B, cause=Cause.NORMAL_CLEARING, at=hangup.at)
+    assert capture.closed
+    # 3 s of 8 kHz 16-bit audio on each side.
+    assert len(capture.audio[Leg.A]) == len(capture.audio[Leg.B]) == 3 * SAMPLE_RATE * 2
+    assert dominant_hz(bytes(capture.audio[Leg.A])) == 440
+    assert dominant_hz(bytes(capture.audio[Leg.B])) == 1000
+    await sim.close()

@@ -1,0 +1,114 @@
+"""The seed's own snippets (curl, Python requests, Node fetch) work against maskline
+unchanged but for the base URL and the key, and the call completes by itself."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import Cli
+from tests.support.server import running_server
+
+SEED_BASE = "https://voice-api.edesy.in/v1"
+
+CURL = """curl -X POST https://voice-api.edesy.in/v1/masking/calls \\
+-H "Authorization: Bearer vp_YOUR_API_KEY" \\
+-H "Content-Type: application/json" \\
+-d '{
+"party_a": "9876543210",
+"party_b": "9123456789"
+}'"""
+
+NODE = """const response = await fetch("https://voice-api.edesy.in/v1/masking/calls", {
+method: "POST",
+headers: {
+"Authorization": "Bearer vp_YOUR_API_KEY",
+"Content-Type": "application/json",
+},
+body: JSON.stringify({
+party_a: "9876543210",
+party_b: "9123456789",
+}),
+});
+const data = await response.json();
+console.log(JSON.stringify(data));"""
+
+PYTHON = """import requests
+response = requests.post(
+"https://voice-api.edesy.in/v1/masking/calls",
+headers={
+"Authorization": "Bearer vp_YOUR_API_KEY",
+"Content-Type": "application/json",
+},
+json={"party_a": "9876543210", "party_b": "9123456789"},
+)
+import json; print(json.dumps(response.json()))"""
+
+
+def _adapt(snippet: str, base: str, key: str) -> str:
+    return snippet.replace(SEED_BASE, f"{base}/v1").replace("vp_YOUR_API_KEY", key)
+
+
+def _completed(base: str, key: str, sid: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        response = httpx.get(
+            f"{base}/v1/masking/calls/{sid}", headers={"Authorization": f"Bearer {key}"}
+        )
+        data: dict[str, Any] = response.json()["data"]
+        if data["status"] in ("completed", "failed", "no-answer"):
+            return data
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+class TestSeedSnippets:
+    def test_curl_python_and_node_place_calls_that_complete(
+        self, cli: Cli, cli_settings_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        org = cli.ok("org", "create", "seed-snippets", "--balance", "50")
+        cli.ok(
+            "numbers",
+            "add",
+            "918071000001",
+            "918071000002",
+            "918071000003",
+            "--org",
+            "seed-snippets",
+        )
+        key = str(org["api_key"])
+        env = {**cli_settings_env, "MASKLINE_SIM_RING_SEC": "0.2", "MASKLINE_SIM_TALK_SEC": "1"}
+        node_file = tmp_path / "seed.mjs"
+        with running_server(env, tmp_path) as server:
+            node_file.write_text(_adapt(NODE, server.base_url, key))
+            commands = {
+                "curl": ["bash", "-c", _adapt(CURL, server.base_url, key)],
+                "python": [sys.executable, "-c", _adapt(PYTHON, server.base_url, key)],
+                "node": ["node", str(node_file)],
+            }
+            sids = []
+            for name, command in commands.items():
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=60, check=False
+                )
+                assert done.returncode == 0, (name, done.stderr)
+                data = json.loads(done.stdout)["data"]
+                assert (data["status"], data["party_a"], data["party_b"]) == (
+                    "initiated",
+                    "9876543210",
+                    "9123456789",
+                ), name
+                sids.append(data["call_sid"])
+            for sid in sids:
+                call = _completed(server.base_url, key, sid)
+                assert (call["status"], call["hangup_cause"], call["price"]) == (
+                    "completed",
+                    "NORMAL_CLEARING",
+                    1.5,
+                )

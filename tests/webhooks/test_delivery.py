@@ -1,0 +1,225 @@
+"""SPEC §6: signed, ordered, at-least-once webhook delivery to a real local receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from datetime import datetime
+from typing import Any
+
+from maskline.webhooks.signing import edesy_signature, standard_signature
+from tests.support.api import Api
+from tests.support.calls import place, wait_for
+from tests.support.receiver import Received, Receiver, until
+from tests.webhooks.conftest import point_at
+
+LIFECYCLE = ["call.initiated", "call.ringing", "call.answered", "call.bridged", "call.completed"]
+
+
+def events_of(requests: list[Received], call_sid: str, *, ok_only: bool = True) -> list[Any]:
+    return [
+        r.json
+        for r in requests
+        if r.json.get("call_sid") == call_sid and (not ok_only or r.answered < 300)
+    ]
+
+
+def has(call_sid: str, count: int) -> Any:
+    return lambda requests: len(events_of(requests, call_sid)) >= count
+
+
+async def deliveries(api: Api, auth: dict[str, str], **params: str) -> list[dict[str, Any]]:
+    response = await api.client.get("/v1/webhooks/deliveries", headers=auth, params=params)
+    assert response.status_code == 200, response.text
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
+
+
+async def settled_deliveries(
+    api: Api, auth: dict[str, str], done: Any, **params: str
+) -> list[dict[str, Any]]:
+    """The delivery log once ``done(rows)`` holds (the worker records after the POST)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:
+        rows = await deliveries(api, auth, **params)
+        if done(rows):
+            return rows
+        assert loop.time() < deadline, rows
+        await asyncio.sleep(0.02)
+
+
+class TestLifecycle:
+    async def test_every_event_arrives_in_order_and_both_signatures_verify(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        org = await api.make_org("hook-order", balance="10", numbers=1)
+        await point_at(api, org, receiver.url)
+        placed = await place(api, org)
+        final = await wait_for(api, org, placed["call_sid"])
+        requests = await until(receiver, has(placed["call_sid"], 5))
+        got = [r for r in requests if r.json.get("call_sid") == placed["call_sid"]]
+        assert [r.json["event"] for r in got] == LIFECYCLE
+        assert [r.json["sequence"] for r in got] == [1, 2, 3, 4, 5]
+        assert got[-1].json["data"] == final
+        for request in got:
+            expected = hmac.new(org.webhook_secret.encode(), request.body, hashlib.sha256)
+            assert request.headers["x-edesy-signature"] == expected.hexdigest()
+            assert request.headers["webhook-id"] == request.json["id"]
+            # (The standardwebhooks package itself is run in test_cli_webhooks.py: here the
+            # clock runs fast, and it would rightly refuse timestamps from the future.)
+            assert request.headers["webhook-signature"] == standard_signature(
+                org.webhook_secret,
+                request.headers["webhook-id"],
+                int(request.headers["webhook-timestamp"]),
+                request.body,
+            )
+            assert request.headers["content-type"] == "application/json"
+
+    async def test_a_per_call_url_overrides_the_endpoint(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        org = await api.make_org("hook-override", balance="10", numbers=1)
+        await point_at(api, org, "http://127.0.0.1:9/never")
+        placed = await place(api, org, webhook_url=receiver.url, party_a="9876540001")
+        requests = await until(receiver, has(placed["call_sid"], 2))
+        assert [r["event"] for r in events_of(requests, placed["call_sid"])] == [
+            "call.initiated",
+            "call.failed",
+        ]
+        assert requests[-1].headers["x-edesy-signature"] == edesy_signature(
+            org.webhook_secret, requests[-1].body
+        )
+
+
+class TestRetries:
+    async def test_500_three_times_then_200_arrives_on_the_fourth_attempt(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        org = await api.make_org("hook-retry", balance="10", numbers=1)
+        await point_at(api, org, receiver.url)
+        receiver.script = [500, 500, 500]
+        placed = await place(api, org, party_a="9876540002")  # initiated, then failed
+        requests = await until(receiver, has(placed["call_sid"], 2), within=30)
+        attempts = [r for r in requests if r.json["event"] == "call.initiated"]
+        assert [r.answered for r in attempts] == [500, 500, 500, 200]
+        assert len({r.headers["webhook-id"] for r in attempts}) == 1
+        assert len({r.body for r in attempts}) == 1
+        stamps = [int(r.headers["webhook-timestamp"]) for r in attempts]
+        assert stamps == sorted(stamps)
+        assert stamps[0] < stamps[-1]
+        # The next event waited for the first to settle.
+        assert requests.index(attempts[-1]) < max(
+            i for i, r in enumerate(requests) if r.json["event"] == "call.failed"
+        )
+        rows = await settled_deliveries(
+            api,
+            org.auth,
+            lambda rows: rows[0]["status"] != "pending",
+            call_sid=placed["call_sid"],
+            event="call.initiated",
+        )
+        assert [(d["status"], d["attempts"], d["last_status_code"]) for d in rows] == [
+            ("succeeded", 4, 200)
+        ]
+
+    async def test_a_receiver_that_was_down_gets_everything_when_it_returns(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        org = await api.make_org("hook-down", balance="10", numbers=1)
+        port = receiver.port
+        receiver.close()
+        await point_at(api, org, f"http://127.0.0.1:{port}/hooks")
+        placed = await place(api, org)
+        await wait_for(api, org, placed["call_sid"])
+        rows = await deliveries(api, org.auth, call_sid=placed["call_sid"])
+        assert {d["status"] for d in rows} == {"pending"}
+        assert max(d["attempts"] for d in rows) >= 1
+        back = Receiver(port)
+        try:
+            requests = await until(back, has(placed["call_sid"], 5), within=30)
+            assert [r["event"] for r in events_of(requests, placed["call_sid"])] == LIFECYCLE
+        finally:
+            back.close()
+
+    async def test_retry_after_is_honoured_on_429(self, api: Api, receiver: Receiver) -> None:
+        org = await api.make_org("hook-429", balance="10", numbers=1)
+        await point_at(api, org, receiver.url)
+        receiver.script = [(429, {"Retry-After": "3600"})]
+        placed = await place(api, org, party_a="9876540002")
+        requests = await until(receiver, lambda rs: any(r.answered == 429 for r in rs))
+        attempted_at = int(requests[0].headers["webhook-timestamp"])
+        rows = await settled_deliveries(
+            api,
+            org.auth,
+            lambda rows: rows[0]["attempts"] == 1,
+            call_sid=placed["call_sid"],
+            event="call.initiated",
+        )
+        (row,) = rows
+        assert (row["status"], row["attempts"], row["last_status_code"]) == ("pending", 1, 429)
+        assert row["last_error"] == "HTTP 429"
+        wait = datetime.fromisoformat(row["next_attempt_at"]).timestamp() - attempted_at
+        # An hour after the attempt (the clock runs 600× fast: a few simulated seconds of slack),
+        # not the 5 s of the schedule.
+        assert 3600 <= wait <= 3660
+
+    async def test_410_pauses_the_endpoint_until_it_is_set_again(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        org = await api.make_org("hook-410", balance="10", numbers=1)
+        await point_at(api, org, receiver.url)
+        receiver.script = [410]
+        placed = await place(api, org, party_a="9876540002")
+        await wait_for(api, org, placed["call_sid"])
+        await until(receiver, lambda rs: any(r.answered == 410 for r in rs))
+        rows = await settled_deliveries(
+            api,
+            org.auth,
+            lambda rows: all(d["status"] == "paused" for d in rows),
+            call_sid=placed["call_sid"],
+        )
+        assert sorted(d["status"] for d in rows) == ["paused", "paused"]
+        await point_at(api, org, receiver.url)
+        requests = await until(receiver, has(placed["call_sid"], 2))
+        assert [r["event"] for r in events_of(requests, placed["call_sid"])] == [
+            "call.initiated",
+            "call.failed",
+        ]
+
+
+class TestReplay:
+    async def test_replay_sends_the_same_event_again(self, api: Api, receiver: Receiver) -> None:
+        org = await api.make_org("hook-replay", balance="10", numbers=1)
+        await point_at(api, org, receiver.url)
+        placed = await place(api, org, party_a="9876540002")
+        await until(receiver, has(placed["call_sid"], 2))
+        (row,) = await settled_deliveries(
+            api, org.auth, lambda rows: rows[0]["status"] == "succeeded", event="call.failed"
+        )
+        response = await api.client.post(
+            f"/v1/webhooks/deliveries/{row['id']}/replay", headers=org.auth
+        )
+        assert response.status_code == 202
+        assert response.json()["data"]["status"] == "pending"
+        requests = await until(receiver, has(placed["call_sid"], 3))
+        failed = [r for r in requests if r.json["event"] == "call.failed"]
+        assert len(failed) == 2
+        assert failed[0].body == failed[1].body
+        assert failed[0].headers["webhook-id"] == failed[1].headers["webhook-id"]
+
+    async def test_replaying_another_organisations_delivery_is_404(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        org = await api.make_org("hook-replay-owner", balance="10", numbers=1)
+        other = await api.make_org("hook-replay-other")
+        await point_at(api, org, receiver.url)
+        placed = await place(api, org, party_a="9876540002")
+        await until(receiver, has(placed["call_sid"], 2))
+        (row,) = await deliveries(api, org.auth, event="call.failed")
+        response = await api.client.post(
+            f"/v1/webhooks/deliveries/{row['id']}/replay", headers=other.auth
+        )
+        assert response.status_code == 404
+        assert await deliveries(api, other.auth) == []
