@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -47,6 +47,7 @@ from maskline.kit.clock import Clock, sleep_until
 from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
 from maskline.kit.logging import call_sid_var
+from maskline.kit.loops import Loops
 from maskline.settings import Settings
 from maskline.telephony.carrier import Carrier, Dial
 from maskline.telephony.events import Cause, Leg, LegEvent
@@ -241,9 +242,8 @@ class CallEngine:
         self.connect_latencies: deque[float] = deque(maxlen=100_000)
         self._on_events = on_events
         self._runners: dict[str, CallRunner] = {}
-        self._wake = asyncio.Event()
+        self._loops = Loops(clock, log)
         self._accepting = True
-        self._loops: list[asyncio.Task[None]] = []
         self._runner_tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------
@@ -251,16 +251,13 @@ class CallEngine:
     async def start(self) -> None:
         for carrier in self.carriers.values():
             await carrier.start(self._on_leg_event)
-        self._loops = [
-            asyncio.create_task(self._loop("claim", self._claim_once, POLL_SEC, wakeable=True)),
-            asyncio.create_task(self._loop("heartbeat", self._heartbeat, HEARTBEAT_SEC)),
-            asyncio.create_task(self._loop("watchdog", self._watchdog, WATCHDOG_SEC)),
-        ]
+        self._loops.start("engine claim", self._claim_once, POLL_SEC, wakeable=True)
+        self._loops.start("engine heartbeat", self._heartbeat, HEARTBEAT_SEC)
+        self._loops.start("engine watchdog", self._watchdog, WATCHDOG_SEC)
 
     async def stop(self) -> None:
         """Stop taking calls; after the grace period end live ones with SYSTEM_SHUTDOWN."""
         self._accepting = False
-        self._wake.set()
         if self._runners and self.settings.shutdown_grace_sec > 0:
             waiting = [r.done.wait() for r in self._runners.values()]
             with contextlib.suppress(TimeoutError):
@@ -270,14 +267,12 @@ class CallEngine:
             runner.post(Shutdown(now))
         if self._runner_tasks:
             await asyncio.wait(set(self._runner_tasks), timeout=SHUTDOWN_WAIT_SEC)
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self._loops.stop()
         for carrier in self.carriers.values():
             await carrier.close()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loops.wake()
 
     def carrier_for(self, name: str) -> Carrier:
         return self.carriers[name]
@@ -289,32 +284,6 @@ class CallEngine:
         runner = self._runners.get(event.call_sid)
         if runner is not None:
             runner.post(event)
-
-    async def _loop(
-        self,
-        name: str,
-        body: Callable[[], Awaitable[bool]],
-        every: float,
-        *,
-        wakeable: bool = False,
-    ) -> None:
-        while self._accepting:
-            if wakeable:
-                self._wake.clear()
-            try:
-                more = await body()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("engine %s failed; retrying", name)
-                more = False
-            if more:
-                continue
-            if wakeable:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), every)
-            else:
-                await self.clock.sleep(every)
 
     # -- writing -------------------------------------------------------------
 
@@ -358,6 +327,8 @@ class CallEngine:
     # -- claiming, heartbeats, hang-up requests ------------------------------
 
     async def _claim_once(self) -> bool:
+        if not self._accepting:
+            return False
         now = self.clock.now()
         async with self.db.write() as session:
             pending = (

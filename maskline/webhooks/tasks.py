@@ -8,9 +8,7 @@ never a loss. It also gives event-feed cursors to newly committed events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,6 +22,7 @@ from maskline.kit.clock import Clock
 from maskline.kit.crypto import SecretBox
 from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
+from maskline.kit.loops import Loops
 from maskline.settings import Settings
 from maskline.webhooks import delivery as sending
 from maskline.webhooks.feed import assign_cursors
@@ -133,9 +132,7 @@ class WebhookWorker:
         self.box = box
         self.worker_id = f"wrk_{random_base62(12)}"
         self.lag_seconds: list[float] = []
-        self._wake = asyncio.Event()
-        self._running = True
-        self._loops: list[asyncio.Task[None]] = []
+        self._loops = Loops(clock, log)
         self._client = sending.new_client()
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._inflight: set[asyncio.Task[None]] = set()
@@ -143,34 +140,16 @@ class WebhookWorker:
         self._next_purge = 0.0
 
     async def start(self) -> None:
-        self._loops = [asyncio.create_task(self._loop(self._work_once))]
+        self._loops.start("webhook worker", self._work_once, POLL_SEC, wakeable=True)
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loops.wake()
 
     async def stop(self) -> None:
-        self._running = False
-        self._wake.set()
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self._loops.stop()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=sending.TIMEOUT_SEC + 1)
         await self._client.aclose()
-
-    async def _loop(self, body: Callable[[], Awaitable[bool]]) -> None:
-        while self._running:
-            self._wake.clear()
-            try:
-                more = await body()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("webhook worker failed; retrying")
-                more = False
-            if not more:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_SEC)
 
     async def _work_once(self) -> bool:
         async with self.db.write() as session:
@@ -252,7 +231,7 @@ class WebhookWorker:
             self._inflight_ids.discard(job.delivery_id)
             self._slots.release()
             # An earlier event settled: a later one of the same call may be due now.
-            self._wake.set()
+            self._loops.wake()
 
 
 async def deliver(

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
+from maskline.kit.clock import ScaledClock
+from tests.calls.conftest import SPEED, call_settings
 from tests.conftest import Cli
+from tests.support.api import running_api
+from tests.support.calls import place, wait_for
 from tests.support.server import running_server
 
 
@@ -78,3 +84,44 @@ class TestSigterm:
             1,
             "error: No call with call_sid 'd28be7cd-9840-4b23-9627-199f1ef81fc6'.\n",
         )
+
+
+async def open_transactions(database_url: str) -> int:
+    """Transactions other connections still hold on the database (0 when nobody does)."""
+    if database_url.startswith("sqlite"):
+        probe = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=0)
+        probe.isolation_level = None
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return 0
+        except sqlite3.OperationalError:
+            return 1
+        finally:
+            probe.close()
+    conn = await asyncpg.connect(database_url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND state LIKE 'idle in transaction%'"
+        )
+        return count
+    finally:
+        await conn.close()
+
+
+class TestStop:
+    async def test_stopping_the_app_leaves_no_transaction_open(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        # Stopping while the engine and worker loops are busy must not leave a transaction
+        # behind (a cancelled BEGIN IMMEDIATE kept SQLite locked for the next process).
+        settings = call_settings(database_url, tmp_path / "data")
+        for round_ in range(6):
+            async with running_api(settings, clock=ScaledClock(SPEED)) as api:
+                org = await api.make_org(f"stop-{round_}", balance="10", numbers=1)
+                placed = await place(api, org, party_a="9876540001")
+                ended = await wait_for(api, org, placed["call_sid"])
+                assert ended["status"] == "failed"
+            assert await open_transactions(database_url) == 0
