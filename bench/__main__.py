@@ -6,13 +6,14 @@ import platform
 import sys
 from datetime import UTC, datetime
 
-from bench import call_logs, calls, webhooks
+from bench import call_logs, calls, recordings, webhooks
 
 
 def main() -> None:
     kinds = sys.argv[1:] or ["sqlite", "postgresql"]
     print(f"# maskline benchmarks, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"# {platform.node()} {platform.machine()} python {platform.python_version()}")
+    print(recordings.encode_speed(), flush=True)
     for kind in kinds:
         for split in (False, True):
             print(calls.post_throughput(kind, split=split), flush=True)

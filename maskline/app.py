@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,7 @@ from maskline.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    envelope,
 )
 from maskline.kit.clock import Clock, SystemClock
 from maskline.kit.crypto import SecretBox, resolve_secret_key
@@ -33,10 +35,15 @@ from maskline.kit.ratelimit import RateLimiter
 from maskline.kit.web import RequestContextMiddleware
 from maskline.ops.router import router as ops_router
 from maskline.orgs.sandbox import SandboxCreated, bootstrap_sandbox
+from maskline.recordings.router import router as recordings_router
+from maskline.recordings.signing import UrlSigner
+from maskline.recordings.storage import LocalStorage
+from maskline.recordings.tasks import RecordingWorker
 from maskline.runtime import Runtime
 from maskline.settings import Settings
 from maskline.stats.router import router as stats_router
 from maskline.telephony.carrier import Carrier
+from maskline.telephony.media.recorder import Spool
 from maskline.telephony.sim.carrier import SimCarrier
 from maskline.webhooks.router import router as webhooks_router
 from maskline.webhooks.tasks import WebhookWorker
@@ -47,10 +54,8 @@ Announce = Callable[[SandboxCreated], None]
 
 
 def _error_response(request: Request, error: AppError) -> JSONResponse:
-    body: dict[str, Any] = {"code": error.code, "message": error.message}
-    if error.status_code == 500:
-        body["request_id"] = getattr(request.state, "request_id", None)
-    return JSONResponse({"error": body}, status_code=error.status_code, headers=error.headers)
+    body = envelope(error, request_id=getattr(request.state, "request_id", None))
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -176,13 +181,18 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url)
         limiter = RateLimiter(settings.redis_url)
+        data_dir = Path(settings.data_dir)
+        spool = Spool(data_dir / "spool")
         try:
+            secret_key = resolve_secret_key(settings)
             runtime = Runtime(
                 settings=settings,
                 db=db,
                 clock=clock or SystemClock(),
-                box=SecretBox(resolve_secret_key(settings)),
+                box=SecretBox(secret_key),
                 limiter=limiter,
+                signer=UrlSigner(secret_key),
+                storage=LocalStorage(data_dir / "recordings"),
             )
             if db.is_sqlite:
                 await upgrade(db)
@@ -198,12 +208,22 @@ def create_app(
                     db=db, clock=runtime.clock, settings=settings, box=runtime.box
                 )
                 await runtime.worker.start()
+                runtime.recorder = RecordingWorker(
+                    db=db,
+                    clock=runtime.clock,
+                    settings=settings,
+                    spool=spool,
+                    storage=runtime.storage,
+                    on_events=runtime.wake_worker,
+                )
+                await runtime.recorder.start()
             if role in ("all", "engine"):
                 runtime.engine = CallEngine(
                     db=db,
                     clock=runtime.clock,
                     settings=settings,
                     carriers=_carriers(settings, runtime.clock),
+                    spool=spool,
                     on_events=runtime.wake_worker,
                 )
                 await runtime.engine.start()
@@ -213,6 +233,8 @@ def create_app(
             finally:
                 if runtime.engine is not None:
                     await runtime.engine.stop()
+                if runtime.recorder is not None:
+                    await runtime.recorder.stop()
                 if runtime.worker is not None:
                     await runtime.worker.stop()
         finally:
@@ -230,6 +252,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_router)
     app.include_router(calls_router)
+    app.include_router(recordings_router)
     app.include_router(stats_router)
     app.include_router(billing_router)
     app.include_router(webhooks_router)

@@ -102,6 +102,14 @@ class ConflictError(AppError):
     default_message = "The request conflicts with the stored state."
 
 
+def envelope(error: AppError, *, request_id: str | None = None) -> dict[str, object]:
+    """The SPEC §1 body of ``error``; a 500 names the request id (the log has the rest)."""
+    body: dict[str, object] = {"code": error.code, "message": error.message}
+    if error.status_code == 500:
+        body["request_id"] = request_id
+    return {"error": body}
+
+
 def error_responses(*errors: type[AppError]) -> dict[int | str, dict[str, object]]:
     """OpenAPI ``responses`` for a route: each error's status, with the envelope schema."""
     responses: dict[int | str, dict[str, object]] = {}

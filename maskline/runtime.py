@@ -9,6 +9,9 @@ from maskline.kit.clock import Clock
 from maskline.kit.crypto import SecretBox
 from maskline.kit.db import Database
 from maskline.kit.ratelimit import RateLimiter
+from maskline.recordings.signing import UrlSigner
+from maskline.recordings.storage import Storage
+from maskline.recordings.tasks import RecordingWorker
 from maskline.settings import Settings
 from maskline.webhooks.tasks import WebhookWorker
 
@@ -20,9 +23,12 @@ class Runtime:
     clock: Clock
     box: SecretBox
     limiter: RateLimiter
+    signer: UrlSigner
+    storage: Storage
     # In-process wake-ups (ARCHITECTURE §3); polling in the woken loops is the safety net.
     engine: CallEngine | None = None
     worker: WebhookWorker | None = None
+    recorder: RecordingWorker | None = None
 
     def wake_engine(self) -> None:
         if self.engine is not None:
@@ -31,3 +37,5 @@ class Runtime:
     def wake_worker(self) -> None:
         if self.worker is not None:
             self.worker.wake()
+        if self.recorder is not None:
+            self.recorder.wake()

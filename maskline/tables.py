@@ -6,6 +6,7 @@ from maskline.keys import models as keys_models
 from maskline.kit.db import Base
 from maskline.numbers import models as numbers_models
 from maskline.orgs import models as orgs_models
+from maskline.recordings import models as recordings_models
 from maskline.webhooks import models as webhooks_models
 
 metadata = Base.metadata
@@ -17,5 +18,6 @@ __all__ = [
     "metadata",
     "numbers_models",
     "orgs_models",
+    "recordings_models",
     "webhooks_models",
 ]

@@ -49,8 +49,9 @@ from maskline.kit.ids import random_base62
 from maskline.kit.logging import call_sid_var
 from maskline.kit.loops import Loops
 from maskline.settings import Settings
-from maskline.telephony.carrier import Carrier, Dial
+from maskline.telephony.carrier import Carrier, Dial, MediaSink
 from maskline.telephony.events import Cause, Leg, LegEvent
+from maskline.telephony.media.recorder import Spool
 
 log = logging.getLogger("maskline.engine")
 
@@ -86,6 +87,7 @@ class CallInfo:
     ring_timeout_sec: int
     max_duration_sec: int | None
     pulse_sec: int
+    record: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,7 @@ class CallRunner:
                     sid, command.leg, cause=command.cause, at=command.at, tone=command.tone
                 )
             elif isinstance(command, BridgeLegs):
-                carrier.bridge(sid, at=command.at, media=None)
+                carrier.bridge(sid, at=command.at, media=self._recorder())
             elif isinstance(command, StartRingTimer):
                 deadline = command.at + timedelta(seconds=self.info.ring_timeout_sec)
                 self._after(deadline, RingTimeout(command.leg, deadline))
@@ -157,6 +159,17 @@ class CallRunner:
             elif isinstance(command, Finish):
                 for timer in list(self._timers):
                     timer.cancel()
+
+    def _recorder(self) -> MediaSink | None:
+        spool = self.engine.spool
+        if not self.info.record or spool is None:
+            return None
+        try:
+            return spool.recorder(self.info.call_sid)
+        except OSError:
+            # The call goes on unrecorded; the recording job then fails as "no audio".
+            log.exception("cannot open the recording spool")
+            return None
 
     def _after(self, deadline: datetime, event: Event | _RenewCredit) -> None:
         async def fire() -> None:
@@ -232,9 +245,11 @@ class CallEngine:
         clock: Clock,
         settings: Settings,
         carriers: dict[str, Carrier],
+        spool: Spool | None = None,
         on_events: WakeHook | None = None,
     ) -> None:
         self.db = db
+        self.spool = spool
         self.clock = clock
         self.settings = settings
         self.carriers = carriers
@@ -366,6 +381,7 @@ class CallEngine:
             ring_timeout_sec=call.ring_timeout_sec,
             max_duration_sec=call.max_duration_sec,
             pulse_sec=call.pulse_sec,
+            record=call.record,
         )
         runner = CallRunner(self, info, state_of(call))
         self._runners[info.call_sid] = runner

@@ -17,6 +17,7 @@ from maskline.calls.flow import CallState, Phase, Status
 from maskline.calls.models import Call
 from maskline.calls.schemas import talk_seconds
 from maskline.numbers.pool import release_number
+from maskline.recordings import repository as recordings
 from maskline.webhooks.outbox import record_call_event
 
 
@@ -81,6 +82,8 @@ async def apply_state(
         await release_number(session, call.call_sid)
         if call.bridged_at is None:
             call.recording_status = "none"
+        elif call.record:
+            recordings.enqueue(session, call_sid=call.call_sid, org_id=call.org_id, now=now)
     await session.flush()
     for event in events:
         await record_call_event(session, call, event, public_url=public_url, now=now)

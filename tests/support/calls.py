@@ -27,14 +27,19 @@ async def wait_for(
     *,
     within: float = 20.0,
 ) -> dict[str, Any]:
-    """Poll the call until its status is one of ``statuses`` (a deadline, not a sleep)."""
+    """Poll the call until its status is one of ``statuses`` (a deadline, not a sleep).
+
+    An ended call is waited for until it has settled: its recording, if any, no
+    longer ``pending``, so the object returned is the last it will ever be.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
         response = await api.client.get(f"/v1/masking/calls/{call_sid}", headers=org.auth)
         assert response.status_code == 200, response.text
         data: dict[str, Any] = response.json()["data"]
-        if data["status"] in statuses:
+        settling = data["status"] in TERMINAL and data["recording_status"] == "pending"
+        if data["status"] in statuses and not settling:
             return data
         if loop.time() > deadline:
             raise AssertionError(f"call stayed {data['status']!r}, wanted {statuses}")

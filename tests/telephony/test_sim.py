@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import math
-import struct
 from datetime import timedelta
 
 from maskline.kit.clock import ScaledClock
 from maskline.telephony.events import Cause, Leg, LegEvent, LegHungUp
 from maskline.telephony.sim.audio import SAMPLE_RATE
 from maskline.telephony.sim.carrier import SimCarrier
+from tests.support.audio import dominant_hz
 
 
 class Capture:
@@ -23,18 +22,6 @@ class Capture:
 
     def close(self) -> None:
         self.closed = True
-
-
-def dominant_hz(pcm: bytes) -> int:
-    """The strongest frequency of the first second, by a plain DFT over whole hertz."""
-    samples = struct.unpack(f"<{SAMPLE_RATE}h", pcm[: SAMPLE_RATE * 2])
-
-    def power(freq: int) -> float:
-        re = sum(s * math.cos(2 * math.pi * freq * n / SAMPLE_RATE) for n, s in enumerate(samples))
-        im = sum(s * math.sin(2 * math.pi * freq * n / SAMPLE_RATE) for n, s in enumerate(samples))
-        return re * re + im * im
-
-    return max((300, 440, 600, 1000, 1400), key=power)
 
 
 async def test_bridged_audio_is_a_tone_per_party_for_exactly_the_talk_time() -> None:

@@ -14,7 +14,14 @@ from tests.support.calls import place, wait_for
 from tests.support.receiver import Received, Receiver, until
 from tests.webhooks.conftest import point_at
 
-LIFECYCLE = ["call.initiated", "call.ringing", "call.answered", "call.bridged", "call.completed"]
+LIFECYCLE = [
+    "call.initiated",
+    "call.ringing",
+    "call.answered",
+    "call.bridged",
+    "call.completed",
+    "recording.ready",
+]
 
 
 def events_of(requests: list[Received], call_sid: str, *, ok_only: bool = True) -> list[Any]:
@@ -58,10 +65,14 @@ class TestLifecycle:
         await point_at(api, org, receiver.url)
         placed = await place(api, org)
         final = await wait_for(api, org, placed["call_sid"])
-        requests = await until(receiver, has(placed["call_sid"], 5))
+        requests = await until(receiver, has(placed["call_sid"], 6))
         got = [r for r in requests if r.json.get("call_sid") == placed["call_sid"]]
         assert [r.json["event"] for r in got] == LIFECYCLE
-        assert [r.json["sequence"] for r in got] == [1, 2, 3, 4, 5]
+        assert [r.json["sequence"] for r in got] == [1, 2, 3, 4, 5, 6]
+        assert (final["recording_status"], got[-2].json["data"]["recording_status"]) == (
+            "ready",
+            "pending",
+        )
         assert got[-1].json["data"] == final
         for request in got:
             expected = hmac.new(org.webhook_secret.encode(), request.body, hashlib.sha256)
@@ -138,7 +149,7 @@ class TestRetries:
         assert max(d["attempts"] for d in rows) >= 1
         back = Receiver(port)
         try:
-            requests = await until(back, has(placed["call_sid"], 5), within=30)
+            requests = await until(back, has(placed["call_sid"], 6), within=30)
             assert [r["event"] for r in events_of(requests, placed["call_sid"])] == LIFECYCLE
         finally:
             back.close()

@@ -42,9 +42,9 @@ class TestEventFeed:
         second = await place(api, org, party_a="9876540001", party_b="9123456780")
         await wait_for(api, org, first["call_sid"])
         await wait_for(api, org, second["call_sid"])
-        events = await whole_feed(api, org, expect=7)
-        assert len({e["id"] for e in events}) == 7
-        assert [int(e["cursor"]) for e in events] == list(range(1, 8))
+        events = await whole_feed(api, org, expect=8)
+        assert len({e["id"] for e in events}) == 8
+        assert [int(e["cursor"]) for e in events] == list(range(1, 9))
         by_call = {
             sid: [(e["sequence"], e["event"]) for e in events if e["call_sid"] == sid]
             for sid in (first["call_sid"], second["call_sid"])
@@ -55,6 +55,7 @@ class TestEventFeed:
             (3, "call.answered"),
             (4, "call.bridged"),
             (5, "call.completed"),
+            (6, "recording.ready"),
         ]
         assert by_call[second["call_sid"]] == [(1, "call.initiated"), (2, "call.failed")]
         tail = await read_feed(api, org, after=events[-1]["cursor"], limit=10)

@@ -1,0 +1,48 @@
+"""Recording rows: queued with the call's end, locked for every change after."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maskline.calls.models import Call
+from maskline.recordings.models import Recording
+
+
+def enqueue(session: AsyncSession, *, call_sid: str, org_id: str, now: datetime) -> None:
+    """Queue the encoding of a bridged call's recording (in the transaction that ends it)."""
+    session.add(
+        Recording(
+            call_sid=call_sid,
+            org_id=org_id,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+
+
+async def lock_recording(session: AsyncSession, call_sid: str) -> Recording | None:
+    """The recording row, locked for this transaction (PostgreSQL; SQLite's writer already is)."""
+    return (
+        await session.execute(
+            select(Recording).where(Recording.call_sid == call_sid).with_for_update()
+        )
+    ).scalar_one_or_none()
+
+
+async def mark_deleted(session: AsyncSession, recording: Recording, *, now: datetime) -> str | None:
+    """The recording and its call say so at once; returns the object the caller removes."""
+    key = recording.object_key
+    recording.status = "deleted"
+    recording.deleted_at = now
+    recording.object_key = None
+    recording.lease_owner = None
+    recording.lease_expires_at = None
+    await session.execute(
+        update(Call).where(Call.call_sid == recording.call_sid).values(recording_status="none")
+    )
+    return key

@@ -1,0 +1,146 @@
+"""Recordings (SPEC §5): the resource behind the API key, and the signed file URL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+from starlette.types import Message, Receive, Scope, Send
+
+from maskline.errors import (
+    AppError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RangeNotSatisfiable,
+    RateLimited,
+    Unauthorized,
+    envelope,
+    error_responses,
+)
+from maskline.keys.auth import KeyDep
+from maskline.kit.web import RuntimeDep
+from maskline.recordings import service
+from maskline.recordings.models import Recording
+from maskline.recordings.schemas import RecordingEnvelope
+
+router = APIRouter(prefix="/v1/masking", tags=["recordings"])
+
+PUBLIC: dict[str, Any] = {"security": []}
+
+
+@router.get(
+    "/calls/{call_sid}/recording",
+    response_model=RecordingEnvelope,
+    responses=error_responses(Unauthorized, NotFound, RateLimited),
+)
+async def get_recording(call_sid: str, principal: KeyDep, runtime: RuntimeDep) -> RecordingEnvelope:
+    """A fresh signed URL of the call's MP3 (valid 1 hour); 404 until it is ready."""
+    async with runtime.db.read() as session:
+        recording = await service.ready_recording(session, principal.org_id, call_sid)
+    return RecordingEnvelope(
+        data=service.describe(
+            recording,
+            signer=runtime.signer,
+            public_url=runtime.settings.public_url,
+            now=runtime.clock.now(),
+        )
+    )
+
+
+@router.delete(
+    "/calls/{call_sid}/recording",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses(Unauthorized, NotFound, RateLimited),
+)
+async def delete_recording(call_sid: str, principal: KeyDep, runtime: RuntimeDep) -> Response:
+    """Delete the recording for good; its signed URLs stop working at once."""
+    async with runtime.db.write() as session:
+        key = await service.delete_recording(
+            session, principal.org_id, call_sid, now=runtime.clock.now()
+        )
+    if key is not None:
+        await asyncio.to_thread(runtime.storage.delete, key)
+    return Response(status_code=204)
+
+
+class RecordingFile(FileResponse):
+    """Starlette's FileResponse (Range, 206, multipart ranges), with its two error
+    answers (an unsatisfiable or a malformed Range) in the SPEC §1 envelope."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        replaced = False
+
+        async def send_enveloped(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] in (400, 416):
+                replaced = True
+                error: AppError = (
+                    RangeNotSatisfiable()
+                    if message["status"] == 416
+                    else InvalidRequest("The Range header is not valid.")
+                )
+                body = json.dumps(envelope(error), separators=(",", ":")).encode()
+                headers = [
+                    (name, value)
+                    for name, value in message["headers"]
+                    if name.lower() == b"content-range"
+                ]
+                headers += [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
+                await send(
+                    {"type": "http.response.start", "status": error.status_code, "headers": headers}
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+            if not replaced:
+                await send(message)
+
+        await super().__call__(scope, receive, send_enveloped)
+
+
+@router.head("/recordings/{call_sid}.mp3", include_in_schema=False)
+@router.get(
+    "/recordings/{call_sid}.mp3",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"audio/mpeg": {}}, "description": "The MP3."},
+        206: {"content": {"audio/mpeg": {}}, "description": "The requested byte range."},
+        **error_responses(Forbidden, NotFound, RangeNotSatisfiable, InvalidRequest),
+    },
+    openapi_extra=PUBLIC,
+)
+async def recording_file(
+    call_sid: str,
+    runtime: RuntimeDep,
+    expires: Annotated[str | None, Query(max_length=20)] = None,
+    signature: Annotated[str | None, Query(max_length=128)] = None,
+) -> Response:
+    """The MP3 behind a signed URL: no API key; supports Range; 403 once expired."""
+    now = runtime.clock.now()
+    if not runtime.signer.verify(service.media_path(call_sid), expires, signature, now=now):
+        raise Forbidden("This recording URL is expired or not valid.")
+    async with runtime.db.read() as session:
+        recording = (
+            await session.execute(select(Recording).where(Recording.call_sid == call_sid))
+        ).scalar_one_or_none()
+    path = None
+    if recording is not None and recording.status == "ready" and recording.object_key:
+        path = runtime.storage.local_path(recording.object_key)
+    if path is None:
+        raise NotFound(service.NOT_READY)
+    remaining = max(0, int(expires or 0) - int(now.timestamp()))
+    return RecordingFile(
+        path,
+        media_type="audio/mpeg",
+        headers={"Cache-Control": f"private, max-age={remaining}"},
+        content_disposition_type="inline",
+        filename=f"{call_sid}.mp3",
+    )

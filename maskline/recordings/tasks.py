@@ -1,0 +1,223 @@
+"""The recording worker: spool → MP3 → storage → ``recording.ready``; and retention.
+
+Encoding is CPU work and runs in a thread, one recording at a time per worker,
+never on a call's path. A pending row is claimed by lease; a worker that dies
+mid-encode leaves the lease to lapse and another encodes it again from the
+spool, which is only removed once the outcome is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+
+from maskline.calls.lifecycle import load_call
+from maskline.kit.clock import Clock
+from maskline.kit.db import Database
+from maskline.kit.ids import random_base62
+from maskline.kit.logging import call_sid_var
+from maskline.kit.loops import Loops
+from maskline.recordings.encode import NoAudio, encode_mp3
+from maskline.recordings.models import Recording
+from maskline.recordings.repository import lock_recording, mark_deleted
+from maskline.recordings.storage import Storage, object_key
+from maskline.settings import Settings
+from maskline.telephony.events import Leg
+from maskline.telephony.media.recorder import Spool
+from maskline.webhooks.outbox import record_call_event
+
+log = logging.getLogger("maskline.recordings")
+
+LEASE = timedelta(minutes=10)
+BATCH = 4
+POLL_SEC = 1.0
+MAX_ATTEMPTS = 3
+RETRY_AFTER = timedelta(seconds=30)
+RETENTION_EVERY_SEC = 600.0
+RETENTION_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    call_sid: str
+    org_id: str
+    attempts: int
+
+
+class RecordingWorker:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        spool: Spool,
+        storage: Storage,
+        on_events: Callable[[], None],
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.settings = settings
+        self.spool = spool
+        self.storage = storage
+        self.worker_id = f"rec_{random_base62(12)}"
+        self._on_events = on_events
+        self._loops = Loops(clock, log)
+        self._next_retention = 0.0
+
+    async def start(self) -> None:
+        self._loops.start("recording worker", self._work_once, POLL_SEC, wakeable=True)
+
+    def wake(self) -> None:
+        self._loops.wake()
+
+    async def stop(self) -> None:
+        await self._loops.stop()
+
+    async def _work_once(self) -> bool:
+        if self.clock.monotonic() >= self._next_retention:
+            await self.apply_retention()
+            self._next_retention = self.clock.monotonic() + RETENTION_EVERY_SEC
+        jobs = await self._claim()
+        for job in jobs:
+            if self._loops.stopping:
+                break  # the lease lapses and the next worker picks it up
+            await self._encode(job)
+        return len(jobs) == BATCH
+
+    async def _claim(self) -> list[Job]:
+        now = self.clock.now()
+        async with self.db.write() as session:
+            due = (
+                select(Recording.call_sid)
+                .where(
+                    Recording.status == "pending",
+                    Recording.next_attempt_at <= now,
+                    or_(Recording.lease_expires_at.is_(None), Recording.lease_expires_at < now),
+                )
+                .order_by(Recording.next_attempt_at)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+            rows = (
+                await session.execute(
+                    update(Recording)
+                    .where(Recording.call_sid.in_(due.scalar_subquery()))
+                    .values(
+                        lease_owner=self.worker_id,
+                        lease_expires_at=now + LEASE,
+                        attempts=Recording.attempts + 1,
+                    )
+                    .returning(Recording.call_sid, Recording.org_id, Recording.attempts)
+                )
+            ).all()
+        return [Job(r.call_sid, r.org_id, r.attempts) for r in rows]
+
+    async def _encode(self, job: Job) -> None:
+        call_sid_var.set(job.call_sid)
+        legs = self.spool.paths(job.call_sid)
+        staged = self.spool.directory / f"{job.call_sid}.mp3"
+        key = object_key(job.org_id, job.call_sid)
+        try:
+            encoded = await asyncio.to_thread(encode_mp3, legs[Leg.A], legs[Leg.B], staged)
+            size = await asyncio.to_thread(self.storage.put, key, staged)
+        except NoAudio:
+            await self._give_up(job, "no audio was recorded")
+        except Exception as exc:
+            log.exception("encoding failed (attempt %d)", job.attempts)
+            await self._retry_or_give_up(job, f"{type(exc).__name__}: {exc}")
+        else:
+            await self._publish(job, key, duration_ms=encoded.duration_ms, size=size)
+
+    async def _publish(self, job: Job, key: str, *, duration_ms: int, size: int) -> None:
+        now = self.clock.now()
+        async with self.db.write() as session:
+            recording = await lock_recording(session, job.call_sid)
+            if recording is None or recording.status == "deleted":
+                # Deleted while we encoded: the file must not outlive the deletion.
+                await asyncio.to_thread(self.storage.delete, key)
+                self.spool.discard(job.call_sid)
+                return
+            if recording.lease_owner != self.worker_id:
+                return  # another worker took it over and publishes the same key
+            recording.status = "ready"
+            recording.object_key = key
+            recording.duration_ms = duration_ms
+            recording.size_bytes = size
+            recording.ready_at = now
+            recording.lease_owner = None
+            recording.lease_expires_at = None
+            recording.last_error = None
+            call = await load_call(session, job.call_sid)
+            call.recording_status = "ready"
+            await record_call_event(
+                session,
+                call,
+                "recording.ready",
+                public_url=self.settings.public_url,
+                now=now,
+            )
+        self.spool.discard(job.call_sid)
+        self._on_events()
+
+    async def _retry_or_give_up(self, job: Job, error: str) -> None:
+        if job.attempts >= MAX_ATTEMPTS:
+            await self._give_up(job, error)
+            return
+        async with self.db.write() as session:
+            recording = await lock_recording(session, job.call_sid)
+            if recording is None or recording.lease_owner != self.worker_id:
+                return
+            recording.last_error = error
+            recording.lease_owner = None
+            recording.lease_expires_at = None
+            recording.next_attempt_at = self.clock.now() + RETRY_AFTER * job.attempts
+
+    async def _give_up(self, job: Job, error: str) -> None:
+        async with self.db.write() as session:
+            recording = await lock_recording(session, job.call_sid)
+            if recording is None or recording.lease_owner != self.worker_id:
+                return
+            if recording.status == "pending":
+                recording.status = "failed"
+                call = await load_call(session, job.call_sid)
+                call.recording_status = "failed"
+            recording.last_error = error
+            recording.lease_owner = None
+            recording.lease_expires_at = None
+        log.error("recording failed for good: %s", error)
+        self.spool.discard(job.call_sid)
+
+    async def apply_retention(self) -> int:
+        """Delete recordings older than MASKLINE_RECORDING_RETENTION_DAYS; returns how many."""
+        days = self.settings.recording_retention_days
+        if days is None:
+            return 0
+        now = self.clock.now()
+        cutoff = now - timedelta(days=days)
+        removed = 0
+        while True:
+            async with self.db.write() as session:
+                expired = list(
+                    (
+                        await session.execute(
+                            select(Recording)
+                            .where(Recording.status == "ready", Recording.ready_at < cutoff)
+                            .limit(RETENTION_BATCH)
+                            .with_for_update(skip_locked=True)
+                        )
+                    ).scalars()
+                )
+                keys = [await mark_deleted(session, r, now=now) for r in expired]
+            # The rows say deleted first, so no URL serves a file that is going away.
+            for key in keys:
+                if key is not None:
+                    await asyncio.to_thread(self.storage.delete, key)
+            removed += len(expired)
+            if len(expired) < RETENTION_BATCH:
+                return removed

@@ -1,0 +1,251 @@
+"""SPEC §5: a bridged sim call becomes a stereo MP3 behind a signed, expiring Range URL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from maskline.kit.clock import ScaledClock
+from tests.calls.conftest import SPEED, call_settings
+from tests.support.api import Api, OrgHandle, ShiftedClock, running_api
+from tests.support.audio import decode_mp3, dominant_hz
+from tests.support.calls import place, wait_for
+
+PUBLIC_URL = "http://127.0.0.1:8000"
+TALK_SEC = 20
+
+
+async def recorded_call(api: Api, org: OrgHandle, **body: Any) -> dict[str, Any]:
+    """Place a call and wait until it has ended and its recording is no longer pending."""
+    placed = await place(api, org, **body)
+    return await wait_for(api, org, placed["call_sid"])
+
+
+async def recording_of(api: Api, org: OrgHandle, call_sid: str) -> httpx.Response:
+    return await api.client.get(f"/v1/masking/calls/{call_sid}/recording", headers=org.auth)
+
+
+def local(url: str) -> str:
+    """The signed URL as a path for the in-process client."""
+    assert url.startswith(PUBLIC_URL)
+    return url.removeprefix(PUBLIC_URL)
+
+
+def error_of(response: httpx.Response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]["code"]
+
+
+class TestRecording:
+    async def test_a_bridged_call_becomes_a_stereo_mp3_with_a_on_the_left(
+        self, api: Api, data_dir: Path
+    ) -> None:
+        org = await api.make_org("rec-stereo", balance="10", numbers=1)
+        call = await recorded_call(api, org)
+        sid = call["call_sid"]
+        assert (call["status"], call["talk_duration_sec"]) == ("completed", TALK_SEC)
+        assert call["recording_status"] == "ready"
+        assert call["recording_url"] == f"{PUBLIC_URL}/v1/masking/calls/{sid}/recording"
+
+        response = await recording_of(api, org, sid)
+        assert response.status_code == 200
+        data = response.json()["data"]
+        query = parse_qs(urlsplit(data["url"]).query)
+        expires = int(query["expires"][0])
+        assert data == {
+            "call_sid": sid,
+            "url": f"{PUBLIC_URL}/v1/masking/recordings/{sid}.mp3"
+            f"?expires={expires}&signature={query['signature'][0]}",
+            "expires_at": datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "duration_sec": TALK_SEC,
+            "size_bytes": data["size_bytes"],
+            "format": "mp3",
+        }
+        # Valid for one hour from now (the test clock runs fast: allow a minute of it).
+        issued = api.runtime.clock.now()
+        assert timedelta(minutes=59) < datetime.fromtimestamp(expires, UTC) - issued
+        assert datetime.fromtimestamp(expires, UTC) - issued <= timedelta(hours=1)
+
+        media = await api.client.get(local(data["url"]))
+        assert media.status_code == 200
+        assert media.headers["content-type"] == "audio/mpeg"
+        assert media.headers["accept-ranges"] == "bytes"
+        assert len(media.content) == data["size_bytes"] == int(media.headers["content-length"])
+        mp3 = media.content
+        # MPEG-2 Layer III (16 kHz), opening with a Xing/LAME ("Info") frame.
+        assert mp3[:2] == b"\xff\xf3"
+        assert mp3[21:25] == b"Info"
+        decoded = decode_mp3(mp3)
+        assert (decoded.codec, decoded.channels, decoded.rate) == ("mp3float", 2, 16000)
+        assert abs(decoded.seconds - TALK_SEC) <= 0.2
+        middle = len(decoded.left) // 2
+        assert dominant_hz(decoded.left[middle:], 16000) == 440
+        assert dominant_hz(decoded.right[middle:], 16000) == 1000
+        # The spool is gone once the MP3 is stored.
+        assert sorted(p.name for p in (data_dir / "spool").iterdir()) == []
+        assert [p.name for p in (data_dir / "recordings" / org.id).iterdir()] == [f"{sid}.mp3"]
+
+    async def test_recording_ready_is_the_last_event_and_carries_the_url(self, api: Api) -> None:
+        org = await api.make_org("rec-event", balance="10", numbers=1)
+        call = await recorded_call(api, org)
+        feed = (await api.client.get("/v1/events", headers=org.auth)).json()["data"]
+        events = [(e["event"], e["sequence"]) for e in feed if e["call_sid"] == call["call_sid"]]
+        assert events == [
+            ("call.initiated", 1),
+            ("call.ringing", 2),
+            ("call.answered", 3),
+            ("call.bridged", 4),
+            ("call.completed", 5),
+            ("recording.ready", 6),
+        ]
+        ready = feed[-1]["data"]
+        assert (ready["recording_status"], ready["recording_url"]) == (
+            "ready",
+            call["recording_url"],
+        )
+
+    async def test_record_false_records_nothing(self, api: Api, data_dir: Path) -> None:
+        org = await api.make_org("rec-off", balance="10", numbers=1)
+        call = await recorded_call(api, org, record=False)
+        assert (call["status"], call["record"], call["recording_status"]) == (
+            "completed",
+            False,
+            "none",
+        )
+        assert call["recording_url"] is None
+        assert error_of(await recording_of(api, org, call["call_sid"])) == (404, "not_found")
+        assert not (data_dir / "recordings").exists()
+        assert list((data_dir / "spool").glob(f"{call['call_sid']}*")) == []
+
+    async def test_a_call_that_never_bridged_has_no_recording(self, api: Api) -> None:
+        org = await api.make_org("rec-busy", balance="10", numbers=1)
+        call = await recorded_call(api, org, party_b="9123450001")
+        assert (call["status"], call["recording_status"]) == ("failed", "none")
+        assert error_of(await recording_of(api, org, call["call_sid"])) == (404, "not_found")
+
+    async def test_only_the_owner_sees_the_recording(self, api: Api) -> None:
+        owner = await api.make_org("rec-owner", balance="10", numbers=1)
+        other = await api.make_org("rec-other", balance="10")
+        call = await recorded_call(api, owner)
+        assert error_of(await recording_of(api, other, call["call_sid"])) == (404, "not_found")
+        deleted = await api.client.delete(
+            f"/v1/masking/calls/{call['call_sid']}/recording", headers=other.auth
+        )
+        assert error_of(deleted) == (404, "not_found")
+        assert (await recording_of(api, owner, call["call_sid"])).status_code == 200
+
+
+class TestSignedUrl:
+    async def signed(self, api: Api, name: str) -> tuple[str, bytes]:
+        org = await api.make_org(name, balance="10", numbers=1)
+        call = await recorded_call(api, org)
+        url = local((await recording_of(api, org, call["call_sid"])).json()["data"]["url"])
+        full = (await api.client.get(url)).content
+        return url, full
+
+    async def test_range_requests_return_the_exact_bytes(self, api: Api) -> None:
+        url, full = await self.signed(api, "rec-range")
+        size = len(full)
+        part = await api.client.get(url, headers={"Range": "bytes=100-299"})
+        assert part.status_code == 206
+        assert part.content == full[100:300]
+        assert part.headers["content-range"] == f"bytes 100-299/{size}"
+        assert part.headers["content-length"] == "200"
+        tail = await api.client.get(url, headers={"Range": "bytes=-64"})
+        assert (tail.status_code, tail.content) == (206, full[-64:])
+        rest = await api.client.get(url, headers={"Range": f"bytes={size - 10}-"})
+        assert (rest.status_code, rest.content) == (206, full[-10:])
+        outside = await api.client.get(url, headers={"Range": f"bytes={size}-{size + 100}"})
+        assert outside.status_code == 416
+        assert outside.json() == {
+            "error": {
+                "code": "range_not_satisfiable",
+                "message": "The requested range is outside the file.",
+            }
+        }
+        assert outside.headers["content-range"] == f"bytes */{size}"
+
+    async def test_tampered_urls_are_forbidden(self, api: Api) -> None:
+        url, _ = await self.signed(api, "rec-tamper")
+        path, _, query = url.partition("?")
+        params = parse_qs(query)
+        expires, signature = params["expires"][0], params["signature"][0]
+        flipped = ("0" if signature[0] != "0" else "1") + signature[1:]
+        other_sid = "d28be7cd-9840-4b23-9627-199f1ef81fc6"
+        for tampered in (
+            f"{path}?expires={expires}&signature={flipped}",
+            f"{path}?expires={int(expires) + 3600}&signature={signature}",
+            f"/v1/masking/recordings/{other_sid}.mp3?expires={expires}&signature={signature}",
+            f"{path}?expires={expires}",
+            path,
+        ):
+            response = await api.client.get(tampered)
+            assert response.json() == {
+                "error": {
+                    "code": "forbidden",
+                    "message": "This recording URL is expired or not valid.",
+                }
+            }, tampered
+            assert response.status_code == 403
+
+    async def test_other_processes_accept_the_url_until_it_expires(
+        self, api: Api, database_url: str, data_dir: Path
+    ) -> None:
+        url, full = await self.signed(api, "rec-expiry")
+        settings = call_settings(database_url, data_dir)
+        # Another API process with the same secret key serves it...
+        async with running_api(settings, clock=ScaledClock(SPEED), role="api") as peer:
+            assert (await peer.client.get(url)).content == full
+        # ...and one whose clock is past the hour refuses it.
+        later = ShiftedClock(ScaledClock(SPEED), timedelta(hours=1, minutes=5))
+        async with running_api(settings, clock=later, role="api") as late:
+            expired = await late.client.get(url)
+            assert error_of(expired) == (403, "forbidden")
+
+
+class TestDeletion:
+    async def test_delete_removes_the_file_for_good(self, api: Api, data_dir: Path) -> None:
+        org = await api.make_org("rec-delete", balance="10", numbers=1)
+        call = await recorded_call(api, org)
+        sid = call["call_sid"]
+        url = local((await recording_of(api, org, sid)).json()["data"]["url"])
+        deleted = await api.client.delete(f"/v1/masking/calls/{sid}/recording", headers=org.auth)
+        assert (deleted.status_code, deleted.content) == (204, b"")
+        after = (await api.client.get(f"/v1/masking/calls/{sid}", headers=org.auth)).json()
+        assert (after["data"]["recording_status"], after["data"]["recording_url"]) == (
+            "none",
+            None,
+        )
+        assert error_of(await recording_of(api, org, sid)) == (404, "not_found")
+        assert error_of(await api.client.get(url)) == (404, "not_found")
+        assert list((data_dir / "recordings" / org.id).iterdir()) == []
+        again = await api.client.delete(f"/v1/masking/calls/{sid}/recording", headers=org.auth)
+        assert error_of(again) == (404, "not_found")
+
+    async def test_retention_deletes_old_recordings(
+        self, api: Api, database_url: str, data_dir: Path
+    ) -> None:
+        org = await api.make_org("rec-retention", balance="10", numbers=1)
+        call = await recorded_call(api, org)
+        sid = call["call_sid"]
+        settings = call_settings(database_url, data_dir, recording_retention_days=2)
+        # A day later nothing goes; three days later the worker deletes it by itself.
+        day = ShiftedClock(ScaledClock(SPEED), timedelta(days=1))
+        async with running_api(settings, clock=day, role="worker") as worker:
+            assert worker.runtime.recorder is not None
+            await worker.runtime.recorder.apply_retention()
+        assert (await recording_of(api, org, sid)).status_code == 200
+        later = ShiftedClock(ScaledClock(SPEED), timedelta(days=3))
+        async with running_api(settings, clock=later, role="worker"):
+            deadline = asyncio.get_running_loop().time() + 10
+            while (await recording_of(api, org, sid)).status_code == 200:
+                assert asyncio.get_running_loop().time() < deadline, "retention did not run"
+                await asyncio.sleep(0.05)
+        after = (await api.client.get(f"/v1/masking/calls/{sid}", headers=org.auth)).json()
+        assert after["data"]["recording_status"] == "none"
+        assert error_of(await recording_of(api, org, sid)) == (404, "not_found")
+        assert list((data_dir / "recordings" / org.id).iterdir()) == []

@@ -1,0 +1,53 @@
+"""Listening to audio in tests: a tone's frequency, and MP3 files decoded."""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+from array import array
+from dataclasses import dataclass
+
+import av
+
+CANDIDATE_HZ = (220, 300, 440, 600, 880, 1000, 1400, 2000)
+
+
+def dominant_hz(pcm: bytes, rate: int = 8000) -> int:
+    """The strongest of CANDIDATE_HZ in the first second of mono 16-bit PCM (a plain DFT)."""
+    samples = struct.unpack(f"<{rate}h", pcm[: rate * 2])
+
+    def power(freq: int) -> float:
+        step = 2 * math.pi * freq / rate
+        re = sum(s * math.cos(step * n) for n, s in enumerate(samples))
+        im = sum(s * math.sin(step * n) for n, s in enumerate(samples))
+        return re * re + im * im
+
+    return max(CANDIDATE_HZ, key=power)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    codec: str
+    channels: int
+    rate: int
+    left: bytes
+    right: bytes
+
+    @property
+    def seconds(self) -> float:
+        return len(self.left) / 2 / self.rate
+
+
+def decode_mp3(data: bytes) -> Decoded:
+    """Decode an MP3 to 16-bit PCM per channel (with FFmpeg's decoder, through PyAV)."""
+    with av.open(io.BytesIO(data), format="mp3") as container:
+        stream = container.streams.audio[0]
+        codec, channels, rate = stream.codec_context.name, stream.channels, stream.rate
+        assert channels == 2, channels
+        to_s16 = av.AudioResampler(format="s16", layout="stereo", rate=rate)
+        interleaved = array("h")
+        for frame in container.decode(stream):
+            for packed in to_s16.resample(frame):
+                interleaved.frombytes(bytes(packed.planes[0])[: packed.samples * 4])
+    return Decoded(codec, channels, rate, interleaved[0::2].tobytes(), interleaved[1::2].tobytes())
