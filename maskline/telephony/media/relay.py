@@ -1,0 +1,313 @@
+"""The RTP relay between a call's two legs (ARCHITECTURE §5), on the engine's loop.
+
+Each leg gets an even local port for RTP and the odd one above it for RTCP,
+from ``MASKLINE_RTP_PORTS``. Symmetric RTP: we send to the address the leg's
+SDP named until its first packet arrives, then latch to that packet's source
+and ignore every other source (no injection from elsewhere). Packets are
+relayed as they are, so telephone-events pass through. Audio (PCMU/PCMA) is
+also decoded and handed to the recorder, placed by RTP timestamp so that a
+lost or suppressed stretch becomes silence and the two channels stay in step.
+
+``MediaSession`` is the interface the SIP carrier uses; an external media
+server (rtpengine over its control protocol) can implement it instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from maskline.telephony.carrier import MediaSink
+from maskline.telephony.events import Leg
+from maskline.telephony.media.g711 import G711, to_pcm16
+
+log = logging.getLogger("maskline.media")
+
+RTP_HEADER = 12
+SAMPLE_RATE = 8000
+FRAME_SAMPLES = 160
+# A timestamp jump further than this (a new stream, a broken sender) re-anchors
+# the leg on the wall clock instead of filling minutes of silence.
+MAX_GAP_SAMPLES = 10 * SAMPLE_RATE
+
+
+class RelayFull(Exception):
+    """No free RTP port pair is left in the configured range."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+
+class MediaSession(Protocol):
+    def local(self, leg: Leg) -> Endpoint:
+        """Where ``leg`` must send its RTP (goes into the SDP we give that leg)."""
+        ...
+
+    def set_remote(self, leg: Leg, remote: Endpoint, codec: G711) -> None:
+        """The leg's own RTP address and codec, from its SDP."""
+        ...
+
+    def forward(self, source: Leg) -> None:
+        """Start relaying ``source``'s packets to the other leg (early media, bridge)."""
+        ...
+
+    def record(self, sink: MediaSink) -> None:
+        """From now on, hand both legs' audio to ``sink``."""
+        ...
+
+    def idle_seconds(self, leg: Leg) -> float:
+        """Seconds since ``leg``'s last packet (or since it was set up)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def parse_ports(spec: str) -> range:
+    """``"20000-29999"`` → the even RTP ports of that range (each with its RTCP port)."""
+    low_text, sep, high_text = spec.partition("-")
+    try:
+        low, high = int(low_text), int(high_text)
+    except ValueError:
+        raise ValueError(f"MASKLINE_RTP_PORTS must look like 20000-29999, not {spec!r}") from None
+    if not sep or not 1024 <= low < high <= 65535:
+        raise ValueError(f"MASKLINE_RTP_PORTS must be a range within 1024-65535, not {spec!r}")
+    first = low + (low % 2)
+    return range(first, high, 2)
+
+
+class _Socket(asyncio.DatagramProtocol):
+    def __init__(self, session: RelaySession, leg: Leg, *, rtcp: bool) -> None:
+        self._session = session
+        self._leg = leg
+        self._rtcp = rtcp
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        source = (str(addr[0]), int(addr[1]))
+        if self._rtcp:
+            self._session._on_rtcp(self._leg, data, source)
+        else:
+            self._session._on_rtp(self._leg, data, source)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP "port unreachable" from a far end that went away: the media
+        # timeout, not an exception, is what ends such a call.
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+
+class _LegMedia:
+    def __init__(
+        self,
+        port: int,
+        sockets: tuple[tuple[asyncio.DatagramTransport, _Socket], ...],
+    ) -> None:
+        (self.rtp, rtp_socket), (self.rtcp, rtcp_socket) = sockets
+        self.port = port
+        self.closed = asyncio.gather(rtp_socket.lost, rtcp_socket.lost)
+        self.remote: tuple[str, int] | None = None
+        self.remote_rtcp: tuple[str, int] | None = None
+        self.latched = False
+        self.codec: G711 | None = None
+        self.last_rx = time.monotonic()
+        self.forwarding = False
+        # Recorder placement: sample position = anchor + (timestamp - ts_origin).
+        self.ts_origin: int | None = None
+        self.anchor = 0
+        self.written = 0
+        self.packets_in = 0
+        self.packets_out = 0
+
+
+class RelaySession:
+    def __init__(self, relay: UdpRelay, call_sid: str, legs: dict[Leg, _LegMedia]) -> None:
+        self._relay = relay
+        self.call_sid = call_sid
+        self._legs = legs
+        self._sink: MediaSink | None = None
+        self._recording_since: float | None = None
+        self._closed = False
+
+    def local(self, leg: Leg) -> Endpoint:
+        return Endpoint(self._relay.advertise, self._legs[leg].port)
+
+    def set_remote(self, leg: Leg, remote: Endpoint, codec: G711) -> None:
+        media = self._legs[leg]
+        media.codec = codec
+        if not media.latched:
+            media.remote = (remote.host, remote.port)
+            media.remote_rtcp = (remote.host, remote.port + 1)
+
+    def forward(self, source: Leg) -> None:
+        self._legs[source].forwarding = True
+
+    def record(self, sink: MediaSink) -> None:
+        self._sink = sink
+        self._recording_since = None
+
+    def idle_seconds(self, leg: Leg) -> float:
+        return time.monotonic() - self._legs[leg].last_rx
+
+    def counters(self, leg: Leg) -> tuple[int, int]:
+        """Packets received from ``leg`` and relayed to it."""
+        media = self._legs[leg]
+        return media.packets_in, media.packets_out
+
+    async def close(self) -> None:
+        """Stop relaying and recording; the ports are free again once this returns."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+        for media in self._legs.values():
+            media.rtp.close()
+            media.rtcp.close()
+        await asyncio.gather(*(m.closed for m in self._legs.values()))
+        self._relay._release(self)
+
+    # -- packets ----------------------------------------------------------------
+
+    def _latch(self, media: _LegMedia, source: tuple[str, int]) -> bool:
+        """Accept ``source`` for this leg: the first one wins (symmetric RTP)."""
+        if not media.latched:
+            media.latched = True
+            media.remote = source
+            if media.remote_rtcp is None or media.remote_rtcp[0] != source[0]:
+                media.remote_rtcp = (source[0], source[1] + 1)
+            return True
+        return media.remote == source
+
+    def _on_rtp(self, leg: Leg, data: bytes, source: tuple[str, int]) -> None:
+        media = self._legs[leg]
+        if len(data) < RTP_HEADER or data[0] >> 6 != 2 or not self._latch(media, source):
+            return
+        media.last_rx = time.monotonic()
+        media.packets_in += 1
+        other = self._legs[leg.other]
+        if media.forwarding and other.remote is not None:
+            other.rtp.sendto(data, other.remote)
+            other.packets_out += 1
+        if self._sink is not None:
+            self._tee(leg, media, data)
+
+    def _on_rtcp(self, leg: Leg, data: bytes, source: tuple[str, int]) -> None:
+        media = self._legs[leg]
+        if media.remote_rtcp is not None and source[0] != media.remote_rtcp[0]:
+            return
+        media.remote_rtcp = source
+        other = self._legs[leg.other]
+        if media.forwarding and other.remote_rtcp is not None:
+            other.rtcp.sendto(data, other.remote_rtcp)
+
+    def _tee(self, leg: Leg, media: _LegMedia, data: bytes) -> None:
+        assert self._sink is not None
+        payload_type = data[1] & 0x7F
+        if media.codec is None or payload_type != media.codec.value:
+            return  # telephone-events, comfort noise: relayed, not recorded
+        csrc = data[0] & 0x0F
+        offset = RTP_HEADER + 4 * csrc
+        if data[0] & 0x10:  # header extension
+            if len(data) < offset + 4:
+                return
+            (words,) = struct.unpack_from("!H", data, offset + 2)
+            offset += 4 + 4 * words
+        end = len(data) - (data[-1] if data[0] & 0x20 else 0)  # padding
+        payload = data[offset:end]
+        if not payload:
+            return
+        (timestamp,) = struct.unpack_from("!I", data, 4)
+        arrived = time.monotonic()
+        if self._recording_since is None:
+            self._recording_since = arrived  # the first audio of either leg is sample 0
+        # Where the wall clock puts this packet, to the nearest 20 ms frame.
+        elapsed = (arrived - self._recording_since) * SAMPLE_RATE
+        now_samples = round(elapsed / FRAME_SAMPLES) * FRAME_SAMPLES
+        if media.ts_origin is None:
+            media.ts_origin, media.anchor = timestamp, now_samples
+        position = media.anchor + ((timestamp - media.ts_origin) & 0xFFFFFFFF)
+        if abs(position - now_samples) > MAX_GAP_SAMPLES:
+            media.ts_origin, media.anchor, position = timestamp, now_samples, now_samples
+        if position < media.written:
+            payload = payload[media.written - position :]  # late or duplicate audio
+            position = media.written
+            if not payload:
+                return
+        if position > media.written:
+            self._sink.on_audio(leg, bytes(2 * (position - media.written)))
+        self._sink.on_audio(leg, to_pcm16(media.codec, payload))
+        media.written = position + len(payload)
+
+
+class UdpRelay:
+    """Allocates port pairs and runs each call's ``RelaySession`` on this event loop."""
+
+    def __init__(self, *, bind_host: str, advertise: str, ports: str) -> None:
+        self.bind_host = bind_host
+        self.advertise = advertise
+        self._ports = parse_ports(ports)
+        self._in_use: set[int] = set()
+        self._next = 0
+        self.sessions: dict[str, RelaySession] = {}
+
+    async def open(self, call_sid: str) -> RelaySession:
+        loop = asyncio.get_running_loop()
+        legs: dict[Leg, _LegMedia] = {}
+        session = RelaySession(self, call_sid, legs)
+        try:
+            for leg in (Leg.A, Leg.B):
+                legs[leg] = await self._bind_pair(loop, session, leg)
+        except BaseException:
+            for media in legs.values():
+                media.rtp.close()
+                media.rtcp.close()
+                self._in_use.discard(media.port)
+            raise
+        self.sessions[call_sid] = session
+        return session
+
+    async def _bind_pair(
+        self, loop: asyncio.AbstractEventLoop, session: RelaySession, leg: Leg
+    ) -> _LegMedia:
+        for _ in range(len(self._ports)):
+            port = self._ports[self._next]
+            self._next = (self._next + 1) % len(self._ports)
+            if port in self._in_use:
+                continue
+            try:
+                rtp = await loop.create_datagram_endpoint(
+                    lambda: _Socket(session, leg, rtcp=False), local_addr=(self.bind_host, port)
+                )
+            except OSError:
+                continue
+            try:
+                rtcp = await loop.create_datagram_endpoint(
+                    lambda: _Socket(session, leg, rtcp=True),
+                    local_addr=(self.bind_host, port + 1),
+                )
+            except OSError:
+                rtp[0].close()
+                continue
+            self._in_use.add(port)
+            return _LegMedia(port, (rtp, rtcp))
+        raise RelayFull(f"no free RTP port pair in {self._ports.start}-{self._ports.stop}")
+
+    def _release(self, session: RelaySession) -> None:
+        for media in session._legs.values():
+            self._in_use.discard(media.port)
+        self.sessions.pop(session.call_sid, None)
+
+    async def close(self) -> None:
+        for session in list(self.sessions.values()):
+            await session.close()

@@ -1,0 +1,230 @@
+"""The RTP relay, spoken to over loopback UDP by two fake phones (and an intruder)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import AsyncIterator, Iterator
+
+import av
+import pytest
+
+from maskline.telephony.events import Leg
+from maskline.telephony.media.g711 import G711, to_pcm16
+from maskline.telephony.media.relay import Endpoint, RelayFull, UdpRelay, parse_ports
+from maskline.telephony.sim.audio import TONE_HZ, tone_frames
+from tests.support.audio import dominant_hz
+
+PTIME_SAMPLES = 160
+
+
+class Capture:
+    def __init__(self) -> None:
+        self.audio: dict[Leg, bytearray] = {Leg.A: bytearray(), Leg.B: bytearray()}
+        self.closed = False
+
+    def on_audio(self, leg: Leg, pcm: bytes) -> None:
+        self.audio[leg] += pcm
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Phone:
+    """A UDP socket on 127.0.0.1 that sends and receives RTP."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+
+    def send(self, data: bytes, to: Endpoint) -> None:
+        self.sock.sendto(data, (to.host, to.port))
+
+    async def receive(self, count: int, within: float = 5.0) -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+        async with asyncio.timeout(within):
+            while len(got) < count:
+                data, _ = await loop.sock_recvfrom(self.sock, 2048)
+                got.append(data)
+        return got
+
+    async def nothing_within(self, seconds: float) -> bool:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(seconds):
+                await loop.sock_recvfrom(self.sock, 2048)
+        except TimeoutError:
+            return True
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def pcmu(pcm: bytes) -> bytes:
+    """16-bit PCM → G.711 µ-law, with FFmpeg's encoder."""
+    context = av.CodecContext.create("pcm_mulaw", "w")
+    assert isinstance(context, av.AudioCodecContext)
+    context.sample_rate, context.layout, context.format = 8000, "mono", "s16"
+    frame = av.AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
+    frame.sample_rate = 8000
+    frame.planes[0].update(pcm)
+    return b"".join(bytes(p) for p in context.encode(frame))
+
+
+def rtp(seq: int, payload: bytes, *, payload_type: int = 0, ssrc: int = 0x1234) -> bytes:
+    timestamp = 1000 + seq * PTIME_SAMPLES
+    return struct.pack("!BBHII", 0x80, payload_type, seq & 0xFFFF, timestamp, ssrc) + payload
+
+
+def tone_packets(hz: int, count: int) -> Iterator[tuple[int, bytes]]:
+    encoded = pcmu(tone_frames(hz, 0, count))
+    for seq in range(count):
+        yield seq, encoded[seq * PTIME_SAMPLES : (seq + 1) * PTIME_SAMPLES]
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[UdpRelay]:
+    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="36000-36099")
+    yield relay
+    await relay.close()
+
+
+@pytest.fixture
+def phones() -> Iterator[dict[Leg, Phone]]:
+    made = {Leg.A: Phone(), Leg.B: Phone()}
+    yield made
+    for phone in made.values():
+        phone.close()
+
+
+async def test_packets_are_relayed_both_ways_unchanged(
+    relay: UdpRelay, phones: dict[Leg, Phone]
+) -> None:
+    session = await relay.open("call-1")
+    a, b = session.local(Leg.A), session.local(Leg.B)
+    assert (a.host, a.port % 2, b.port % 2, a.port != b.port) == ("127.0.0.1", 0, 0, True)
+    for leg, phone in phones.items():
+        session.set_remote(leg, Endpoint("127.0.0.1", phone.port), G711.PCMU)
+        session.forward(leg)
+    sent_a = [rtp(seq, bytes([seq]) * 160) for seq in range(20)]
+    sent_b = [rtp(seq, bytes([200 - seq]) * 160, ssrc=99) for seq in range(20)]
+    for packet_a, packet_b in zip(sent_a, sent_b, strict=True):
+        phones[Leg.A].send(packet_a, a)
+        phones[Leg.B].send(packet_b, b)
+    assert await phones[Leg.B].receive(20) == sent_a
+    assert await phones[Leg.A].receive(20) == sent_b
+    assert session.counters(Leg.A) == (20, 20)
+    assert session.counters(Leg.B) == (20, 20)
+    await session.close()
+
+
+async def test_only_the_latched_source_is_relayed(
+    relay: UdpRelay, phones: dict[Leg, Phone]
+) -> None:
+    session = await relay.open("call-2")
+    for leg, phone in phones.items():
+        session.set_remote(leg, Endpoint("127.0.0.1", phone.port), G711.PCMU)
+        session.forward(leg)
+    phones[Leg.A].send(rtp(1, b"\xff" * 160), session.local(Leg.A))
+    assert len(await phones[Leg.B].receive(1)) == 1
+    intruder = Phone()
+    try:
+        intruder.send(rtp(2, b"\x00" * 160), session.local(Leg.A))
+        assert await phones[Leg.B].nothing_within(0.3)
+    finally:
+        intruder.close()
+    assert session.counters(Leg.A) == (1, 0)
+    await session.close()
+
+
+async def test_nothing_is_relayed_before_forwarding_starts(
+    relay: UdpRelay, phones: dict[Leg, Phone]
+) -> None:
+    session = await relay.open("call-3")
+    for leg, phone in phones.items():
+        session.set_remote(leg, Endpoint("127.0.0.1", phone.port), G711.PCMU)
+    phones[Leg.A].send(rtp(1, b"\xff" * 160), session.local(Leg.A))
+    assert await phones[Leg.B].nothing_within(0.3)
+    assert session.idle_seconds(Leg.A) < session.idle_seconds(Leg.B)
+    await session.close()
+
+
+async def test_rtcp_is_relayed_between_the_odd_ports(
+    relay: UdpRelay, phones: dict[Leg, Phone]
+) -> None:
+    session = await relay.open("call-4")
+    rtcp_b = Phone()
+    try:
+        session.set_remote(Leg.A, Endpoint("127.0.0.1", phones[Leg.A].port), G711.PCMU)
+        # B's RTCP port is the one above its RTP port in its SDP.
+        session.set_remote(Leg.B, Endpoint("127.0.0.1", rtcp_b.port - 1), G711.PCMU)
+        session.forward(Leg.A)
+        report = b"\x81\xc9\x00\x07" + bytes(28)
+        local_a = session.local(Leg.A)
+        phones[Leg.A].send(report, Endpoint(local_a.host, local_a.port + 1))
+        assert await rtcp_b.receive(1) == [report]
+    finally:
+        rtcp_b.close()
+        await session.close()
+
+
+async def test_the_recorder_gets_each_leg_decoded_with_losses_as_silence(
+    relay: UdpRelay, phones: dict[Leg, Phone]
+) -> None:
+    session = await relay.open("call-5")
+    capture = Capture()
+    for leg, phone in phones.items():
+        session.set_remote(leg, Endpoint("127.0.0.1", phone.port), G711.PCMU)
+        session.forward(leg)
+    session.record(capture)
+    lost = {30, 31}
+    for (seq, payload_a), (_, payload_b) in zip(
+        tone_packets(TONE_HZ["party_a"], 100), tone_packets(TONE_HZ["party_b"], 100), strict=True
+    ):
+        if seq not in lost:
+            phones[Leg.A].send(rtp(seq, payload_a), session.local(Leg.A))
+        phones[Leg.B].send(rtp(seq, payload_b), session.local(Leg.B))
+        # A DTMF event is relayed but not recorded.
+        if seq == 50:
+            dtmf = rtp(seq, b"\x01\x0a\x00\xa0", payload_type=101)
+            phones[Leg.A].send(dtmf, session.local(Leg.A))
+        await asyncio.sleep(0.001)
+    await phones[Leg.B].receive(99)
+    await phones[Leg.A].receive(100)
+    await session.close()
+    assert capture.closed
+    a, b = bytes(capture.audio[Leg.A]), bytes(capture.audio[Leg.B])
+    assert len(a) == len(b) == 100 * PTIME_SAMPLES * 2
+    assert a[30 * 320 : 32 * 320] == bytes(2 * 320)
+    assert a[:320] == to_pcm16(G711.PCMU, next(tone_packets(TONE_HZ["party_a"], 1))[1])
+    assert dominant_hz(a[32 * 320 :]) == 440
+    assert dominant_hz(b) == 1000
+
+
+async def test_a_full_port_range_is_refused_and_ports_come_back() -> None:
+    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="36200-36203")
+    try:
+        first = await relay.open("call-6")
+        with pytest.raises(RelayFull):
+            await relay.open("call-7")
+        await first.close()
+        again = await relay.open("call-8")
+        assert {again.local(Leg.A).port, again.local(Leg.B).port} == {36200, 36202}
+        await again.close()
+    finally:
+        await relay.close()
+
+
+@pytest.mark.parametrize("spec", ["", "20000", "a-b", "30000-20000", "80-90", "20000-70000"])
+def test_bad_port_ranges_are_refused(spec: str) -> None:
+    with pytest.raises(ValueError, match="MASKLINE_RTP_PORTS"):
+        parse_ports(spec)
+
+
+def test_port_ranges_give_even_ports() -> None:
+    assert list(parse_ports("20001-20008")) == [20002, 20004, 20006]
