@@ -44,11 +44,16 @@ test: lint test-sqlite test-postgres
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# sippy declares the needs of its web UI and RTP generator, which maskline never
+# imports (its UA and transaction layer need only elperiodic and pycryptodome).
+SIPPY_UNUSED := $(addprefix --no-emit-package ,flask flask-login websockets rtpsynth g722 \
+	werkzeug jinja2 itsdangerous blinker)
+
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock:
 	$(BIN)/python -m pip install --quiet uv==0.13.9
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
-		--no-header -o requirements.lock
+		--no-header $(SIPPY_UNUSED) -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -45,6 +45,7 @@ from maskline.stats.router import router as stats_router
 from maskline.telephony.carrier import Carrier
 from maskline.telephony.media.recorder import Spool
 from maskline.telephony.sim.carrier import SimCarrier
+from maskline.telephony.sip.carrier import SipCarrier
 from maskline.webhooks.router import router as webhooks_router
 from maskline.webhooks.tasks import WebhookWorker
 
@@ -162,7 +163,10 @@ def _carriers(settings: Settings, clock: Clock) -> dict[str, Carrier]:
         "sim": SimCarrier(clock, ring_sec=settings.sim_ring_sec, talk_sec=settings.sim_talk_sec)
     }
     if settings.carrier == "sip":
-        raise ConfigurationError("the sip carrier is not available in this build yet")
+        try:
+            carriers["sip"] = SipCarrier(settings, clock)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
     return carriers
 
 

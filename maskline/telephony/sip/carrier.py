@@ -1,0 +1,382 @@
+"""The ``sip`` carrier (SPEC §8): two UAC legs towards the trunk and an RTP relay.
+
+The engine's loop owns this object and the relay; the SIP thread owns the
+sippy user agents (``_Uac``). Only plain values and ``UacEvent``s cross.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from maskline.kit.clock import Clock
+from maskline.settings import Settings
+from maskline.telephony.carrier import Dial, EventSink, MediaSink
+from maskline.telephony.events import (
+    Cause,
+    Leg,
+    LegAnswered,
+    LegFailed,
+    LegHungUp,
+    LegMediaTimeout,
+    LegRinging,
+)
+from maskline.telephony.media.g711 import G711
+from maskline.telephony.media.relay import MediaSession, RelayFull, UdpRelay
+from maskline.telephony.sip import sdp
+from maskline.telephony.sip.stack import SipEndpoint, SipThread, UacEvent
+
+log = logging.getLogger("maskline.sip")
+
+MEDIA_CHECK_SEC = 1.0
+BYE_GRACE_SEC = 1.0
+DEFAULT_SIP_PORT = 5060
+
+# Final responses → SPEC §3 causes; other 4xx/5xx/6xx are a trunk failure.
+CAUSES: dict[int, Cause] = {
+    404: Cause.UNALLOCATED_NUMBER,
+    604: Cause.UNALLOCATED_NUMBER,
+    484: Cause.INVALID_NUMBER_FORMAT,
+    408: Cause.NO_ANSWER,
+    480: Cause.NO_ANSWER,
+    486: Cause.USER_BUSY,
+    600: Cause.USER_BUSY,
+    603: Cause.CALL_REJECTED,
+}
+
+
+def cause_of(code: int | None) -> Cause:
+    if code is None:
+        return Cause.NORMAL_TEMPORARY_FAILURE
+    return CAUSES.get(code, Cause.NORMAL_TEMPORARY_FAILURE)
+
+
+def host_port(value: str, default_port: int) -> tuple[str, int]:
+    """``host[:port]`` (or ``[v6]:port``) → (host, port)."""
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+    try:
+        return host, int(port) if port else default_port
+    except ValueError:
+        raise ValueError(f"not host[:port]: {value!r}") from None
+
+
+class _Uac:
+    """One outbound leg's sippy user agent. Lives and runs in the SIP thread only."""
+
+    def __init__(
+        self,
+        endpoint: SipEndpoint,
+        *,
+        trunk: tuple[str, int],
+        caller: str,
+        callee: str,
+        offer: str,
+        credentials: tuple[str | None, str | None],
+        report: Callable[[UacEvent], None],
+    ) -> None:
+        from sippy.CCEvents import CCEventTry
+        from sippy.MsgBody import MsgBody
+        from sippy.SipCallId import SipCallId
+        from sippy.SipHeader import SipHeader
+        from sippy.UA import UA
+
+        self._report = report
+        self._offer = offer
+        username, password = credentials
+        self.ua: Any = UA(
+            endpoint.config,
+            event_cb=self._event,
+            nh_address=trunk,
+            username=username,
+            password=password,
+            dead_cbs=(self._dead,),
+        )
+        self.ua.local_ua = "maskline"
+        try_event = CCEventTry((SipCallId(), caller, callee, MsgBody(offer), None, None))
+        identity = f"<sip:{caller}@{trunk[0]};user=phone>"
+        try_event.extra_headers = (SipHeader(name="p-asserted-identity", bodys=identity),)
+        self.ua.recvEvent(try_event)
+
+    def hangup(self) -> None:
+        """CANCEL while ringing, BYE once connected."""
+        from sippy.CCEvents import CCEventDisconnect
+
+        if not self.ua.isDead():
+            self.ua.recvEvent(CCEventDisconnect())
+
+    def _event(self, event: Any, _ua: Any) -> None:
+        from sippy.CCEvents import (
+            CCEventConnect,
+            CCEventDisconnect,
+            CCEventFail,
+            CCEventRing,
+            CCEventUpdate,
+        )
+        from sippy.MsgBody import MsgBody
+
+        try:
+            data = event.getData()
+            if isinstance(event, CCEventRing | CCEventConnect | CCEventFail):
+                code, reason = int(data[0]), str(data[1])
+                body = data[2] if len(data) > 2 else None
+                kind = {CCEventRing: "ring", CCEventConnect: "connect", CCEventFail: "fail"}
+                self._report(UacEvent(kind[type(event)], code, reason, _answer(body)))
+            elif isinstance(event, CCEventDisconnect):
+                self._report(UacEvent("bye"))
+            elif isinstance(event, CCEventUpdate):
+                # A re-INVITE: keep the call, answer with our unchanged media.
+                self.ua.recvEvent(CCEventConnect((200, "OK", MsgBody(self._offer))))
+                self._report(UacEvent("update", sdp=_answer(data)))
+        except Exception:
+            log.exception("SIP event handling failed")
+
+    def _dead(self, _ua: Any) -> None:
+        self._report(UacEvent("dead"))
+
+
+def _answer(body: Any) -> str | None:
+    """The remote SDP as text (parsed again on the engine's side)."""
+    return None if body is None else str(body)
+
+
+@dataclass
+class _Call:
+    session: MediaSession
+    uacs: dict[Leg, _Uac] = field(default_factory=dict)
+    codec: G711 | None = None
+    ended: set[Leg] = field(default_factory=set)
+    on_hold: set[Leg] = field(default_factory=set)
+    answered: set[Leg] = field(default_factory=set)
+    bridged: bool = False
+    timed_out: bool = False
+
+
+class SipCarrier:
+    name = "sip"
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        if not settings.sip_trunk:
+            raise ValueError("MASKLINE_SIP_TRUNK is required with the sip carrier")
+        self._settings = settings
+        self._clock = clock
+        self._trunk = host_port(settings.sip_trunk, DEFAULT_SIP_PORT)
+        self._bind = host_port(settings.sip_bind, DEFAULT_SIP_PORT)
+        advertise = settings.sip_advertise or self._bind[0]
+        self.relay = UdpRelay(
+            bind_host=self._bind[0], advertise=advertise, ports=settings.rtp_ports
+        )
+        self._thread = SipThread()
+        self._endpoint: SipEndpoint | None = None
+        self._sink: EventSink | None = None
+        self._calls: dict[str, _Call] = {}
+        self._opening: dict[str, asyncio.Task[_Call]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._monitor: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def start(self, sink: EventSink) -> None:
+        self._sink = sink
+        self._thread.start()
+        host, port = self._bind
+        self._endpoint = await self._thread.run(
+            lambda: SipEndpoint(host, port, on_request=_refuse_out_of_dialog)
+        )
+        self._monitor = asyncio.create_task(self._watch_media())
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        for call in self._calls.values():
+            for leg, uac in call.uacs.items():
+                if leg not in call.ended:
+                    self._thread.call(uac.hangup)
+        if self._calls:
+            await asyncio.sleep(BYE_GRACE_SEC)  # let the BYEs and CANCELs go out
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=BYE_GRACE_SEC)
+        if self._endpoint is not None:
+            await self._thread.run(self._endpoint.shutdown)
+        self._thread.stop()
+        await self.relay.close()
+
+    # -- commands from the engine -----------------------------------------------
+
+    def dial(self, request: Dial) -> None:
+        task = asyncio.create_task(self._dial(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _dial(self, request: Dial) -> None:
+        sid, leg = request.call_sid, request.leg
+        try:
+            call = await self._call(sid)
+        except RelayFull:
+            log.error("no RTP ports left: failing the leg")
+            self._emit(LegFailed(sid, leg, self._clock.now(), Cause.NORMAL_TEMPORARY_FAILURE))
+            return
+        # B is offered the codec A chose, so the relay never has to transcode.
+        codecs = (call.codec,) if leg is Leg.B and call.codec else (G711.PCMU, G711.PCMA)
+        offer = sdp.offer(call.session.local(leg), codecs)
+        settings = self._settings
+        caller = settings.sip_caller_format.format(masked=request.caller_id)
+        callee = settings.sip_dial_format.format(number=request.number)
+        loop = asyncio.get_running_loop()
+
+        def report(event: UacEvent) -> None:
+            loop.call_soon_threadsafe(self._on_uac_event, sid, leg, event)
+
+        endpoint = self._endpoint
+        assert endpoint is not None
+        call.uacs[leg] = await self._thread.run(
+            lambda: _Uac(
+                endpoint,
+                trunk=self._trunk,
+                caller=caller,
+                callee=callee,
+                offer=offer,
+                credentials=(settings.sip_username, settings.sip_password),
+                report=report,
+            )
+        )
+        if leg in call.ended:  # hung up while the INVITE was being built
+            self._thread.call(call.uacs[leg].hangup)
+
+    async def _call(self, sid: str) -> _Call:
+        call = self._calls.get(sid)
+        if call is not None:
+            return call
+        opening = self._opening.get(sid)
+        if opening is None:
+            opening = asyncio.create_task(self._open(sid))
+            self._opening[sid] = opening
+        try:
+            return await opening
+        finally:
+            self._opening.pop(sid, None)
+
+    async def _open(self, sid: str) -> _Call:
+        call = _Call(await self.relay.open(sid))
+        self._calls[sid] = call
+        return call
+
+    def hangup(
+        self, call_sid: str, leg: Leg, *, cause: Cause, at: datetime, tone: bool = False
+    ) -> None:
+        call = self._calls.get(call_sid)
+        if call is None or leg in call.ended:
+            return
+        call.ended.add(leg)
+        uac = call.uacs.get(leg)
+        if uac is not None:
+            self._thread.call(uac.hangup)
+        self._close_if_done(call_sid, call)
+
+    def bridge(self, call_sid: str, *, at: datetime, media: MediaSink | None) -> None:
+        call = self._calls.get(call_sid)
+        if call is None:
+            return
+        call.bridged = True
+        call.session.forward(Leg.A)
+        call.session.forward(Leg.B)
+        if media is not None:
+            call.session.record(media)
+
+    # -- events from the SIP thread -------------------------------------------
+
+    def _on_uac_event(self, sid: str, leg: Leg, event: UacEvent) -> None:
+        call = self._calls.get(sid)
+        if call is None:
+            return
+        now = self._clock.now()
+        remote = _remote(event.sdp)
+        if event.kind == "dead":
+            call.ended.add(leg)
+            self._close_if_done(sid, call)
+            return
+        if leg in call.ended:
+            return  # we ended this leg; its last responses change nothing
+        if event.kind == "ring" and event.code is not None and event.code > 100:
+            if remote is not None and remote.codec is not None and leg is Leg.B:
+                # Early media (183): B's announcements and ringing reach A.
+                call.session.set_remote(leg, remote.endpoint, remote.codec)
+                call.session.forward(Leg.B)
+            self._emit(LegRinging(sid, leg, now))
+        elif event.kind == "connect":
+            if remote is not None and remote.codec is not None:
+                call.session.set_remote(leg, remote.endpoint, remote.codec)
+                call.codec = call.codec or remote.codec
+            call.answered.add(leg)
+            self._emit(LegAnswered(sid, leg, now))
+        elif event.kind == "fail":
+            call.ended.add(leg)
+            self._emit(LegFailed(sid, leg, now, cause_of(event.code), event.code))
+        elif event.kind == "bye":
+            call.ended.add(leg)
+            self._emit(LegHungUp(sid, leg, now))
+        elif event.kind == "update" and remote is not None:
+            if remote.on_hold:
+                call.on_hold.add(leg)
+            else:
+                call.on_hold.discard(leg)
+                if remote.codec is not None:
+                    call.session.set_remote(leg, remote.endpoint, remote.codec)
+
+    def _emit(self, event: Any) -> None:
+        assert self._sink is not None
+        self._sink(event)
+
+    def _close_if_done(self, sid: str, call: _Call) -> None:
+        if set(call.uacs) <= call.ended and len(call.ended) == 2:
+            self._calls.pop(sid, None)
+            task = asyncio.create_task(call.session.close())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _watch_media(self) -> None:
+        """End bridged calls whose leg has sent nothing for MASKLINE_RTP_TIMEOUT_SEC."""
+        limit = self._settings.rtp_timeout_sec
+        while True:
+            await asyncio.sleep(MEDIA_CHECK_SEC)
+            for sid, call in list(self._calls.items()):
+                if not call.bridged or call.timed_out:
+                    continue
+                for leg in (Leg.A, Leg.B):
+                    if leg in call.on_hold or leg in call.ended:
+                        continue
+                    if call.session.idle_seconds(leg) > limit:
+                        call.timed_out = True
+                        self._emit(LegMediaTimeout(sid, leg, self._clock.now()))
+                        break
+
+
+def _remote(text: str | None) -> sdp.RemoteMedia | None:
+    if not text:
+        return None
+    try:
+        return sdp.parse(text)
+    except ValueError:
+        log.warning("unreadable SDP from the trunk")
+        return None
+
+
+def _refuse_out_of_dialog(req: Any) -> Any:
+    """Requests that belong to no leg of ours. A party calling the masked number back
+    gets 480 for now (SPEC §8's announcement needs the relay to play one)."""
+    method = req.getMethod()
+    if method == "OPTIONS":
+        return (req.genResponse(200, "OK"), None, None)
+    if req.getHFBody("to").getTag() is not None:
+        return (req.genResponse(481, "Call/Transaction Does Not Exist"), None, None)
+    return (req.genResponse(480, "Temporarily Unavailable"), None, None)

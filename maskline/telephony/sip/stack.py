@@ -1,0 +1,196 @@
+"""The SIP stack (PyPI ``sippy``) in its own thread, behind a narrow adapter.
+
+sippy's reactor (ED2) is a process-wide singleton built at import time. It runs
+here in one dedicated thread; every sippy object is created and touched only in
+that thread. The engine's loop talks to it with ``SipThread.call``/``run``
+(``ED2.callFromThread``), and legs report back with immutable ``UacEvent``s
+through ``loop.call_soon_threadsafe``. See docs/decisions.md for the trial that
+chose sippy and the three things patched here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+log = logging.getLogger("maskline.sip")
+wire_log = logging.getLogger("maskline.sip.wire")
+
+T = TypeVar("T")
+TICK_HZ = 200.0
+
+
+@dataclass(frozen=True, slots=True)
+class UacEvent:
+    """What happened to a leg, as plain data. ``kind``: ring, connect, fail, bye, update, dead."""
+
+    kind: str
+    code: int | None = None
+    reason: str | None = None
+    sdp: str | None = None
+
+
+class _WireLog:
+    """sippy's logger interface (``write``), sent to Python logging instead of stderr."""
+
+    def write(self, *args: object, **_kwargs: object) -> None:
+        if wire_log.isEnabledFor(logging.DEBUG):
+            wire_log.debug("%s", "".join(str(a) for a in args))
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _patch_transport_case() -> None:
+    """sippy compares ``;transport=`` case-sensitively; SIPp and some trunks send ``UDP``.
+
+    Without this the in-dialog BYE to such a Contact fails inside sippy.
+    """
+    from sippy.SipURL import SipURL
+
+    original = SipURL.setParams
+    if getattr(original, "_maskline", False):
+        return
+
+    def set_params(self: Any, params: Any) -> None:
+        original(self, params)
+        if isinstance(self.transport, str):
+            self.transport = self.transport.lower()
+
+    set_params._maskline = True  # type: ignore[attr-defined]
+    SipURL.setParams = set_params
+
+
+class SipThread:
+    """Runs sippy's reactor in a thread of its own."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._failed: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="maskline-sip", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._failed is not None:
+            raise self._failed
+
+    def _run(self) -> None:
+        try:
+            # sippy is imported here, in this thread, never at maskline's import time.
+            from elperiodic.ElPeriodic import ElPeriodic
+            from sippy.Core.EventDispatcher import ED2
+
+            _patch_transport_case()
+            # ED2 wakes the thread that imported sippy; point its wake-up at this one.
+            previous, ED2.elp = ED2.elp, None
+            del previous
+            ED2.elp = ElPeriodic(TICK_HZ)
+            ED2.elp.CFT_enable(signal.SIGURG)
+            ED2.bands = [(TICK_HZ, 0)]
+            ED2.my_ident = threading.get_ident()
+            ED2.tlisteners, ED2.twasted = [], 0
+        except BaseException as exc:
+            self._failed = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            ED2.loop()
+        finally:
+            # The handle must be freed in the thread that made it.
+            handle, ED2.elp = ED2.elp, None
+            del handle
+
+    def call(self, fn: Callable[..., object], *args: object) -> None:
+        """Run ``fn(*args)`` in the SIP thread, without waiting."""
+        from sippy.Core.EventDispatcher import ED2
+
+        ED2.callFromThread(_guarded(fn), *args)
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(*args)`` in the SIP thread and wait for its result."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: T | None, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        def job() -> None:
+            try:
+                result = fn(*args)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(settle, None, exc)
+            else:
+                loop.call_soon_threadsafe(settle, result, None)
+
+        from sippy.Core.EventDispatcher import ED2
+
+        ED2.callFromThread(job)
+        return await future
+
+    def stop(self) -> None:
+        from sippy.Core.EventDispatcher import ED2
+
+        if self._thread is None:
+            return
+        ED2.callFromThread(ED2.breakLoop, 0)
+        self._thread.join(5)
+        self._thread = None
+
+
+def _guarded(fn: Callable[..., object]) -> Callable[..., None]:
+    def guarded(*args: object) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("SIP thread task failed")
+
+    return guarded
+
+
+class SipEndpoint:
+    """sippy's transaction manager bound to our SIP address. Build it in the SIP thread."""
+
+    def __init__(self, host: str, port: int, *, on_request: Callable[[Any], Any]) -> None:
+        from sippy.SipTransactionManager import SipTransactionManager
+        from sippy.Udp_server import Udp_server, Udp_server_opts
+
+        class _OneWorker(Udp_server_opts):  # type: ignore[misc]
+            nworkers = 1  # several sender threads could reorder our messages
+
+        class _Manager(SipTransactionManager):  # type: ignore[misc]
+            model_udp_server = (Udp_server, _OneWorker)
+
+        self.config: dict[str, Any] = {
+            "_sip_address": host,
+            "_sip_port": port,
+            "_sip_logger": _WireLog(),
+        }
+        self._on_request = on_request
+        with warnings.catch_warnings():
+            # sippy's local-address probe leaves an IPv6 socket for the GC.
+            warnings.simplefilter("ignore", ResourceWarning)
+            self.config["_sip_tm"] = _Manager(self.config, self._request)
+
+    def _request(self, req: Any, _transaction: Any) -> Any:
+        try:
+            return self._on_request(req)
+        except Exception:
+            log.exception("SIP request handling failed")
+            return (req.genResponse(500, "Server Internal Error"), None, None)
+
+    def shutdown(self) -> None:
+        self.config["_sip_tm"].shutdown()

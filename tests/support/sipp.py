@@ -1,0 +1,93 @@
+"""SIPp as the trunk (and the phones behind it) on loopback, for the sip carrier's tests."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "telephony" / "sip" / "scenarios"
+_ENTRY = re.compile(r"^(UDP message (?:received|sent)) \[\d+\] bytes :\s*$", re.MULTILINE)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Message:
+    received: bool  # by SIPp, i.e. sent by maskline
+    first_line: str
+    text: str
+
+    def header(self, name: str) -> str | None:
+        for line in self.text.splitlines()[1:]:
+            key, sep, value = line.partition(":")
+            if sep and key.strip().lower() == name.lower():
+                return value.strip()
+        return None
+
+
+class Sipp:
+    """One SIPp process running ``scenario`` as a UAS for ``calls`` calls."""
+
+    def __init__(
+        self,
+        scenario: str,
+        workdir: Path,
+        *,
+        calls: int,
+        pause_ms: int = 1000,
+        variables: dict[str, str] | None = None,
+    ) -> None:
+        self.port = free_udp_port()
+        self.workdir = workdir
+        self.log = workdir / "messages.log"
+        workdir.mkdir(parents=True, exist_ok=True)
+        command = [
+            "sipp", "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1",
+            "-p", str(self.port), "-m", str(calls), "-d", str(pause_ms),
+            "-nostdin", "-timeout", "60s", "-timeout_error",
+            "-trace_msg", "-message_file", str(self.log),
+            "-trace_err", "-error_file", str(workdir / "errors.log"),
+        ]  # fmt: skip
+        for name, value in (variables or {}).items():
+            command += ["-set", name, value]
+        self.process = subprocess.Popen(
+            command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
+    @property
+    def trunk(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def finished(self, within: float = 30.0) -> int:
+        """SIPp's exit code once its calls are done (0: every call passed its scenario)."""
+        return await asyncio.wait_for(asyncio.to_thread(self.process.wait), within)
+
+    def errors(self) -> str:
+        path = self.workdir / "errors.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def messages(self) -> list[Message]:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        found: list[Message] = []
+        parts = _ENTRY.split(text)
+        for kind, body in zip(parts[1::2], parts[2::2], strict=True):
+            message = body.split("\n-----", 1)[0].strip()
+            first = message.splitlines()[0] if message else ""
+            found.append(Message("received" in kind, first, message))
+        return found
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()

@@ -1,0 +1,133 @@
+"""The sip carrier against SIPp on loopback (SPEC §8): SIPp is the trunk, and the test
+plays the phones' media to the relay, so every leg is real SIP and real RTP."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from maskline.telephony.events import Leg
+from maskline.telephony.media.relay import Endpoint, UdpRelay
+from maskline.telephony.sim.audio import TONE_HZ, tone_frames
+from maskline.telephony.sip.carrier import SipCarrier
+from tests.conftest import make_settings
+from tests.support.api import Api, running_api
+from tests.support.audio import decode_mp3, dominant_hz
+from tests.support.calls import place, wait_for
+from tests.support.sipp import Sipp, free_udp_port
+from tests.telephony.test_relay import Phone, pcmu
+
+PARTY_A, PARTY_B = "9876543210", "9123456789"
+PACKETS = 100  # two seconds of 20 ms frames per phone
+
+
+@asynccontextmanager
+async def sip_api(database_url: str, tmp_path: Path, sipp: Sipp) -> AsyncIterator[Api]:
+    settings = make_settings(
+        database_url,
+        tmp_path / "data",
+        carrier="sip",
+        sip_trunk=sipp.trunk,
+        sip_bind=f"127.0.0.1:{free_udp_port()}",
+        rtp_ports="42000-42999",
+        allow_private_webhooks=True,
+        call_status_rate_limit_per_minute=100_000,
+    )
+    async with running_api(settings) as api:
+        yield api
+
+
+def relay_of(api: Api) -> UdpRelay:
+    engine = api.runtime.engine
+    assert engine is not None
+    carrier = engine.carriers["sip"]
+    assert isinstance(carrier, SipCarrier)
+    return carrier.relay
+
+
+async def talk(phone: Phone, to: Endpoint, hz: int) -> None:
+    """Send PACKETS of a tone, paced like a phone (20 ms apart)."""
+    encoded = pcmu(tone_frames(hz, 0, PACKETS))
+    for seq in range(PACKETS):
+        header = struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0xA1 if hz == 440 else 0xB2)
+        phone.send(header + encoded[seq * 160 : (seq + 1) * 160], to)
+        await asyncio.sleep(0.02)
+
+
+def requests_seen(sipp: Sipp) -> list[str]:
+    """The methods and responses SIPp received from us, in order."""
+    return [m.first_line.split(" ")[0] for m in sipp.messages() if m.received]
+
+
+async def test_an_answered_call_relays_and_records_both_parties(
+    database_url: str, tmp_path: Path
+) -> None:
+    phones = {Leg.A: Phone(), Leg.B: Phone()}
+    sipp = Sipp(
+        "answer.xml",
+        tmp_path / "sipp",
+        calls=2,
+        pause_ms=3000,
+        variables={"aport": str(phones[Leg.A].port), "bport": str(phones[Leg.B].port)},
+    )
+    try:
+        async with sip_api(database_url, tmp_path, sipp) as api:
+            org = await api.make_org("sip-answer", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            sid = placed["call_sid"]
+            await wait_for(api, org, sid, ("in-progress",))
+            session = relay_of(api).sessions[sid]
+            heard = {
+                leg: asyncio.create_task(phone.receive(PACKETS, within=10))
+                for leg, phone in phones.items()
+            }
+            await asyncio.gather(
+                talk(phones[Leg.A], session.local(Leg.A), TONE_HZ["party_a"]),
+                talk(phones[Leg.B], session.local(Leg.B), TONE_HZ["party_b"]),
+            )
+            # Each phone heard every packet of the other, unchanged.
+            assert [p[12:] for p in await heard[Leg.B]] == [
+                pcmu(tone_frames(440, 0, PACKETS))[i * 160 : (i + 1) * 160]
+                for i in range(PACKETS)
+            ]
+            assert len(await heard[Leg.A]) == PACKETS
+            call = await wait_for(api, org, sid)
+            assert await sipp.finished() == 0, sipp.errors()
+            recording = await api.client.get(
+                f"/v1/masking/calls/{sid}/recording", headers=org.auth
+            )
+            url = recording.json()["data"]["url"].removeprefix("http://127.0.0.1:8000")
+            mp3 = (await api.client.get(url)).content
+    finally:
+        sipp.close()
+        for phone in phones.values():
+            phone.close()
+
+    assert (call["status"], call["hangup_cause"], call["hangup_by"]) == (
+        "completed",
+        "NORMAL_CLEARING",
+        "party_a",
+    )
+    assert (call["failed_leg"], call["sip_code"], call["recording_status"]) == (None, None, "ready")
+    assert (call["bill_duration_sec"], call["price"]) == (60, 1.5)
+    assert 2 <= call["talk_duration_sec"] <= 4
+    decoded = decode_mp3(mp3)
+    middle = int(decoded.rate * 2 * 0.5)  # half a second in: both phones are talking
+    assert dominant_hz(decoded.left[middle:], decoded.rate) == 440
+    assert dominant_hz(decoded.right[middle:], decoded.rate) == 1000
+    seen = sipp.messages()
+    invites = [m for m in seen if m.received and m.first_line.startswith("INVITE")]
+    assert [m.first_line.split(" ")[1].split("@")[0] for m in invites] == [
+        f"sip:+91{PARTY_A}",
+        f"sip:+91{PARTY_B}",
+    ]
+    masked = f"+{placed['masked_number']}"
+    for invite in invites:
+        assert f"sip:{masked}@" in (invite.header("From") or "")
+        assert f"sip:{masked}@" in (invite.header("P-Asserted-Identity") or "")
+    assert requests_seen(sipp) == ["INVITE", "ACK", "INVITE", "ACK", "SIP/2.0", "BYE"]
+
+
