@@ -45,13 +45,21 @@ class Sipp:
         calls: int,
         pause_ms: int = 1000,
         variables: dict[str, str] | None = None,
+        fill: dict[str, str] | None = None,
     ) -> None:
+        """``variables`` are SIPp globals (``-set``); ``fill`` replaces ``@NAME@`` in the
+        scenario text before SIPp reads it (for what SIPp checks at load, like codes)."""
         self.port = free_udp_port()
         self.workdir = workdir
         self.log = workdir / "messages.log"
         workdir.mkdir(parents=True, exist_ok=True)
+        text = (SCENARIOS / scenario).read_text()
+        for name, value in (fill or {}).items():
+            text = text.replace(f"@{name}@", value)
+        script = workdir / scenario
+        script.write_text(text)
         command = [
-            "sipp", "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1",
+            "sipp", "-sf", str(script), "-i", "127.0.0.1",
             "-p", str(self.port), "-m", str(calls), "-d", str(pause_ms),
             "-nostdin", "-timeout", "60s", "-timeout_error",
             "-trace_msg", "-message_file", str(self.log),

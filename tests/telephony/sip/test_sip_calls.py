@@ -8,6 +8,9 @@ import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from maskline.telephony.events import Leg
 from maskline.telephony.media.relay import Endpoint, UdpRelay
@@ -25,7 +28,9 @@ PACKETS = 100  # two seconds of 20 ms frames per phone
 
 
 @asynccontextmanager
-async def sip_api(database_url: str, tmp_path: Path, sipp: Sipp) -> AsyncIterator[Api]:
+async def sip_api(
+    database_url: str, tmp_path: Path, sipp: Sipp, **overrides: object
+) -> AsyncIterator[Api]:
     settings = make_settings(
         database_url,
         tmp_path / "data",
@@ -35,6 +40,7 @@ async def sip_api(database_url: str, tmp_path: Path, sipp: Sipp) -> AsyncIterato
         rtp_ports="42000-42999",
         allow_private_webhooks=True,
         call_status_rate_limit_per_minute=100_000,
+        **overrides,
     )
     async with running_api(settings) as api:
         yield api
@@ -90,15 +96,12 @@ async def test_an_answered_call_relays_and_records_both_parties(
             )
             # Each phone heard every packet of the other, unchanged.
             assert [p[12:] for p in await heard[Leg.B]] == [
-                pcmu(tone_frames(440, 0, PACKETS))[i * 160 : (i + 1) * 160]
-                for i in range(PACKETS)
+                pcmu(tone_frames(440, 0, PACKETS))[i * 160 : (i + 1) * 160] for i in range(PACKETS)
             ]
             assert len(await heard[Leg.A]) == PACKETS
             call = await wait_for(api, org, sid)
             assert await sipp.finished() == 0, sipp.errors()
-            recording = await api.client.get(
-                f"/v1/masking/calls/{sid}/recording", headers=org.auth
-            )
+            recording = await api.client.get(f"/v1/masking/calls/{sid}/recording", headers=org.auth)
             url = recording.json()["data"]["url"].removeprefix("http://127.0.0.1:8000")
             mp3 = (await api.client.get(url)).content
     finally:
@@ -131,3 +134,77 @@ async def test_an_answered_call_relays_and_records_both_parties(
     assert requests_seen(sipp) == ["INVITE", "ACK", "INVITE", "ACK", "SIP/2.0", "BYE"]
 
 
+def outcome(call: dict[str, Any]) -> tuple[object, ...]:
+    return (
+        call["status"],
+        call["hangup_cause"],
+        call["hangup_by"],
+        call["failed_leg"],
+        call["sip_code"],
+        call["bill_duration_sec"],
+        call["price"],
+    )
+
+
+async def one_call(database_url: str, tmp_path: Path, sipp: Sipp, **body: Any) -> dict[str, Any]:
+    """Place a call through SIPp and return it once ended; SIPp must pass its scenario."""
+    overrides = body.pop("settings", {})
+    try:
+        async with sip_api(database_url, tmp_path, sipp, **overrides) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B, **body)
+            call = await wait_for(api, org, placed["call_sid"], within=30)
+            assert await sipp.finished() == 0, sipp.errors()
+            return call
+    finally:
+        sipp.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "cause", "by"),
+    [
+        (486, "USER_BUSY", "party_a"),
+        (404, "UNALLOCATED_NUMBER", "system"),
+        (603, "CALL_REJECTED", "party_a"),
+        (503, "NORMAL_TEMPORARY_FAILURE", "system"),
+    ],
+)
+async def test_a_refusing_first_leg_fails_the_call_unbilled(
+    database_url: str, tmp_path: Path, code: int, cause: str, by: str
+) -> None:
+    sipp = Sipp("reject.xml", tmp_path / "sipp", calls=1, fill={"CODE": str(code)})
+    call = await one_call(database_url, tmp_path, sipp)
+    assert outcome(call) == ("failed", cause, by, "party_a", code, 0, 0)
+    assert requests_seen(sipp) == ["INVITE", "ACK"]
+
+
+async def test_b_busy_after_a_answered_fails_on_party_b_and_a_gets_our_bye(
+    database_url: str, tmp_path: Path
+) -> None:
+    sipp = Sipp("b_rejects.xml", tmp_path / "sipp", calls=2, fill={"CODE": "486"})
+    call = await one_call(database_url, tmp_path, sipp)
+    assert outcome(call) == ("failed", "USER_BUSY", "party_b", "party_b", 486, 0, 0)
+    assert requests_seen(sipp) == ["INVITE", "ACK", "INVITE", "ACK", "BYE"]
+
+
+async def test_an_unanswered_leg_is_cancelled_at_the_ring_timeout(
+    database_url: str, tmp_path: Path
+) -> None:
+    sipp = Sipp("no_answer.xml", tmp_path / "sipp", calls=1)
+    call = await one_call(database_url, tmp_path, sipp, ring_timeout_sec=10)
+    assert outcome(call) == ("no-answer", "NO_ANSWER", "system", "party_a", 487, 0, 0)
+    assert requests_seen(sipp) == ["INVITE", "CANCEL", "ACK"]
+
+
+async def test_a_digest_challenge_is_answered_with_the_trunk_credentials(
+    database_url: str, tmp_path: Path
+) -> None:
+    sipp = Sipp("challenge.xml", tmp_path / "sipp", calls=1)
+    credentials = {"sip_username": "trunkuser", "sip_password": "s3cret"}
+    call = await one_call(database_url, tmp_path, sipp, settings=credentials)
+    # The trunk answers only a correctly authenticated INVITE with 486 (else 403).
+    assert outcome(call) == ("failed", "USER_BUSY", "party_a", "party_a", 486, 0, 0)
+    methods = requests_seen(sipp)
+    assert sorted(methods) == ["ACK", "ACK", "INVITE", "INVITE"]
+    second = [m for m in sipp.messages() if m.received and m.first_line.startswith("INVITE")][1]
+    assert (second.header("Authorization") or "").startswith("Digest ")
