@@ -13,6 +13,11 @@ SCENARIOS = Path(__file__).resolve().parent.parent / "telephony" / "sip" / "scen
 _ENTRY = re.compile(r"^(UDP message (?:received|sent)) \[\d+\] bytes :\s*$", re.MULTILINE)
 
 
+def fragment(name: str) -> str:
+    """A piece of scenario from ``scenarios/fragments`` (what a party does once answered)."""
+    return (SCENARIOS / "fragments" / f"{name}.xml").read_text()
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from tests.conftest import make_settings
 from tests.support.api import Api, running_api
 from tests.support.audio import decode_mp3, dominant_hz
 from tests.support.calls import place, wait_for
-from tests.support.sipp import Sipp, free_udp_port
+from tests.support.sipp import Sipp, fragment, free_udp_port
 from tests.telephony.test_relay import Phone, pcmu
 
 PARTY_A, PARTY_B = "9876543210", "9123456789"
@@ -63,6 +63,28 @@ async def talk(phone: Phone, to: Endpoint, hz: int) -> None:
         await asyncio.sleep(0.02)
 
 
+def answering(
+    tmp_path: Path,
+    phones: dict[Leg, Phone],
+    *,
+    a: tuple[str, ...],
+    b: tuple[str, ...],
+    pause_ms: int = 1000,
+) -> Sipp:
+    """SIPp answering both legs, each party then doing the fragments named."""
+    return Sipp(
+        "answer.xml",
+        tmp_path / "sipp",
+        calls=2,
+        pause_ms=pause_ms,
+        variables={"aport": str(phones[Leg.A].port), "bport": str(phones[Leg.B].port)},
+        fill={
+            "A_ANSWERED": "".join(fragment(name) for name in a),
+            "B_ANSWERED": "".join(fragment(name) for name in b),
+        },
+    )
+
+
 def requests_seen(sipp: Sipp) -> list[str]:
     """The methods and responses SIPp received from us, in order."""
     return [m.first_line.split(" ")[0] for m in sipp.messages() if m.received]
@@ -72,13 +94,7 @@ async def test_an_answered_call_relays_and_records_both_parties(
     database_url: str, tmp_path: Path
 ) -> None:
     phones = {Leg.A: Phone(), Leg.B: Phone()}
-    sipp = Sipp(
-        "answer.xml",
-        tmp_path / "sipp",
-        calls=2,
-        pause_ms=3000,
-        variables={"aport": str(phones[Leg.A].port), "bport": str(phones[Leg.B].port)},
-    )
+    sipp = answering(tmp_path, phones, a=("send_bye",), b=("wait_bye",), pause_ms=3000)
     try:
         async with sip_api(database_url, tmp_path, sipp) as api:
             org = await api.make_org("sip-answer", balance="10", numbers=1)
@@ -208,3 +224,42 @@ async def test_a_digest_challenge_is_answered_with_the_trunk_credentials(
     assert sorted(methods) == ["ACK", "ACK", "INVITE", "INVITE"]
     second = [m for m in sipp.messages() if m.received and m.first_line.startswith("INVITE")][1]
     assert (second.header("Authorization") or "").startswith("Digest ")
+
+
+@pytest.fixture
+def phones() -> Iterator[dict[Leg, Phone]]:
+    made = {Leg.A: Phone(), Leg.B: Phone()}
+    yield made
+    for phone in made.values():
+        phone.close()
+
+
+async def test_b_hanging_up_ends_the_call_and_a_gets_our_bye(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    sipp = answering(tmp_path, phones, a=("wait_bye",), b=("send_bye",))
+    call = await one_call(database_url, tmp_path, sipp)
+    assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_b", None, None, 60, 1.5)
+    assert requests_seen(sipp) == ["INVITE", "ACK", "INVITE", "ACK", "SIP/2.0", "BYE"]
+
+
+async def test_a_re_invite_mid_call_is_answered_and_the_call_goes_on(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    sipp = answering(tmp_path, phones, a=("reinvite", "send_bye"), b=("wait_bye",))
+    call = await one_call(database_url, tmp_path, sipp)
+    assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_a", None, None, 60, 1.5)
+    # Our 200 to the re-INVITE, and our 200 to A's BYE, then our BYE to B.
+    assert requests_seen(sipp) == [
+        "INVITE", "ACK", "INVITE", "ACK", "SIP/2.0", "SIP/2.0", "SIP/2.0", "BYE"
+    ]  # fmt: skip
+
+
+async def test_max_duration_ends_the_call_with_our_bye_to_both(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    sipp = answering(tmp_path, phones, a=("wait_bye",), b=("wait_bye",))
+    call = await one_call(database_url, tmp_path, sipp, max_duration_sec=10)
+    assert outcome(call) == ("completed", "ALLOTTED_TIMEOUT", "system", None, None, 60, 1.5)
+    assert call["talk_duration_sec"] == 10
+    assert sorted(requests_seen(sipp)) == ["ACK", "ACK", "BYE", "BYE", "INVITE", "INVITE"]
