@@ -6,7 +6,7 @@ import platform
 import sys
 from datetime import UTC, datetime
 
-from bench import call_logs, calls, recordings, webhooks
+from bench import call_logs, calls, recordings, sip, webhooks
 
 
 def main() -> None:
@@ -18,6 +18,8 @@ def main() -> None:
         for split in (False, True):
             print(calls.post_throughput(kind, split=split), flush=True)
         print(calls.connect_latency(kind), flush=True)
+        for rate in (10.0, 100.0):
+            print(sip.sip_connect_latency(kind, calls=200, rate=rate), flush=True)
         print(webhooks.webhooks_bench(kind), flush=True)
         print(call_logs.call_logs_latency(kind), flush=True)
 

@@ -20,6 +20,7 @@ from tests.conftest import make_settings
 from tests.support.api import Api, running_api
 from tests.support.audio import decode_mp3, dominant_hz
 from tests.support.calls import place, wait_for
+from tests.support.receiver import Receiver, until
 from tests.support.sipp import Sipp, fragment, free_udp_port
 from tests.telephony.test_relay import Phone, pcmu
 
@@ -95,10 +96,11 @@ async def test_an_answered_call_relays_and_records_both_parties(
 ) -> None:
     phones = {Leg.A: Phone(), Leg.B: Phone()}
     sipp = answering(tmp_path, phones, a=("send_bye",), b=("wait_bye",), pause_ms=3000)
+    hooks = Receiver()
     try:
         async with sip_api(database_url, tmp_path, sipp) as api:
             org = await api.make_org("sip-answer", balance="10", numbers=1)
-            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B, webhook_url=hooks.url)
             sid = placed["call_sid"]
             await wait_for(api, org, sid, ("in-progress",))
             session = relay_of(api).sessions[sid]
@@ -120,7 +122,9 @@ async def test_an_answered_call_relays_and_records_both_parties(
             recording = await api.client.get(f"/v1/masking/calls/{sid}/recording", headers=org.auth)
             url = recording.json()["data"]["url"].removeprefix("http://127.0.0.1:8000")
             mp3 = (await api.client.get(url)).content
+            delivered = await until(hooks, lambda got: len(got) >= 6)
     finally:
+        hooks.close()
         sipp.close()
         for phone in phones.values():
             phone.close()
@@ -133,6 +137,16 @@ async def test_an_answered_call_relays_and_records_both_parties(
     assert (call["failed_leg"], call["sip_code"], call["recording_status"]) == (None, None, "ready")
     assert (call["bill_duration_sec"], call["price"]) == (60, 1.5)
     assert 2 <= call["talk_duration_sec"] <= 4
+    # The webhooks of a real call are those of a sandbox one (SPEC §6).
+    assert [r.json["event"] for r in delivered] == [
+        "call.initiated",
+        "call.ringing",
+        "call.answered",
+        "call.bridged",
+        "call.completed",
+        "recording.ready",
+    ]
+    assert delivered[-1].json["data"] == call
     decoded = decode_mp3(mp3)
     middle = int(decoded.rate * 2 * 0.5)  # half a second in: both phones are talking
     assert dominant_hz(decoded.left[middle:], decoded.rate) == 440
