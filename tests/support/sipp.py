@@ -7,10 +7,15 @@ import re
 import socket
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "telephony" / "sip" / "scenarios"
-_ENTRY = re.compile(r"^(UDP message (?:received|sent)) \[\d+\] bytes :\s*$", re.MULTILINE)
+_ENTRY = re.compile(
+    r"^-+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\s*\n"
+    r"(UDP message (?:received \[\d+\] bytes :|sent \(\d+ bytes\):))\s*$",
+    re.MULTILINE,
+)
 
 
 def fragment(name: str) -> str:
@@ -30,6 +35,7 @@ class Message:
     received: bool  # by SIPp, i.e. sent by maskline
     first_line: str
     text: str
+    at: float  # SIPp's wall-clock time of it, in seconds since the epoch
 
     def header(self, name: str) -> str | None:
         for line in self.text.splitlines()[1:]:
@@ -92,10 +98,11 @@ class Sipp:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         found: list[Message] = []
         parts = _ENTRY.split(text)
-        for kind, body in zip(parts[1::2], parts[2::2], strict=True):
+        for stamp, kind, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
             message = body.split("\n-----", 1)[0].strip()
             first = message.splitlines()[0] if message else ""
-            found.append(Message("received" in kind, first, message))
+            at = datetime.fromisoformat(stamp).timestamp()
+            found.append(Message("received" in kind, first, message, at))
         return found
 
     def close(self) -> None:

@@ -154,6 +154,7 @@ class _Call:
     uacs: dict[Leg, _Uac] = field(default_factory=dict)
     codec: G711 | None = None
     ended: set[Leg] = field(default_factory=set)
+    dialling: set[Leg] = field(default_factory=set)
     on_hold: set[Leg] = field(default_factory=set)
     answered: set[Leg] = field(default_factory=set)
     bridged: bool = False
@@ -181,6 +182,8 @@ class SipCarrier:
         self._opening: dict[str, asyncio.Task[_Call]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._monitor: asyncio.Task[None] | None = None
+        self._next_slot = 0.0
+        self._hung_up_early: set[tuple[str, Leg]] = set()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -218,6 +221,17 @@ class SipCarrier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _slot(self, leg: Leg) -> float:
+        """Seconds to wait before this leg's INVITE, pacing new legs to MASKLINE_SIP_MAX_CPS.
+
+        B legs never wait (A is already listening); they still use up a slot, so
+        the A legs behind them wait longer and the rate holds over any second.
+        """
+        now = asyncio.get_running_loop().time()
+        start = now if leg is Leg.B else max(now, self._next_slot)
+        self._next_slot = max(self._next_slot, start) + 1 / self._settings.sip_max_cps
+        return start - now
+
     async def _dial(self, request: Dial) -> None:
         sid, leg = request.call_sid, request.leg
         try:
@@ -226,6 +240,22 @@ class SipCarrier:
             log.error("no RTP ports left: failing the leg")
             self._emit(LegFailed(sid, leg, self._clock.now(), Cause.NORMAL_TEMPORARY_FAILURE))
             return
+        if (sid, leg) in self._hung_up_early:
+            self._hung_up_early.discard((sid, leg))
+            call.ended.add(leg)
+        call.dialling.add(leg)
+        try:
+            wait = self._slot(leg)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if leg not in call.ended:  # not hung up while it waited for its slot
+                await self._invite(call, request)
+        finally:
+            call.dialling.discard(leg)
+            self._close_if_done(sid, call)
+
+    async def _invite(self, call: _Call, request: Dial) -> None:
+        sid, leg = request.call_sid, request.leg
         # B is offered the codec A chose, so the relay never has to transcode.
         codecs = (call.codec,) if leg is Leg.B and call.codec else (G711.PCMU, G711.PCMA)
         offer = sdp.offer(call.session.local(leg), codecs)
@@ -275,7 +305,11 @@ class SipCarrier:
         self, call_sid: str, leg: Leg, *, cause: Cause, at: datetime, tone: bool = False
     ) -> None:
         call = self._calls.get(call_sid)
-        if call is None or leg in call.ended:
+        if call is None:
+            # Its dial is still opening the relay session: it will see this and stop.
+            self._hung_up_early.add((call_sid, leg))
+            return
+        if leg in call.ended:
             return
         call.ended.add(leg)
         uac = call.uacs.get(leg)
@@ -338,7 +372,10 @@ class SipCarrier:
         self._sink(event)
 
     def _close_if_done(self, sid: str, call: _Call) -> None:
-        if set(call.uacs) <= call.ended and len(call.ended) == 2:
+        """Free the call's ports once every leg it dialled has ended and none is pending."""
+        if call.dialling or not call.ended or not set(call.uacs) <= call.ended:
+            return
+        if self._calls.get(sid) is call:
             self._calls.pop(sid, None)
             task = asyncio.create_task(call.session.close())
             self._tasks.add(task)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -277,3 +278,46 @@ async def test_max_duration_ends_the_call_with_our_bye_to_both(
     assert outcome(call) == ("completed", "ALLOTTED_TIMEOUT", "system", None, None, 60, 1.5)
     assert call["talk_duration_sec"] == 10
     assert sorted(requests_seen(sipp)) == ["ACK", "ACK", "BYE", "BYE", "INVITE", "INVITE"]
+
+
+async def test_a_silent_leg_is_hung_up_after_the_media_timeout(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    # Both phones answer and then send no RTP at all.
+    sipp = answering(tmp_path, phones, a=("wait_bye",), b=("wait_bye",))
+    call = await one_call(database_url, tmp_path, sipp, settings={"rtp_timeout_sec": 2})
+    assert outcome(call) == (
+        "completed",
+        "RECOVERY_ON_TIMER_EXPIRE",
+        "system",
+        None,
+        None,
+        60,
+        1.5,
+    )
+    assert sorted(requests_seen(sipp)) == ["ACK", "ACK", "BYE", "BYE", "INVITE", "INVITE"]
+
+
+async def test_new_legs_are_paced_to_the_trunks_call_rate(
+    database_url: str, tmp_path: Path
+) -> None:
+    sipp = Sipp("reject.xml", tmp_path / "sipp", calls=3, fill={"CODE": "486"})
+    try:
+        async with sip_api(database_url, tmp_path, sipp, sip_max_cps=2) as api:
+            org = await api.make_org("sip-paced", balance="10", numbers=3)
+            first_placed = time.time()
+            placed = [
+                await place(api, org, party_a=f"98765432{n}1", party_b=f"91234567{n}1")
+                for n in range(3)
+            ]
+            for call in placed:
+                await wait_for(api, org, call["call_sid"])
+            assert await sipp.finished() == 0, sipp.errors()
+    finally:
+        sipp.close()
+    invites = [m for m in sipp.messages() if m.received and m.first_line.startswith("INVITE")]
+    arrived = sorted(m.at for m in invites)
+    # Two new legs a second: the n-th INVITE cannot leave before n/2 s after the first dial.
+    assert len(arrived) == 3
+    for n, at in enumerate(arrived):
+        assert at >= first_placed + n * 0.5
