@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import av
 
-CANDIDATE_HZ = (220, 300, 440, 600, 880, 1000, 1400, 2000)
+CANDIDATE_HZ = (220, 300, 400, 440, 600, 880, 1000, 1400, 2000)
 
 
 def dominant_hz(pcm: bytes, rate: int = 8000) -> int:

@@ -52,6 +52,22 @@ class Phone:
                 got.append(data)
         return got
 
+    async def collect(self, *, quiet: float, within: float = 10.0) -> list[bytes]:
+        """Every packet until none has come for ``quiet`` seconds."""
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+        deadline = loop.time() + within
+        while loop.time() < deadline:
+            try:
+                async with asyncio.timeout(quiet):
+                    data, _ = await loop.sock_recvfrom(self.sock, 2048)
+            except TimeoutError:
+                if got:
+                    break
+                continue
+            got.append(data)
+        return got
+
     async def nothing_within(self, seconds: float) -> bool:
         loop = asyncio.get_running_loop()
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import struct
 import time
 from dataclasses import dataclass
@@ -60,6 +61,11 @@ class MediaSession(Protocol):
 
     def record(self, sink: MediaSink) -> None:
         """From now on, hand both legs' audio to ``sink``."""
+        ...
+
+    def play(self, leg: Leg, payload: bytes, *, repeat: bool) -> asyncio.Task[None]:
+        """Send ``payload`` (in the leg's codec) to ``leg`` until it ends or the other
+        leg's media is relayed to it; returns the task playing it."""
         ...
 
     def idle_seconds(self, leg: Leg) -> float:
@@ -137,6 +143,7 @@ class RelaySession:
         self._sink: MediaSink | None = None
         self._recording_since: float | None = None
         self._closed = False
+        self._players: dict[Leg, asyncio.Task[None]] = {}
 
     def local(self, leg: Leg) -> Endpoint:
         return Endpoint(self._relay.advertise, self._legs[leg].port)
@@ -150,6 +157,43 @@ class RelaySession:
 
     def forward(self, source: Leg) -> None:
         self._legs[source].forwarding = True
+        self._stop_playing(source.other)
+
+    def play(self, leg: Leg, payload: bytes, *, repeat: bool) -> asyncio.Task[None]:
+        self._stop_playing(leg)
+        task = asyncio.create_task(self._play(leg, payload, repeat=repeat))
+        self._players[leg] = task
+        return task
+
+    def _stop_playing(self, leg: Leg) -> None:
+        player = self._players.pop(leg, None)
+        if player is not None:
+            player.cancel()
+
+    async def _play(self, leg: Leg, payload: bytes, *, repeat: bool) -> None:
+        """Our own RTP stream to ``leg``: 20 ms packets, paced on the loop's clock."""
+        media = self._legs[leg]
+        if media.codec is None or not payload:
+            return
+        loop = asyncio.get_running_loop()
+        ssrc = secrets.randbits(32)
+        seq, timestamp = secrets.randbits(16), secrets.randbits(32)
+        start = loop.time()
+        sent = 0
+        while not self._closed:
+            offset = (sent * FRAME_SAMPLES) % len(payload) if repeat else sent * FRAME_SAMPLES
+            if offset >= len(payload):
+                return
+            chunk = payload[offset : offset + FRAME_SAMPLES]
+            if media.remote is not None:
+                header = struct.pack(
+                    "!BBHII", 0x80, media.codec.value, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc
+                )
+                media.rtp.sendto(header + chunk, media.remote)
+            sent += 1
+            seq += 1
+            timestamp += FRAME_SAMPLES
+            await asyncio.sleep(max(0.0, start + sent * 0.02 - loop.time()))
 
     def record(self, sink: MediaSink) -> None:
         self._sink = sink
@@ -168,6 +212,8 @@ class RelaySession:
         if self._closed:
             return
         self._closed = True
+        for leg in list(self._players):
+            self._stop_playing(leg)
         if self._sink is not None:
             self._sink.close()
             self._sink = None

@@ -26,6 +26,7 @@ from maskline.telephony.events import (
     LegMediaTimeout,
     LegRinging,
 )
+from maskline.telephony.media import tones
 from maskline.telephony.media.g711 import G711
 from maskline.telephony.media.relay import MediaSession, RelayFull, UdpRelay
 from maskline.telephony.sip import sdp
@@ -155,6 +156,7 @@ class _Call:
     codec: G711 | None = None
     ended: set[Leg] = field(default_factory=set)
     dialling: set[Leg] = field(default_factory=set)
+    finishing: set[Leg] = field(default_factory=set)  # a tone plays before our BYE
     on_hold: set[Leg] = field(default_factory=set)
     answered: set[Leg] = field(default_factory=set)
     bridged: bool = False
@@ -313,8 +315,27 @@ class SipCarrier:
             return
         call.ended.add(leg)
         uac = call.uacs.get(leg)
-        if uac is not None:
+        if uac is None:
+            self._close_if_done(call_sid, call)
+        elif tone and leg in call.answered and call.codec is not None:
+            # B could not be reached: A hears a short busy tone, then our BYE.
+            call.finishing.add(leg)
+            playing = call.session.play(leg, tones.busy(call.codec), repeat=False)
+            task = asyncio.create_task(self._hang_up_after(call_sid, call, leg, playing))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
             self._thread.call(uac.hangup)
+            self._close_if_done(call_sid, call)
+
+    async def _hang_up_after(
+        self, call_sid: str, call: _Call, leg: Leg, playing: asyncio.Task[None]
+    ) -> None:
+        uac = call.uacs[leg]
+        with contextlib.suppress(asyncio.CancelledError):
+            await playing
+        self._thread.call(uac.hangup)
+        call.finishing.discard(leg)
         self._close_if_done(call_sid, call)
 
     def bridge(self, call_sid: str, *, at: datetime, media: MediaSink | None) -> None:
@@ -352,6 +373,9 @@ class SipCarrier:
                 call.session.set_remote(leg, remote.endpoint, remote.codec)
                 call.codec = call.codec or remote.codec
             call.answered.add(leg)
+            if leg is Leg.A and call.codec is not None:
+                # A hears ringback until B's early media or the bridge replaces it.
+                call.session.play(Leg.A, tones.ringback(call.codec), repeat=True)
             self._emit(LegAnswered(sid, leg, now))
         elif event.kind == "fail":
             call.ended.add(leg)
@@ -373,7 +397,9 @@ class SipCarrier:
 
     def _close_if_done(self, sid: str, call: _Call) -> None:
         """Free the call's ports once every leg it dialled has ended and none is pending."""
-        if call.dialling or not call.ended or not set(call.uacs) <= call.ended:
+        if call.dialling or call.finishing or not call.ended:
+            return
+        if not set(call.uacs) <= call.ended:
             return
         if self._calls.get(sid) is call:
             self._calls.pop(sid, None)

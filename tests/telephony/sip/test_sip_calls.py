@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from maskline.telephony.events import Leg
+from maskline.telephony.media.g711 import G711, to_pcm16
 from maskline.telephony.media.relay import Endpoint, UdpRelay
 from maskline.telephony.sim.audio import TONE_HZ, tone_frames
 from maskline.telephony.sip.carrier import SipCarrier
@@ -209,13 +210,30 @@ async def test_a_refusing_first_leg_fails_the_call_unbilled(
     assert requests_seen(sipp) == ["INVITE", "ACK"]
 
 
-async def test_b_busy_after_a_answered_fails_on_party_b_and_a_gets_our_bye(
+async def test_b_busy_after_a_answered_fails_on_party_b_and_a_hears_ringback_then_busy(
     database_url: str, tmp_path: Path
 ) -> None:
-    sipp = Sipp("b_rejects.xml", tmp_path / "sipp", calls=2, fill={"CODE": "486"})
-    call = await one_call(database_url, tmp_path, sipp)
+    phone_a = Phone()
+    sipp = Sipp(
+        "b_rejects.xml",
+        tmp_path / "sipp",
+        calls=2,
+        variables={"aport": str(phone_a.port)},
+        fill={"CODE": "486"},
+    )
+    try:
+        heard = asyncio.create_task(phone_a.collect(quiet=1.0, within=15))
+        call = await one_call(database_url, tmp_path, sipp)
+        packets = await heard
+    finally:
+        phone_a.close()
     assert outcome(call) == ("failed", "USER_BUSY", "party_b", "party_b", 486, 0, 0)
     assert requests_seen(sipp) == ["INVITE", "ACK", "INVITE", "ACK", "BYE"]
+    # While B rang (600 ms) A heard 400 Hz ringback, then 1.5 s of busy tone before our BYE.
+    assert {p[1] & 0x7F for p in packets} == {0}
+    assert len(packets) >= 75
+    audio = to_pcm16(G711.PCMU, b"".join(p[12:] for p in packets))
+    assert dominant_hz(audio) == 400
 
 
 async def test_an_unanswered_leg_is_cancelled_at_the_ring_timeout(
