@@ -66,7 +66,11 @@ async def _run(url: str, tmp: Path, *, calls: int, rate: float) -> str:
         calls=2 * calls,
         pause_ms=500,
         variables={"aport": str(free_udp_port()), "bport": str(free_udp_port())},
-        fill={"A_ANSWERED": fragment("send_bye"), "B_ANSWERED": fragment("wait_bye")},
+        fill={
+            "A_ANSWERED": fragment("send_bye"),
+            "B_ANSWERED": fragment("wait_bye"),
+            "B_BEFORE_ANSWER": "",
+        },
     )
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,

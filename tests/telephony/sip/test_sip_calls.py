@@ -72,6 +72,7 @@ def answering(
     *,
     a: tuple[str, ...],
     b: tuple[str, ...],
+    b_before_answer: tuple[str, ...] = (),
     pause_ms: int = 1000,
 ) -> Sipp:
     """SIPp answering both legs, each party then doing the fragments named."""
@@ -84,6 +85,7 @@ def answering(
         fill={
             "A_ANSWERED": "".join(fragment(name) for name in a),
             "B_ANSWERED": "".join(fragment(name) for name in b),
+            "B_BEFORE_ANSWER": "".join(fragment(name) for name in b_before_answer),
         },
     )
 
@@ -339,3 +341,42 @@ async def test_new_legs_are_paced_to_the_trunks_call_rate(
     assert len(arrived) == 3
     for n, at in enumerate(arrived):
         assert at >= first_placed + n * 0.5
+
+
+async def test_early_media_from_b_reaches_a_instead_of_ringback(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    sipp = answering(
+        tmp_path,
+        phones,
+        a=("wait_bye",),
+        b=("send_bye",),
+        b_before_answer=("early_media",),
+        pause_ms=500,
+    )
+    early_ssrc = 0xE0E0E0E0
+    try:
+        async with sip_api(database_url, tmp_path, sipp) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            sid = placed["call_sid"]
+            await wait_for(api, org, sid, ("answered",))
+            heard = asyncio.create_task(phones[Leg.A].collect(quiet=1.0, within=15))
+            session = relay_of(api).sessions[sid]
+            # B's side plays its announcement from the moment B is being dialled.
+            for seq in range(60):
+                packet = struct.pack("!BBHII", 0x80, 0, seq, seq * 160, early_ssrc)
+                phones[Leg.B].send(packet + b"\x55" * 160, session.local(Leg.B))
+                await asyncio.sleep(0.02)
+            call = await wait_for(api, org, sid, within=30)
+            assert await sipp.finished() == 0, sipp.errors()
+            packets = await heard
+    finally:
+        sipp.close()
+    assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_b", None, None, 60, 1.5)
+    sources = [struct.unpack_from("!I", p, 8)[0] for p in packets]
+    # Ringback first (our own stream), then B's early media, and no ringback after it.
+    first_early = sources.index(early_ssrc)
+    assert first_early > 0
+    assert set(sources[first_early:]) == {early_ssrc}
+    assert sources.count(early_ssrc) >= 20
