@@ -57,6 +57,7 @@ class Sipp:
         pause_ms: int = 1000,
         variables: dict[str, str] | None = None,
         fill: dict[str, str] | None = None,
+        options: tuple[str, ...] = (),
     ) -> None:
         """``variables`` are SIPp globals (``-set``); ``fill`` replaces ``@NAME@`` in the
         scenario text before SIPp reads it (for what SIPp checks at load, like codes)."""
@@ -75,6 +76,7 @@ class Sipp:
             "-nostdin", "-timeout", "60s", "-timeout_error",
             "-trace_msg", "-message_file", str(self.log),
             "-trace_err", "-error_file", str(workdir / "errors.log"),
+            *options,
         ]  # fmt: skip
         for name, value in (variables or {}).items():
             command += ["-set", name, value]

@@ -74,6 +74,7 @@ def answering(
     b: tuple[str, ...],
     b_before_answer: tuple[str, ...] = (),
     pause_ms: int = 1000,
+    options: tuple[str, ...] = (),
 ) -> Sipp:
     """SIPp answering both legs, each party then doing the fragments named."""
     return Sipp(
@@ -87,6 +88,7 @@ def answering(
             "B_ANSWERED": "".join(fragment(name) for name in b),
             "B_BEFORE_ANSWER": "".join(fragment(name) for name in b_before_answer),
         },
+        options=options,
     )
 
 
@@ -380,3 +382,18 @@ async def test_early_media_from_b_reaches_a_instead_of_ringback(
     assert first_early > 0
     assert set(sources[first_early:]) == {early_ssrc}
     assert sources.count(early_ssrc) >= 20
+
+
+async def test_a_retransmitted_200_is_acked_again(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    # -nr: SIPp would otherwise answer our repeated ACK by repeating its 200 forever.
+    sipp = answering(
+        tmp_path, phones, a=("resend_200", "send_bye"), b=("wait_bye",), options=("-nr",)
+    )
+    call = await one_call(database_url, tmp_path, sipp)
+    assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_a", None, None, 60, 1.5)
+    acks = [m for m in sipp.messages() if m.received and m.first_line.startswith("ACK")]
+    to_a = [m.text for m in acks if f"+91{PARTY_A}" in (m.header("To") or "")]
+    # A's 200 came twice and got the same ACK twice; B's once.
+    assert (len(acks), len(to_a), len(set(to_a))) == (3, 2, 1)
