@@ -23,6 +23,7 @@ from maskline.kit.clock import ScaledClock
 from maskline.numbers import service as numbers
 from maskline.orgs import service as orgs
 from maskline.orgs.service import OrgTerms
+from maskline.runtime import Runtime
 from maskline.settings import Settings
 from tests.support.databases import fresh_database
 
@@ -125,6 +126,24 @@ def post_throughput(kind: str, *, split: bool, clients: int = 32, seconds: float
     )
 
 
+async def unlimited_org(runtime: Runtime, name: str, pool: list[str]) -> str:
+    """An organisation no limit gets in the way of, with ``pool`` numbers; its API key."""
+    async with runtime.db.write() as session:
+        made = await orgs.create_org(
+            session,
+            name,
+            box=runtime.box,
+            now=runtime.clock.now(),
+            terms=OrgTerms(max_live_calls=100_000),
+            opening_balance=10**9,
+        )
+        await numbers.add_numbers(session, pool, org_id=made.org.id, now=runtime.clock.now())
+        _key, api_key = await keys.create_key(
+            session, made.org, now=runtime.clock.now(), rate_limit=1_000_000
+        )
+    return api_key
+
+
 async def _connect_latency(url: str, data_dir: Path, calls: int) -> list[float]:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
@@ -138,21 +157,7 @@ async def _connect_latency(url: str, data_dir: Path, calls: int) -> list[float]:
     app = create_app(settings, clock=ScaledClock(20), announce=lambda _c: None)
     async with app.router.lifespan_context(app):
         runtime = app.state.runtime
-        async with runtime.db.write() as session:
-            made = await orgs.create_org(
-                session,
-                "latency",
-                box=runtime.box,
-                now=runtime.clock.now(),
-                terms=OrgTerms(max_live_calls=100_000),
-                opening_balance=10**9,
-            )
-            await numbers.add_numbers(
-                session, ["918099000002"], org_id=made.org.id, now=runtime.clock.now()
-            )
-            _key, api_key = await keys.create_key(
-                session, made.org, now=runtime.clock.now(), rate_limit=1_000_000
-            )
+        api_key = await unlimited_org(runtime, "latency", ["918099000002"])
         transport = httpx.ASGITransport(app=app)
         headers = {"Authorization": f"Bearer {api_key}"}
         counter = parties()

@@ -16,13 +16,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.calls import SECRET
+from bench.calls import SECRET, unlimited_org
 from bench.stats import summary_ms
 from maskline.app import create_app
-from maskline.keys import service as keys
-from maskline.numbers import service as numbers
-from maskline.orgs import service as orgs
-from maskline.orgs.service import OrgTerms
 from maskline.settings import Settings
 from tests.support.databases import fresh_database
 from tests.support.sipp import Sipp, fragment, free_udp_port
@@ -87,21 +83,8 @@ async def _run(url: str, tmp: Path, *, calls: int, rate: float) -> str:
     try:
         async with app.router.lifespan_context(app):
             runtime = app.state.runtime
-            async with runtime.db.write() as session:
-                made = await orgs.create_org(
-                    session,
-                    "sip-bench",
-                    box=runtime.box,
-                    now=runtime.clock.now(),
-                    terms=OrgTerms(max_live_calls=100_000),
-                    opening_balance=10**9,
-                )
-                pool = [f"9180{n:08d}" for n in range(10_000_000, 10_000_000 + 2 * calls)]
-                now = runtime.clock.now()
-                await numbers.add_numbers(session, pool, org_id=made.org.id, now=now)
-                _key, api_key = await keys.create_key(
-                    session, made.org, now=runtime.clock.now(), rate_limit=1_000_000
-                )
+            pool = [f"9180{n:08d}" for n in range(10_000_000, 10_000_000 + 2 * calls)]
+            api_key = await unlimited_org(runtime, "sip-bench", pool)
             headers = {"Authorization": f"Bearer {api_key}"}
             transport = httpx.ASGITransport(app=app)
             started = time.perf_counter()

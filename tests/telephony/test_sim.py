@@ -10,18 +10,7 @@ from maskline.telephony.events import Cause, Leg, LegEvent, LegHungUp
 from maskline.telephony.sim.audio import SAMPLE_RATE
 from maskline.telephony.sim.carrier import SimCarrier
 from tests.support.audio import dominant_hz
-
-
-class Capture:
-    def __init__(self) -> None:
-        self.audio: dict[Leg, bytearray] = {Leg.A: bytearray(), Leg.B: bytearray()}
-        self.closed = False
-
-    def on_audio(self, leg: Leg, pcm: bytes) -> None:
-        self.audio[leg] += pcm
-
-    def close(self) -> None:
-        self.closed = True
+from tests.support.rtp import Capture
 
 
 async def test_bridged_audio_is_a_tone_per_party_for_exactly_the_talk_time() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,8 @@ from tests.support.api import Api, running_api
 from tests.support.audio import decode_mp3, dominant_hz
 from tests.support.calls import place, wait_for
 from tests.support.receiver import Receiver, until
+from tests.support.rtp import Phone, pcmu
 from tests.support.sipp import Sipp, fragment, free_udp_port
-from tests.telephony.test_relay import Phone, pcmu
 
 PARTY_A, PARTY_B = "9876543210", "9123456789"
 PACKETS = 100  # two seconds of 20 ms frames per phone
@@ -261,14 +261,6 @@ async def test_a_digest_challenge_is_answered_with_the_trunk_credentials(
     assert sorted(methods) == ["ACK", "ACK", "INVITE", "INVITE"]
     second = [m for m in sipp.messages() if m.received and m.first_line.startswith("INVITE")][1]
     assert (second.header("Authorization") or "").startswith("Digest ")
-
-
-@pytest.fixture
-def phones() -> Iterator[dict[Leg, Phone]]:
-    made = {Leg.A: Phone(), Leg.B: Phone()}
-    yield made
-    for phone in made.values():
-        phone.close()
 
 
 async def test_b_hanging_up_ends_the_call_and_a_gets_our_bye(
