@@ -197,6 +197,7 @@ def create_app(
                 limiter=limiter,
                 signer=UrlSigner(secret_key),
                 storage=LocalStorage(data_dir / "recordings"),
+                spool=spool,
             )
             if db.is_sqlite:
                 await upgrade(db)

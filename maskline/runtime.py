@@ -13,6 +13,7 @@ from maskline.recordings.signing import UrlSigner
 from maskline.recordings.storage import Storage
 from maskline.recordings.tasks import RecordingWorker
 from maskline.settings import Settings
+from maskline.telephony.media.recorder import Spool
 from maskline.webhooks.tasks import WebhookWorker
 
 
@@ -25,6 +26,7 @@ class Runtime:
     limiter: RateLimiter
     signer: UrlSigner
     storage: Storage
+    spool: Spool
     # In-process wake-ups (ARCHITECTURE §3); polling in the woken loops is the safety net.
     engine: CallEngine | None = None
     worker: WebhookWorker | None = None

@@ -8,6 +8,7 @@ players the exact duration. Nothing is hand-written here but the plumbing.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +24,10 @@ BYTES_PER_SAMPLE = 2
 
 class NoAudio(Exception):
     """Neither leg's spool holds any audio."""
+
+
+class Aborted(Exception):
+    """The encode was asked to stop (the worker is shutting down)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +50,13 @@ def _read(handle: BinaryIO | None, samples: int) -> bytes:
     return data + bytes(want - len(data))
 
 
-def encode_mp3(left: Path, right: Path, out: Path) -> Encoded:
-    """Encode the legs' spool files into ``out`` (written whole, then renamed into place)."""
+def encode_mp3(
+    left: Path, right: Path, out: Path, *, abort: threading.Event | None = None
+) -> Encoded:
+    """Encode the legs' spool files into ``out`` (written whole, then renamed into place).
+
+    ``abort``, once set, stops the encode between seconds of audio (``Aborted``).
+    """
     total = max(_samples_in(left), _samples_in(right))
     if total == 0:
         raise NoAudio("the spool holds no audio")
@@ -63,6 +73,8 @@ def encode_mp3(left: Path, right: Path, out: Path) -> Encoded:
             )
             done = 0
             while done < total:
+                if abort is not None and abort.is_set():
+                    raise Aborted()
                 count = min(CHUNK_SAMPLES, total - done)
                 frame = av.AudioFrame(format="s16p", layout="stereo", samples=count)
                 frame.sample_rate = SPOOL_RATE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -66,6 +67,8 @@ async def delete_recording(call_sid: str, principal: KeyDep, runtime: RuntimeDep
         )
     if key is not None:
         await asyncio.to_thread(runtime.storage.delete, key)
+    # Not encoded yet (or never will be): its raw audio goes too.
+    await asyncio.to_thread(runtime.spool.discard, call_sid.lower())
     return Response(status_code=204)
 
 
@@ -120,8 +123,9 @@ class RecordingFile(FileResponse):
 async def recording_file(
     call_sid: str,
     runtime: RuntimeDep,
-    expires: Annotated[str | None, Query(max_length=20)] = None,
-    signature: Annotated[str | None, Query(max_length=128)] = None,
+    # Unchecked here: anything but the right values is a 403 from the signer.
+    expires: Annotated[str | None, Query()] = None,
+    signature: Annotated[str | None, Query()] = None,
 ) -> Response:
     """The MP3 behind a signed URL: no API key; supports Range; 403 once expired."""
     now = runtime.clock.now()
@@ -134,11 +138,17 @@ async def recording_file(
     path = None
     if recording is not None and recording.status == "ready" and recording.object_key:
         path = runtime.storage.local_path(recording.object_key)
-    if path is None:
+    try:
+        # Stat once here: a deletion racing this request is a 404, not a 500.
+        stat = await asyncio.to_thread(os.stat, path) if path is not None else None
+    except FileNotFoundError:
+        stat = None
+    if path is None or stat is None:
         raise NotFound(service.NOT_READY)
     remaining = max(0, int(expires or 0) - int(now.timestamp()))
     return RecordingFile(
         path,
+        stat_result=stat,
         media_type="audio/mpeg",
         headers={"Cache-Control": f"private, max-age={remaining}"},
         content_disposition_type="inline",

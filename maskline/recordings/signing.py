@@ -36,7 +36,7 @@ class UrlSigner:
         """True only for an untampered URL that has not expired yet."""
         if not expires or not signature or len(expires) > _MAX_EXPIRES_DIGITS:
             return False
-        if not expires.isascii() or not expires.isdigit():
+        if not expires.isascii() or not expires.isdigit() or not signature.isascii():
             return False
         expected = self._signature(path, int(expires))
         if not hmac.compare_digest(expected, signature.lower()):

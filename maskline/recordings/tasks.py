@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls.lifecycle import load_call
+from maskline.calls.models import Call
 from maskline.kit.clock import Clock
 from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
 from maskline.kit.logging import call_sid_var
 from maskline.kit.loops import Loops
-from maskline.recordings.encode import NoAudio, encode_mp3
+from maskline.recordings.encode import Aborted, NoAudio, encode_mp3
 from maskline.recordings.models import Recording
 from maskline.recordings.repository import lock_recording, mark_deleted
 from maskline.recordings.storage import Storage, object_key
@@ -69,6 +72,7 @@ class RecordingWorker:
         self._on_events = on_events
         self._loops = Loops(clock, log)
         self._next_retention = 0.0
+        self._abort = threading.Event()
 
     async def start(self) -> None:
         self._loops.start("recording worker", self._work_once, POLL_SEC, wakeable=True)
@@ -77,6 +81,7 @@ class RecordingWorker:
         self._loops.wake()
 
     async def stop(self) -> None:
+        self._abort.set()  # an encode in progress gives its job back instead of finishing
         await self._loops.stop()
 
     async def _work_once(self) -> bool:
@@ -93,10 +98,12 @@ class RecordingWorker:
     async def _claim(self) -> list[Job]:
         now = self.clock.now()
         async with self.db.write() as session:
+            await self._fail_exhausted(session, now)
             due = (
                 select(Recording.call_sid)
                 .where(
                     Recording.status == "pending",
+                    Recording.attempts < MAX_ATTEMPTS,
                     Recording.next_attempt_at <= now,
                     or_(Recording.lease_expires_at.is_(None), Recording.lease_expires_at < now),
                 )
@@ -118,14 +125,42 @@ class RecordingWorker:
             ).all()
         return [Job(r.call_sid, r.org_id, r.attempts) for r in rows]
 
+    async def _fail_exhausted(self, session: AsyncSession, now: datetime) -> None:
+        """Jobs whose every attempt died with its worker (a crash, not an error) fail."""
+        stuck = list(
+            (
+                await session.execute(
+                    update(Recording)
+                    .where(
+                        Recording.status == "pending",
+                        Recording.attempts >= MAX_ATTEMPTS,
+                        Recording.lease_expires_at < now,
+                    )
+                    .values(status="failed", lease_owner=None, last_error="worker died")
+                    .returning(Recording.call_sid)
+                )
+            ).scalars()
+        )
+        if stuck:
+            await session.execute(
+                update(Call).where(Call.call_sid.in_(stuck)).values(recording_status="failed")
+            )
+            for call_sid in stuck:
+                self.spool.discard(call_sid)
+
     async def _encode(self, job: Job) -> None:
         call_sid_var.set(job.call_sid)
         legs = self.spool.paths(job.call_sid)
-        staged = self.spool.directory / f"{job.call_sid}.mp3"
+        # Per worker: two workers on one data dir never write the same staged file.
+        staged = self.spool.directory / f"{job.call_sid}.{self.worker_id}.mp3"
         key = object_key(job.org_id, job.call_sid)
         try:
-            encoded = await asyncio.to_thread(encode_mp3, legs[Leg.A], legs[Leg.B], staged)
+            encoded = await asyncio.to_thread(
+                encode_mp3, legs[Leg.A], legs[Leg.B], staged, abort=self._abort
+            )
             size = await asyncio.to_thread(self.storage.put, key, staged)
+        except Aborted:
+            await self._release(job)
         except NoAudio:
             await self._give_up(job, "no audio was recorded")
         except Exception as exc:
@@ -133,6 +168,25 @@ class RecordingWorker:
             await self._retry_or_give_up(job, f"{type(exc).__name__}: {exc}")
         else:
             await self._publish(job, key, duration_ms=encoded.duration_ms, size=size)
+
+    async def _release(self, job: Job) -> None:
+        """Shutting down mid-encode: hand the job back at once, this attempt uncounted."""
+        async with self.db.write() as session:
+            recording = await self._mine(session, job)
+            if recording is not None:
+                recording.attempts = max(0, recording.attempts - 1)
+                recording.lease_owner = None
+                recording.lease_expires_at = None
+
+    async def _mine(self, session: AsyncSession, job: Job) -> Recording | None:
+        """The job's row if this worker still holds it; a deleted one loses its spool."""
+        recording = await lock_recording(session, job.call_sid)
+        if recording is not None and recording.status == "deleted":
+            self.spool.discard(job.call_sid)
+            return None
+        if recording is None or recording.lease_owner != self.worker_id:
+            return None
+        return recording
 
     async def _publish(self, job: Job, key: str, *, duration_ms: int, size: int) -> None:
         now = self.clock.now()
@@ -170,8 +224,8 @@ class RecordingWorker:
             await self._give_up(job, error)
             return
         async with self.db.write() as session:
-            recording = await lock_recording(session, job.call_sid)
-            if recording is None or recording.lease_owner != self.worker_id:
+            recording = await self._mine(session, job)
+            if recording is None:
                 return
             recording.last_error = error
             recording.lease_owner = None
@@ -180,8 +234,8 @@ class RecordingWorker:
 
     async def _give_up(self, job: Job, error: str) -> None:
         async with self.db.write() as session:
-            recording = await lock_recording(session, job.call_sid)
-            if recording is None or recording.lease_owner != self.worker_id:
+            recording = await self._mine(session, job)
+            if recording is None:
                 return
             if recording.status == "pending":
                 recording.status = "failed"

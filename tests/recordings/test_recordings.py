@@ -182,6 +182,9 @@ class TestSignedUrl:
             f"/v1/masking/recordings/{other_sid}.mp3?expires={expires}&signature={signature}",
             f"{path}?expires={expires}",
             path,
+            f"{path}?expires={expires}&signature=%C3%A9{signature[2:]}",
+            f"{path}?expires={'9' * 40}&signature={signature}",
+            f"{path}?expires={expires}&signature={signature * 10}",
         ):
             response = await api.client.get(tampered)
             assert response.json() == {
@@ -249,3 +252,32 @@ class TestDeletion:
         assert after["data"]["recording_status"] == "none"
         assert error_of(await recording_of(api, org, sid)) == (404, "not_found")
         assert list((data_dir / "recordings" / org.id).iterdir()) == []
+
+
+async def test_deleting_a_recording_not_yet_encoded_removes_its_raw_audio(
+    database_url: str, data_dir: Path
+) -> None:
+    # An engine and an API process, no worker: the recording stays pending.
+    settings = call_settings(database_url, data_dir)
+    async with (
+        running_api(settings, clock=ScaledClock(SPEED), role="engine") as engine,
+        running_api(settings, clock=ScaledClock(SPEED), role="api") as api,
+    ):
+        org = await engine.make_org("rec-unencoded", balance="10", numbers=1)
+        placed = await place(api, org)
+        sid = placed["call_sid"]
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            call = (await api.client.get(f"/v1/masking/calls/{sid}", headers=org.auth)).json()
+            if call["data"]["status"] == "completed":
+                break
+            assert asyncio.get_running_loop().time() < deadline, call
+            await asyncio.sleep(0.05)
+        spooled = sorted(p.name for p in (data_dir / "spool").glob(f"{sid}*"))
+        assert spooled == [f"{sid}.a.pcm", f"{sid}.b.pcm"]
+        assert call["data"]["recording_status"] == "pending"
+        deleted = await api.client.delete(f"/v1/masking/calls/{sid}/recording", headers=org.auth)
+        assert deleted.status_code == 204
+        assert list((data_dir / "spool").glob(f"{sid}*")) == []
+        after = (await api.client.get(f"/v1/masking/calls/{sid}", headers=org.auth)).json()
+        assert after["data"]["recording_status"] == "none"

@@ -162,3 +162,30 @@ def test_bad_port_ranges_are_refused(spec: str) -> None:
 
 def test_port_ranges_give_even_ports() -> None:
     assert list(parse_ports("20001-20008")) == [20002, 20004, 20006]
+
+
+async def test_nothing_is_accepted_before_the_legs_sdp_nor_from_another_host(
+    relay: UdpRelay, phones: dict[Leg, Phone]
+) -> None:
+    session = await relay.open("call-9")
+    session.set_remote(Leg.B, Endpoint("127.0.0.1", phones[Leg.B].port), G711.PCMU)
+    session.forward(Leg.A)
+    # A's packet before A's SDP is dropped, and does not latch A's port to its sender.
+    phones[Leg.A].send(rtp(1, b"\x11" * 160), session.local(Leg.A))
+    assert await phones[Leg.B].nothing_within(0.2)
+    session.set_remote(Leg.A, Endpoint("127.0.0.1", phones[Leg.A].port), G711.PCMU)
+    stranger = Phone(host="127.0.0.2")
+    try:
+        stranger.send(rtp(2, b"\x22" * 160), session.local(Leg.A))
+        assert await phones[Leg.B].nothing_within(0.2)
+        phones[Leg.A].send(rtp(3, b"\x33" * 160), session.local(Leg.A))
+        assert [p[12:13] for p in await phones[Leg.B].receive(1)] == [b"\x33"]
+        # A re-INVITE moves A's media to the other host: it is accepted from then on.
+        session.set_remote(Leg.A, Endpoint("127.0.0.2", stranger.port), G711.PCMU)
+        stranger.send(rtp(4, b"\x44" * 160), session.local(Leg.A))
+        assert [p[12:13] for p in await phones[Leg.B].receive(1)] == [b"\x44"]
+        phones[Leg.A].send(rtp(5, b"\x55" * 160), session.local(Leg.A))
+        assert await phones[Leg.B].nothing_within(0.2)
+    finally:
+        stranger.close()
+        await session.close()

@@ -123,6 +123,7 @@ class _LegMedia:
         self.closed = asyncio.gather(rtp_socket.lost, rtcp_socket.lost)
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
+        self.sdp_host: str | None = None
         self.latched = False
         self.codec: G711 | None = None
         self.last_rx = time.monotonic()
@@ -149,14 +150,23 @@ class RelaySession:
         return Endpoint(self._relay.advertise, self._legs[leg].port)
 
     def set_remote(self, leg: Leg, remote: Endpoint, codec: G711) -> None:
+        """The leg's SDP: from now on its packets are accepted, from that host only.
+
+        A new address (a re-INVITE after a failover) starts latching afresh.
+        """
         media = self._legs[leg]
         media.codec = codec
-        if not media.latched:
+        media.last_rx = time.monotonic()
+        if media.sdp_host != remote.host or not media.latched:
+            media.sdp_host = remote.host
+            media.latched = False
             media.remote = (remote.host, remote.port)
             media.remote_rtcp = (remote.host, remote.port + 1)
 
     def forward(self, source: Leg) -> None:
-        self._legs[source].forwarding = True
+        media = self._legs[source]
+        media.forwarding = True
+        media.last_rx = time.monotonic()  # its silence counts from now, not from its dial
         self._stop_playing(source.other)
 
     def play(self, leg: Leg, payload: bytes, *, repeat: bool) -> asyncio.Task[None]:
@@ -226,12 +236,14 @@ class RelaySession:
     # -- packets ----------------------------------------------------------------
 
     def _latch(self, media: _LegMedia, source: tuple[str, int]) -> bool:
-        """Accept ``source`` for this leg: the first one wins (symmetric RTP)."""
+        """Accept ``source`` for this leg: nothing before its SDP, then the first port the
+        SDP's host sends from (symmetric RTP), and nobody else."""
+        if media.sdp_host is None or source[0] != media.sdp_host:
+            return False
         if not media.latched:
             media.latched = True
             media.remote = source
-            if media.remote_rtcp is None or media.remote_rtcp[0] != source[0]:
-                media.remote_rtcp = (source[0], source[1] + 1)
+            media.remote_rtcp = (source[0], source[1] + 1)
             return True
         return media.remote == source
 
@@ -250,7 +262,7 @@ class RelaySession:
 
     def _on_rtcp(self, leg: Leg, data: bytes, source: tuple[str, int]) -> None:
         media = self._legs[leg]
-        if media.remote_rtcp is not None and source[0] != media.remote_rtcp[0]:
+        if media.sdp_host is None or source[0] != media.sdp_host:
             return
         media.remote_rtcp = source
         other = self._legs[leg.other]
@@ -270,7 +282,7 @@ class RelaySession:
             (words,) = struct.unpack_from("!H", data, offset + 2)
             offset += 4 + 4 * words
         end = len(data) - (data[-1] if data[0] & 0x20 else 0)  # padding
-        payload = data[offset:end]
+        payload = data[offset : max(offset, end)]
         if not payload:
             return
         (timestamp,) = struct.unpack_from("!I", data, 4)
@@ -304,7 +316,8 @@ class UdpRelay:
         self.advertise = advertise
         self._ports = parse_ports(ports)
         self._in_use: set[int] = set()
-        self._next = 0
+        # Start somewhere unpredictable, so a call's ports cannot be guessed from the last.
+        self._next = secrets.randbelow(len(self._ports))
         self.sessions: dict[str, RelaySession] = {}
 
     async def open(self, call_sid: str) -> RelaySession:

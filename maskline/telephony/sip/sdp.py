@@ -9,6 +9,7 @@ from maskline.telephony.media.relay import Endpoint
 
 TELEPHONE_EVENT_PT = 101
 _HOLD_DIRECTIONS = frozenset({"sendonly", "inactive"})
+_DIRECTIONS = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ def offer(local: Endpoint, codecs: tuple[G711, ...], *, version: int = 1) -> str
 def parse(text: str) -> RemoteMedia | None:
     """The first audio stream of an SDP answer: where to send, which G.711, held or not."""
     session_host: str | None = None
+    session_attributes: set[str] = set()
     media: list[tuple[int, list[int], str | None, set[str]]] = []
     for raw in text.splitlines():
         kind, sep, value = raw.strip().partition("=")
@@ -61,13 +63,16 @@ def parse(text: str) -> RemoteMedia | None:
             formats = [int(f) for f in parts[3:] if f.isdigit()]
             port = int(parts[1]) if parts[0].lower() == "audio" else -1
             media.append((port, formats, None, set()))
-        elif kind == "a" and media:
-            media[-1][3].add(value.split(":", 1)[0].strip().lower())
+        elif kind == "a":
+            attribute = value.split(":", 1)[0].strip().lower()
+            (media[-1][3] if media else session_attributes).add(attribute)
     for port, formats, host, attributes in media:
         address = host or session_host
         if port <= 0 or address is None:
             continue
         codec = next((G711(f) for f in formats if f in (0, 8)), None)
-        on_hold = address == "0.0.0.0" or bool(attributes & _HOLD_DIRECTIONS)  # noqa: S104
+        # A direction on the stream overrides one for the whole session.
+        directions = (attributes & _DIRECTIONS) or (session_attributes & _DIRECTIONS)
+        on_hold = address == "0.0.0.0" or bool(directions & _HOLD_DIRECTIONS)  # noqa: S104
         return RemoteMedia(Endpoint(address, port), codec, on_hold)
     return None
