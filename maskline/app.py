@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -183,11 +184,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
-        limiter = RateLimiter(settings.redis_url)
-        data_dir = Path(settings.data_dir)
-        spool = Spool(data_dir / "spool")
-        try:
+        # Everything started is stopped, in reverse order, also when a later part fails
+        # to start (a SIP port in use must not leave the workers running).
+        async with contextlib.AsyncExitStack() as started:
+            db = Database(settings.database_url)
+            started.push_async_callback(db.dispose)
+            limiter = RateLimiter(settings.redis_url)
+            started.callback(limiter.close)
+            data_dir = Path(settings.data_dir)
+            spool = Spool(data_dir / "spool")
             secret_key = resolve_secret_key(settings)
             runtime = Runtime(
                 settings=settings,
@@ -213,6 +218,7 @@ def create_app(
                     db=db, clock=runtime.clock, settings=settings, box=runtime.box
                 )
                 await runtime.worker.start()
+                started.push_async_callback(runtime.worker.stop)
                 runtime.recorder = RecordingWorker(
                     db=db,
                     clock=runtime.clock,
@@ -222,6 +228,7 @@ def create_app(
                     on_events=runtime.wake_worker,
                 )
                 await runtime.recorder.start()
+                started.push_async_callback(runtime.recorder.stop)
             if role in ("all", "engine"):
                 runtime.engine = CallEngine(
                     db=db,
@@ -232,19 +239,9 @@ def create_app(
                     on_events=runtime.wake_worker,
                 )
                 await runtime.engine.start()
+                started.push_async_callback(runtime.engine.stop)
             app.state.runtime = runtime
-            try:
-                yield
-            finally:
-                if runtime.engine is not None:
-                    await runtime.engine.stop()
-                if runtime.recorder is not None:
-                    await runtime.recorder.stop()
-                if runtime.worker is not None:
-                    await runtime.worker.stop()
-        finally:
-            limiter.close()
-            await db.dispose()
+            yield
 
     app = FastAPI(
         title="maskline",

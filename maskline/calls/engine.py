@@ -264,8 +264,15 @@ class CallEngine:
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        for carrier in self.carriers.values():
-            await carrier.start(self._on_leg_event)
+        ready: list[Carrier] = []
+        try:
+            for carrier in self.carriers.values():
+                await carrier.start(self._on_leg_event)
+                ready.append(carrier)
+        except BaseException:
+            for carrier in ready:
+                await carrier.close()
+            raise
         self._loops.start("engine claim", self._claim_once, POLL_SEC, wakeable=True)
         self._loops.start("engine heartbeat", self._heartbeat, HEARTBEAT_SEC)
         self._loops.start("engine watchdog", self._watchdog, WATCHDOG_SEC)

@@ -193,9 +193,13 @@ class SipCarrier:
         self._sink = sink
         self._thread.start()
         host, port = self._bind
-        self._endpoint = await self._thread.run(
-            lambda: SipEndpoint(host, port, on_request=_refuse_out_of_dialog)
-        )
+        try:
+            self._endpoint = await self._thread.run(
+                lambda: SipEndpoint(host, port, on_request=_refuse_out_of_dialog)
+            )
+        except BaseException:
+            self._thread.stop()  # e.g. the SIP port is taken: leave no thread behind
+            raise
         self._monitor = asyncio.create_task(self._watch_media())
 
     async def close(self) -> None:

@@ -4,7 +4,9 @@ plays the phones' media to the relay, so every leg is real SIP and real RTP."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -389,3 +391,26 @@ async def test_a_retransmitted_200_is_acked_again(
     to_a = [m.text for m in acks if f"+91{PARTY_A}" in (m.header("To") or "")]
     # A's 200 came twice and got the same ACK twice; B's once.
     assert (len(acks), len(to_a), len(set(to_a))) == (3, 2, 1)
+
+
+async def test_a_taken_sip_port_fails_the_start_and_leaves_nothing_running(
+    database_url: str, tmp_path: Path
+) -> None:
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", 0))
+    try:
+        settings = make_settings(
+            database_url,
+            tmp_path / "data",
+            carrier="sip",
+            sip_trunk="127.0.0.1:5999",
+            sip_bind=f"127.0.0.1:{taken.getsockname()[1]}",
+        )
+        with pytest.raises(OSError, match="in use"):
+            async with running_api(settings):
+                pass
+        # The SIP thread, and the workers started before the engine, are all stopped.
+        assert [t.name for t in threading.enumerate() if t.name == "maskline-sip"] == []
+        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+    finally:
+        taken.close()
