@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import threading
 import warnings
 from collections.abc import Callable
@@ -161,6 +162,16 @@ def _guarded(fn: Callable[..., object]) -> Callable[..., None]:
     return guarded
 
 
+def _check_free(host: str, port: int) -> None:
+    """Fail with a clear OSError if the SIP address is taken, before sippy tries to bind
+    it (sippy leaves the socket of a failed bind for the garbage collector)."""
+    if port == 0:
+        return
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.bind(address)
+
+
 class SipEndpoint:
     """sippy's transaction manager bound to our SIP address. Build it in the SIP thread."""
 
@@ -180,6 +191,7 @@ class SipEndpoint:
             "_sip_logger": _WireLog(),
         }
         self._on_request = on_request
+        _check_free(host, port)
         with warnings.catch_warnings():
             # sippy's local-address probe leaves an IPv6 socket for the GC.
             warnings.simplefilter("ignore", ResourceWarning)

@@ -4,10 +4,12 @@ plays the phones' media to the relay, so every leg is real SIP and real RTP."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import struct
 import threading
 import time
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -409,8 +411,13 @@ async def test_a_taken_sip_port_fails_the_start_and_leaves_nothing_running(
         with pytest.raises(OSError, match="in use"):
             async with running_api(settings):
                 pass
-        # The SIP thread, and the workers started before the engine, are all stopped.
+        # The SIP thread, and the workers started before the engine, are all stopped,
+        # and no socket of the failed bind is left for the garbage collector.
         assert [t.name for t in threading.enumerate() if t.name == "maskline-sip"] == []
         assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            gc.collect()
+        assert [str(w.message) for w in caught] == []
     finally:
         taken.close()
