@@ -35,14 +35,26 @@ async def lock_recording(session: AsyncSession, call_sid: str) -> Recording | No
 
 
 async def mark_deleted(session: AsyncSession, recording: Recording, *, now: datetime) -> str | None:
-    """The recording and its call say so at once; returns the object the caller removes."""
+    """The recording and its call say so at once; returns the object the caller removes.
+
+    The row keeps ``object_key`` until ``object_removed``: a file whose removal
+    was interrupted is found again by the worker's sweep, never orphaned.
+    """
     key = recording.object_key
     recording.status = "deleted"
     recording.deleted_at = now
-    recording.object_key = None
     recording.lease_owner = None
     recording.lease_expires_at = None
     await session.execute(
         update(Call).where(Call.call_sid == recording.call_sid).values(recording_status="none")
     )
     return key
+
+
+async def object_removed(session: AsyncSession, call_sid: str) -> None:
+    """The deleted recording's file is gone from storage."""
+    await session.execute(
+        update(Recording)
+        .where(Recording.call_sid == call_sid, Recording.status == "deleted")
+        .values(object_key=None)
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from typing import Annotated, Any
 
@@ -27,7 +28,10 @@ from maskline.keys.auth import KeyDep
 from maskline.kit.web import RuntimeDep
 from maskline.recordings import service
 from maskline.recordings.models import Recording
+from maskline.recordings.repository import object_removed
 from maskline.recordings.schemas import RecordingEnvelope
+
+log = logging.getLogger("maskline.recordings")
 
 router = APIRouter(prefix="/v1/masking", tags=["recordings"])
 
@@ -66,7 +70,14 @@ async def delete_recording(call_sid: str, principal: KeyDep, runtime: RuntimeDep
             session, principal.org_id, call_sid, now=runtime.clock.now()
         )
     if key is not None:
-        await asyncio.to_thread(runtime.storage.delete, key)
+        try:
+            await asyncio.to_thread(runtime.storage.delete, key)
+        except OSError:
+            # Already unreachable (the row says deleted); the worker's sweep retries.
+            log.exception("cannot remove a deleted recording's file now")
+        else:
+            async with runtime.db.write() as session:
+                await object_removed(session, call_sid.lower())
     # Not encoded yet (or never will be): its raw audio goes too.
     await asyncio.to_thread(runtime.spool.discard, call_sid.lower())
     return Response(status_code=204)

@@ -27,7 +27,7 @@ from maskline.kit.logging import call_sid_var
 from maskline.kit.loops import Loops
 from maskline.recordings.encode import Aborted, NoAudio, encode_mp3
 from maskline.recordings.models import Recording
-from maskline.recordings.repository import lock_recording, mark_deleted
+from maskline.recordings.repository import lock_recording, mark_deleted, object_removed
 from maskline.recordings.storage import Storage, object_key
 from maskline.settings import Settings
 from maskline.telephony.events import Leg
@@ -248,30 +248,53 @@ class RecordingWorker:
         self.spool.discard(job.call_sid)
 
     async def apply_retention(self) -> int:
-        """Delete recordings older than MASKLINE_RECORDING_RETENTION_DAYS; returns how many."""
-        days = self.settings.recording_retention_days
-        if days is None:
-            return 0
-        now = self.clock.now()
-        cutoff = now - timedelta(days=days)
+        """Delete recordings older than MASKLINE_RECORDING_RETENTION_DAYS, and every file a
+        deletion left behind; returns how many recordings the retention deleted."""
         removed = 0
-        while True:
+        days = self.settings.recording_retention_days
+        while days is not None:
+            now = self.clock.now()
             async with self.db.write() as session:
                 expired = list(
                     (
                         await session.execute(
                             select(Recording)
-                            .where(Recording.status == "ready", Recording.ready_at < cutoff)
+                            .where(
+                                Recording.status == "ready",
+                                Recording.ready_at < now - timedelta(days=days),
+                            )
                             .limit(RETENTION_BATCH)
                             .with_for_update(skip_locked=True)
                         )
                     ).scalars()
                 )
-                keys = [await mark_deleted(session, r, now=now) for r in expired]
-            # The rows say deleted first, so no URL serves a file that is going away.
-            for key in keys:
-                if key is not None:
-                    await asyncio.to_thread(self.storage.delete, key)
+                for recording in expired:
+                    await mark_deleted(session, recording, now=now)
             removed += len(expired)
             if len(expired) < RETENTION_BATCH:
-                return removed
+                break
+        await self._remove_deleted_files()
+        return removed
+
+    async def _remove_deleted_files(self) -> None:
+        """The rows say deleted first (no URL serves them); then the files go."""
+        while True:
+            async with self.db.read() as session:
+                left = (
+                    await session.execute(
+                        select(Recording.call_sid, Recording.object_key)
+                        .where(Recording.status == "deleted", Recording.object_key.is_not(None))
+                        .limit(RETENTION_BATCH)
+                    )
+                ).all()
+            for call_sid, key in left:
+                assert key is not None
+                try:
+                    await asyncio.to_thread(self.storage.delete, key)
+                except OSError:
+                    log.exception("cannot remove a deleted recording's file; will retry")
+                    return
+                async with self.db.write() as session:
+                    await object_removed(session, call_sid)
+            if len(left) < RETENTION_BATCH:
+                return

@@ -281,3 +281,26 @@ async def test_deleting_a_recording_not_yet_encoded_removes_its_raw_audio(
         assert list((data_dir / "spool").glob(f"{sid}*")) == []
         after = (await api.client.get(f"/v1/masking/calls/{sid}", headers=org.auth)).json()
         assert after["data"]["recording_status"] == "none"
+
+
+async def test_a_file_that_could_not_be_removed_is_swept_by_the_worker(
+    api: Api, data_dir: Path
+) -> None:
+    org = await api.make_org("rec-sweep", balance="10", numbers=1)
+    call = await recorded_call(api, org)
+    sid = call["call_sid"]
+    stored = data_dir / "recordings" / org.id / f"{sid}.mp3"
+    # Make the removal fail once: the file's place is taken by a directory.
+    stored.unlink()
+    stored.mkdir()
+    deleted = await api.client.delete(f"/v1/masking/calls/{sid}/recording", headers=org.auth)
+    assert deleted.status_code == 204
+    assert error_of(await recording_of(api, org, sid)) == (404, "not_found")
+    assert stored.is_dir()
+    # Once removal works again, the worker's next pass removes what was left.
+    stored.rmdir()
+    stored.write_bytes(b"left behind")
+    recorder = api.runtime.recorder
+    assert recorder is not None
+    await recorder.apply_retention()
+    assert not stored.exists()
