@@ -46,8 +46,9 @@ bench: $(STAMP)
 
 # sippy declares the needs of its web UI and RTP generator, which maskline never
 # imports (its UA and transaction layer need only elperiodic and pycryptodome).
+# werkzeug stays: schemathesis (dev) needs it.
 SIPPY_UNUSED := $(addprefix --no-emit-package ,flask flask-login websockets rtpsynth g722 \
-	werkzeug jinja2 itsdangerous blinker)
+	jinja2 itsdangerous blinker)
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock:
