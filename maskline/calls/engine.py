@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing import talktime
@@ -34,6 +34,7 @@ from maskline.calls.flow import (
     Finish,
     HangupLeg,
     HangupRequested,
+    LifetimeExceeded,
     RingTimeout,
     Shutdown,
     Start,
@@ -88,6 +89,7 @@ class CallInfo:
     max_duration_sec: int | None
     pulse_sec: int
     record: bool
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ class CallRunner:
         self.writes: asyncio.Queue[_Write | _RenewCredit] = asyncio.Queue()
         self.done = asyncio.Event()
         self.hangup_posted = False
+        self.lifetime_posted = False
         self._timers: set[asyncio.Task[None]] = set()
         self._granted = 0
         self._credit_end: datetime | None = None
@@ -352,10 +355,16 @@ class CallEngine:
         if not self._accepting:
             return False
         now = self.clock.now()
+        # A call accepted longer ago than its lifetime is not dialled now: the watchdog ends it.
+        oldest = now - timedelta(seconds=self.settings.call_max_lifetime_sec)
         async with self.db.write() as session:
             pending = (
                 select(Call.id)
-                .where(Call.status == "initiated", Call.engine_id.is_(None))
+                .where(
+                    Call.status == "initiated",
+                    Call.engine_id.is_(None),
+                    Call.created_at >= oldest,
+                )
                 .order_by(Call.id)
                 .limit(CLAIM_BATCH)
                 .with_for_update(skip_locked=True)
@@ -389,6 +398,7 @@ class CallEngine:
             max_duration_sec=call.max_duration_sec,
             pulse_sec=call.pulse_sec,
             record=call.record,
+            created_at=call.created_at,
         )
         runner = CallRunner(self, info, state_of(call))
         self._runners[info.call_sid] = runner
@@ -425,11 +435,16 @@ class CallEngine:
         if not self._runners:
             return False
         now = self.clock.now()
-        # Rows a runner is writing right now are skipped: its own write renews the lease,
-        # and waiting for them here could deadlock with that write's wallet update.
+        # Only calls with a runner: a call whose runner died must let its lease lapse, so
+        # the watchdog ends it. Rows a runner is writing right now are skipped: its own
+        # write renews the lease, and waiting for them could deadlock with its wallet update.
         mine = (
             select(Call.id)
-            .where(Call.engine_id == self.engine_id, Call.status.in_(LIVE_STATUSES))
+            .where(
+                Call.engine_id == self.engine_id,
+                Call.call_sid.in_(list(self._runners)),
+                Call.status.in_(LIVE_STATUSES),
+            )
             .with_for_update(skip_locked=True)
         )
         async with self.db.write() as session:
@@ -441,24 +456,36 @@ class CallEngine:
         return False
 
     async def _watchdog(self) -> bool:
-        """End the live calls of engines whose lease ran out (SPEC §8)."""
+        """End the calls no live runner drives: those of engines whose lease ran out, and
+        any call older than ``MASKLINE_CALL_MAX_LIFETIME_SEC`` (SPEC §8)."""
         now = self.clock.now()
+        oldest = now - timedelta(seconds=self.settings.call_max_lifetime_sec)
+        for runner in list(self._runners.values()):
+            if runner.info.created_at < oldest and not runner.lifetime_posted:
+                runner.lifetime_posted = True
+                runner.post(LifetimeExceeded(now))
+        driven = list(self._runners)
         async with self.db.write() as session:
-            orphans = list(
-                (
-                    await session.execute(
-                        select(Call)
-                        .where(
-                            Call.status.in_(LIVE_STATUSES),
+            query = (
+                select(Call)
+                .where(
+                    Call.status.in_(LIVE_STATUSES),
+                    or_(
+                        and_(
                             Call.engine_id.is_not(None),
-                            Call.engine_id != self.engine_id,
                             or_(Call.lease_expires_at.is_(None), Call.lease_expires_at < now),
-                        )
-                        .limit(CLAIM_BATCH)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).scalars()
+                        ),
+                        # Accepted but never claimed (no engine has been running).
+                        and_(Call.engine_id.is_(None), Call.created_at < oldest),
+                    ),
+                )
+                .order_by(Call.id)
+                .limit(CLAIM_BATCH)
+                .with_for_update(skip_locked=True)
             )
+            if driven:
+                query = query.where(Call.call_sid.not_in(driven))
+            orphans = list((await session.execute(query)).scalars())
             for call in orphans:
                 await self._end_orphan(session, call, now)
         return len(orphans) == CLAIM_BATCH
@@ -470,7 +497,10 @@ class CallEngine:
             t for t in (call.heartbeat_at, call.bridged_at, call.answered_at, call.created_at) if t
         )
         # Bridged time is billed up to the dead engine's last heartbeat, which becomes ended_at.
-        ended, commands = step(state, Shutdown(last_seen))
+        # A call no engine ever claimed just outlived its lifetime.
+        ended, commands = step(
+            state, Shutdown(last_seen) if call.engine_id is not None else LifetimeExceeded(now)
+        )
         call.engine_id = self.engine_id
         await apply_state(
             session,

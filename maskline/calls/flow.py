@@ -118,6 +118,13 @@ class Shutdown:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class LifetimeExceeded:
+    """The call outlived ``MASKLINE_CALL_MAX_LIFETIME_SEC`` (the watchdog's last resort)."""
+
+    at: datetime
+
+
 Event = (
     Start
     | RingTimeout
@@ -125,6 +132,7 @@ Event = (
     | DurationReached
     | CreditExhausted
     | Shutdown
+    | LifetimeExceeded
     | LegRinging
     | LegAnswered
     | LegFailed
@@ -269,6 +277,8 @@ def step(state: CallState, event: Event) -> Step:
 
     if isinstance(event, Shutdown):
         return _system_end(state, event.at, Cause.SYSTEM_SHUTDOWN)
+    if isinstance(event, LifetimeExceeded):
+        return _system_end(state, event.at, Cause.ALLOTTED_TIMEOUT)
     if isinstance(event, HangupRequested):
         return _system_end(state, event.at, Cause.NORMAL_CLEARING)
 
