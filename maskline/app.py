@@ -32,6 +32,7 @@ from maskline.kit.clock import Clock, SystemClock
 from maskline.kit.crypto import SecretBox, resolve_secret_key
 from maskline.kit.db import Database
 from maskline.kit.migrate import upgrade
+from maskline.kit.notify import Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
 from maskline.kit.web import RequestContextMiddleware
 from maskline.ops.router import router as ops_router
@@ -203,6 +204,7 @@ def create_app(
                 signer=UrlSigner(secret_key),
                 storage=LocalStorage(data_dir / "recordings"),
                 spool=spool,
+                wakeups=Wakeups(settings.database_url),
             )
             if db.is_sqlite:
                 await upgrade(db)
@@ -219,6 +221,7 @@ def create_app(
                 )
                 await runtime.worker.start()
                 started.push_async_callback(runtime.worker.stop)
+                runtime.wakeups.on(Topic.EVENTS, runtime.worker.wake)
                 runtime.recorder = RecordingWorker(
                     db=db,
                     clock=runtime.clock,
@@ -229,6 +232,7 @@ def create_app(
                 )
                 await runtime.recorder.start()
                 started.push_async_callback(runtime.recorder.stop)
+                runtime.wakeups.on(Topic.EVENTS, runtime.recorder.wake)
             if role in ("all", "engine"):
                 runtime.engine = CallEngine(
                     db=db,
@@ -240,6 +244,10 @@ def create_app(
                 )
                 await runtime.engine.start()
                 started.push_async_callback(runtime.engine.stop)
+                runtime.wakeups.on(Topic.CALLS, runtime.engine.wake)
+            # Stopped first: no wake-up arrives for a loop that is stopping.
+            await runtime.wakeups.start()
+            started.push_async_callback(runtime.wakeups.stop)
             app.state.runtime = runtime
             yield
 

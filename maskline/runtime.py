@@ -8,6 +8,7 @@ from maskline.calls.engine import CallEngine
 from maskline.kit.clock import Clock
 from maskline.kit.crypto import SecretBox
 from maskline.kit.db import Database
+from maskline.kit.notify import Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
 from maskline.recordings.signing import UrlSigner
 from maskline.recordings.storage import Storage
@@ -27,17 +28,17 @@ class Runtime:
     signer: UrlSigner
     storage: Storage
     spool: Spool
-    # In-process wake-ups (ARCHITECTURE §3); polling in the woken loops is the safety net.
+    # Wake-ups reach this process's loops and, on PostgreSQL, other processes' (ARCHITECTURE
+    # §3); polling in the woken loops is the safety net.
+    wakeups: Wakeups
     engine: CallEngine | None = None
     worker: WebhookWorker | None = None
     recorder: RecordingWorker | None = None
 
     def wake_engine(self) -> None:
-        if self.engine is not None:
-            self.engine.wake()
+        """A call to claim or a hang-up to carry out has been committed."""
+        self.wakeups.wake(Topic.CALLS)
 
     def wake_worker(self) -> None:
-        if self.worker is not None:
-            self.worker.wake()
-        if self.recorder is not None:
-            self.recorder.wake()
+        """Events to deliver (or a recording to encode) have been committed."""
+        self.wakeups.wake(Topic.EVENTS)

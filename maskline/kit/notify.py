@@ -1,0 +1,115 @@
+"""Wake-ups: local loops at once, other processes over PostgreSQL ``LISTEN/NOTIFY``.
+
+An API process that accepts a call wakes the engine that will dial it; an engine
+that commits events wakes the workers that deliver and record them. Within one
+process that is a direct call. Across processes (ARCHITECTURE §3) the waker
+sends ``NOTIFY`` after its commit and every process ``LISTEN``s on one dedicated
+connection. A notification is only a hint: every woken loop still polls, so a
+lost connection or a missed notification delays work by one poll, never loses it.
+Wake-ups are coalesced: however many arrive while one is being sent, one follows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from enum import StrEnum
+
+import asyncpg
+
+from maskline.kit.db import async_url
+
+log = logging.getLogger("maskline.notify")
+
+RECONNECT_SEC = 1.0
+Hook = Callable[[], None]
+
+
+class Topic(StrEnum):
+    CALLS = "maskline_calls"  # a call to claim or a hang-up to carry out
+    EVENTS = "maskline_events"  # committed events to deliver, recordings to encode
+
+
+def _dsn(database_url: str) -> str | None:
+    """The plain PostgreSQL DSN for asyncpg, or None for SQLite (one process only)."""
+    url = async_url(database_url)
+    if not url.startswith("postgresql+asyncpg://"):
+        return None
+    return "postgresql://" + url.removeprefix("postgresql+asyncpg://")
+
+
+class Wakeups:
+    def __init__(self, database_url: str) -> None:
+        self._dsn = _dsn(database_url)
+        self._hooks: dict[Topic, list[Hook]] = {topic: [] for topic in Topic}
+        self._pending: set[Topic] = set()
+        self._send = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+
+    @property
+    def shared(self) -> bool:
+        """True when wake-ups reach other processes (PostgreSQL)."""
+        return self._dsn is not None
+
+    def on(self, topic: Topic, hook: Hook) -> None:
+        self._hooks[topic].append(hook)
+
+    def wake(self, topic: Topic) -> None:
+        """Wake this process's loops for ``topic`` now, and other processes' soon after."""
+        self._run_hooks(topic)
+        if self._dsn is not None:
+            self._pending.add(topic)
+            self._send.set()
+
+    async def start(self) -> None:
+        if self._dsn is not None:
+            self._task = asyncio.create_task(self._run(self._dsn), name="maskline wakeups")
+
+    async def wait_listening(self) -> None:
+        """Until notifications from other processes are being received (tests, readiness)."""
+        await self._listening.wait()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _run_hooks(self, topic: Topic) -> None:
+        for hook in self._hooks[topic]:
+            hook()
+
+    async def _run(self, dsn: str) -> None:
+        while True:
+            try:
+                await self._session(dsn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("wake-up connection lost (%s); polling until it is back", exc)
+            self._listening.clear()
+            await asyncio.sleep(RECONNECT_SEC)
+
+    async def _session(self, dsn: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            own_pid = conn.get_server_pid()
+
+            def received(_conn: object, pid: int, channel: str, _payload: object) -> None:
+                if pid != own_pid:  # this process's own hooks already ran
+                    self._run_hooks(Topic(channel))
+
+            for topic in Topic:
+                await conn.add_listener(topic.value, received)
+            self._listening.set()
+            while True:
+                await self._send.wait()
+                self._send.clear()
+                topics, self._pending = self._pending, set()
+                for topic in topics:
+                    await conn.execute("SELECT pg_notify($1, '')", topic.value)
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)

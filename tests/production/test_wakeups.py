@@ -1,0 +1,47 @@
+"""ARCHITECTURE §3: a wake-up reaches the loops of other processes over LISTEN/NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from maskline.kit.notify import Topic, Wakeups
+
+
+class TestWakeups:
+    async def test_a_wake_up_reaches_the_other_processes_of_the_topic_only(
+        self, database_url: str
+    ) -> None:
+        if database_url.startswith("sqlite"):
+            pytest.skip("SQLite serves one process: wake-ups stay local")
+        sender, receiver = Wakeups(database_url), Wakeups(database_url)
+        calls, events, local = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        receiver.on(Topic.CALLS, calls.set)
+        receiver.on(Topic.EVENTS, events.set)
+        sender.on(Topic.CALLS, local.set)
+        await sender.start()
+        await receiver.start()
+        try:
+            await asyncio.wait_for(sender.wait_listening(), 10)
+            await asyncio.wait_for(receiver.wait_listening(), 10)
+            sender.wake(Topic.CALLS)
+            assert local.is_set()
+            await asyncio.wait_for(calls.wait(), 10)
+            assert not events.is_set()
+        finally:
+            await sender.stop()
+            await receiver.stop()
+
+    async def test_on_sqlite_a_wake_up_runs_this_process_hooks_only(
+        self, database_url: str
+    ) -> None:
+        if not database_url.startswith("sqlite"):
+            pytest.skip("PostgreSQL wake-ups are shared")
+        wakeups = Wakeups(database_url)
+        woken: list[str] = []
+        wakeups.on(Topic.EVENTS, lambda: woken.append("events"))
+        await wakeups.start()
+        wakeups.wake(Topic.EVENTS)
+        await wakeups.stop()
+        assert (wakeups.shared, woken) == (False, ["events"])
