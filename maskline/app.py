@@ -34,6 +34,7 @@ from maskline.kit.db import Database
 from maskline.kit.migrate import upgrade
 from maskline.kit.notify import Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
+from maskline.kit.routes import allowed_methods
 from maskline.kit.web import RequestContextMiddleware
 from maskline.ops.router import router as ops_router
 from maskline.orgs.sandbox import SandboxCreated, bootstrap_sandbox
@@ -91,7 +92,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 request,
                 MethodNotAllowed(
                     f"{request.method} is not allowed on this resource.",
-                    headers=dict(exc.headers or {}),
+                    headers={**(exc.headers or {}), "Allow": allowed_methods(request)},
                 ),
             )
         error = AppError(str(exc.detail))

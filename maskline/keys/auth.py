@@ -1,4 +1,5 @@
-"""The Bearer-key dependency: key (401) first, then the request budget (429)."""
+"""The Bearer-key dependency: key (401) first, then the request budget (429), then
+the query string's shape (400) before the route's own parameters."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import Depends, Request
 from maskline.errors import RateLimited, Unauthorized
 from maskline.keys import service
 from maskline.keys.service import Principal
+from maskline.kit.query import reject_repeated_parameters
 from maskline.kit.web import STATE_BUDGET_HEADERS, get_runtime
 from maskline.runtime import Runtime
 
@@ -60,6 +62,8 @@ def authenticated(budget_name: str = DEFAULT_BUDGET) -> object:
         setattr(request.state, STATE_BUDGET_HEADERS, budget.headers())
         if not budget.allowed:
             raise RateLimited(headers={"Retry-After": str(budget.retry_after_sec)})
+        # Parameters are checked after the key and the budget (SPEC §1 order).
+        reject_repeated_parameters(request)
         if principal.needs_touch:
             async with runtime.db.write() as session:
                 await service.touch(session, principal.key_id, now=runtime.clock.now())

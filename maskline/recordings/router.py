@@ -8,7 +8,7 @@ import logging
 import os
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from starlette.types import Message, Receive, Scope, Send
@@ -25,6 +25,7 @@ from maskline.errors import (
     error_responses,
 )
 from maskline.keys.auth import KeyDep
+from maskline.kit.query import reject_repeated_parameters
 from maskline.kit.web import RuntimeDep
 from maskline.recordings import service
 from maskline.recordings.models import Recording
@@ -132,6 +133,7 @@ class RecordingFile(FileResponse):
     openapi_extra=PUBLIC,
 )
 async def recording_file(
+    request: Request,
     call_sid: str,
     runtime: RuntimeDep,
     # Unchecked here: anything but the right values is a 403 from the signer.
@@ -139,6 +141,7 @@ async def recording_file(
     signature: Annotated[str | None, Query()] = None,
 ) -> Response:
     """The MP3 behind a signed URL: no API key; supports Range; 403 once expired."""
+    reject_repeated_parameters(request)
     now = runtime.clock.now()
     if not runtime.signer.verify(service.media_path(call_sid), expires, signature, now=now):
         raise Forbidden("This recording URL is expired or not valid.")
