@@ -9,6 +9,7 @@ from maskline.settings import Settings
 from tests.support.api import Api, running_api
 from tests.support.cli import CliResult, run_cli
 from tests.support.databases import fresh_database
+from tests.support.receiver import Receiver, receiving
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 
@@ -29,6 +30,13 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real local webhook endpoint."""
+    with receiving() as running:
+        yield running
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from maskline.telephony.events import Cause, Leg, LegEvent
+from maskline.telephony.events import Cause, Dialog, Leg, LegEvent
 
 EventSink = Callable[[LegEvent], None]
 
@@ -50,6 +50,11 @@ class Carrier(Protocol):
 
     def bridge(self, call_sid: str, *, at: datetime, media: MediaSink | None) -> None:
         """Connect the two answered legs; the audio of both goes to ``media``."""
+        ...
+
+    def end_orphan(self, call_sid: str, dialogs: list[Dialog]) -> None:
+        """Hang up, from their stored ``dialogs``, the legs of a call whose engine died.
+        Returns at once and may be called from any thread (e.g. after a commit)."""
         ...
 
     async def close(self) -> None: ...

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -9,16 +9,9 @@ from maskline.kit.clock import ScaledClock
 from maskline.webhooks import service
 from tests.calls.conftest import call_settings
 from tests.support.api import Api, OrgHandle, running_api
-from tests.support.receiver import Receiver, receiving
 
 # Fast enough that the retry schedule (5 s, 5 min, 30 min, …) plays out in seconds.
 SPEED = 600.0
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with receiving() as running:
-        yield running
 
 
 @pytest.fixture

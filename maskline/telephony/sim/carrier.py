@@ -19,6 +19,7 @@ from maskline.kit.clock import Clock, sleep_until
 from maskline.telephony.carrier import Dial, EventSink, MediaSink
 from maskline.telephony.events import (
     Cause,
+    Dialog,
     Leg,
     LegAnswered,
     LegEvent,
@@ -161,6 +162,9 @@ class SimCarrier:
         await sleep_until(self._clock, end)
         self._talk_tasks.pop(call_sid, None)
         self._emit(LegHungUp(call_sid, Leg.A, end))
+
+    def end_orphan(self, call_sid: str, dialogs: list[Dialog]) -> None:
+        """Nothing to do: the sim's calls live in the engine process that died with them."""
 
     async def close(self) -> None:
         tasks = [*self._tasks.values(), *self._talk_tasks.values()]

@@ -1,7 +1,7 @@
 """The ``sip`` carrier (SPEC §8): two UAC legs towards the trunk and an RTP relay.
 
 The engine's loop owns this object and the relay; the SIP thread owns the
-sippy user agents (``_Uac``). Only plain values and ``UacEvent``s cross.
+sippy user agents (``agents.py``). Only plain values and ``UacEvent``s cross.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +18,7 @@ from maskline.settings import Settings
 from maskline.telephony.carrier import Dial, EventSink, MediaSink
 from maskline.telephony.events import (
     Cause,
+    Dialog,
     Leg,
     LegAnswered,
     LegFailed,
@@ -30,6 +30,8 @@ from maskline.telephony.media import tones
 from maskline.telephony.media.g711 import G711
 from maskline.telephony.media.relay import MediaSession, RelayFull, UdpRelay
 from maskline.telephony.sip import sdp
+from maskline.telephony.sip.agents import Uac, send_bye
+from maskline.telephony.sip.inbound import PoolLine
 from maskline.telephony.sip.stack import SipEndpoint, SipThread, UacEvent
 
 log = logging.getLogger("maskline.sip")
@@ -70,89 +72,10 @@ def host_port(value: str, default_port: int) -> tuple[str, int]:
         raise ValueError(f"not host[:port]: {value!r}") from None
 
 
-class _Uac:
-    """One outbound leg's sippy user agent. Lives and runs in the SIP thread only."""
-
-    def __init__(
-        self,
-        endpoint: SipEndpoint,
-        *,
-        trunk: tuple[str, int],
-        caller: str,
-        callee: str,
-        offer: str,
-        credentials: tuple[str | None, str | None],
-        report: Callable[[UacEvent], None],
-    ) -> None:
-        from sippy.CCEvents import CCEventTry
-        from sippy.MsgBody import MsgBody
-        from sippy.SipCallId import SipCallId
-        from sippy.SipHeader import SipHeader
-        from sippy.UA import UA
-
-        self._report = report
-        self._offer = offer
-        username, password = credentials
-        self.ua: Any = UA(
-            endpoint.config,
-            event_cb=self._event,
-            nh_address=trunk,
-            username=username,
-            password=password,
-            dead_cbs=(self._dead,),
-        )
-        self.ua.local_ua = "maskline"
-        try_event = CCEventTry((SipCallId(), caller, callee, MsgBody(offer), None, None))
-        identity = f"<sip:{caller}@{trunk[0]};user=phone>"
-        try_event.extra_headers = (SipHeader(name="p-asserted-identity", bodys=identity),)
-        self.ua.recvEvent(try_event)
-
-    def hangup(self) -> None:
-        """CANCEL while ringing, BYE once connected."""
-        from sippy.CCEvents import CCEventDisconnect
-
-        if not self.ua.isDead():
-            self.ua.recvEvent(CCEventDisconnect())
-
-    def _event(self, event: Any, _ua: Any) -> None:
-        from sippy.CCEvents import (
-            CCEventConnect,
-            CCEventDisconnect,
-            CCEventFail,
-            CCEventRing,
-            CCEventUpdate,
-        )
-        from sippy.MsgBody import MsgBody
-
-        try:
-            data = event.getData()
-            if isinstance(event, CCEventRing | CCEventConnect | CCEventFail):
-                code, reason = int(data[0]), str(data[1])
-                body = data[2] if len(data) > 2 else None
-                kind = {CCEventRing: "ring", CCEventConnect: "connect", CCEventFail: "fail"}
-                self._report(UacEvent(kind[type(event)], code, reason, _answer(body)))
-            elif isinstance(event, CCEventDisconnect):
-                self._report(UacEvent("bye"))
-            elif isinstance(event, CCEventUpdate):
-                # A re-INVITE: keep the call, answer with our unchanged media.
-                self.ua.recvEvent(CCEventConnect((200, "OK", MsgBody(self._offer))))
-                self._report(UacEvent("update", sdp=_answer(data)))
-        except Exception:
-            log.exception("SIP event handling failed")
-
-    def _dead(self, _ua: Any) -> None:
-        self._report(UacEvent("dead"))
-
-
-def _answer(body: Any) -> str | None:
-    """The remote SDP as text (parsed again on the engine's side)."""
-    return None if body is None else str(body)
-
-
 @dataclass
 class _Call:
     session: MediaSession
-    uacs: dict[Leg, _Uac] = field(default_factory=dict)
+    uacs: dict[Leg, Uac] = field(default_factory=dict)
     codec: G711 | None = None
     ended: set[Leg] = field(default_factory=set)
     dialling: set[Leg] = field(default_factory=set)
@@ -186,6 +109,14 @@ class SipCarrier:
         self._monitor: asyncio.Task[None] | None = None
         self._next_slot = 0.0
         self._hung_up_early: set[tuple[str, Leg]] = set()
+        # INVITEs to pool numbers answered with the announcement (SPEC §8, §11 metrics).
+        self.inbound_calls = 0
+        self._pool_line = PoolLine(
+            thread=self._thread,
+            relay=self.relay,
+            database_url=settings.database_url,
+            counted=self._count_inbound,
+        )
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -195,10 +126,11 @@ class SipCarrier:
         host, port = self._bind
         try:
             self._endpoint = await self._thread.run(
-                lambda: SipEndpoint(host, port, on_request=_refuse_out_of_dialog)
+                lambda: SipEndpoint(host, port, on_request=self._out_of_dialog)
             )
         except BaseException:
             self._thread.stop()  # e.g. the SIP port is taken: leave no thread behind
+            await self._pool_line.close()
             raise
         self._monitor = asyncio.create_task(self._watch_media())
 
@@ -213,6 +145,7 @@ class SipCarrier:
                     self._thread.call(uac.hangup)
         if self._calls:
             await asyncio.sleep(BYE_GRACE_SEC)  # let the BYEs and CANCELs go out
+        await self._pool_line.close()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=BYE_GRACE_SEC)
         if self._endpoint is not None:
@@ -276,7 +209,7 @@ class SipCarrier:
         endpoint = self._endpoint
         assert endpoint is not None
         call.uacs[leg] = await self._thread.run(
-            lambda: _Uac(
+            lambda: Uac(
                 endpoint,
                 trunk=self._trunk,
                 caller=caller,
@@ -352,6 +285,30 @@ class SipCarrier:
         if media is not None:
             call.session.record(media)
 
+    def end_orphan(self, call_sid: str, dialogs: list[Dialog]) -> None:
+        """BYE each stored dialog of a call whose engine died (SPEC §8). Returns at once;
+        safe from any thread (the BYEs are built and sent in the SIP thread)."""
+        endpoint = self._endpoint
+        if endpoint is None:
+            log.error("cannot end a dead engine's call: the SIP stack is not running")
+            return
+        credentials = (self._settings.sip_username, self._settings.sip_password)
+        for dialog in dialogs:
+
+            def done(code: int | None, dialog: Dialog = dialog) -> None:
+                log.info(
+                    "BYE for a dead engine's leg answered %s",
+                    code,
+                    extra={"call_sid": call_sid, "sip_call_id": dialog.call_id},
+                )
+
+            self._thread.call(
+                lambda d=dialog, cb=done: send_bye(endpoint, d, credentials=credentials, done=cb)
+            )
+
+    def _count_inbound(self) -> None:
+        self.inbound_calls += 1
+
     # -- events from the SIP thread -------------------------------------------
 
     def _on_uac_event(self, sid: str, leg: Leg, event: UacEvent) -> None:
@@ -380,7 +337,7 @@ class SipCarrier:
             if leg is Leg.A and call.codec is not None:
                 # A hears ringback until B's early media or the bridge replaces it.
                 call.session.play(Leg.A, tones.ringback(call.codec), repeat=True)
-            self._emit(LegAnswered(sid, leg, now))
+            self._emit(LegAnswered(sid, leg, now, dialog=event.dialog))
         elif event.kind == "fail":
             call.ended.add(leg)
             self._emit(LegFailed(sid, leg, now, cause_of(event.code), event.code))
@@ -394,6 +351,18 @@ class SipCarrier:
                 call.on_hold.discard(leg)
                 if remote.codec is not None:
                     call.session.set_remote(leg, remote.endpoint, remote.codec)
+
+    def _out_of_dialog(self, req: Any, transaction: Any) -> Any:
+        """Requests that belong to no leg of ours (runs in the SIP thread). A new INVITE
+        is someone calling a number back: ``PoolLine`` decides what it hears."""
+        method = req.getMethod()
+        if method == "OPTIONS":
+            return (req.genResponse(200, "OK"), None, None)
+        if req.getHFBody("to").getTag() is not None:
+            return (req.genResponse(481, "Call/Transaction Does Not Exist"), None, None)
+        if method == "INVITE" and self._endpoint is not None:
+            return self._pool_line.take(self._endpoint, req, transaction)
+        return (req.genResponse(480, "Temporarily Unavailable"), None, None)
 
     def _emit(self, event: Any) -> None:
         assert self._sink is not None
@@ -436,14 +405,3 @@ def _remote(text: str | None) -> sdp.RemoteMedia | None:
     except ValueError:
         log.warning("unreadable SDP from the trunk")
         return None
-
-
-def _refuse_out_of_dialog(req: Any) -> Any:
-    """Requests that belong to no leg of ours. A party calling the masked number back
-    gets 480 for now (SPEC §8's announcement needs the relay to play one)."""
-    method = req.getMethod()
-    if method == "OPTIONS":
-        return (req.genResponse(200, "OK"), None, None)
-    if req.getHFBody("to").getTag() is not None:
-        return (req.genResponse(481, "Call/Transaction Does Not Exist"), None, None)
-    return (req.genResponse(480, "Temporarily Unavailable"), None, None)

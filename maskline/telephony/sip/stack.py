@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from maskline.telephony.events import Dialog
+
 log = logging.getLogger("maskline.sip")
 wire_log = logging.getLogger("maskline.sip.wire")
 
@@ -29,12 +31,14 @@ TICK_HZ = 200.0
 
 @dataclass(frozen=True, slots=True)
 class UacEvent:
-    """What happened to a leg, as plain data. ``kind``: ring, connect, fail, bye, update, dead."""
+    """What happened to a leg, as plain data. ``kind``: ring, connect, fail, bye, update,
+    dead (and for a call to a pool number: offer, acked)."""
 
     kind: str
     code: int | None = None
     reason: str | None = None
     sdp: str | None = None
+    dialog: Dialog | None = None
 
 
 class _WireLog:
@@ -175,7 +179,7 @@ def _check_free(host: str, port: int) -> None:
 class SipEndpoint:
     """sippy's transaction manager bound to our SIP address. Build it in the SIP thread."""
 
-    def __init__(self, host: str, port: int, *, on_request: Callable[[Any], Any]) -> None:
+    def __init__(self, host: str, port: int, *, on_request: Callable[[Any, Any], Any]) -> None:
         from sippy.SipTransactionManager import SipTransactionManager
         from sippy.Udp_server import Udp_server, Udp_server_opts
 
@@ -197,9 +201,9 @@ class SipEndpoint:
             warnings.simplefilter("ignore", ResourceWarning)
             self.config["_sip_tm"] = _Manager(self.config, self._request)
 
-    def _request(self, req: Any, _transaction: Any) -> Any:
+    def _request(self, req: Any, transaction: Any) -> Any:
         try:
-            return self._on_request(req)
+            return self._on_request(req, transaction)
         except Exception:
             log.exception("SIP request handling failed")
             return (req.genResponse(500, "Server Internal Error"), None, None)
