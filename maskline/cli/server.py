@@ -23,7 +23,10 @@ def serve(host: str, port: int, role: str) -> None:
     from maskline.settings import Settings
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(
+        settings.log_level,
+        secrets=(settings.secret_key, settings.sip_password, settings.metrics_token),
+    )
     app = create_app(settings, role=role)
     config = uvicorn.Config(
         app, host=host, port=port, loop="uvloop", lifespan="on", log_config=None, access_log=False
