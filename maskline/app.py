@@ -218,7 +218,11 @@ def create_app(
                     (announce or (lambda c: _print_sandbox(c, settings.public_url)))(created)
             if role in ("all", "worker"):
                 runtime.worker = WebhookWorker(
-                    db=db, clock=runtime.clock, settings=settings, box=runtime.box
+                    db=db,
+                    clock=runtime.clock,
+                    settings=settings,
+                    box=runtime.box,
+                    on_attempt=runtime.metrics.observe_webhook_attempt,
                 )
                 await runtime.worker.start()
                 started.push_async_callback(runtime.worker.stop)
@@ -242,6 +246,7 @@ def create_app(
                     carriers=_carriers(settings, runtime.clock),
                     spool=spool,
                     on_events=runtime.wake_worker,
+                    on_connect=runtime.metrics.connect_latency.observe,
                 )
                 await runtime.engine.start()
                 started.push_async_callback(runtime.engine.stop)

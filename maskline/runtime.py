@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from maskline.calls.engine import CallEngine
 from maskline.kit.clock import Clock
@@ -10,6 +10,7 @@ from maskline.kit.crypto import SecretBox
 from maskline.kit.db import Database
 from maskline.kit.notify import Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
+from maskline.ops.metrics import Metrics
 from maskline.recordings.signing import UrlSigner
 from maskline.recordings.storage import Storage
 from maskline.recordings.tasks import RecordingWorker
@@ -34,6 +35,7 @@ class Runtime:
     engine: CallEngine | None = None
     worker: WebhookWorker | None = None
     recorder: RecordingWorker | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     def wake_engine(self) -> None:
         """A call to claim or a hang-up to carry out has been committed."""

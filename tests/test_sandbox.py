@@ -39,7 +39,7 @@ class TestSandboxBootstrap:
                 ready = httpx.get(f"{server.base_url}/readyz")
                 assert ready.json() == {
                     "status": "ready",
-                    "checks": {"database": "ok", "migrations": "ok"},
+                    "checks": {"database": "ok", "migrations": "ok", "carrier": "ok"},
                 }
             numbers = run_cli("numbers", "list", "--json", env=env, cwd=tmp_path)
             assert [n["number"] for n in json.loads(numbers.stdout)["numbers"]] == [

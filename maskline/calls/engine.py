@@ -146,7 +146,10 @@ class CallRunner:
                 number = self.info.party_a if command.leg is Leg.A else self.info.party_b
                 carrier.dial(Dial(sid, command.leg, number, self.info.masked_number, command.at))
                 if command.leg is Leg.B:
-                    self.engine.connect_latencies.append(time.perf_counter() - arrived)
+                    latency = time.perf_counter() - arrived
+                    self.engine.connect_latencies.append(latency)
+                    if self.engine.on_connect is not None:
+                        self.engine.on_connect(latency)
             elif isinstance(command, HangupLeg):
                 carrier.hangup(
                     sid, command.leg, cause=command.cause, at=command.at, tone=command.tone
@@ -250,6 +253,7 @@ class CallEngine:
         carriers: dict[str, Carrier],
         spool: Spool | None = None,
         on_events: WakeHook | None = None,
+        on_connect: Callable[[float], None] | None = None,
     ) -> None:
         self.db = db
         self.spool = spool
@@ -258,6 +262,8 @@ class CallEngine:
         self.carriers = carriers
         self.engine_id = f"eng_{random_base62(12)}"
         self.connect_latencies: deque[float] = deque(maxlen=100_000)
+        # Told each connect latency (A answered → B dialled), for the metrics.
+        self.on_connect = on_connect
         self._on_events = on_events
         self._runners: dict[str, CallRunner] = {}
         self._loops = Loops(clock, log)

@@ -68,6 +68,9 @@ class Call(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     hangup_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Each answered SIP leg's dialog ({"party_a": Dialog.to_json(), ...}), so that any
+    # engine can send BYE for the call if its own engine dies (SPEC §8).
+    sip_dialogs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class NumberLease(Base):

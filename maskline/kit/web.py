@@ -1,7 +1,10 @@
-"""HTTP plumbing shared by every router: the runtime, request ids, budget headers."""
+"""HTTP plumbing shared by every router: the runtime, request ids, budget headers, and
+the HTTP metrics."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -11,8 +14,13 @@ from maskline.kit.ids import random_base62
 from maskline.kit.logging import request_id_var
 from maskline.runtime import Runtime
 
+log = logging.getLogger("maskline.http")
+
 REQUEST_ID_HEADER = b"x-request-id"
 STATE_BUDGET_HEADERS = "budget_headers"
+# Any other method a client sends is counted as "other", so labels stay few.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -23,8 +31,27 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
+def _finished(scope: Scope, status: int, seconds: float) -> None:
+    """Log the request (at debug) and count it under its route template (never the raw
+    path: a call sid in a label would make a new series per call)."""
+    if log.isEnabledFor(logging.DEBUG):
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = f"{scope['path']}?{query}" if query else scope["path"]
+        log.debug("%s %s %d %.1f ms", scope["method"], target, status, seconds * 1000)
+    runtime: Runtime | None = (
+        getattr(scope["app"].state, "runtime", None) if "app" in scope else None
+    )
+    if runtime is None:
+        return
+    route = scope.get("route")
+    template = getattr(route, "path", None) or UNMATCHED_ROUTE
+    method = scope["method"] if scope["method"] in METHODS else "other"
+    runtime.metrics.observe_request(method, template, status, seconds)
+
+
 class RequestContextMiddleware:
-    """Gives each request an id (echoed in ``X-Request-Id``) and adds the key's budget headers.
+    """Gives each request an id (echoed in ``X-Request-Id``), adds the key's budget headers,
+    and counts and times the request for the metrics.
 
     The budget headers are put on the request's state by the authentication
     dependency, so every authenticated response carries them, errors included.
@@ -37,13 +64,17 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before answering
         request_id = f"req_{random_base62(16)}"
         token = request_id_var.set(request_id)
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER, request_id.encode()))
                 budget: dict[str, str] | None = state.get(STATE_BUDGET_HEADERS)
@@ -57,4 +88,5 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            _finished(scope, status, time.perf_counter() - started)
             request_id_var.reset(token)

@@ -64,3 +64,8 @@ async def remove_number(session: AsyncSession, raw: str) -> MaskedNumber:
     await session.delete(row)
     await session.flush()
     return row
+
+
+async def all_pool_numbers(session: AsyncSession) -> frozenset[str]:
+    """Every masked number (shared pool and organisations' own), 12-digit form."""
+    return frozenset((await session.execute(select(MaskedNumber.number))).scalars())

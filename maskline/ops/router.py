@@ -1,15 +1,20 @@
-"""Operations endpoints (SPEC §11): liveness and readiness."""
+"""Operations endpoints (SPEC §11): liveness, readiness and metrics."""
 
 from __future__ import annotations
 
-from typing import Any
+import hmac
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from maskline.errors import Forbidden, error_responses
 from maskline.kit.migrate import current_revision, head_revision
 from maskline.kit.web import RuntimeDep
+from maskline.ops.repository import read_figures
+from maskline.runtime import Runtime
 
 router = APIRouter(tags=["operations"])
 PUBLIC: dict[str, Any] = {"security": []}
@@ -21,9 +26,18 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+def _carrier_check(runtime: Runtime) -> str | None:
+    """``ok``, or which carriers are not ready; None in a process that runs no engine."""
+    if runtime.engine is None:
+        return None
+    waiting = [name for name, carrier in runtime.engine.carriers.items() if not carrier.ready]
+    return f"not ready ({', '.join(waiting)})" if waiting else "ok"
+
+
 @router.get("/readyz", openapi_extra=PUBLIC, responses={503: {"description": "Not ready"}})
 async def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """200 when the database answers and its schema is current; 503 naming the failing check."""
+    """200 when the database answers, its schema is current and (in a process that runs
+    the call engine) the carrier is ready; 503 naming the failing check."""
     checks: dict[str, str] = {}
     try:
         async with runtime.db.read() as session:
@@ -35,8 +49,41 @@ async def readyz(runtime: RuntimeDep) -> JSONResponse:
         checks["database"] = f"unreachable ({exc.__class__.__name__})"
     except Exception as exc:
         checks.setdefault("database", f"error ({exc.__class__.__name__})")
-    ready = all(value == "ok" for value in checks.values()) and len(checks) == 2
+    checks.setdefault("migrations", "unknown")
+    if (carrier := _carrier_check(runtime)) is not None:
+        checks["carrier"] = carrier
+    ready = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+def _token_matches(authorization: str | None, token: str) -> bool:
+    scheme, _, presented = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode(), token.encode()
+    )
+
+
+@router.get(
+    "/metrics",
+    openapi_extra=PUBLIC,
+    response_class=Response,
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}, "description": "Metrics"},
+        **error_responses(Forbidden),
+    },
+)
+async def metrics(
+    runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    """Prometheus text format. With ``MASKLINE_METRICS_TOKEN`` set it needs
+    ``Authorization: Bearer <token>``; 403 ``forbidden`` otherwise."""
+    token = runtime.settings.metrics_token
+    if token and not _token_matches(authorization, token):
+        raise Forbidden("The metrics token is missing or wrong.")
+    async with runtime.db.read() as session:
+        figures = await read_figures(session, now=runtime.clock.now())
+    carriers = None if runtime.engine is None else runtime.engine.carriers.values()
+    return Response(runtime.metrics.exposition(figures, carriers), media_type=CONTENT_TYPE_LATEST)

@@ -33,6 +33,13 @@ class MediaSink(Protocol):
 
 class Carrier(Protocol):
     name: str
+    # INVITEs received for pool numbers (parties calling a masked number back), for /metrics.
+    inbound_calls: int
+
+    @property
+    def ready(self) -> bool:
+        """True once started and able to carry calls (checked by /readyz)."""
+        ...
 
     async def start(self, sink: EventSink) -> None:
         """Begin delivering leg events to ``sink`` (called on the engine's loop)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class Leg(StrEnum):
@@ -50,8 +51,55 @@ class LegRinging(LegEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class Dialog:
+    """A confirmed SIP dialog of one leg, as plain data: enough for any engine to end it
+    (SPEC §8). ``local``/``remote`` are the From/To header values with their tags,
+    ``cseq`` the next CSeq we may use, ``next_hop`` where in-dialog requests go."""
+
+    call_id: str
+    local: str
+    remote: str
+    local_tag: str
+    remote_tag: str
+    remote_target: str
+    route_set: tuple[str, ...]
+    cseq: int
+    next_hop: tuple[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "local": self.local,
+            "remote": self.remote,
+            "local_tag": self.local_tag,
+            "remote_tag": self.remote_tag,
+            "remote_target": self.remote_target,
+            "route_set": list(self.route_set),
+            "cseq": self.cseq,
+            "next_hop": [self.next_hop[0], self.next_hop[1]],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Dialog:
+        host, port = data["next_hop"]
+        return cls(
+            call_id=str(data["call_id"]),
+            local=str(data["local"]),
+            remote=str(data["remote"]),
+            local_tag=str(data["local_tag"]),
+            remote_tag=str(data["remote_tag"]),
+            remote_target=str(data["remote_target"]),
+            route_set=tuple(str(r) for r in data["route_set"]),
+            cseq=int(data["cseq"]),
+            next_hop=(str(host), int(port)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class LegAnswered(LegEvent):
-    pass
+    """The leg answered; a SIP leg carries its confirmed ``dialog``."""
+
+    dialog: Dialog | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -47,6 +48,7 @@ class Job:
     body: bytes
     attempts: int
     to_endpoint: bool
+    due_at: datetime | None = None
 
 
 def _due(now: datetime) -> object:
@@ -125,13 +127,22 @@ async def record_outcome(
 
 
 class WebhookWorker:
-    def __init__(self, *, db: Database, clock: Clock, settings: Settings, box: SecretBox) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        box: SecretBox,
+        on_attempt: Callable[[float, str], None] | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.settings = settings
         self.box = box
         self.worker_id = f"wrk_{random_base62(12)}"
-        self.lag_seconds: list[float] = []
+        # Told each attempt's lag (seconds from due to sent) and the delivery's new status.
+        self.on_attempt = on_attempt
         self._loops = Loops(clock, log)
         self._client = sending.new_client()
         self._slots = asyncio.Semaphore(CONCURRENCY)
@@ -191,6 +202,7 @@ class WebhookWorker:
                         WebhookDelivery.event_id,
                         WebhookDelivery.attempts,
                         WebhookDelivery.to_endpoint,
+                        WebhookDelivery.next_attempt_at,
                     )
                 )
             ).all()
@@ -211,13 +223,15 @@ class WebhookWorker:
                 payloads[r.event_id].encode(),
                 r.attempts,
                 r.to_endpoint,
+                r.next_attempt_at,
             )
             for r in rows
         ]
 
     async def _deliver(self, job: Job) -> None:
+        sent_at = self.clock.now()
         try:
-            await deliver(
+            row = await deliver(
                 job,
                 db=self.db,
                 clock=self.clock,
@@ -227,6 +241,10 @@ class WebhookWorker:
             )
         except Exception:
             log.exception("delivery %s failed to run", job.delivery_id)
+        else:
+            if self.on_attempt is not None:
+                lag = 0.0 if job.due_at is None else (sent_at - job.due_at).total_seconds()
+                self.on_attempt(lag, row.status)
         finally:
             self._inflight_ids.discard(job.delivery_id)
             self._slots.release()

@@ -58,9 +58,11 @@ class Sipp:
         variables: dict[str, str] | None = None,
         fill: dict[str, str] | None = None,
         options: tuple[str, ...] = (),
+        timeout_sec: int = 60,
     ) -> None:
         """``variables`` are SIPp globals (``-set``); ``fill`` replaces ``@NAME@`` in the
-        scenario text before SIPp reads it (for what SIPp checks at load, like codes)."""
+        scenario text before SIPp reads it (for what SIPp checks at load, like codes).
+        ``options`` may end with SIPp's remote address, making it a UAC."""
         self.port = free_udp_port()
         self.workdir = workdir
         self.log = workdir / "messages.log"
@@ -73,7 +75,7 @@ class Sipp:
         command = [
             "sipp", "-sf", str(script), "-i", "127.0.0.1",
             "-p", str(self.port), "-m", str(calls), "-d", str(pause_ms),
-            "-nostdin", "-timeout", "60s", "-timeout_error",
+            "-nostdin", "-timeout", f"{timeout_sec}s", "-timeout_error",
             "-trace_msg", "-message_file", str(self.log),
             "-trace_err", "-error_file", str(workdir / "errors.log"),
             *options,

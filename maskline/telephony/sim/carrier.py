@@ -101,9 +101,16 @@ class SimCarrier:
         self._talk_tasks: dict[str, asyncio.Task[None]] = {}
         self._media: dict[str, _Media] = {}
         self.trace: deque[TraceEntry] = deque(maxlen=100_000)
+        self.inbound_calls = 0  # the sim's pool numbers are never called back
+        self._running = False
+
+    @property
+    def ready(self) -> bool:
+        return self._running
 
     async def start(self, sink: EventSink) -> None:
         self._sink = sink
+        self._running = True
 
     def _emit(self, event: LegEvent) -> None:
         assert self._sink is not None, "start() the carrier first"
@@ -167,6 +174,7 @@ class SimCarrier:
         """Nothing to do: the sim's calls live in the engine process that died with them."""
 
     async def close(self) -> None:
+        self._running = False
         tasks = [*self._tasks.values(), *self._talk_tasks.values()]
         for task in tasks:
             task.cancel()

@@ -120,6 +120,11 @@ class SipCarrier:
 
     # -- lifecycle ------------------------------------------------------------
 
+    @property
+    def ready(self) -> bool:
+        """Started and not closed: the SIP socket is bound and the SIP thread runs."""
+        return self._endpoint is not None and self._thread.alive
+
     async def start(self, sink: EventSink) -> None:
         self._sink = sink
         self._thread.start()

@@ -146,6 +146,10 @@ class SipThread:
         ED2.callFromThread(job)
         return await future
 
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         from sippy.Core.EventDispatcher import ED2
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from maskline.kit.clock import Clock
 from maskline.telephony.events import Leg
 from maskline.telephony.media.g711 import G711, to_pcm16
 from maskline.telephony.media.relay import Endpoint, UdpRelay
@@ -25,7 +26,7 @@ from maskline.telephony.sip.carrier import SipCarrier
 from tests.conftest import make_settings
 from tests.support.api import Api, running_api
 from tests.support.audio import decode_mp3, dominant_hz
-from tests.support.calls import place, wait_for
+from tests.support.calls import billing, place, wait_for
 from tests.support.receiver import Receiver, until
 from tests.support.rtp import Phone, pcmu
 from tests.support.sipp import Sipp, fragment, free_udp_port
@@ -37,21 +38,35 @@ PACKETS = 100  # two seconds of 20 ms frames per phone
 
 @asynccontextmanager
 async def sip_api(
-    database_url: str, tmp_path: Path, sipp: Sipp, **overrides: object
+    database_url: str,
+    tmp_path: Path,
+    sipp: Sipp | None,
+    *,
+    sip_port: int | None = None,
+    clock: Clock | None = None,
+    **overrides: object,
 ) -> AsyncIterator[Api]:
     settings = make_settings(
         database_url,
         tmp_path / "data",
         carrier="sip",
-        sip_trunk=sipp.trunk,
-        sip_bind=f"127.0.0.1:{free_udp_port()}",
+        sip_trunk=sipp.trunk if sipp is not None else "127.0.0.1:9",
+        sip_bind=f"127.0.0.1:{sip_port or free_udp_port()}",
         rtp_ports="42000-42999",
         allow_private_webhooks=True,
         call_status_rate_limit_per_minute=100_000,
         **overrides,
     )
-    async with running_api(settings) as api:
+    async with running_api(settings, clock=clock) as api:
         yield api
+
+
+def carrier_of(api: Api) -> SipCarrier:
+    engine = api.runtime.engine
+    assert engine is not None
+    carrier = engine.carriers["sip"]
+    assert isinstance(carrier, SipCarrier)
+    return carrier
 
 
 def relay_of(api: Api) -> UdpRelay:
@@ -80,6 +95,7 @@ def answering(
     b_before_answer: tuple[str, ...] = (),
     pause_ms: int = 1000,
     options: tuple[str, ...] = (),
+    timeout_sec: int = 60,
 ) -> Sipp:
     """SIPp answering both legs, each party then doing the fragments named."""
     return Sipp(
@@ -94,6 +110,7 @@ def answering(
             "B_BEFORE_ANSWER": "".join(fragment(name) for name in b_before_answer),
         },
         options=options,
+        timeout_sec=timeout_sec,
     )
 
 
@@ -415,3 +432,69 @@ async def test_a_taken_sip_port_fails_the_start_and_leaves_nothing_running(
         assert [str(w.message) for w in caught] == []
     finally:
         taken.close()
+
+
+async def test_a_mid_call_update_is_answered_with_our_sdp_and_media_goes_on(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    # A sends UPDATE with an offer a second after answering, while both phones talk.
+    sipp = answering(tmp_path, phones, a=("update", "send_bye"), b=("wait_bye",), pause_ms=3000)
+    try:
+        async with sip_api(database_url, tmp_path, sipp) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            sid = placed["call_sid"]
+            await wait_for(api, org, sid, ("in-progress",))
+            session = relay_of(api).sessions[sid]
+            heard = {
+                leg: asyncio.create_task(phone.receive(PACKETS, within=10))
+                for leg, phone in phones.items()
+            }
+            await asyncio.gather(
+                talk(phones[Leg.A], session.local(Leg.A), TONE_HZ["party_a"]),
+                talk(phones[Leg.B], session.local(Leg.B), TONE_HZ["party_b"]),
+            )
+            # Every packet of both phones was relayed, before, across and after the UPDATE.
+            received = {leg: await task for leg, task in heard.items()}
+            call = await wait_for(api, org, sid, within=30)
+            assert await sipp.finished() == 0, sipp.errors()
+    finally:
+        sipp.close()
+    assert {leg: len(packets) for leg, packets in received.items()} == {
+        Leg.A: PACKETS,
+        Leg.B: PACKETS,
+    }
+    assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_a", None, None, 60, 1.5)
+    update = [m for m in sipp.messages() if not m.received and m.first_line.startswith("UPDATE")]
+    answer = next(m for m in sipp.messages() if m.received and "UPDATE" in (m.header("CSeq") or ""))
+    assert len(update) == 1
+    assert answer.first_line == "SIP/2.0 200 OK"
+    assert (answer.header("Content-Type") or "").lower() == "application/sdp"
+    # Our 200 to the UPDATE, our 200 to A's BYE, then our BYE to B.
+    assert requests_seen(sipp) == [
+        "INVITE", "ACK", "INVITE", "ACK", "SIP/2.0", "SIP/2.0", "BYE"
+    ]  # fmt: skip
+
+
+async def test_the_balance_cut_off_ends_the_call_with_our_bye_to_both(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    # Exactly one minute's price (SPEC §4's minimum): one 60 s pulse is granted at the
+    # bridge, no second one can be, so the call ends when that minute runs out.
+    sipp_limit = 120
+    sipp = answering(tmp_path, phones, a=("wait_bye",), b=("wait_bye",), timeout_sec=sipp_limit)
+    try:
+        # The phones stay silent: the media timeout must not end the call first.
+        async with sip_api(database_url, tmp_path, sipp, rtp_timeout_sec=300) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="1.5", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            call = await wait_for(api, org, placed["call_sid"], within=sipp_limit)
+            assert await sipp.finished() == 0, sipp.errors()
+            wallet = await billing(api, org)
+    finally:
+        sipp.close()
+    assert outcome(call) == ("completed", "BALANCE_EXHAUSTED", "system", None, None, 60, 1.5)
+    assert call["talk_duration_sec"] == 60
+    # The minute was paid from the wallet, which holds nothing back and is not negative.
+    assert (wallet["balance"], wallet["reserved"], wallet["available"]) == (0, 0, 0)
+    assert sorted(requests_seen(sipp)) == ["ACK", "ACK", "BYE", "BYE", "INVITE", "INVITE"]

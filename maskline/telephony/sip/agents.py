@@ -1,0 +1,285 @@
+"""The sippy user agents behind the sip carrier. Everything here lives and runs in the SIP
+thread only (``stack.SipThread``); what leaves it is plain data (``UacEvent``, ``Dialog``).
+
+- ``Uac``: one outbound leg towards the trunk.
+- ``InboundCall``: a call to a pool number, answered, given an announcement, then ended.
+- ``send_bye``: BYE for a stored dialog, for a call whose engine died.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from maskline.telephony.events import Dialog
+from maskline.telephony.sip.stack import SipEndpoint, UacEvent
+
+log = logging.getLogger("maskline.sip")
+
+USER_AGENT = "maskline"
+Report = Callable[[UacEvent], None]
+
+
+@cache
+def _ua_class() -> Any:
+    """sippy's UA, answering UPDATE (RFC 3311) in a dialog instead of ignoring it.
+
+    sippy has no UPDATE handler: the request gets no answer at all, and the far end
+    retransmits until it gives up and tears the call down. Here an UPDATE is answered
+    at once (200, our SDP if it carried an offer) and reported like a re-INVITE.
+    """
+    from sippy.MsgBody import MsgBody
+    from sippy.SipHeader import SipHeader
+    from sippy.UA import UA
+
+    class UpdatingUA(UA):  # type: ignore[misc]
+        on_update: Callable[[str | None], str | None] | None = None
+
+        def recvRequest(self, req: Any, sip_t: Any) -> Any:
+            if req.getMethod() != "UPDATE" or self.state is None or self.state.dead:
+                return super().recvRequest(req, sip_t)
+            cseq = req.getHFBody("cseq").getCSeqNum()
+            last: int | None = getattr(self, "rCSeq", None)
+            if last is not None and last >= cseq:
+                return (req.genResponse(500, "Server Internal Error"), None, None)
+            self.rCSeq = cseq
+            body = req.getBody()
+            answer = self.on_update(None if body is None else str(body)) if self.on_update else None
+            resp = req.genResponse(
+                200, "OK", body=None if answer is None else MsgBody(answer), server=USER_AGENT
+            )
+            if self.lContact is not None:
+                resp.appendHeader(SipHeader(name="contact", body=self.lContact))
+            return (resp, None, None)
+
+    return UpdatingUA
+
+
+def dialog_of(ua: Any) -> Dialog | None:
+    """The UA's confirmed dialog as plain data (what sippy would use for its own BYE)."""
+    try:
+        (host, port), _transport = ua.rAddr
+        return Dialog(
+            call_id=str(ua.cId),
+            local=str(ua.lUri),
+            remote=str(ua.rUri),
+            local_tag=str(ua.lUri.getTag() or ""),
+            remote_tag=str(ua.rUri.getTag() or ""),
+            remote_target=str(ua.rTarget),
+            route_set=tuple(str(route) for route in ua.routes),
+            cseq=int(ua.lCSeq),
+            next_hop=(str(host), int(port)),
+        )
+    except Exception:
+        log.exception("cannot read the dialog of a leg")
+        return None
+
+
+def _text(body: Any) -> str | None:
+    """The remote SDP as text (parsed again on the engine's side)."""
+    return None if body is None else str(body)
+
+
+class Uac:
+    """One outbound leg's user agent."""
+
+    def __init__(
+        self,
+        endpoint: SipEndpoint,
+        *,
+        trunk: tuple[str, int],
+        caller: str,
+        callee: str,
+        offer: str,
+        credentials: tuple[str | None, str | None],
+        report: Report,
+    ) -> None:
+        from sippy.CCEvents import CCEventTry
+        from sippy.MsgBody import MsgBody
+        from sippy.SipCallId import SipCallId
+        from sippy.SipHeader import SipHeader
+
+        self._report = report
+        self._offer = offer
+        username, password = credentials
+        self.ua: Any = _ua_class()(
+            endpoint.config,
+            event_cb=self._event,
+            nh_address=trunk,
+            username=username,
+            password=password,
+            dead_cbs=(self._dead,),
+        )
+        self.ua.local_ua = USER_AGENT
+        self.ua.on_update = self._on_update
+        try_event = CCEventTry((SipCallId(), caller, callee, MsgBody(offer), None, None))
+        identity = f"<sip:{caller}@{trunk[0]};user=phone>"
+        try_event.extra_headers = (SipHeader(name="p-asserted-identity", bodys=identity),)
+        self.ua.recvEvent(try_event)
+
+    def hangup(self) -> None:
+        """CANCEL while ringing, BYE once connected."""
+        from sippy.CCEvents import CCEventDisconnect
+
+        if not self.ua.isDead():
+            self.ua.recvEvent(CCEventDisconnect())
+
+    def _on_update(self, body: str | None) -> str | None:
+        if body is None:
+            return None  # a session refresh without an offer: nothing changes
+        self._report(UacEvent("update", sdp=body))
+        return self._offer
+
+    def _event(self, event: Any, _ua: Any) -> None:
+        from sippy.CCEvents import (
+            CCEventConnect,
+            CCEventDisconnect,
+            CCEventFail,
+            CCEventRing,
+            CCEventUpdate,
+        )
+        from sippy.MsgBody import MsgBody
+
+        try:
+            data = event.getData()
+            if isinstance(event, CCEventRing | CCEventConnect | CCEventFail):
+                code, reason = int(data[0]), str(data[1])
+                body = data[2] if len(data) > 2 else None
+                kind = {CCEventRing: "ring", CCEventConnect: "connect", CCEventFail: "fail"}
+                dialog = dialog_of(self.ua) if isinstance(event, CCEventConnect) else None
+                self._report(UacEvent(kind[type(event)], code, reason, _text(body), dialog))
+            elif isinstance(event, CCEventDisconnect):
+                self._report(UacEvent("bye"))
+            elif isinstance(event, CCEventUpdate):
+                # A re-INVITE: keep the call, answer with our unchanged media.
+                self.ua.recvEvent(CCEventConnect((200, "OK", MsgBody(self._offer))))
+                self._report(UacEvent("update", sdp=_text(data)))
+        except Exception:
+            log.exception("SIP event handling failed")
+
+    def _dead(self, _ua: Any) -> None:
+        self._report(UacEvent("dead"))
+
+
+class InboundCall:
+    """A call to a pool number: reports its offer, is answered with our SDP, hears the
+    announcement (played by the relay) and is ended with our BYE."""
+
+    def __init__(self, endpoint: SipEndpoint, req: Any, transaction: Any, report: Report) -> None:
+        from sippy.SipContact import SipContact
+
+        self._report = report
+        self.ua: Any = _ua_class()(
+            endpoint.config,
+            event_cb=self._event,
+            conn_cbs=(self._acked,),
+            dead_cbs=(self._dead,),
+        )
+        self.ua.local_ua = USER_AGENT
+        # sippy's default Contact has the display name "Anonymous"; some peers (SIPp's
+        # [next_url] among them) copy the whole value into the ACK's Request-URI.
+        contact = SipContact()
+        contact.address.name = None
+        self.ua.lContact = contact
+        self.answer: str | None = None
+        self.ua.on_update = lambda _body: self.answer
+        self.result = self.ua.recvRequest(req, transaction)
+
+    def accept(self, answer: str) -> None:
+        from sippy.CCEvents import CCEventConnect
+        from sippy.MsgBody import MsgBody
+
+        self.answer = answer
+        if not self.ua.isDead():
+            self.ua.recvEvent(CCEventConnect((200, "OK", MsgBody(answer))))
+
+    def refuse(self, code: int, reason: str) -> None:
+        from sippy.CCEvents import CCEventFail
+
+        if not self.ua.isDead():
+            self.ua.recvEvent(CCEventFail((code, reason)))
+
+    def hangup(self) -> None:
+        from sippy.CCEvents import CCEventDisconnect
+
+        if not self.ua.isDead():
+            self.ua.recvEvent(CCEventDisconnect())
+
+    def _event(self, event: Any, _ua: Any) -> None:
+        from sippy.CCEvents import CCEventDisconnect, CCEventTry, CCEventUpdate
+
+        try:
+            if isinstance(event, CCEventTry):
+                self._report(UacEvent("offer", sdp=_text(event.getData()[3])))
+            elif isinstance(event, CCEventDisconnect):
+                self._report(UacEvent("bye"))
+            elif isinstance(event, CCEventUpdate) and self.answer is not None:
+                self.accept(self.answer)  # a re-INVITE: the same answer again
+        except Exception:
+            log.exception("SIP event handling failed")
+
+    def _acked(self, *_args: Any) -> None:
+        self._report(UacEvent("acked"))
+
+    def _dead(self, _ua: Any) -> None:
+        self._report(UacEvent("dead"))
+
+
+def send_bye(
+    endpoint: SipEndpoint,
+    dialog: Dialog,
+    *,
+    credentials: tuple[str | None, str | None],
+    done: Callable[[int | None], None],
+) -> None:
+    """BYE in ``dialog`` (a client transaction, with sippy's retransmissions); ``done``
+    gets the final response code (None when nothing answered). A 401/407 is answered
+    once with the trunk's credentials."""
+    from sippy.SipCallId import SipCallId
+    from sippy.SipFrom import SipFrom
+    from sippy.SipHeader import SipHeader
+    from sippy.SipRequest import SipRequest
+    from sippy.SipRoute import SipRoute
+    from sippy.SipTo import SipTo
+    from sippy.SipURL import SipURL
+
+    def parsed(header: Any) -> Any:
+        header.parse()
+        return header
+
+    def request(cseq: int) -> Any:
+        return SipRequest(
+            method="BYE",
+            ruri=SipURL(url=dialog.remote_target),
+            to=parsed(SipTo(body=dialog.remote)),
+            fr0m=parsed(SipFrom(body=dialog.local)),
+            cseq=cseq,
+            callid=parsed(SipCallId(body=dialog.call_id)),
+            routes=[parsed(SipRoute(body=route)) for route in dialog.route_set],
+            target=(dialog.next_hop, "udp"),
+            user_agent=USER_AGENT,
+        )
+
+    tm = endpoint.config["_sip_tm"]
+    username, password = credentials
+    tried_auth = False
+
+    def on_response(resp: Any) -> None:
+        nonlocal tried_auth
+        code = int(resp.getSCode()[0])
+        if code < 200:
+            return
+        header = {401: "www-authenticate", 407: "proxy-authenticate"}.get(code)
+        if header and username and password and not tried_auth and resp.countHFs(header):
+            tried_auth = True
+            challenge = resp.getHFBody(header)
+            retry = request(dialog.cseq + 1)
+            auth = challenge.genAuthHF(username, password, "BYE", dialog.remote_target)
+            retry.appendHeader(SipHeader(body=auth))
+            tm.newTransaction(retry, on_response)
+            return
+        done(code)
+
+    tm.newTransaction(request(dialog.cseq), on_response)

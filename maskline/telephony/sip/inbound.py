@@ -1,0 +1,232 @@
+"""INVITEs from outside (SPEC §8): a party calling a masked number back.
+
+Until inbound masking is built, a call to a pool number is answered, hears a short
+announcement (the ITU-T special information tone, ``tones.announcement``), and is
+ended with our BYE; a call to any other number is refused with 480 as before.
+
+The SIP thread never waits for the database: it hands every new INVITE to a sippy
+UAS (which sends 100 Trying) and reports the dialled number to the engine's loop.
+The loop decides from a cached set of pool numbers, refreshed from the database when
+it is older than ``POOL_MAX_AGE_SEC`` or when a number is missing from it (at most once
+every ``MISS_REFRESH_SEC``, so a flood of INVITEs to unknown numbers costs one query a
+second, not one each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from maskline.kit.db import Database
+from maskline.numbers.service import all_pool_numbers
+from maskline.telephony.events import Leg
+from maskline.telephony.media import tones
+from maskline.telephony.media.relay import RelayFull, UdpRelay
+from maskline.telephony.sip import sdp
+from maskline.telephony.sip.agents import InboundCall
+from maskline.telephony.sip.stack import SipEndpoint, SipThread, UacEvent
+
+log = logging.getLogger("maskline.sip")
+
+POOL_MAX_AGE_SEC = 60.0
+MISS_REFRESH_SEC = 1.0
+ACK_WAIT_SEC = 32.0  # RFC 3261 timer H: how long a 200 OK waits for its ACK
+
+
+def masked_form(user: str | None) -> str | None:
+    """The 12-digit masked number (SPEC §2) a Request-URI user names, if it names one:
+    ``+917969002802``, ``917969002802``, ``07969002802``, ``7969002802``."""
+    if not user:
+        return None
+    digits = user.split(";", 1)[0].replace("-", "").removeprefix("+")
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    if len(digits) == 14 and digits.startswith("0091"):
+        digits = digits[2:]
+    elif len(digits) == 11 and digits.startswith("0"):
+        digits = "91" + digits[1:]
+    elif len(digits) == 10:
+        digits = "91" + digits
+    return digits if len(digits) == 12 and digits.startswith("91") else None
+
+
+@dataclass
+class _Caller:
+    """Loop-side state of one inbound call."""
+
+    acked: asyncio.Event = field(default_factory=asyncio.Event)
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+class PoolLine:
+    """Answers calls to pool numbers with the announcement, on the engine's loop."""
+
+    def __init__(
+        self,
+        *,
+        thread: SipThread,
+        relay: UdpRelay,
+        database_url: str,
+        counted: Callable[[], None],
+    ) -> None:
+        self._thread = thread
+        self._relay = relay
+        self._database_url = database_url
+        self._counted = counted
+        self._db: Database | None = None
+        self._pool: frozenset[str] = frozenset()
+        self._fetched_at = float("-inf")
+        self._refreshing: asyncio.Task[None] | None = None
+        self._callers: dict[str, _Caller] = {}
+        self._agents: dict[str, InboundCall] = {}  # touched in the SIP thread only
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        # Its own small pool: the carrier is built before, and apart from, the engine's.
+        self._db = Database(self._database_url, pool_size=1)
+
+    async def close(self) -> None:
+        for key, caller in list(self._callers.items()):
+            self._thread.call(self._hangup, key)
+            caller.gone.set()
+        tasks = [c.task for c in self._callers.values() if c.task is not None]
+        if self._refreshing is not None:
+            tasks.append(self._refreshing)
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        if self._db is not None:
+            await self._db.dispose()
+
+    # -- the SIP thread ---------------------------------------------------------
+
+    def take(self, endpoint: SipEndpoint, req: Any, transaction: Any) -> Any:
+        """A new INVITE from outside: a UAS for it, the decision left to the loop."""
+        key = f"in-{secrets.token_hex(8)}"
+        loop = self._loop
+        assert loop is not None
+        number = masked_form(req.getRURI().username)
+
+        def report(event: UacEvent) -> None:
+            if event.kind == "dead":
+                self._agents.pop(key, None)
+            loop.call_soon_threadsafe(self._on_event, key, number, event)
+
+        agent = InboundCall(endpoint, req, transaction, report)
+        self._agents[key] = agent
+        return agent.result
+
+    def _accept(self, key: str, answer: str) -> None:
+        agent = self._agents.get(key)
+        if agent is not None:
+            agent.accept(answer)
+
+    def _refuse(self, key: str, code: int, reason: str) -> None:
+        agent = self._agents.get(key)
+        if agent is not None:
+            agent.refuse(code, reason)
+
+    def _hangup(self, key: str) -> None:
+        agent = self._agents.get(key)
+        if agent is not None:
+            agent.hangup()
+
+    # -- the engine's loop ------------------------------------------------------
+
+    def _on_event(self, key: str, number: str | None, event: UacEvent) -> None:
+        if event.kind == "offer":
+            new = _Caller()
+            self._callers[key] = new
+            new.task = asyncio.create_task(self._handle(key, number, event.sdp, new))
+            return
+        caller = self._callers.get(key)
+        if caller is None:
+            return
+        if event.kind == "acked":
+            caller.acked.set()
+        elif event.kind in ("bye", "dead"):
+            caller.gone.set()
+
+    async def _is_pool_number(self, number: str | None) -> bool:
+        if number is None:
+            return False
+        age = time.monotonic() - self._fetched_at
+        if age > POOL_MAX_AGE_SEC or (number not in self._pool and age > MISS_REFRESH_SEC):
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.create_task(self._refresh())
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._refreshing)
+        return number in self._pool
+
+    async def _refresh(self) -> None:
+        assert self._db is not None
+        try:
+            async with self._db.read() as session:
+                self._pool = await all_pool_numbers(session)
+        except Exception:
+            log.exception("cannot read the pool numbers; keeping the last ones")
+        self._fetched_at = time.monotonic()
+
+    async def _handle(
+        self, key: str, number: str | None, offer: str | None, caller: _Caller
+    ) -> None:
+        try:
+            if not await self._is_pool_number(number):
+                self._thread.call(self._refuse, key, 480, "Temporarily Unavailable")
+                return
+            self._counted()
+            await self._announce(key, offer, caller)
+        except Exception:
+            log.exception("inbound call handling failed")
+            self._thread.call(self._refuse, key, 500, "Server Internal Error")
+        finally:
+            self._callers.pop(key, None)
+
+    async def _announce(self, key: str, offer: str | None, caller: _Caller) -> None:
+        remote = sdp.parse(offer) if offer else None
+        if remote is None or remote.codec is None:
+            # No G.711 offered (or no offer at all: late-offer INVITEs are not supported).
+            self._thread.call(self._refuse, key, 488, "Not Acceptable Here")
+            return
+        try:
+            session = await self._relay.open(key)
+        except RelayFull:
+            log.error("no RTP ports left: refusing a call to a pool number")
+            self._thread.call(self._refuse, key, 503, "Service Unavailable")
+            return
+        try:
+            session.set_remote(Leg.A, remote.endpoint, remote.codec)
+            answer = sdp.offer(session.local(Leg.A), (remote.codec,))
+            self._thread.call(self._accept, key, answer)
+            if await _first(caller.acked, caller.gone, within=ACK_WAIT_SEC) is caller.acked:
+                playing = session.play(Leg.A, tones.announcement(remote.codec), repeat=False)
+                gone = asyncio.ensure_future(caller.gone.wait())
+                try:
+                    await asyncio.wait({playing, gone}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    gone.cancel()
+            self._thread.call(self._hangup, key)
+        finally:
+            await session.close()
+
+
+async def _first(*events: asyncio.Event, within: float) -> asyncio.Event | None:
+    """The first of ``events`` to be set within ``within`` seconds, or None."""
+    waits = {asyncio.ensure_future(e.wait()): e for e in events}
+    try:
+        done, _ = await asyncio.wait(waits, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+    for wait, event in waits.items():
+        if wait in done:
+            return event
+    return None
