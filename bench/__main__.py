@@ -6,7 +6,7 @@ import platform
 import sys
 from datetime import UTC, datetime
 
-from bench import call_logs, calls, recordings, sip, webhooks
+from bench import call_logs, calls, production, recordings, sip, webhooks
 
 
 def main() -> None:
@@ -22,6 +22,8 @@ def main() -> None:
             print(sip.sip_connect_latency(kind, calls=200, rate=rate), flush=True)
         print(webhooks.webhooks_bench(kind), flush=True)
         print(call_logs.call_logs_latency(kind), flush=True)
+    if "postgresql" in kinds:
+        print(production.post_vs_bare(), flush=True)
 
 
 if __name__ == "__main__":

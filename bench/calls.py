@@ -44,9 +44,10 @@ def parties() -> Iterator[int]:
     return (n for n in itertools.count(7_000_012_345) if n % 10_000 > 3)
 
 
-async def _hammer(
-    base: str, key: str, *, clients: int, seconds: float
+async def hammer(
+    bases: list[str], key: str, *, clients: int, seconds: float
 ) -> tuple[int, int, list[float]]:
+    """``clients`` concurrent clients, spread evenly over the API processes at ``bases``."""
     counter = parties()
     accepted = refused = 0
     latencies: list[float] = []
@@ -70,8 +71,14 @@ async def _hammer(
                 refused += 1
 
     limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
-        await asyncio.gather(*[client(http) for _ in range(clients)])
+    async with contextlib.AsyncExitStack() as stack:
+        https = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=base, limits=limits, timeout=30)
+            )
+            for base in bases
+        ]
+        await asyncio.gather(*[client(https[n % len(https)]) for n in range(clients)])
     return accepted, refused, latencies
 
 
@@ -93,21 +100,32 @@ async def _baseline(base: str, *, clients: int, seconds: float = 5.0) -> float:
     return done / seconds
 
 
+def server_env(database_url: str, tmp: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``maskline serve`` process under benchmark."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")},
+        "MASKLINE_DATABASE_URL": database_url,
+        "MASKLINE_SECRET_KEY": SECRET,
+        "MASKLINE_DATA_DIR": str(tmp / "data"),
+        "MASKLINE_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def unlimited_key(env: dict[str, str]) -> str:
+    """An organisation (made with the CLI) that no limit gets in the way of; its API key."""
+    _cli(env, "org", "create", "bench", "--balance", "10000000", "--max-live-calls", "1000000")
+    _cli(env, "numbers", "add", "918099000001", "--org", "bench")
+    return str(_cli(env, "key", "create", "--org", "bench", "--rate-limit", "1000000")["api_key"])
+
+
 def post_throughput(kind: str, *, split: bool, clients: int = 32, seconds: float = 15.0) -> str:
     """Accepted calls a second: one embedded process, or an API process beside an engine."""
     from tests.support.server import running_server
 
     with tempfile.TemporaryDirectory() as tmp, fresh_database(Path(tmp), kind=kind) as url:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("MASKLINE_")},
-            "MASKLINE_DATABASE_URL": url,
-            "MASKLINE_SECRET_KEY": SECRET,
-            "MASKLINE_DATA_DIR": str(Path(tmp) / "data"),
-            "MASKLINE_LOG_LEVEL": "WARNING",
-        }
-        _cli(env, "org", "create", "bench", "--balance", "10000000", "--max-live-calls", "1000000")
-        _cli(env, "numbers", "add", "918099000001", "--org", "bench")
-        key = _cli(env, "key", "create", "--org", "bench", "--rate-limit", "1000000")["api_key"]
+        env = server_env(url, Path(tmp))
+        key = unlimited_key(env)
         with contextlib.ExitStack() as stack:
             api_role = ("--role", "api") if split else ()
             server = stack.enter_context(running_server(env, Path(tmp), extra_args=api_role))
@@ -115,7 +133,7 @@ def post_throughput(kind: str, *, split: bool, clients: int = 32, seconds: float
                 stack.enter_context(running_server(env, Path(tmp), extra_args=("--role", "engine")))
             baseline = asyncio.run(_baseline(server.base_url, clients=clients))
             accepted, refused, latencies = asyncio.run(
-                _hammer(server.base_url, str(key), clients=clients, seconds=seconds)
+                hammer([server.base_url], key, clients=clients, seconds=seconds)
             )
     mode = "api process + engine process" if split else "one embedded process"
     return (
