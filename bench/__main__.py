@@ -20,6 +20,8 @@ def main() -> None:
         print(calls.connect_latency(kind), flush=True)
         for rate in (10.0, 100.0):
             print(sip.sip_connect_latency(kind, calls=200, rate=rate), flush=True)
+        print(sip.sip_max_rate(kind), flush=True)
+        print(sip.sip_concurrent_media(kind, calls=50), flush=True)
         print(webhooks.webhooks_bench(kind), flush=True)
         print(call_logs.call_logs_latency(kind), flush=True)
     if "postgresql" in kinds:
