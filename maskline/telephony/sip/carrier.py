@@ -127,6 +127,7 @@ class SipCarrier:
 
     async def start(self, sink: EventSink) -> None:
         self._sink = sink
+        await self._pool_line.start()
         self._thread.start()
         host, port = self._bind
         try:
