@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,11 +13,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from maskline.kit.clock import ScaledClock
+from maskline.numbers import service as pool
 from tests.calls.conftest import call_settings
 from tests.conftest import make_settings
 from tests.support.api import Api, OrgHandle, running_api
 from tests.support.calls import billing, place, wait_for
 from tests.support.receiver import receiving
+from tests.support.sipp import free_udp_port
 
 # Slow enough that a bridged call's first 5 minutes of credit (15 s here) outlast the test.
 SPEED = 20.0
@@ -62,6 +66,47 @@ async def settled(api: Api, org: OrgHandle, count: int, *, within: float = 20.0)
         if loop.time() > deadline:
             raise AssertionError(f"deliveries: {[(r['event'], r['status']) for r in rows]}")
         await asyncio.sleep(0.02)
+
+
+def call_back(sip_port: int, number: str) -> int:
+    """A party calling ``number`` over SIP with no SDP offer: the final response's code
+    (ACKed, as RFC 3261 wants for a refusal)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(10)
+        port = sock.getsockname()[1]
+        common = [
+            f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{number[-4:]}-{time.time_ns()}",
+            f"From: <sip:+919876543210@127.0.0.1:{port}>;tag=caller",
+            f"Call-ID: back-{number}-{time.time_ns()}@127.0.0.1",
+        ]
+        to = f"To: <sip:{number}@127.0.0.1:{sip_port}>"
+        invite = [
+            f"INVITE sip:{number}@127.0.0.1:{sip_port} SIP/2.0",
+            *common,
+            to,
+            "CSeq: 1 INVITE",
+            f"Contact: <sip:+919876543210@127.0.0.1:{port}>",
+            "Max-Forwards: 70",
+            "Content-Length: 0",
+        ]
+        sock.sendto("\r\n".join([*invite, "", ""]).encode(), ("127.0.0.1", sip_port))
+        while True:
+            lines = sock.recv(65535).decode().split("\r\n")
+            code = int(lines[0].split(" ")[1])
+            if code >= 200:
+                break
+        answered_to = next(line for line in lines if line.lower().startswith("to:"))
+        ack = [
+            f"ACK sip:{number}@127.0.0.1:{sip_port} SIP/2.0",
+            *common,
+            answered_to,
+            "CSeq: 1 ACK",
+            "Max-Forwards: 70",
+            "Content-Length: 0",
+        ]
+        sock.sendto("\r\n".join([*ack, "", ""]).encode(), ("127.0.0.1", sip_port))
+        return code
 
 
 @pytest.fixture
@@ -173,6 +218,34 @@ class TestMetrics:
             ]
             == 1
         )
+
+    async def test_calls_to_pool_numbers_are_counted(
+        self, own_database: str, tmp_path: Path
+    ) -> None:
+        sip_port = free_udp_port()
+        settings = make_settings(
+            own_database,
+            tmp_path / "data",
+            carrier="sip",
+            sip_trunk="127.0.0.1:9",
+            sip_bind=f"127.0.0.1:{sip_port}",
+            rtp_ports="43300-43399",
+        )
+        async with running_api(settings, role="engine") as api:
+            before = await scrape(api)
+            async with api.runtime.db.write() as session:
+                await pool.add_numbers(
+                    session, ["918074000077"], org_id=None, now=api.runtime.clock.now()
+                )
+            # A pool number (counted, then refused: no SDP offer), and a number of no one's.
+            codes = [
+                await asyncio.to_thread(call_back, sip_port, number)
+                for number in ("+918074000077", "+918074009999")
+            ]
+            after = await scrape(api)
+        assert codes == [488, 480]
+        assert before[("maskline_inbound_calls_total", labels())] == 0
+        assert after[("maskline_inbound_calls_total", labels())] == 1
 
 
 class TestMetricsToken:
