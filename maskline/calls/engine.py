@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing import talktime
@@ -51,7 +52,7 @@ from maskline.kit.logging import call_sid_var
 from maskline.kit.loops import Loops
 from maskline.settings import Settings
 from maskline.telephony.carrier import Carrier, Dial, MediaSink
-from maskline.telephony.events import Cause, Leg, LegEvent
+from maskline.telephony.events import Cause, Dialog, Leg, LegAnswered, LegEvent
 from maskline.telephony.media.recorder import Spool
 
 log = logging.getLogger("maskline.engine")
@@ -118,11 +119,15 @@ class CallRunner:
         self._timers: set[asyncio.Task[None]] = set()
         self._granted = 0
         self._credit_end: datetime | None = None
+        # Confirmed SIP dialogs by leg, stored with the next write (SPEC §8).
+        self.dialogs: dict[str, dict[str, object]] = {}
 
     def post(self, event: Event | _RenewCredit) -> None:
         if isinstance(event, _RenewCredit):
             self.writes.put_nowait(event)
             return
+        if isinstance(event, LegAnswered) and event.dialog is not None:
+            self.dialogs = {**self.dialogs, event.leg.value: event.dialog.to_json()}
         arrived = time.perf_counter()
         new, commands = step(self.state, event)
         if new is self.state:
@@ -331,6 +336,8 @@ class CallEngine:
                     now = self.clock.now()
                     call.lease_expires_at = now + LEASE
                     call.heartbeat_at = now
+                    if runner.dialogs:
+                        call.sip_dialogs = runner.dialogs
                     if grant and not state.ended:
                         await talktime.grant_pulses(
                             session, call, pricing_of(call), now=self.clock.now()
@@ -515,4 +522,22 @@ class CallEngine:
             events=[c.event for c in commands if isinstance(c, Emit)],
             public_url=self.settings.public_url,
             now=now,
+        )
+        self._bye_after_commit(session, call)
+
+    def _bye_after_commit(self, session: AsyncSession, call: Call) -> None:
+        """Once the call's end is committed, hang up the legs still up at the trunk from
+        their stored dialogs (nothing is sent from inside the transaction)."""
+        carrier = self.carriers.get(call.carrier)
+        if not call.sip_dialogs:
+            return
+        if carrier is None:
+            log.error("no %s carrier here to hang up a dead engine's call", call.carrier)
+            return
+        sid, dialogs = call.call_sid, [Dialog.from_json(d) for d in call.sip_dialogs.values()]
+        sa_event.listen(
+            session.sync_session,
+            "after_commit",
+            lambda _session: carrier.end_orphan(sid, dialogs),
+            once=True,
         )
