@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from maskline.kit.migrate import current_revision, head_revision, upgrade
 from maskline.settings import Settings
 
 T = TypeVar("T")
+THREAD_STOP_SEC = 5.0
 
 
 @dataclass
@@ -56,5 +58,18 @@ def run(work: Callable[[Command], Awaitable[T]], *, migrate: bool = True) -> T:
             return await work(Command(settings=settings, db=db, clock=SystemClock()))
         finally:
             await db.dispose()
+            await _sqlite_threads_stopped()
 
     return asyncio.run(main())
+
+
+async def _sqlite_threads_stopped() -> None:
+    """Wait for aiosqlite's connection threads to end while the loop still runs.
+
+    A connection that failed to open (a bad path) is stopped from its own thread,
+    which then reports to the loop: after ``asyncio.run`` has closed the loop it
+    prints "Exception in thread …" on stderr, a second line after our one.
+    """
+    for thread in threading.enumerate():
+        if thread.name.endswith("(_connection_worker_thread)"):
+            await asyncio.to_thread(thread.join, THREAD_STOP_SEC)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 PAISE_PER_RUPEE = 100
+# The largest amount one command may credit (Rs 100 crore): far above any real top-up,
+# far below what the 64-bit ledger columns hold after any number of them.
+MAX_RUPEES = 1_000_000_000
 
 
 def paise_to_rupees(paise: int) -> int | float:
@@ -22,7 +25,7 @@ def parse_rupees(text: str) -> int:
     """Parse a rupee amount such as ``"10"`` or ``"10.01"`` into paise.
 
     Raises ValueError for anything that is not a non-negative amount with at
-    most two decimals.
+    most two decimals, or that is above ``MAX_RUPEES``.
     """
     raw = text.strip()
     try:
@@ -34,6 +37,8 @@ def parse_rupees(text: str) -> int:
     paise = value * PAISE_PER_RUPEE
     if paise != paise.to_integral_value():
         raise ValueError(f"{text!r} has more than two decimals (whole paise only)")
+    if value > MAX_RUPEES:
+        raise ValueError(f"{text!r} is more than the largest amount, Rs {MAX_RUPEES}")
     return int(paise)
 
 

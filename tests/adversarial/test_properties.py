@@ -16,7 +16,7 @@ from maskline.billing.gst import split_gst
 from maskline.billing.talktime import Pricing
 from maskline.calls.intake import parse_new_call
 from maskline.errors import InvalidNumbers
-from maskline.kit.money import paise_to_rupees, parse_rupees, pulse_price_paise
+from maskline.kit.money import MAX_RUPEES, paise_to_rupees, parse_rupees, pulse_price_paise
 from maskline.kit.phone import normalise_mobile
 
 # Deterministic and bounded: the same examples on every run, no example database.
@@ -212,7 +212,14 @@ class TestRupees:
             assert len(wire.partition(".")[2]) <= 2
 
     @BOUNDED
-    @given(st.integers(0, 10**13))
+    @given(st.integers(0, MAX_RUPEES * 100))
+    @example(MAX_RUPEES * 100)
     def test_an_amount_written_in_rupees_parses_back_to_its_paise(self, paise: int) -> None:
         assert parse_rupees(str(Decimal(paise) / 100)) == paise
         assert parse_rupees(json.dumps(paise_to_rupees(paise))) == paise
+
+    @BOUNDED
+    @given(st.integers(MAX_RUPEES * 100 + 1, 10**30))
+    def test_an_amount_above_the_largest_is_refused(self, paise: int) -> None:
+        with pytest.raises(ValueError, match="is more than the largest amount"):
+            parse_rupees(str(Decimal(paise) / 100))
