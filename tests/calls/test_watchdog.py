@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import func, select, update
+
+from maskline.billing.models import LedgerEntry
+from maskline.calls.models import Call
 from maskline.kit.clock import ScaledClock
+from maskline.telephony.events import Leg
+from maskline.telephony.sim.carrier import TraceEntry
 from tests.calls.conftest import SPEED, call_settings
-from tests.support.api import ShiftedClock, running_api
+from tests.calls.test_outcomes import trace
+from tests.support.api import Api, ShiftedClock, running_api
 from tests.support.calls import billing, place, wait_for
+
+
+async def _charges(api: Api, call_sid: str) -> list[int]:
+    async with api.runtime.db.read() as session:
+        return list(
+            (
+                await session.execute(
+                    select(LedgerEntry.amount).where(
+                        LedgerEntry.call_sid == call_sid, LedgerEntry.kind == "call_charge"
+                    )
+                )
+            ).scalars()
+        )
+
+
+async def _hung_up(api: Api, call_sid: str) -> list[TraceEntry]:
+    """The sim's hang-ups of the call, once both legs are down (a deadline, not a sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while True:
+        entries = [e for e in trace(api, call_sid) if e.action == "hangup"]
+        if {e.leg for e in entries} == {Leg.A, Leg.B}:
+            return entries
+        assert loop.time() < deadline, entries
+        await asyncio.sleep(0.05)
 
 
 def _seconds(later: str, earlier: str) -> float:
@@ -67,6 +100,13 @@ class TestDeadEngine:
             later = ShiftedClock(ScaledClock(1), timedelta(seconds=31))
             async with running_api(settings, clock=later, role="engine"):
                 call = await wait_for(first, org, placed["call_sid"])
+            # The first engine was only thought dead: at its next heartbeat it sees the
+            # call is not its own any more and drops both legs at once.
+            assert [(e.leg, e.detail) for e in await _hung_up(first, placed["call_sid"])] == [
+                (Leg.A, "SYSTEM_SHUTDOWN"),
+                (Leg.B, "SYSTEM_SHUTDOWN"),
+            ]
+            assert await _charges(first, placed["call_sid"]) == [-150]
         assert (call["status"], call["hangup_cause"], call["hangup_by"]) == (
             "completed",
             "SYSTEM_SHUTDOWN",
@@ -75,3 +115,35 @@ class TestDeadEngine:
         # Billed up to the dead engine's last heartbeat, which became ended_at.
         assert call["ended_at"] >= bridged["bridged_at"]
         assert (call["bill_duration_sec"], call["price"]) == (60, 1.5)
+
+    async def test_a_call_that_cannot_be_ended_does_not_hold_back_the_others(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        settings = call_settings(database_url, tmp_path / "data", sim_talk_sec=3600)
+        async with running_api(settings) as first:
+            org = await first.make_org("dead-engine-bad-row", balance="10", numbers=1)
+            broken = await place(first, org, record=False)
+            sound = await place(
+                first, org, party_a="9876543211", party_b="9123456788", record=False
+            )
+            for placed in (broken, sound):
+                await wait_for(first, org, placed["call_sid"], ("in-progress",))
+            # A hold larger than the wallet reserves cannot be settled: ending it fails.
+            async with first.runtime.db.write() as session:
+                await session.execute(
+                    update(Call).where(Call.call_sid == broken["call_sid"]).values(hold_paise=10**9)
+                )
+            later = ShiftedClock(ScaledClock(1), timedelta(seconds=31))
+            async with running_api(settings, clock=later, role="engine"):
+                ended = await wait_for(first, org, sound["call_sid"])
+                stuck = await wait_for(first, org, broken["call_sid"], ("in-progress",))
+            async with first.runtime.db.read() as session:
+                live = (
+                    await session.execute(
+                        select(func.count()).where(
+                            Call.call_sid == broken["call_sid"], Call.status == "in-progress"
+                        )
+                    )
+                ).scalar_one()
+        assert (ended["status"], ended["hangup_cause"]) == ("completed", "SYSTEM_SHUTDOWN")
+        assert (stuck["status"], live) == ("in-progress", 1)
