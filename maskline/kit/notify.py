@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
+from typing import Any
 
 import asyncpg
 
@@ -90,10 +91,15 @@ class Wakeups:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("wake-up connection lost (%s); polling until it is back", exc)
             self._listening.clear()
+            # Whatever was missed meanwhile is found by the woken loops' polling; wake
+            # them once now so that they look at once.
             await asyncio.sleep(RECONNECT_SEC)
+            for topic in Topic:
+                self._run_hooks(topic)
 
     async def _session(self, dsn: str) -> None:
         conn = await asyncpg.connect(dsn)
+        lost = asyncio.Event()
         try:
             own_pid = conn.get_server_pid()
 
@@ -101,15 +107,35 @@ class Wakeups:
                 if pid != own_pid:  # this process's own hooks already ran
                     self._run_hooks(Topic(channel))
 
+            # A listener that never sends would not notice a dead connection otherwise.
+            conn.add_termination_listener(lambda _conn: lost.set())
             for topic in Topic:
                 await conn.add_listener(topic.value, received)
             self._listening.set()
-            while True:
-                await self._send.wait()
+            while not lost.is_set():
+                await _first(self._send.wait(), lost.wait())
+                if lost.is_set():
+                    break
                 self._send.clear()
                 topics, self._pending = self._pending, set()
-                for topic in topics:
-                    await conn.execute("SELECT pg_notify($1, '')", topic.value)
+                try:
+                    for topic in topics:
+                        await conn.execute("SELECT pg_notify($1, '')", topic.value)
+                except BaseException:
+                    self._pending |= topics  # sent after the reconnection
+                    raise
+            raise ConnectionResetError("the wake-up connection was closed")
         finally:
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
+
+
+async def _first(*waits: Coroutine[Any, Any, object]) -> None:
+    """Until the first of ``waits`` finishes (the others are cancelled)."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

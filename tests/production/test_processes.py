@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -59,6 +61,41 @@ class TestSeparateProcesses:
             media = httpx.get(f"{stack.url('api2')}{path}", timeout=10)
             assert (media.status_code, media.headers["content-type"]) == (200, "audio/mpeg")
             assert len(media.content) == recording["size_bytes"]
+
+    def test_an_api_process_announces_an_accepted_call_to_the_engines_over_notify(
+        self, env: dict[str, str], database_url: str, tmp_path: Path
+    ) -> None:
+        cli = Cli(env, tmp_path)
+        org = cli.ok("org", "create", "notify", "--balance", "10")
+        cli.ok("numbers", "add", "918073000002", "--org", "notify")
+        auth = {"Authorization": f"Bearer {org['api_key']}"}
+
+        async def heard_while_posting(base: str) -> list[str]:
+            heard: list[str] = []
+            arrived = asyncio.Event()
+            conn = await asyncpg.connect(database_url)
+            try:
+
+                def on_notify(_c: object, _pid: int, channel: str, _payload: object) -> None:
+                    heard.append(channel)
+                    arrived.set()
+
+                await conn.add_listener("maskline_calls", on_notify)
+                created = await asyncio.to_thread(
+                    httpx.post,
+                    f"{base}/v1/masking/calls",
+                    headers=auth,
+                    json={"party_a": "9876543210", "party_b": "9123456789"},
+                )
+                assert created.status_code == 201, created.text
+                await asyncio.wait_for(arrived.wait(), 10)
+                return heard
+            finally:
+                await conn.close()
+
+        # No engine runs: only the NOTIFY can tell anyone about the call.
+        with running_stack(env, tmp_path, {"api": "api"}) as stack:
+            assert asyncio.run(heard_while_posting(stack.url("api"))) == ["maskline_calls"]
 
     def test_a_keys_request_budget_is_shared_by_every_api_process(
         self, env: dict[str, str], tmp_path: Path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
 from maskline.kit.notify import Topic, Wakeups
@@ -32,6 +33,32 @@ class TestWakeups:
         finally:
             await sender.stop()
             await receiver.stop()
+
+    async def test_a_listener_whose_connection_dies_reconnects_and_wakes_its_loops(
+        self, database_url: str
+    ) -> None:
+        if database_url.startswith("sqlite"):
+            pytest.skip("SQLite serves one process: wake-ups stay local")
+        listener = Wakeups(database_url)
+        calls = asyncio.Event()
+        listener.on(Topic.CALLS, calls.set)
+        await listener.start()
+        try:
+            await asyncio.wait_for(listener.wait_listening(), 10)
+            admin = await asyncpg.connect(database_url)
+            try:
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                )
+            finally:
+                await admin.close()
+            assert killed == 1
+            # Nothing is sent: only noticing the loss, reconnecting and catching up wakes it.
+            await asyncio.wait_for(calls.wait(), 10)
+            await asyncio.wait_for(listener.wait_listening(), 10)
+        finally:
+            await listener.stop()
 
     async def test_on_sqlite_a_wake_up_runs_this_process_hooks_only(
         self, database_url: str
