@@ -63,29 +63,57 @@ async def _create_table(dsn: str) -> None:
         await conn.close()
 
 
+def _maskline_rate(
+    env: dict[str, str],
+    tmp: Path,
+    *,
+    api_processes: int,
+    stack: bool,
+    clients: int,
+    seconds: float,
+) -> tuple[float, int, list[float]]:
+    # An organisation per run: the parties repeat from one run to the next, and the
+    # calls of the run without an engine stay live.
+    key = unlimited_key(env, f"bench-{stack}", f"91809900000{int(stack) + 2}")
+    with contextlib.ExitStack() as running:
+        apis = [
+            running.enter_context(running_server(env, tmp, extra_args=("--role", "api")))
+            for _ in range(api_processes)
+        ]
+        for role in ("engine", "worker") if stack else ():
+            running.enter_context(running_server(env, tmp, extra_args=("--role", role)))
+        accepted, refused, latencies = asyncio.run(
+            hammer([a.base_url for a in apis], key, clients=clients, seconds=seconds)
+        )
+    return accepted / seconds, refused, latencies
+
+
 def post_vs_bare(*, api_processes: int = 2, clients: int = 32, seconds: float = 15.0) -> str:
+    """Like for like first (API processes only, as the bare endpoint has nothing else to
+    run), then with an engine and a worker dialling and reporting the accepted calls."""
     with tempfile.TemporaryDirectory() as tmp, fresh_database(Path(tmp), kind="postgresql") as url:
         env = server_env(url, Path(tmp), MASKLINE_REDIS_URL="redis://127.0.0.1:6379/14")
-        key = unlimited_key(env)
-        with contextlib.ExitStack() as stack:
-            apis = [
-                stack.enter_context(running_server(env, Path(tmp), extra_args=("--role", "api")))
-                for _ in range(api_processes)
-            ]
-            for role in ("engine", "worker"):
-                stack.enter_context(running_server(env, Path(tmp), extra_args=("--role", role)))
-            ours, refused, latencies = asyncio.run(
-                hammer([a.base_url for a in apis], key, clients=clients, seconds=seconds)
+        figures = {
+            stack: _maskline_rate(
+                env, Path(tmp), api_processes=api_processes, stack=stack,
+                clients=clients, seconds=seconds,
             )
+            for stack in (False, True)
+        }  # fmt: skip
         with _bare_server(url, api_processes) as base:
             bare, bare_refused, bare_latencies = asyncio.run(
-                hammer([base], key, clients=clients, seconds=seconds)
+                hammer([base], "unused", clients=clients, seconds=seconds)
             )
-    return (
-        f"POST /v1/masking/calls on postgresql, {api_processes} api processes + engine + worker "
-        f"(Redis limits): {ours / seconds:.0f} accepted/s ({refused} refused), latency "
-        f"{summary_ms(latencies)}; bare FastAPI + asyncpg one INSERT, {api_processes} uvicorn "
-        f"workers: {bare / seconds:.0f}/s ({bare_refused} refused), latency "
-        f"{summary_ms(bare_latencies)}; ratio maskline/bare {ours / max(bare, 1):.2f} "
-        f"({clients} clients, {seconds:.0f} s each)"
-    )
+    bare_rate = bare / seconds
+    lines = [
+        f"bare FastAPI + asyncpg, one INSERT, {api_processes} uvicorn workers: "
+        f"{bare_rate:.0f}/s ({bare_refused} refused), latency {summary_ms(bare_latencies)}"
+    ]
+    for stack, (rate, refused, latencies) in figures.items():
+        mode = "+ engine + worker" if stack else "alone"
+        lines.append(
+            f"POST /v1/masking/calls on postgresql, {api_processes} api processes {mode} "
+            f"(Redis limits): {rate:.0f} accepted/s ({refused} refused), latency "
+            f"{summary_ms(latencies)}; ratio to bare {rate / max(bare_rate, 1e-9):.2f}"
+        )
+    return "\n".join(lines) + f"\n({clients} clients, {seconds:.0f} s each, same run)"
