@@ -147,6 +147,12 @@ async def hold(session: AsyncSession, org_id: str, amount: int, *, now: datetime
     return held is not None
 
 
+async def can_hold(session: AsyncSession, org_id: str, amount: int) -> bool:
+    """Whether ``hold`` of ``amount`` would succeed now (a read: nothing is reserved)."""
+    wallet = await get_wallet(session, org_id)
+    return wallet.balance - wallet.reserved >= amount
+
+
 async def settle_hold(
     session: AsyncSession,
     org_id: str,

@@ -21,7 +21,7 @@ from maskline.errors import InsufficientBalance, NoMaskedNumber, NotFound, RateL
 from maskline.kit.ids import new_call_sid
 from maskline.kit.money import pulse_price_paise
 from maskline.kit.scope import scoped
-from maskline.numbers.pool import lease_number
+from maskline.numbers.pool import lease_number, touch_number
 from maskline.orgs.service import get_org
 from maskline.webhooks.outbox import record_call_event
 
@@ -51,27 +51,16 @@ async def create_call(
             return stored
     org = await get_org(session, org_id)
     minute = wallet.minute_price_paise(org)
-    if not await wallet.hold(session, org_id, minute, now=now):
-        raise InsufficientBalance()
-    live = (
-        await session.execute(
-            select(func.count())
-            .select_from(Call)
-            .where(Call.org_id == org_id, Call.status.in_(LIVE_STATUSES))
-        )
-    ).scalar_one()
-    if live >= org.max_live_calls:
-        raise RateLimited(TOO_MANY_LIVE, headers={"Retry-After": "5"})
     call_sid = new_call_sid()
     masked = await lease_number(
-        session,
-        org_id=org_id,
-        party_a=request.party_a,
-        party_b=request.party_b,
-        call_sid=call_sid,
-        now=now,
+        session, org_id=org_id, party_a=request.party_a, party_b=request.party_b, call_sid=call_sid
     )
     if masked is None:
+        # SPEC §1's order: a call that could not be paid for is 402 before it is 503.
+        if not await wallet.can_hold(session, org_id, minute):
+            raise InsufficientBalance()
+        if await _live_calls(session, org_id) >= org.max_live_calls:
+            raise RateLimited(TOO_MANY_LIVE, headers={"Retry-After": "5"})
         raise NoMaskedNumber()
     call = Call(
         call_sid=call_sid,
@@ -103,6 +92,15 @@ async def create_call(
     await record_call_event(
         session, call, EVENT_NAMES[Status.INITIATED], public_url=public_url, now=now
     )
+    # The rows every call of the organisation shares (its wallet) and every call on the
+    # number shares are locked last, so they are held only until the commit that follows:
+    # concurrent requests queue for the least time. A failure rolls everything back.
+    if not await wallet.hold(session, org_id, minute, now=now):
+        raise InsufficientBalance()
+    # Counted under the wallet's lock, this call included: the cap holds exactly.
+    if await _live_calls(session, org_id) > org.max_live_calls:
+        raise RateLimited(TOO_MANY_LIVE, headers={"Retry-After": "5"})
+    await touch_number(session, masked, now=now)
     body = json.dumps(
         {"data": CallOut.build(call, public_url=public_url).model_dump(mode="json")},
         separators=(",", ":"),
@@ -112,6 +110,17 @@ async def create_call(
     if idempotency_key is not None:
         await idempotency.store_response(session, org_id, idempotency_key, response)
     return response
+
+
+async def _live_calls(session: AsyncSession, org_id: str) -> int:
+    live: int = (
+        await session.execute(
+            select(func.count())
+            .select_from(Call)
+            .where(Call.org_id == org_id, Call.status.in_(LIVE_STATUSES))
+        )
+    ).scalar_one()
+    return live
 
 
 def _valid_sid(call_sid: str) -> bool:

@@ -54,9 +54,13 @@ async def _try_lease(
 
 
 async def lease_number(
-    session: AsyncSession, *, org_id: str, party_a: str, party_b: str, call_sid: str, now: datetime
+    session: AsyncSession, *, org_id: str, party_a: str, party_b: str, call_sid: str
 ) -> str | None:
-    """Lease a masked number to a new call, or None when none is free for both parties."""
+    """Lease a masked number to a new call, or None when none is free for both parties.
+
+    The number's ``last_used_at`` is not touched here: that row is shared by every call
+    on the number, so the caller touches it (``touch_number``) just before committing.
+    """
     parties = (party_a, party_b)
     in_use = exists().where(
         NumberLease.number == MaskedNumber.number, NumberLease.party.in_(parties)
@@ -84,11 +88,15 @@ async def lease_number(
         candidates.insert(0, previous)
     for number in candidates:
         if await _try_lease(session, number, parties, call_sid):
-            await session.execute(
-                update(MaskedNumber).where(MaskedNumber.number == number).values(last_used_at=now)
-            )
             return number
     return None
+
+
+async def touch_number(session: AsyncSession, number: str, *, now: datetime) -> None:
+    """Mark the number used now (least recently used numbers are offered first)."""
+    await session.execute(
+        update(MaskedNumber).where(MaskedNumber.number == number).values(last_used_at=now)
+    )
 
 
 async def release_number(session: AsyncSession, call_sid: str) -> None:
