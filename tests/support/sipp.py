@@ -23,9 +23,9 @@ def fragment(name: str) -> str:
     return (SCENARIOS / "fragments" / f"{name}.xml").read_text()
 
 
-def free_udp_port() -> int:
+def free_udp_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         port: int = probe.getsockname()[1]
         return port
 
@@ -59,11 +59,14 @@ class Sipp:
         fill: dict[str, str] | None = None,
         options: tuple[str, ...] = (),
         timeout_sec: int = 60,
+        host: str = "127.0.0.1",
     ) -> None:
         """``variables`` are SIPp globals (``-set``); ``fill`` replaces ``@NAME@`` in the
         scenario text before SIPp reads it (for what SIPp checks at load, like codes).
-        ``options`` may end with SIPp's remote address, making it a UAC."""
-        self.port = free_udp_port()
+        ``options`` may end with SIPp's remote address, making it a UAC. ``host`` is the
+        loopback address SIPp sends from (another one than the trunk's: a stranger)."""
+        self.host = host
+        self.port = free_udp_port(host)
         self.workdir = workdir
         self.log = workdir / "messages.log"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +76,7 @@ class Sipp:
         script = workdir / scenario
         script.write_text(text)
         command = [
-            "sipp", "-sf", str(script), "-i", "127.0.0.1",
+            "sipp", "-sf", str(script), "-i", host,
             "-p", str(self.port), "-m", str(calls), "-d", str(pause_ms),
             "-nostdin", "-timeout", f"{timeout_sec}s", "-timeout_error",
             "-trace_msg", "-message_file", str(self.log),
@@ -88,7 +91,7 @@ class Sipp:
 
     @property
     def trunk(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     async def finished(self, within: float = 30.0) -> int:
         """SIPp's exit code once its calls are done (0: every call passed its scenario)."""

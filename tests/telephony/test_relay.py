@@ -189,3 +189,53 @@ async def test_nothing_is_accepted_before_the_legs_sdp_nor_from_another_host(
     finally:
         stranger.close()
         await session.close()
+
+
+async def test_an_sdp_moving_to_another_port_of_the_same_host_latches_afresh(
+    relay: UdpRelay, phones: dict[Leg, Phone]
+) -> None:
+    session = await relay.open("call-10")
+    for leg, phone in phones.items():
+        session.set_remote(leg, Endpoint("127.0.0.1", phone.port), G711.PCMU)
+        session.forward(leg)
+    phones[Leg.A].send(rtp(1, b"\x11" * 160), session.local(Leg.A))
+    assert [p[12:13] for p in await phones[Leg.B].receive(1)] == [b"\x11"]
+    moved = Phone()
+    try:
+        # An UPDATE moves A's media to another port of the same host.
+        session.set_remote(Leg.A, Endpoint("127.0.0.1", moved.port), G711.PCMU)
+        phones[Leg.B].send(rtp(1, b"\x12" * 160), session.local(Leg.B))
+        assert [p[12:13] for p in await moved.receive(1)] == [b"\x12"]
+        # The old port's late packet does not win the new latch; the new port's does.
+        phones[Leg.A].send(rtp(2, b"\x22" * 160), session.local(Leg.A))
+        moved.send(rtp(3, b"\x33" * 160), session.local(Leg.A))
+        assert [p[12:13] for p in await phones[Leg.B].receive(1)] == [b"\x33"]
+        phones[Leg.A].send(rtp(4, b"\x44" * 160), session.local(Leg.A))
+        assert await phones[Leg.B].nothing_within(0.2)
+        # The same SDP again (a session refresh) keeps the latch.
+        session.set_remote(Leg.A, Endpoint("127.0.0.1", moved.port), G711.PCMU)
+        phones[Leg.A].send(rtp(5, b"\x55" * 160), session.local(Leg.A))
+        moved.send(rtp(6, b"\x66" * 160), session.local(Leg.A))
+        assert [p[12:13] for p in await phones[Leg.B].receive(1)] == [b"\x66"]
+    finally:
+        moved.close()
+        await session.close()
+
+
+async def test_a_session_for_one_leg_takes_one_port_pair(phones: dict[Leg, Phone]) -> None:
+    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="36300-36303")
+    try:
+        first = await relay.open("one-1", (Leg.A,))
+        second = await relay.open("one-2", (Leg.A,))
+        with pytest.raises(RelayFull):
+            await relay.open("one-3", (Leg.A,))
+        assert {first.local(Leg.A).port, second.local(Leg.A).port} == {36300, 36302}
+        # The caller's RTP is taken (there is no other leg to relay it to) and it hears us.
+        first.set_remote(Leg.A, Endpoint("127.0.0.1", phones[Leg.A].port), G711.PCMU)
+        phones[Leg.A].send(rtp(1, b"\xff" * 160), first.local(Leg.A))
+        playing = first.play(Leg.A, b"\x7f" * 320, repeat=False)
+        assert [p[12:13] for p in await phones[Leg.A].receive(2)] == [b"\x7f", b"\x7f"]
+        await playing
+        assert first.counters(Leg.A) == (1, 0)
+    finally:
+        await relay.close()

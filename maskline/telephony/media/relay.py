@@ -124,7 +124,9 @@ class _LegMedia:
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
         self.sdp_host: str | None = None
+        self.sdp_address: tuple[str, int] | None = None
         self.latched = False
+        self.left: tuple[str, int] | None = None  # latched before the SDP moved
         self.codec: G711 | None = None
         self.last_rx = time.monotonic()
         self.forwarding = False
@@ -152,15 +154,23 @@ class RelaySession:
     def set_remote(self, leg: Leg, remote: Endpoint, codec: G711) -> None:
         """The leg's SDP: from now on its packets are accepted, from that host only.
 
-        A new address (a re-INVITE after a failover) starts latching afresh.
+        A new address or port (a re-INVITE or UPDATE moving the media) starts latching
+        afresh, and the source latched before is not accepted again unless the new SDP
+        names it; the same address again (a hold, a session refresh) keeps the latch.
         """
         media = self._legs[leg]
         media.codec = codec
         media.last_rx = time.monotonic()
-        if media.sdp_host != remote.host or not media.latched:
+        address = (remote.host, remote.port)
+        if media.sdp_address != address or not media.latched:
+            if media.latched:
+                # The source it sent from until now (its last packets may still be on
+                # the way) must not win the new latch.
+                media.left = media.remote
             media.sdp_host = remote.host
+            media.sdp_address = address
             media.latched = False
-            media.remote = (remote.host, remote.port)
+            media.remote = address
             media.remote_rtcp = (remote.host, remote.port + 1)
 
     def forward(self, source: Leg) -> None:
@@ -241,6 +251,8 @@ class RelaySession:
         if media.sdp_host is None or source[0] != media.sdp_host:
             return False
         if not media.latched:
+            if source == media.left and source != media.sdp_address:
+                return False  # the old stream, still arriving after the media moved
             media.latched = True
             media.remote = source
             media.remote_rtcp = (source[0], source[1] + 1)
@@ -253,8 +265,8 @@ class RelaySession:
             return
         media.last_rx = time.monotonic()
         media.packets_in += 1
-        other = self._legs[leg.other]
-        if media.forwarding and other.remote is not None:
+        other = self._legs.get(leg.other)
+        if media.forwarding and other is not None and other.remote is not None:
             other.rtp.sendto(data, other.remote)
             other.packets_out += 1
         if self._sink is not None:
@@ -265,8 +277,8 @@ class RelaySession:
         if media.sdp_host is None or source[0] != media.sdp_host:
             return
         media.remote_rtcp = source
-        other = self._legs[leg.other]
-        if media.forwarding and other.remote_rtcp is not None:
+        other = self._legs.get(leg.other)
+        if media.forwarding and other is not None and other.remote_rtcp is not None:
             other.rtcp.sendto(data, other.remote_rtcp)
 
     def _tee(self, leg: Leg, media: _LegMedia, data: bytes) -> None:
@@ -320,12 +332,16 @@ class UdpRelay:
         self._next = secrets.randbelow(len(self._ports))
         self.sessions: dict[str, RelaySession] = {}
 
-    async def open(self, call_sid: str) -> RelaySession:
+    async def open(
+        self, call_sid: str, legs_wanted: tuple[Leg, ...] = (Leg.A, Leg.B)
+    ) -> RelaySession:
+        """A session with a port pair for each of ``legs_wanted`` (both, for a bridged
+        call; A alone for a call that only hears our own audio)."""
         loop = asyncio.get_running_loop()
         legs: dict[Leg, _LegMedia] = {}
         session = RelaySession(self, call_sid, legs)
         try:
-            for leg in (Leg.A, Leg.B):
+            for leg in legs_wanted:
                 legs[leg] = await self._bind_pair(loop, session, leg)
         except BaseException:
             for media in legs.values():

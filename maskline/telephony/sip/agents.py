@@ -195,11 +195,15 @@ class InboundCall:
         if not self.ua.isDead():
             self.ua.recvEvent(CCEventConnect((200, "OK", MsgBody(answer))))
 
-    def refuse(self, code: int, reason: str) -> None:
+    def refuse(self, code: int, reason: str, *, retry_after: int | None = None) -> None:
         from sippy.CCEvents import CCEventFail
+        from sippy.SipHeader import SipHeader
 
         if not self.ua.isDead():
-            self.ua.recvEvent(CCEventFail((code, reason)))
+            event = CCEventFail((code, reason))
+            if retry_after is not None:
+                event.extra_headers = (SipHeader(name="retry-after", bodys=str(retry_after)),)
+            self.ua.recvEvent(event)
 
     def hangup(self) -> None:
         from sippy.CCEvents import CCEventDisconnect

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -109,6 +111,9 @@ class SipCarrier:
         self._monitor: asyncio.Task[None] | None = None
         self._next_slot = 0.0
         self._hung_up_early: set[tuple[str, Leg]] = set()
+        # The trunk's IP addresses, resolved once at start: the only source whose
+        # out-of-dialog INVITEs are taken (read in the SIP thread, never changed after).
+        self._trunk_addresses: frozenset[IpAddress] = frozenset()
         # INVITEs to pool numbers answered with the announcement (SPEC §8, §11 metrics).
         self.inbound_calls = 0
         self._pool_line = PoolLine(
@@ -127,6 +132,7 @@ class SipCarrier:
 
     async def start(self, sink: EventSink) -> None:
         self._sink = sink
+        self._trunk_addresses = await _resolve(*self._trunk)
         await self._pool_line.start()
         self._thread.start()
         host, port = self._bind
@@ -360,15 +366,27 @@ class SipCarrier:
 
     def _out_of_dialog(self, req: Any, transaction: Any) -> Any:
         """Requests that belong to no leg of ours (runs in the SIP thread). A new INVITE
-        is someone calling a number back: ``PoolLine`` decides what it hears."""
+        from the trunk is someone calling a number back: ``PoolLine`` decides what it
+        hears. A new INVITE from anywhere else is refused 403 before anything is
+        allocated for it (and is not counted)."""
         method = req.getMethod()
         if method == "OPTIONS":
             return (req.genResponse(200, "OK"), None, None)
         if req.getHFBody("to").getTag() is not None:
             return (req.genResponse(481, "Call/Transaction Does Not Exist"), None, None)
+        if method == "INVITE" and not self._from_trunk(req):
+            return (req.genResponse(403, "Forbidden"), None, None)
         if method == "INVITE" and self._endpoint is not None:
             return self._pool_line.take(self._endpoint, req, transaction)
         return (req.genResponse(480, "Temporarily Unavailable"), None, None)
+
+    def _from_trunk(self, req: Any) -> bool:
+        """Whether the request's packet came from one of the trunk's IP addresses."""
+        try:
+            host, _port = req.getSource()
+            return _ip(str(host)) in self._trunk_addresses
+        except (TypeError, ValueError):
+            return False
 
     def _emit(self, event: Any) -> None:
         assert self._sink is not None
@@ -401,6 +419,27 @@ class SipCarrier:
                         call.timed_out = True
                         self._emit(LegMediaTimeout(sid, leg, self._clock.now()))
                         break
+
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _ip(text: str) -> IpAddress:
+    """An address as received, with an IPv4-mapped IPv6 address taken as the IPv4 one."""
+    address = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+async def _resolve(host: str, port: int) -> frozenset[IpAddress]:
+    """Every IP address ``host`` (MASKLINE_SIP_TRUNK's) resolves to; a clear error if none."""
+    loop = asyncio.get_running_loop()
+    try:
+        found = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise OSError(f"cannot resolve MASKLINE_SIP_TRUNK host {host!r}: {exc}") from exc
+    return frozenset(_ip(str(info[4][0])) for info in found)
 
 
 def _remote(text: str | None) -> sdp.RemoteMedia | None:

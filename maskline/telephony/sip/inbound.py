@@ -3,6 +3,10 @@
 Until inbound masking is built, a call to a pool number is answered, hears a short
 announcement (the ITU-T special information tone, ``tones.announcement``), and is
 ended with our BYE; a call to any other number is refused with 480 as before.
+Only the trunk's INVITEs get here (the carrier answers any other source 403), and at
+most ``MAX_ANNOUNCEMENTS`` play at once: beyond that a call to a pool number is
+answered 503 with Retry-After. Every INVITE for a pool number that gets here is
+counted, whatever its answer (200, 488, 503).
 
 The SIP thread never waits for the database: it hands every new INVITE to a sippy
 UAS (which sends 100 Trying) and reports the dialled number to the engine's loop.
@@ -37,6 +41,11 @@ log = logging.getLogger("maskline.sip")
 POOL_MAX_AGE_SEC = 60.0
 MISS_REFRESH_SEC = 1.0
 ACK_WAIT_SEC = 32.0  # RFC 3261 timer H: how long a 200 OK waits for its ACK
+# Announcements playing at once (each holds an RTP port pair for up to ACK_WAIT_SEC
+# plus the tone), so calls to pool numbers can never starve the outbound legs of ports.
+MAX_ANNOUNCEMENTS = 20
+RETRY_AFTER_SEC = 10
+CLOSE_WAIT_SEC = 5.0
 
 
 def masked_form(user: str | None) -> str | None:
@@ -62,7 +71,6 @@ class _Caller:
 
     acked: asyncio.Event = field(default_factory=asyncio.Event)
     gone: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
 
 
 class PoolLine:
@@ -85,6 +93,9 @@ class PoolLine:
         self._fetched_at = float("-inf")
         self._refreshing: asyncio.Task[None] | None = None
         self._callers: dict[str, _Caller] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # every _handle, until it returns
+        self._announcing = 0  # announcements holding an RTP port pair
+        self._closing = False
         self._agents: dict[str, InboundCall] = {}  # touched in the SIP thread only
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -94,16 +105,32 @@ class PoolLine:
         self._db = Database(self._database_url, pool_size=1)
 
     async def close(self) -> None:
+        """Refuse new calls (503), end the ones here, and return only once every task
+        of ours has finished: those still running after ``CLOSE_WAIT_SEC`` are cancelled
+        and awaited, so none outlives the database pool disposed here."""
+        self._closing = True
         for key, caller in list(self._callers.items()):
             self._thread.call(self._hangup, key)
             caller.gone.set()
-        tasks = [c.task for c in self._callers.values() if c.task is not None]
-        if self._refreshing is not None:
-            tasks.append(self._refreshing)
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_WAIT_SEC
+        # No handler starts once closing; a running one may still start a refresh.
+        while pending := self._pending():
+            left = deadline - loop.time()
+            if left > 0:
+                await asyncio.wait(pending, timeout=left)
+                continue
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         if self._db is not None:
             await self._db.dispose()
+
+    def _pending(self) -> set[asyncio.Task[None]]:
+        tasks = set(self._tasks)
+        if self._refreshing is not None:
+            tasks.add(self._refreshing)
+        return {task for task in tasks if not task.done()}
 
     # -- the SIP thread ---------------------------------------------------------
 
@@ -128,10 +155,10 @@ class PoolLine:
         if agent is not None:
             agent.accept(answer)
 
-    def _refuse(self, key: str, code: int, reason: str) -> None:
+    def _refuse(self, key: str, code: int, reason: str, retry_after: int | None = None) -> None:
         agent = self._agents.get(key)
         if agent is not None:
-            agent.refuse(code, reason)
+            agent.refuse(code, reason, retry_after=retry_after)
 
     def _hangup(self, key: str) -> None:
         agent = self._agents.get(key)
@@ -142,9 +169,14 @@ class PoolLine:
 
     def _on_event(self, key: str, number: str | None, event: UacEvent) -> None:
         if event.kind == "offer":
+            if self._closing:
+                self._thread.call(self._refuse, key, 503, "Service Unavailable")
+                return
             new = _Caller()
             self._callers[key] = new
-            new.task = asyncio.create_task(self._handle(key, number, event.sdp, new))
+            task = asyncio.create_task(self._handle(key, number, event.sdp, new))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
             return
         caller = self._callers.get(key)
         if caller is None:
@@ -181,6 +213,8 @@ class PoolLine:
             if not await self._is_pool_number(number):
                 self._thread.call(self._refuse, key, 480, "Temporarily Unavailable")
                 return
+            if self._closing:  # close() began while we looked: it is hanging this up
+                return
             self._counted()
             await self._announce(key, offer, caller)
         except Exception:
@@ -195,11 +229,24 @@ class PoolLine:
             # No G.711 offered (or no offer at all: late-offer INVITEs are not supported).
             self._thread.call(self._refuse, key, 488, "Not Acceptable Here")
             return
+        if self._announcing >= MAX_ANNOUNCEMENTS:
+            log.warning("%d calls to pool numbers already playing: 503", self._announcing)
+            self._thread.call(self._refuse, key, 503, "Service Unavailable", RETRY_AFTER_SEC)
+            return
+        self._announcing += 1
         try:
-            session = await self._relay.open(key)
+            await self._play_announcement(key, remote, caller)
+        finally:
+            self._announcing -= 1
+
+    async def _play_announcement(self, key: str, remote: sdp.RemoteMedia, caller: _Caller) -> None:
+        assert remote.codec is not None
+        try:
+            # One port pair: the caller only hears us, there is no other leg.
+            session = await self._relay.open(key, (Leg.A,))
         except RelayFull:
             log.error("no RTP ports left: refusing a call to a pool number")
-            self._thread.call(self._refuse, key, 503, "Service Unavailable")
+            self._thread.call(self._refuse, key, 503, "Service Unavailable", RETRY_AFTER_SEC)
             return
         try:
             session.set_remote(Leg.A, remote.endpoint, remote.codec)

@@ -96,14 +96,20 @@ def answering(
     pause_ms: int = 1000,
     options: tuple[str, ...] = (),
     timeout_sec: int = 60,
+    variables: dict[str, str] | None = None,
 ) -> Sipp:
-    """SIPp answering both legs, each party then doing the fragments named."""
+    """SIPp answering both legs, each party then doing the fragments named (``variables``
+    are the fragments' own SIPp globals)."""
     return Sipp(
         "answer.xml",
         tmp_path / "sipp",
         calls=2,
         pause_ms=pause_ms,
-        variables={"aport": str(phones[Leg.A].port), "bport": str(phones[Leg.B].port)},
+        variables={
+            "aport": str(phones[Leg.A].port),
+            "bport": str(phones[Leg.B].port),
+            **(variables or {}),
+        },
         fill={
             "A_ANSWERED": "".join(fragment(name) for name in a),
             "B_ANSWERED": "".join(fragment(name) for name in b),
@@ -434,11 +440,49 @@ async def test_a_taken_sip_port_fails_the_start_and_leaves_nothing_running(
         taken.close()
 
 
-async def test_a_mid_call_update_is_answered_with_our_sdp_and_media_goes_on(
+def rtp(ssrc: int, seq: int) -> bytes:
+    """One 20 ms PCMU packet of silence from ``ssrc``."""
+    return struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, seq * 160, ssrc) + b"\xff" * 160
+
+
+def ssrc_of(packet: bytes) -> int:
+    ssrc: int = struct.unpack_from("!I", packet, 8)[0]
+    return ssrc
+
+
+async def stream(phone: Phone, to: Endpoint, ssrc: int, stop: asyncio.Event) -> None:
+    """RTP from ``phone`` every 20 ms until ``stop`` is set."""
+    seq = 0
+    while not stop.is_set():
+        phone.send(rtp(ssrc, seq), to)
+        seq += 1
+        await asyncio.sleep(0.02)
+
+
+async def heard_from(phone: Phone, ssrc: int, within: float = 10.0) -> None:
+    """Return once ``phone`` receives a packet from ``ssrc`` (fail after ``within`` s)."""
+    async with asyncio.timeout(within):
+        while ssrc_of((await phone.receive(1, within=within))[0]) != ssrc:
+            pass
+
+
+async def test_a_mid_call_update_moving_the_media_is_answered_and_the_relay_follows(
     database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
 ) -> None:
-    # A sends UPDATE with an offer a second after answering, while both phones talk.
-    sipp = answering(tmp_path, phones, a=("update", "send_bye"), b=("wait_bye",), pause_ms=3000)
+    # A answers with media at its first port, talks from there (so the relay latches to
+    # it), then sends an UPDATE whose offer names a new port, and talks only from that.
+    moved = Phone()
+    sipp = answering(
+        tmp_path,
+        phones,
+        a=("update", "send_bye"),
+        b=("wait_bye",),
+        pause_ms=4000,
+        variables={"moved_aport": str(moved.port)},
+    )
+    old_ssrc, new_ssrc, b_ssrc = 0xA0A0A0A0, 0xA1A1A1A1, 0xB2B2B2B2
+    stop = asyncio.Event()
+    b_talking: asyncio.Task[None] | None = None
     try:
         async with sip_api(database_url, tmp_path, sipp) as api:
             org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
@@ -446,30 +490,48 @@ async def test_a_mid_call_update_is_answered_with_our_sdp_and_media_goes_on(
             sid = placed["call_sid"]
             await wait_for(api, org, sid, ("in-progress",))
             session = relay_of(api).sessions[sid]
-            heard = {
-                leg: asyncio.create_task(phone.receive(PACKETS, within=10))
-                for leg, phone in phones.items()
-            }
-            await asyncio.gather(
-                talk(phones[Leg.A], session.local(Leg.A), TONE_HZ["party_a"]),
-                talk(phones[Leg.B], session.local(Leg.B), TONE_HZ["party_b"]),
+            a_local = session.local(Leg.A)
+            b_talking = asyncio.create_task(
+                stream(phones[Leg.B], session.local(Leg.B), b_ssrc, stop)
             )
-            # Every packet of both phones was relayed, before, across and after the UPDATE.
-            received = {leg: await task for leg, task in heard.items()}
+            # Before the UPDATE (2 s after A answered): both ways through A's first port.
+            for seq in range(5):
+                phones[Leg.A].send(rtp(old_ssrc, seq), a_local)
+            before = await phones[Leg.B].receive(5)
+            await heard_from(phones[Leg.A], b_ssrc)  # after the ringback it had before
+            # After it, B's media is sent to A's new port...
+            heard_at_new = await moved.receive(5, within=10)
+            # ...and only the new port's packets are relayed to B, although the old port
+            # goes on sending (as a phone's last packets from there would still arrive).
+            for seq in range(5, 5 + PACKETS):
+                phones[Leg.A].send(rtp(old_ssrc, seq), a_local)
+                moved.send(rtp(new_ssrc, seq), a_local)
+                await asyncio.sleep(0.02)
+            after = await phones[Leg.B].receive(PACKETS)
+            stop.set()
+            await b_talking
             call = await wait_for(api, org, sid, within=30)
             assert await sipp.finished() == 0, sipp.errors()
     finally:
+        stop.set()
+        if b_talking is not None:
+            await asyncio.gather(b_talking, return_exceptions=True)
         sipp.close()
-    assert {leg: len(packets) for leg, packets in received.items()} == {
-        Leg.A: PACKETS,
-        Leg.B: PACKETS,
-    }
+        moved.close()
+    assert [ssrc_of(p) for p in before] == [old_ssrc] * 5
+    assert {ssrc_of(p) for p in heard_at_new} == {b_ssrc}
+    assert [(ssrc_of(p), p[2:4]) for p in after] == [
+        (new_ssrc, struct.pack("!H", seq)) for seq in range(5, 5 + PACKETS)
+    ]
     assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_a", None, None, 60, 1.5)
     update = [m for m in sipp.messages() if not m.received and m.first_line.startswith("UPDATE")]
     answer = next(m for m in sipp.messages() if m.received and "UPDATE" in (m.header("CSeq") or ""))
     assert len(update) == 1
+    assert f"m=audio {moved.port} RTP/AVP 0" in update[0].text
     assert answer.first_line == "SIP/2.0 200 OK"
     assert (answer.header("Content-Type") or "").lower() == "application/sdp"
+    # Our answer is unchanged: A keeps sending to the same relay port.
+    assert f"m=audio {a_local.port} RTP/AVP 0" in answer.text
     # Our 200 to the UPDATE, our 200 to A's BYE, then our BYE to B.
     assert requests_seen(sipp) == [
         "INVITE", "ACK", "INVITE", "ACK", "SIP/2.0", "SIP/2.0", "BYE"
