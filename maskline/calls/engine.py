@@ -79,6 +79,10 @@ class CallEngine:
         self._runners: dict[str, CallRunner] = {}
         self._loops = Loops(clock, log)
         self._accepting = True
+        # Held while a claim is being made and its runners started, so that stop() can
+        # wait for one in flight: a runner started after stop() had posted Shutdown would
+        # go on writing to a database already disposed of.
+        self._claiming = asyncio.Lock()
         self._runner_tasks: set[asyncio.Task[None]] = set()
         self._sweeper = Watchdog(
             db=db,
@@ -108,6 +112,8 @@ class CallEngine:
     async def stop(self) -> None:
         """Stop taking calls; after the grace period end live ones with SYSTEM_SHUTDOWN."""
         self._accepting = False
+        async with self._claiming:
+            pass  # a claim in flight has started its runners: they are ended below
         if self._runners and self.settings.shutdown_grace_sec > 0:
             waiting = [r.done.wait() for r in self._runners.values()]
             with contextlib.suppress(TimeoutError):
@@ -179,8 +185,15 @@ class CallEngine:
     # -- claiming, heartbeats, hang-up requests ------------------------------
 
     async def _claim_once(self) -> bool:
-        if not self._accepting:
-            return False
+        async with self._claiming:
+            if not self._accepting:
+                return False
+            claimed = await self._claim()
+        await self._deliver_hangup_requests()
+        return claimed == CLAIM_BATCH
+
+    async def _claim(self) -> int:
+        """Claim a batch of accepted calls and start their runners; how many."""
         now = self.clock.now()
         # A call accepted longer ago than its lifetime is not dialled now: the watchdog ends it.
         oldest = now - timedelta(seconds=self.settings.call_max_lifetime_sec)
@@ -210,8 +223,7 @@ class CallEngine:
             )
         for call in claimed:
             self._start_runner(call, now)
-        await self._deliver_hangup_requests()
-        return len(claimed) == CLAIM_BATCH
+        return len(claimed)
 
     def _start_runner(self, call: Call, now: datetime) -> None:
         info = CallInfo(

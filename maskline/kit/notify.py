@@ -25,6 +25,8 @@ from maskline.kit.db import async_url
 log = logging.getLogger("maskline.notify")
 
 RECONNECT_SEC = 1.0
+CONNECT_TIMEOUT_SEC = 5.0
+STOP_SEC = CONNECT_TIMEOUT_SEC + 5.0
 Hook = Callable[[], None]
 
 
@@ -49,6 +51,7 @@ class Wakeups:
         self._send = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+        self._stopping = asyncio.Event()
 
     @property
     def shared(self) -> bool:
@@ -74,31 +77,39 @@ class Wakeups:
         await self._listening.wait()
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Close the connection and end the task. Asked, not cancelled: a connection
+        cancelled half-way through opening would be left unclosed."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        done, _ = await asyncio.wait({self._task}, timeout=STOP_SEC)
+        if not done:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
 
     def _run_hooks(self, topic: Topic) -> None:
         for hook in self._hooks[topic]:
             hook()
 
     async def _run(self, dsn: str) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._session(dsn)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("wake-up connection lost (%s); polling until it is back", exc)
             self._listening.clear()
+            if self._stopping.is_set():
+                return
             # Whatever was missed meanwhile is found by the woken loops' polling; wake
             # them once now so that they look at once.
-            await asyncio.sleep(RECONNECT_SEC)
+            await _first(asyncio.sleep(RECONNECT_SEC), self._stopping.wait())
             for topic in Topic:
                 self._run_hooks(topic)
 
     async def _session(self, dsn: str) -> None:
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_SEC)
         lost = asyncio.Event()
         try:
             own_pid = conn.get_server_pid()
@@ -113,7 +124,9 @@ class Wakeups:
                 await conn.add_listener(topic.value, received)
             self._listening.set()
             while not lost.is_set():
-                await _first(self._send.wait(), lost.wait())
+                await _first(self._send.wait(), lost.wait(), self._stopping.wait())
+                if self._stopping.is_set():
+                    return
                 if lost.is_set():
                     break
                 self._send.clear()

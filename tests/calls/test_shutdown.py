@@ -15,7 +15,7 @@ import httpx
 from maskline.kit.clock import ScaledClock
 from tests.calls.conftest import SPEED, call_settings
 from tests.conftest import Cli
-from tests.support.api import running_api
+from tests.support.api import OrgHandle, running_api
 from tests.support.calls import place, wait_for
 from tests.support.server import running_server
 
@@ -125,3 +125,29 @@ class TestStop:
                 ended = await wait_for(api, org, placed["call_sid"])
                 assert ended["status"] == "failed"
             assert await open_transactions(database_url) == 0
+
+    async def test_a_call_placed_as_the_app_stops_is_ended_not_left_half_run(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        # A claim in flight when the engine stops starts a runner; that runner must be
+        # ended with the others, not left writing to a database already closed.
+        settings = call_settings(database_url, tmp_path / "data")
+        sids: list[tuple[OrgHandle, str]] = []
+        for round_ in range(8):
+            async with running_api(settings, clock=ScaledClock(SPEED)) as api:
+                org = await api.make_org(f"stop-race-{round_}", balance="10", numbers=1)
+                sids.append((org, (await place(api, org, record=False))["call_sid"]))
+        async with running_api(settings, role="api") as reader:
+            calls = [
+                (await reader.client.get(f"/v1/masking/calls/{sid}", headers=org.auth)).json()[
+                    "data"
+                ]
+                for org, sid in sids
+            ]
+        # Ended (failed before the bridge, completed after it), or never claimed: left for
+        # the next engine to dial. Never dialled and then abandoned.
+        assert {(c["status"], c["hangup_cause"], c["started_at"] is None) for c in calls} <= {
+            ("failed", "SYSTEM_SHUTDOWN", False),
+            ("completed", "SYSTEM_SHUTDOWN", False),
+            ("initiated", None, True),
+        }
