@@ -104,7 +104,7 @@ class TestCrash:
         )
         cli = Cli(env, tmp_path)
         org = cli.ok("org", "create", "crash-50", "--balance", "500")
-        cli.ok("numbers", "add", "918074000001", "918074000002", "--org", "crash-50")
+        cli.ok("numbers", "add", "918077000001", "918077000002", "--org", "crash-50")
         cli.ok("webhook", "set", "--org", "crash-50", "--url", receiver.url)
         auth = {"Authorization": f"Bearer {org['api_key']}"}
         roles = {"api": "api", "engine": "engine", "worker": "worker"}

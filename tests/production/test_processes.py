@@ -30,7 +30,7 @@ class TestSeparateProcesses:
     ) -> None:
         cli = Cli(env, tmp_path)
         org = cli.ok("org", "create", "split", "--balance", "10")
-        cli.ok("numbers", "add", "918073000001", "--org", "split")
+        cli.ok("numbers", "add", "918076000001", "--org", "split")
         cli.ok("webhook", "set", "--org", "split", "--url", receiver.url)
         auth = {"Authorization": f"Bearer {org['api_key']}"}
         roles = {"api1": "api", "api2": "api", "engine": "engine", "worker": "worker"}
@@ -67,7 +67,7 @@ class TestSeparateProcesses:
     ) -> None:
         cli = Cli(env, tmp_path)
         org = cli.ok("org", "create", "notify", "--balance", "10")
-        cli.ok("numbers", "add", "918073000002", "--org", "notify")
+        cli.ok("numbers", "add", "918076000002", "--org", "notify")
         auth = {"Authorization": f"Bearer {org['api_key']}"}
 
         async def heard_while_posting(base: str) -> list[str]:
