@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from maskline.billing.models import LedgerEntry
+from maskline.calls.engine import LEASE
 from maskline.calls.models import Call
 from maskline.kit.clock import ScaledClock
 from maskline.telephony.events import Leg
@@ -30,6 +31,11 @@ async def _charges(api: Api, call_sid: str) -> list[int]:
                 )
             ).scalars()
         )
+
+
+def _past_the_lease() -> ShiftedClock:
+    """A clock on which the first engine's lease has lapsed, so it looks dead."""
+    return ShiftedClock(ScaledClock(1), LEASE + timedelta(seconds=1))
 
 
 async def _set_hold(api: Api, call_sid: str, paise: int) -> None:
@@ -100,11 +106,11 @@ class TestDeadEngine:
         settings = call_settings(database_url, tmp_path / "data", sim_talk_sec=3600)
         async with running_api(settings) as first:
             org = await first.make_org("dead-engine", balance="10", numbers=1)
-            # Unrecorded: the recording job would be due on the shifted clock, 31 s from now.
+            # Unrecorded: the recording job would be due on the shifted clock, a lease from now.
             placed = await place(first, org, record=False)
             bridged = await wait_for(first, org, placed["call_sid"], ("in-progress",))
             # An engine whose clock is past the first engine's lease sees that engine as dead.
-            later = ShiftedClock(ScaledClock(1), timedelta(seconds=31))
+            later = _past_the_lease()
             async with running_api(settings, clock=later, role="engine"):
                 call = await wait_for(first, org, placed["call_sid"])
             # The first engine was only thought dead: at its next heartbeat it sees the
@@ -137,7 +143,7 @@ class TestDeadEngine:
                 await wait_for(first, org, placed["call_sid"], ("in-progress",))
             # A hold larger than the wallet reserves cannot be settled: ending it fails.
             await _set_hold(first, broken["call_sid"], 10**9)
-            later = ShiftedClock(ScaledClock(1), timedelta(seconds=31))
+            later = _past_the_lease()
             async with running_api(settings, clock=later, role="engine"):
                 ended = await wait_for(first, org, sound["call_sid"])
                 stuck = await wait_for(first, org, broken["call_sid"], ("in-progress",))
