@@ -6,7 +6,8 @@ from maskline.billing import repository, wallet
 from maskline.billing.schemas import BillingEnvelope, BillingOut, InvoiceList, InvoiceOut
 from maskline.errors import InvalidRequest, RateLimited, Unauthorized, error_responses
 from maskline.keys.auth import KeyDep
-from maskline.kit.pagination import PageDep, PageMeta
+from maskline.kit.pagination import PageMeta
+from maskline.kit.query import PageDep
 from maskline.kit.web import RuntimeDep
 from maskline.orgs import service as orgs
 

@@ -22,7 +22,8 @@ from maskline.errors import (
     error_responses,
 )
 from maskline.keys.auth import CallStatusKeyDep, KeyDep
-from maskline.kit.pagination import PageDep, PageMeta
+from maskline.kit.pagination import PageMeta
+from maskline.kit.query import PageDep
 from maskline.kit.web import RuntimeDep
 from maskline.runtime import Runtime
 from maskline.webhooks import ssrf

@@ -1,10 +1,8 @@
-"""``page`` / ``per_page`` query parameters and the list ``meta`` (SPEC §3)."""
+"""A list's ``page`` / ``per_page`` and its ``meta`` (SPEC §3); the query parameters
+themselves are read in ``maskline.kit.query``."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends, Query
 from pydantic import BaseModel
 
 MAX_PER_PAGE = 100
@@ -36,15 +34,3 @@ class PageMeta(BaseModel):
             total_pages=total_pages,
             has_more=page.page < total_pages,
         )
-
-
-def _page(
-    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
-    per_page: Annotated[
-        int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page, 1 to 100.")
-    ] = 20,
-) -> Page:
-    return Page(page=page, per_page=per_page)
-
-
-PageDep = Annotated[Page, Depends(_page)]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Depends, Query
 from starlette.requests import Request
 
 from maskline.errors import InvalidRequest
+from maskline.kit.pagination import MAX_PER_PAGE, Page
 
 
 def reject_repeated_parameters(request: Request) -> None:
@@ -15,3 +19,15 @@ def reject_repeated_parameters(request: Request) -> None:
         if name in seen:
             raise InvalidRequest(f"{name} must be given once.")
         seen.add(name)
+
+
+def _page(
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
+    per_page: Annotated[
+        int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page, 1 to 100.")
+    ] = 20,
+) -> Page:
+    return Page(page=page, per_page=per_page)
+
+
+PageDep = Annotated[Page, Depends(_page)]

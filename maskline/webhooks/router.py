@@ -6,7 +6,8 @@ from fastapi import APIRouter, Query
 
 from maskline.errors import InvalidRequest, NotFound, RateLimited, Unauthorized, error_responses
 from maskline.keys.auth import KeyDep
-from maskline.kit.pagination import PageDep, PageMeta
+from maskline.kit.pagination import PageMeta
+from maskline.kit.query import PageDep
 from maskline.kit.web import RuntimeDep
 from maskline.webhooks import feed, repository, service
 from maskline.webhooks.schemas import (

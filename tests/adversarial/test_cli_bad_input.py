@@ -107,7 +107,10 @@ ENV_CASES: list[tuple[list[str], dict[str, str], str]] = [
 
 
 def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    for name, command in group.commands.items():
+    context = click.Context(group)
+    for name in group.list_commands(context):
+        command = group.get_command(context, name)
+        assert command is not None
         if isinstance(command, click.Group):
             yield from leaf_commands(command, (*prefix, name))
         else:
