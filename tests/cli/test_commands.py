@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 
@@ -256,10 +257,9 @@ class TestWebhookCommands:
         ],
     )
     def test_bad_urls_are_refused(self, cli: Cli, url: str, message: str) -> None:
-        cli.ok("org", "create", f"cli-hook-bad-{abs(hash(url)) % 10_000}")
-        result = cli(
-            "webhook", "set", "--org", f"cli-hook-bad-{abs(hash(url)) % 10_000}", "--url", url
-        )
+        name = f"cli-hook-bad-{uuid.uuid4().hex[:12]}"
+        cli.ok("org", "create", name)
+        result = cli("webhook", "set", "--org", name, "--url", url)
         assert (result.code, result.stderr) == (1, f"error: {message}\n")
 
 

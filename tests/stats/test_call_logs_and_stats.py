@@ -3,6 +3,7 @@ with exact figures over a known set of calls across an IST midnight."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,7 +170,7 @@ class TestCallLogs:
         ],
     )
     async def test_bad_values_are_400(self, api: Api, params: dict[str, str], message: str) -> None:
-        org = await api.make_org(f"logs-bad-{abs(hash(str(params))) % 100000}")
+        org = await api.make_org(f"logs-bad-{uuid.uuid4().hex[:12]}")
         response = await logs(api, org, **params)
         assert response.status_code == 400
         assert response.json() == {"error": {"code": "invalid_request", "message": message}}
