@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from maskline.kit.clock import Clock
+from maskline.kit.clock import Clock, ScaledClock
 from maskline.telephony.events import Leg
 from maskline.telephony.media.g711 import G711, to_pcm16
 from maskline.telephony.media.relay import Endpoint, UdpRelay
@@ -203,11 +203,13 @@ def outcome(call: dict[str, Any]) -> tuple[object, ...]:
     )
 
 
-async def one_call(database_url: str, tmp_path: Path, sipp: Sipp, **body: Any) -> dict[str, Any]:
+async def one_call(
+    database_url: str, tmp_path: Path, sipp: Sipp, *, clock: Clock | None = None, **body: Any
+) -> dict[str, Any]:
     """Place a call through SIPp and return it once ended; SIPp must pass its scenario."""
     overrides = body.pop("settings", {})
     try:
-        async with sip_api(database_url, tmp_path, sipp, **overrides) as api:
+        async with sip_api(database_url, tmp_path, sipp, clock=clock, **overrides) as api:
             org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
             placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B, **body)
             call = await wait_for(api, org, placed["call_sid"], within=30)
@@ -265,7 +267,8 @@ async def test_an_unanswered_leg_is_cancelled_at_the_ring_timeout(
     database_url: str, tmp_path: Path
 ) -> None:
     sipp = Sipp("no_answer.xml", tmp_path / "sipp", calls=1)
-    call = await one_call(database_url, tmp_path, sipp, ring_timeout_sec=10)
+    # The engine's clock runs ten times faster: the 10 s ring timeout is one real second.
+    call = await one_call(database_url, tmp_path, sipp, clock=ScaledClock(10), ring_timeout_sec=10)
     assert outcome(call) == ("no-answer", "NO_ANSWER", "system", "party_a", 487, 0, 0)
     assert requests_seen(sipp) == ["INVITE", "CANCEL", "ACK"]
 
@@ -309,7 +312,8 @@ async def test_max_duration_ends_the_call_with_our_bye_to_both(
     database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
 ) -> None:
     sipp = answering(tmp_path, phones, a=("wait_bye",), b=("wait_bye",))
-    call = await one_call(database_url, tmp_path, sipp, max_duration_sec=10)
+    # The engine's clock runs ten times faster: the 10 s maximum is one real second.
+    call = await one_call(database_url, tmp_path, sipp, clock=ScaledClock(10), max_duration_sec=10)
     assert outcome(call) == ("completed", "ALLOTTED_TIMEOUT", "system", None, None, 60, 1.5)
     assert call["talk_duration_sec"] == 10
     assert sorted(requests_seen(sipp)) == ["ACK", "ACK", "BYE", "BYE", "INVITE", "INVITE"]
@@ -541,17 +545,17 @@ async def test_a_mid_call_update_moving_the_media_is_answered_and_the_relay_foll
 async def test_the_balance_cut_off_ends_the_call_with_our_bye_to_both(
     database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
 ) -> None:
-    # A minute of real time: run once, on PostgreSQL. The wallet arithmetic behind the
-    # cut-off is the same on SQLite and is tested there on the sim (TestPrepaidCutOff).
-    if database_url.startswith("sqlite"):
-        pytest.skip("a real minute per run: the sip cut-off runs on PostgreSQL only")
     # Exactly one minute's price (SPEC §4's minimum): one 60 s pulse is granted at the
-    # bridge, no second one can be, so the call ends when that minute runs out.
-    sipp_limit = 120
+    # bridge, no second one can be, so the call ends when that minute runs out. The
+    # engine's clock runs ten times faster, so that minute takes six seconds; SIPp's
+    # transactions keep their own real time.
+    sipp_limit = 60
     sipp = answering(tmp_path, phones, a=("wait_bye",), b=("wait_bye",), timeout_sec=sipp_limit)
     try:
         # The phones stay silent: the media timeout must not end the call first.
-        async with sip_api(database_url, tmp_path, sipp, rtp_timeout_sec=300) as api:
+        async with sip_api(
+            database_url, tmp_path, sipp, clock=ScaledClock(10), rtp_timeout_sec=3000
+        ) as api:
             org = await api.make_org(f"sip-{tmp_path.name}", balance="1.5", numbers=1)
             placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
             call = await wait_for(api, org, placed["call_sid"], within=sipp_limit)
