@@ -3,6 +3,7 @@ with exact figures over a known set of calls across an IST midnight."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,9 +55,10 @@ async def build(database_url: str, tmp_path: Path, name: str) -> Dataset:
     return Dataset(org, other, calls)
 
 
-@pytest.fixture
-async def data(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Dataset:
-    return await build(database_url, tmp_path, f"logs-{request.node.name[:40]}")
+@pytest.fixture(scope="module")
+def data(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """Built once for the module: every test here only reads it."""
+    return asyncio.run(build(database_url, tmp_path_factory.mktemp("logs"), "logs-shared"))
 
 
 @pytest.fixture
