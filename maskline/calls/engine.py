@@ -194,10 +194,13 @@ class CallEngine:
 
     async def _claim(self) -> int:
         """Claim a batch of accepted calls and start their runners; how many."""
-        now = self.clock.now()
-        # A call accepted longer ago than its lifetime is not dialled now: the watchdog ends it.
-        oldest = now - timedelta(seconds=self.settings.call_max_lifetime_sec)
         async with self.db.write() as session:
+            # The time once the write turn is ours: a lease dated from before a wait for
+            # the lock could have lapsed already when it is committed.
+            now = self.clock.now()
+            # A call accepted longer ago than its lifetime is not dialled now: the watchdog
+            # ends it.
+            oldest = now - timedelta(seconds=self.settings.call_max_lifetime_sec)
             pending = (
                 select(Call.id)
                 .where(
@@ -273,7 +276,6 @@ class CallEngine:
     async def _heartbeat(self) -> bool:
         if not self._runners:
             return False
-        now = self.clock.now()
         # Only calls with a runner: a call whose runner died must let its lease lapse, so
         # the watchdog ends it. Rows a runner is writing right now are skipped: its own
         # write renews the lease, and waiting for them could deadlock with its wallet update.
@@ -288,6 +290,7 @@ class CallEngine:
             .with_for_update(skip_locked=True)
         )
         async with self.db.write() as session:
+            now = self.clock.now()  # once the write turn is ours, as in _claim
             renewed = set(
                 (
                     await session.execute(
@@ -323,4 +326,4 @@ class CallEngine:
             if runner.info.created_at < oldest and not runner.lifetime_posted:
                 runner.lifetime_posted = True
                 runner.post(LifetimeExceeded(self.clock.now()))
-        return await self._sweeper.sweep(set(self._runners))
+        return await self._sweeper.sweep(lambda: set(self._runners))

@@ -61,14 +61,19 @@ class Watchdog:
         # here, so that they cannot fill every sweep.
         self._failed: set[str] = set()
 
-    async def sweep(self, driven: Collection[str]) -> bool:
-        """End one batch of orphaned calls; True when there may be more at once."""
+    async def sweep(self, driven: Callable[[], Collection[str]]) -> bool:
+        """End one batch of orphaned calls; True when there may be more at once.
+
+        ``driven`` names the calls this engine's runners drive at the moment it is asked:
+        it is asked again after the query, as a claim that was waiting for the write lock
+        may have started runners meanwhile. Those calls are alive, whatever their lease.
+        """
         now = self._clock.now()
         oldest = now - timedelta(seconds=self._settings.call_max_lifetime_sec)
-        skip = {*driven, *self._failed}
         byes: list[_Bye] = []
         ended = 0
         async with self._db.write() as session:
+            skip = {*driven(), *self._failed}
             query = (
                 select(Call)
                 .where(
@@ -89,7 +94,10 @@ class Watchdog:
             if skip:
                 query = query.where(Call.call_sid.not_in(skip))
             orphans = list((await session.execute(query)).scalars())
+            alive = driven()
             for call in orphans:
+                if call.call_sid in alive:
+                    continue
                 sid = call.call_sid
                 try:
                     async with session.begin_nested():
