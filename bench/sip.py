@@ -96,7 +96,7 @@ async def _run(url: str, tmp: Path, *, calls: int, rate: float) -> str:
         carrier="sip",
         sip_trunk=sipp.trunk,
         sip_bind=f"127.0.0.1:{free_udp_port()}",
-        rtp_ports="30000-39999",
+        rtp_ports="10000-19999",
         log_level="WARNING",
     )
     app = create_app(settings, announce=lambda _c: None)
@@ -170,7 +170,7 @@ async def _sip_app(url: str, tmp: Path, sipp: Sipp) -> AsyncIterator[FastAPI]:
         sip_trunk=sipp.trunk,
         sip_bind=f"127.0.0.1:{free_udp_port()}",
         sip_max_cps=1000,  # the trunk's own limit is not what is measured here
-        rtp_ports="30000-39999",
+        rtp_ports="10000-19999",
         log_level="WARNING",
     )
     app = create_app(settings, announce=lambda _c: None)

@@ -177,7 +177,7 @@ class TestServerLogs:
             "MASKLINE_SIP_TRUNK": f"127.0.0.1:{trunk.port}",
             "MASKLINE_SIP_BIND": f"127.0.0.1:{free_udp_port()}",
             "MASKLINE_SIP_PASSWORD": OPERATOR_SECRET,
-            "MASKLINE_RTP_PORTS": "43200-43299",
+            "MASKLINE_RTP_PORTS": "23200-23299",
             "MASKLINE_LOG_LEVEL": "DEBUG",
         }
         try:

@@ -229,7 +229,7 @@ class TestMetrics:
             carrier="sip",
             sip_trunk="127.0.0.1:9",
             sip_bind=f"127.0.0.1:{sip_port}",
-            rtp_ports="43300-43399",
+            rtp_ports="23300-23399",
         )
         async with running_api(settings, role="engine") as api:
             before = await scrape(api)

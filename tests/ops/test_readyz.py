@@ -51,7 +51,7 @@ class TestReadyz:
             carrier="sip",
             sip_trunk="127.0.0.1:9",
             sip_bind=f"127.0.0.1:{free_udp_port()}",
-            rtp_ports="43100-43199",
+            rtp_ports="23100-23199",
         )
         async with running_api(settings, role="engine") as api:
             response = await api.client.get("/readyz")

@@ -31,7 +31,7 @@ def tone_packets(hz: int, count: int) -> Iterator[tuple[int, bytes]]:
 
 @pytest.fixture
 async def relay() -> AsyncIterator[UdpRelay]:
-    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="36000-36099")
+    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="26000-26099")
     yield relay
     await relay.close()
 
@@ -141,14 +141,14 @@ async def test_the_recorder_gets_each_leg_decoded_with_losses_as_silence(
 
 
 async def test_a_full_port_range_is_refused_and_ports_come_back() -> None:
-    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="36200-36203")
+    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="26200-26203")
     try:
         first = await relay.open("call-6")
         with pytest.raises(RelayFull):
             await relay.open("call-7")
         await first.close()
         again = await relay.open("call-8")
-        assert {again.local(Leg.A).port, again.local(Leg.B).port} == {36200, 36202}
+        assert {again.local(Leg.A).port, again.local(Leg.B).port} == {26200, 26202}
         await again.close()
     finally:
         await relay.close()
@@ -223,13 +223,13 @@ async def test_an_sdp_moving_to_another_port_of_the_same_host_latches_afresh(
 
 
 async def test_a_session_for_one_leg_takes_one_port_pair(phones: dict[Leg, Phone]) -> None:
-    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="36300-36303")
+    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="26300-26303")
     try:
         first = await relay.open("one-1", (Leg.A,))
         second = await relay.open("one-2", (Leg.A,))
         with pytest.raises(RelayFull):
             await relay.open("one-3", (Leg.A,))
-        assert {first.local(Leg.A).port, second.local(Leg.A).port} == {36300, 36302}
+        assert {first.local(Leg.A).port, second.local(Leg.A).port} == {26300, 26302}
         # The caller's RTP is taken (there is no other leg to relay it to) and it hears us.
         first.set_remote(Leg.A, Endpoint("127.0.0.1", phones[Leg.A].port), G711.PCMU)
         phones[Leg.A].send(rtp(1, b"\xff" * 160), first.local(Leg.A))

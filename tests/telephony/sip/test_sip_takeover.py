@@ -67,7 +67,7 @@ async def test_a_dead_engines_call_is_ended_with_bye_on_both_legs_by_another_eng
         "MASKLINE_CARRIER": "sip",
         "MASKLINE_SIP_TRUNK": sipp.trunk,
         "MASKLINE_SIP_BIND": f"127.0.0.1:{free_udp_port()}",
-        "MASKLINE_RTP_PORTS": "43000-43099",
+        "MASKLINE_RTP_PORTS": "23000-23099",
     }
     try:
         with running_server(env, tmp_path, extra_args=("--role", "all")) as server:
