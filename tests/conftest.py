@@ -33,6 +33,14 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
 
 
 @pytest.fixture
+def own_database(tmp_path: Path) -> Iterator[str]:
+    """A database for this test alone, for tests that see every organisation's rows
+    (the metrics, the shared masked-number pool)."""
+    with fresh_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     """A real local webhook endpoint."""
     with receiving() as running:

@@ -26,10 +26,11 @@ class TestSandboxBootstrap:
                 env["MASKLINE_SECRET_KEY"] = "sandbox-test-secret"
                 assert run_cli("migrate", env=env, cwd=tmp_path).code == 0
             with running_server(env, tmp_path) as server:
-                keys = KEY.findall(server.output)
-                assert len(keys) == 2, server.output  # the key, and again in the curl line
+                output = server.output_when(lambda out: "curl -H" in out)
+                keys = KEY.findall(output)
+                assert len(keys) == 2, output  # the key, and again in the curl line
                 assert keys[0] == keys[1]
-                assert f'curl -H "Authorization: Bearer {keys[0]}"' in server.output
+                assert f'curl -H "Authorization: Bearer {keys[0]}"' in output
                 billing = httpx.get(
                     f"{server.base_url}/v1/masking/billing",
                     headers={"Authorization": f"Bearer {keys[0]}"},

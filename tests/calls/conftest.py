@@ -41,3 +41,11 @@ async def long_api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
     settings = call_settings(database_url, tmp_path / "data", sim_talk_sec=3600)
     async with running_api(settings, clock=ScaledClock(SPEED)) as running:
         yield running
+
+
+@pytest.fixture
+async def steady_api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    """The wall clock: a call that rings for 120 s is still ringing when the test's next
+    requests arrive, however busy the machine (at SPEED that is 1.2 real seconds)."""
+    async with running_api(call_settings(database_url, tmp_path / "data")) as running:
+        yield running

@@ -113,10 +113,10 @@ class TestAcceptance:
         assert stored["metadata"] == {"order_id": "A-17"}
         assert stored["webhook_url"] == "http://127.0.0.1:9/hook"
 
-    async def test_one_minute_is_held_at_acceptance(self, api: Api) -> None:
-        org = await api.make_org("call-hold", balance="10", numbers=1)
-        await place(api, org, party_a="9876540000", ring_timeout_sec=120)
-        wallet = await billing(api, org)
+    async def test_one_minute_is_held_at_acceptance(self, steady_api: Api) -> None:
+        org = await steady_api.make_org("call-hold", balance="10", numbers=1)
+        await place(steady_api, org, party_a="9876540000", ring_timeout_sec=120)
+        wallet = await billing(steady_api, org)
         assert (wallet["balance"], wallet["reserved"], wallet["available"]) == (10, 1.5, 8.5)
 
 
@@ -244,34 +244,36 @@ class TestLookup:
             error("not_found", "No call with this call_sid."),
         )
 
-    async def test_another_organisations_call_is_404(self, api: Api) -> None:
-        mine = await api.make_org("call-owner", balance="10", numbers=1)
-        other = await api.make_org("call-snoop")
-        data = await place(api, mine, party_a="9876540000")
+    async def test_another_organisations_call_is_404(self, steady_api: Api) -> None:
+        mine = await steady_api.make_org("call-owner", balance="10", numbers=1)
+        other = await steady_api.make_org("call-snoop")
+        data = await place(steady_api, mine, party_a="9876540000")
         for method, path in (
             ("GET", f"{CALLS}/{data['call_sid']}"),
             ("POST", f"{CALLS}/{data['call_sid']}/hangup"),
         ):
-            response = await api.client.request(method, path, headers=other.auth)
+            response = await steady_api.client.request(method, path, headers=other.auth)
             assert response.status_code == 404
-        still = await api.client.get(f"{CALLS}/{data['call_sid']}", headers=mine.auth)
+        still = await steady_api.client.get(f"{CALLS}/{data['call_sid']}", headers=mine.auth)
         assert still.json()["data"]["status"] in ("initiated", "ringing")
 
 
 class TestIdempotency:
-    async def test_a_retry_returns_the_first_response_and_places_no_call(self, api: Api) -> None:
-        org = await api.make_org("idem-seq", balance="100", numbers=2)
+    async def test_a_retry_returns_the_first_response_and_places_no_call(
+        self, steady_api: Api
+    ) -> None:
+        org = await steady_api.make_org("idem-seq", balance="100", numbers=2)
         headers = {**org.auth, "Idempotency-Key": "order-42"}
         body = {"party_a": "9876540000", "party_b": "9123456789", "ring_timeout_sec": 120}
-        first = await api.client.post(CALLS, headers=headers, json=body)
-        again = await api.client.post(
+        first = await steady_api.client.post(CALLS, headers=headers, json=body)
+        again = await steady_api.client.post(
             CALLS,
             headers=headers,
             json={**body, "party_a": "+91 98765 40000"},  # the same after normalisation
         )
         assert (first.status_code, again.status_code) == (201, 201)
         assert again.content == first.content
-        assert (await billing(api, org))["reserved"] == 1.5
+        assert (await billing(steady_api, org))["reserved"] == 1.5
 
     async def test_the_same_key_with_another_body_is_409(self, api: Api) -> None:
         org = await api.make_org("idem-conflict", balance="100", numbers=2)
@@ -288,16 +290,16 @@ class TestIdempotency:
             "This Idempotency-Key was already used with a different request body.",
         )
 
-    async def test_racing_requests_with_one_key_place_one_call(self, api: Api) -> None:
-        org = await api.make_org("idem-race", balance="100", numbers=2)
+    async def test_racing_requests_with_one_key_place_one_call(self, steady_api: Api) -> None:
+        org = await steady_api.make_org("idem-race", balance="100", numbers=2)
         headers = {**org.auth, "Idempotency-Key": "race-1"}
         body = {"party_a": "9876540000", "party_b": "9123456789", "ring_timeout_sec": 120}
         responses = await asyncio.gather(
-            *[api.client.post(CALLS, headers=headers, json=body) for _ in range(5)]
+            *[steady_api.client.post(CALLS, headers=headers, json=body) for _ in range(5)]
         )
         assert [r.status_code for r in responses] == [201] * 5
         assert len({r.content for r in responses}) == 1
-        assert (await billing(api, org))["reserved"] == 1.5
+        assert (await billing(steady_api, org))["reserved"] == 1.5
 
     async def test_a_402_is_not_stored(self, api: Api) -> None:
         org = await api.make_org("idem-402", balance="0", numbers=1)

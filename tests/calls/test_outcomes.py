@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from maskline.billing import wallet
+from maskline.kit.clock import ScaledClock
 from maskline.orgs.service import OrgTerms
 from maskline.telephony.sim.carrier import SimCarrier, TraceEntry
-from tests.support.api import Api
+from tests.calls.conftest import call_settings
+from tests.support.api import Api, running_api
 from tests.support.calls import billing, place, wait_for
 
 CALLS = "/v1/masking/calls"
@@ -143,28 +146,35 @@ class TestCompletedCalls:
         assert money(call) == (20, 30, 1)
         assert (await billing(api, org))["balance"] == 9
 
-    async def test_hangup_api_ends_a_bridged_call_and_bills_it(self, long_api: Api) -> None:
-        org = await long_api.make_org("done-hangup", balance="10", numbers=1)
-        placed = await place(long_api, org)
-        await wait_for(long_api, org, placed["call_sid"], ("in-progress",))
-        path = f"{CALLS}/{placed['call_sid']}/hangup"
-        response = await long_api.client.post(path, headers=org.auth)
-        assert response.status_code == 200
-        call = response.json()["data"]
-        assert outcome(call) == ("completed", "NORMAL_CLEARING", "system", None, None)
-        assert call["bill_duration_sec"] == 60
-        again = await long_api.client.post(path, headers=org.auth)
-        assert again.json()["data"] == call
+    async def test_hangup_api_ends_a_bridged_call_and_bills_it(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        # A clock ten times faster, not SPEED: the hang-up must land within the first
+        # minute of talk (6 real seconds) however busy the machine.
+        settings = call_settings(database_url, tmp_path / "data", sim_talk_sec=3600)
+        async with running_api(settings, clock=ScaledClock(10)) as api:
+            org = await api.make_org("done-hangup", balance="10", numbers=1)
+            # Unrecorded: the second answer must be the first, not a recording made since.
+            placed = await place(api, org, record=False)
+            await wait_for(api, org, placed["call_sid"], ("in-progress",))
+            path = f"{CALLS}/{placed['call_sid']}/hangup"
+            response = await api.client.post(path, headers=org.auth)
+            assert response.status_code == 200
+            call = response.json()["data"]
+            assert outcome(call) == ("completed", "NORMAL_CLEARING", "system", None, None)
+            assert call["bill_duration_sec"] == 60
+            again = await api.client.post(path, headers=org.auth)
+            assert again.json()["data"] == call
 
-    async def test_hangup_api_on_a_ringing_call_fails_it_unbilled(self, api: Api) -> None:
-        org = await api.make_org("done-hangup-ring", balance="10", numbers=1)
-        placed = await place(api, org, party_a="9876540000", ring_timeout_sec=120)
-        await wait_for(api, org, placed["call_sid"], ("ringing",))
-        response = await api.client.post(f"{CALLS}/{placed['call_sid']}/hangup", headers=org.auth)
-        call = response.json()["data"]
+    async def test_hangup_api_on_a_ringing_call_fails_it_unbilled(self, steady_api: Api) -> None:
+        org = await steady_api.make_org("done-hangup-ring", balance="10", numbers=1)
+        placed = await place(steady_api, org, party_a="9876540000", ring_timeout_sec=120)
+        await wait_for(steady_api, org, placed["call_sid"], ("ringing",))
+        path = f"{CALLS}/{placed['call_sid']}/hangup"
+        call = (await steady_api.client.post(path, headers=org.auth)).json()["data"]
         assert outcome(call) == ("failed", "NORMAL_CLEARING", "system", None, None)
         assert money(call) == (0, 0, 0)
-        assert (await billing(api, org))["reserved"] == 0
+        assert (await billing(steady_api, org))["reserved"] == 0
 
 
 class TestPrepaidCutOff:
@@ -208,34 +218,40 @@ class TestPrepaidCutOff:
 
 
 class TestNumberPool:
-    async def test_no_party_sees_one_masked_number_in_two_live_calls(self, long_api: Api) -> None:
-        # Every A here never answers, so all three calls stay live (ringing).
-        org = await long_api.make_org("pool", balance="100", numbers=2)
-        first = await place(
-            long_api, org, party_a="9811110000", party_b="9822222222", ring_timeout_sec=120
-        )
-        second = await place(
-            long_api, org, party_a="9811110000", party_b="9833333333", ring_timeout_sec=120
-        )
-        assert first["masked_number"] != second["masked_number"]
-        third = await long_api.client.post(
-            CALLS,
-            headers=org.auth,
-            json={"party_a": "9844440000", "party_b": "9822222222", "ring_timeout_sec": 120},
-        )
-        assert third.status_code == 201
-        assert third.json()["data"]["masked_number"] == second["masked_number"]
-        full = await long_api.client.post(
-            CALLS, headers=org.auth, json={"party_a": "9811110000", "party_b": "9855555555"}
-        )
-        assert full.status_code == 503
-        assert full.json() == {
-            "error": {
-                "code": "no_masked_number",
-                "message": "No masked number is free for these parties. Please retry shortly.",
+    async def test_no_party_sees_one_masked_number_in_two_live_calls(
+        self, own_database: str, tmp_path: Path
+    ) -> None:
+        # Every A here never answers, so all three calls stay live (ringing) on the wall
+        # clock. A database of its own: the pool offers numbers never used first, and
+        # other tests leave shared numbers (of no organisation) in the session's.
+        settings = call_settings(own_database, tmp_path / "data")
+        async with running_api(settings) as api:
+            org = await api.make_org("pool", balance="100", numbers=2)
+            first = await place(
+                api, org, party_a="9811110000", party_b="9822222222", ring_timeout_sec=120
+            )
+            second = await place(
+                api, org, party_a="9811110000", party_b="9833333333", ring_timeout_sec=120
+            )
+            assert first["masked_number"] != second["masked_number"]
+            third = await api.client.post(
+                CALLS,
+                headers=org.auth,
+                json={"party_a": "9844440000", "party_b": "9822222222", "ring_timeout_sec": 120},
+            )
+            assert third.status_code == 201
+            assert third.json()["data"]["masked_number"] == second["masked_number"]
+            full = await api.client.post(
+                CALLS, headers=org.auth, json={"party_a": "9811110000", "party_b": "9855555555"}
+            )
+            assert full.status_code == 503
+            assert full.json() == {
+                "error": {
+                    "code": "no_masked_number",
+                    "message": "No masked number is free for these parties. Please retry shortly.",
+                }
             }
-        }
-        assert (await billing(long_api, org))["reserved"] == 4.5
+            assert (await billing(api, org))["reserved"] == 4.5
 
     async def test_a_pair_gets_its_previous_number_back(self, api: Api) -> None:
         org = await api.make_org("pool-again", balance="100", numbers=3)

@@ -53,7 +53,9 @@ class TestWakeups:
                 )
             finally:
                 await admin.close()
-            assert killed == 1
+            # At least ours (a listener of an earlier test may not have exited yet); had
+            # ours survived, nothing below would wake.
+            assert killed >= 1
             # Nothing is sent: only noticing the loss, reconnecting and catching up wakes it.
             await asyncio.wait_for(calls.wait(), 10)
             await asyncio.wait_for(listener.wait_listening(), 10)

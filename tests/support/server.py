@@ -8,7 +8,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,14 @@ class Server:
     @property
     def output(self) -> str:
         return "".join(self.lines)
+
+    def output_when(self, done: Callable[[str], bool], within: float = 10) -> str:
+        """The output once ``done`` holds for it (a thread collects it as it comes), or
+        what there is when ``within`` seconds have passed."""
+        deadline = time.monotonic() + within
+        while not done(self.output) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.output
 
 
 @contextmanager
