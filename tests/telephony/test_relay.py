@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import struct
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from maskline.telephony.events import Leg
+from maskline.telephony.media import tones
 from maskline.telephony.media.g711 import G711, to_pcm16
 from maskline.telephony.media.relay import Endpoint, RelayFull, UdpRelay, parse_ports
 from maskline.telephony.sim.audio import TONE_HZ, tone_frames
@@ -21,6 +24,20 @@ PTIME_SAMPLES = 160
 def rtp(seq: int, payload: bytes, *, payload_type: int = 0, ssrc: int = 0x1234) -> bytes:
     timestamp = 1000 + seq * PTIME_SAMPLES
     return struct.pack("!BBHII", 0x80, payload_type, seq & 0xFFFF, timestamp, ssrc) + payload
+
+
+def header(packet: bytes) -> tuple[int, int, int, bool]:
+    """(SSRC, sequence number, timestamp, marker) of an RTP packet."""
+    seq, timestamp, ssrc = struct.unpack_from("!HII", packet, 2)
+    return ssrc, seq, timestamp, bool(packet[1] & 0x80)
+
+
+def steps(packets: list[bytes]) -> list[tuple[int, int]]:
+    """Each packet's (sequence, timestamp) step from the one before, modulo their widths."""
+    heads = [header(p) for p in packets]
+    return [
+        ((b[1] - a[1]) & 0xFFFF, (b[2] - a[2]) & 0xFFFFFFFF) for a, b in itertools.pairwise(heads)
+    ]
 
 
 def tone_packets(hz: int, count: int) -> Iterator[tuple[int, bytes]]:
@@ -36,7 +53,7 @@ async def relay() -> AsyncIterator[UdpRelay]:
     await relay.close()
 
 
-async def test_packets_are_relayed_both_ways_unchanged(
+async def test_packets_are_relayed_both_ways_with_their_payloads(
     relay: UdpRelay, phones: dict[Leg, Phone]
 ) -> None:
     session = await relay.open("call-1")
@@ -50,8 +67,11 @@ async def test_packets_are_relayed_both_ways_unchanged(
     for packet_a, packet_b in zip(sent_a, sent_b, strict=True):
         phones[Leg.A].send(packet_a, a)
         phones[Leg.B].send(packet_b, b)
-    assert await phones[Leg.B].receive(20) == sent_a
-    assert await phones[Leg.A].receive(20) == sent_b
+    heard_b, heard_a = await phones[Leg.B].receive(20), await phones[Leg.A].receive(20)
+    # Payload and payload type as sent; the headers are each leg's own stream's.
+    assert [(p[1] & 0x7F, p[12:]) for p in heard_b] == [(0, p[12:]) for p in sent_a]
+    assert [(p[1] & 0x7F, p[12:]) for p in heard_a] == [(0, p[12:]) for p in sent_b]
+    assert steps(heard_b) == steps(heard_a) == [(1, PTIME_SAMPLES)] * 19
     assert session.counters(Leg.A) == (20, 20)
     assert session.counters(Leg.B) == (20, 20)
     await session.close()
@@ -86,25 +106,6 @@ async def test_nothing_is_relayed_before_forwarding_starts(
     assert await phones[Leg.B].nothing_within(0.3)
     assert session.idle_seconds(Leg.A) < session.idle_seconds(Leg.B)
     await session.close()
-
-
-async def test_rtcp_is_relayed_between_the_odd_ports(
-    relay: UdpRelay, phones: dict[Leg, Phone]
-) -> None:
-    session = await relay.open("call-4")
-    rtcp_b = Phone()
-    try:
-        session.set_remote(Leg.A, Endpoint("127.0.0.1", phones[Leg.A].port), G711.PCMU)
-        # B's RTCP port is the one above its RTP port in its SDP.
-        session.set_remote(Leg.B, Endpoint("127.0.0.1", rtcp_b.port - 1), G711.PCMU)
-        session.forward(Leg.A)
-        report = b"\x81\xc9\x00\x07" + bytes(28)
-        local_a = session.local(Leg.A)
-        phones[Leg.A].send(report, Endpoint(local_a.host, local_a.port + 1))
-        assert await rtcp_b.receive(1) == [report]
-    finally:
-        rtcp_b.close()
-        await session.close()
 
 
 async def test_the_recorder_gets_each_leg_decoded_with_losses_as_silence(
@@ -239,3 +240,147 @@ async def test_a_session_for_one_leg_takes_one_port_pair(phones: dict[Leg, Phone
         assert first.counters(Leg.A) == (1, 0)
     finally:
         await relay.close()
+
+
+async def test_a_leg_hears_one_stream_across_ringback_the_other_party_and_the_busy_tone(
+    relay: UdpRelay, phones: dict[Leg, Phone]
+) -> None:
+    session = await relay.open("call-11")
+    for leg, phone in phones.items():
+        session.set_remote(leg, Endpoint("127.0.0.1", phone.port), G711.PCMU)
+    try:
+        # Five packets of ringback, B's answer within milliseconds, then a busy tone.
+        ringback = tones.ringback(G711.PCMU)[: 5 * PTIME_SAMPLES]
+        await session.play(Leg.A, ringback, repeat=False)
+        heard = await phones[Leg.A].receive(5)
+        session.forward(Leg.B)
+        # B's own stream: its SSRC, sequence numbers and timestamps, a talk spurt's
+        # marker on its fourth packet.
+        from_b = [
+            struct.pack(
+                "!BBHII",
+                0x80,
+                0x80 * (n == 3),
+                (65530 + n) & 0xFFFF,
+                (0xFFFFFF00 + n * PTIME_SAMPLES) & 0xFFFFFFFF,
+                0xB0B0B0B0,
+            )
+            + bytes([0x40 + n]) * PTIME_SAMPLES
+            for n in range(10)
+        ]
+        for packet in from_b:
+            phones[Leg.B].send(packet, session.local(Leg.B))
+        heard += await phones[Leg.A].receive(10)
+        busy = tones.busy(G711.PCMU)[: 5 * PTIME_SAMPLES]
+        await session.play(Leg.A, busy, repeat=False)
+        heard += await phones[Leg.A].receive(5)
+    finally:
+        await session.close()
+    heads = [header(p) for p in heard]
+    assert len({ssrc for ssrc, *_ in heads}) == 1
+    assert [p[12:] for p in heard] == [
+        *(ringback[n : n + PTIME_SAMPLES] for n in range(0, len(ringback), PTIME_SAMPLES)),
+        *(p[12:] for p in from_b),
+        *(busy[n : n + PTIME_SAMPLES] for n in range(0, len(busy), PTIME_SAMPLES)),
+    ]
+    # Sequence numbers step by one across both switches; timestamps by one packet
+    # time within each source, and by at least one at a switch.
+    assert [seq for seq, _ in steps(heard)] == [1] * 19
+    timestamps = [ts for _, ts in steps(heard)]
+    assert timestamps[:4] + timestamps[5:14] + timestamps[15:] == [PTIME_SAMPLES] * 17
+    assert PTIME_SAMPLES <= timestamps[4] < 0x80000000
+    assert PTIME_SAMPLES <= timestamps[14] < 0x80000000
+    # The marker at each switch (and B's own talk-spurt marker, kept).
+    assert [n for n, (*_, marker) in enumerate(heads) if marker] == [0, 5, 8, 15]
+
+
+async def test_telephone_events_keep_their_timestamp_and_duration_on_the_legs_stream(
+    relay: UdpRelay, phones: dict[Leg, Phone]
+) -> None:
+    session = await relay.open("call-12")
+    for leg, phone in phones.items():
+        session.set_remote(leg, Endpoint("127.0.0.1", phone.port), G711.PCMU)
+    session.forward(Leg.B)
+    try:
+        audio = [rtp(seq, b"\x33" * 160, ssrc=77) for seq in range(3)]
+        # Digit 5: three packets of one event (one start timestamp, growing duration).
+        events = [
+            struct.pack("!BBHII", 0x80, 101 | 0x80 * (n == 0), 3 + n, 1000 + 3 * 160, 77)
+            + struct.pack("!BBH", 5, 0x0A | 0x80 * (n == 2), 160 * (n + 1))
+            for n in range(3)
+        ]
+        for packet in audio + events:
+            phones[Leg.B].send(packet, session.local(Leg.B))
+        heard = await phones[Leg.A].receive(6)
+    finally:
+        await session.close()
+    assert [p[12:] for p in heard[3:]] == [p[12:] for p in events]
+    assert [seq for seq, _ in steps(heard)] == [1] * 5
+    assert [ts for _, ts in steps(heard)] == [160, 160, 160, 0, 0]
+    assert [(p[1] & 0x7F, header(p)[3]) for p in heard] == [
+        (0, True), (0, False), (0, False), (101, True), (101, False), (101, False)
+    ]  # fmt: skip
+
+
+async def test_sender_reports_to_a_leg_describe_the_stream_it_hears(
+    phones: dict[Leg, Phone],
+) -> None:
+    relay = UdpRelay(
+        bind_host="127.0.0.1", advertise="127.0.0.1", ports="26400-26409", rtcp_interval=0.1
+    )
+    session = await relay.open("call-13")
+    rtcp = {Leg.A: Phone(), Leg.B: Phone()}
+    try:
+        for leg, phone in phones.items():
+            session.set_remote(leg, Endpoint("127.0.0.1", phone.port), G711.PCMU)
+            # Each leg's first report tells us where it takes ours (as its RTCP port).
+            local = session.local(leg)
+            rtcp[leg].send(sender_report(0xB0B0B0B0), Endpoint(local.host, local.port + 1))
+        await session.play(Leg.A, b"\x7f" * 5 * PTIME_SAMPLES, repeat=False)
+        session.forward(Leg.B)
+        for seq in range(15):
+            phones[Leg.B].send(rtp(seq, b"\x22" * 160, ssrc=0xB0B0B0B0), session.local(Leg.B))
+        heard = await phones[Leg.A].receive(20)
+        reports = await reports_until(rtcp[Leg.A], packets=20)
+    finally:
+        await session.close()
+        await relay.close()
+        for phone in rtcp.values():
+            phone.close()
+    ssrc = header(heard[0])[0]
+    last_ts = header(heard[-1])[2]
+    # Every report is about A's own stream (B's report is not relayed to it) and
+    # never counts more than A had been sent; the last counts all of it.
+    assert {r.ssrc for r in reports} == {ssrc}
+    assert all(r.packets <= 20 and r.octets == r.packets * 160 for r in reports)
+    assert (reports[-1].packets, reports[-1].octets) == (20, 20 * 160)
+    assert 0 <= (reports[-1].rtp_ts - last_ts) & 0xFFFFFFFF < 0x80000000
+    assert reports[-1].cname == b"maskline@127.0.0.1"
+
+
+def sender_report(ssrc: int) -> bytes:
+    return struct.pack("!BBHIIIIII", 0x80, 200, 6, ssrc, 1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class Report:
+    ssrc: int
+    rtp_ts: int
+    packets: int
+    octets: int
+    cname: bytes
+
+
+async def reports_until(phone: Phone, *, packets: int, within: float = 5.0) -> list[Report]:
+    """The sender reports ``phone`` receives, up to the first that counts ``packets``."""
+    got: list[Report] = []
+    async with asyncio.timeout(within):
+        while not got or got[-1].packets < packets:
+            (data,) = await phone.receive(1, within=within)
+            assert (data[0] & 0x1F, data[1]) == (0, 200), data  # an SR, no report blocks
+            ssrc, _, _, rtp_ts, count, octets = struct.unpack_from("!IIIIII", data, 4)
+            sdes = data[28:]
+            assert (sdes[1], struct.unpack_from("!I", sdes, 4)[0]) == (202, ssrc), data
+            cname = sdes[10 : 10 + sdes[9]] if sdes[8] == 1 else b""
+            got.append(Report(ssrc, rtp_ts, count, octets, cname))
+    return got

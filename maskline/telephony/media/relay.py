@@ -3,8 +3,12 @@
 Each leg gets an even local port for RTP and the odd one above it for RTCP,
 from ``MASKLINE_RTP_PORTS``. Symmetric RTP: we send to the address the leg's
 SDP named until its first packet arrives, then latch to that packet's source
-and ignore every other source (no injection from elsewhere). Packets are
-relayed as they are, so telephone-events pass through. Audio (PCMU/PCMA) is
+and ignore every other source (no injection from elsewhere). Each leg hears one
+continuous stream (``stream.OutboundStream``): our tones and the other leg's
+packets are rewritten onto its SSRC, sequence numbers and timestamps; payloads
+are relayed as they are, so telephone-events pass through. We terminate RTCP:
+each leg gets sender reports about its own stream, every ``rtcp_interval``
+seconds (randomised by half either way, RFC 3550 6.2). Audio (PCMU/PCMA) is
 also decoded and handed to the recorder, placed by RTP timestamp so that a
 lost or suppressed stretch becomes silence and the two channels stay in step.
 
@@ -15,7 +19,9 @@ server (rtpengine over its control protocol) can implement it instead.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import random
 import secrets
 import struct
 import time
@@ -25,12 +31,11 @@ from typing import Protocol
 from maskline.telephony.carrier import MediaSink
 from maskline.telephony.events import Leg
 from maskline.telephony.media.g711 import G711, to_pcm16
+from maskline.telephony.media.stream import FRAME_SAMPLES, SAMPLE_RATE, OutboundStream, payload_span
 
 log = logging.getLogger("maskline.media")
 
 RTP_HEADER = 12
-SAMPLE_RATE = 8000
-FRAME_SAMPLES = 160
 # A timestamp jump further than this (a new stream, a broken sender) re-anchors
 # the leg on the wall clock instead of filling minutes of silence.
 MAX_GAP_SAMPLES = 10 * SAMPLE_RATE
@@ -117,9 +122,12 @@ class _LegMedia:
         self,
         port: int,
         sockets: tuple[tuple[asyncio.DatagramTransport, _Socket], ...],
+        *,
+        stream: OutboundStream,
     ) -> None:
         (self.rtp, rtp_socket), (self.rtcp, rtcp_socket) = sockets
         self.port = port
+        self.stream = stream  # everything this leg hears
         self.closed = asyncio.gather(rtp_socket.lost, rtcp_socket.lost)
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
@@ -147,6 +155,21 @@ class RelaySession:
         self._recording_since: float | None = None
         self._closed = False
         self._players: dict[Leg, asyncio.Task[None]] = {}
+        self._tones = itertools.count()
+        self._reports: asyncio.Task[None] | None = None
+
+    def start_reports(self, interval: float) -> None:
+        """Send each leg a sender report about its stream every ``interval`` seconds
+        (each wait drawn from half to one and a half of it, RFC 3550 6.2)."""
+        self._reports = asyncio.create_task(self._report_loop(interval))
+
+    async def _report_loop(self, interval: float) -> None:
+        while not self._closed:
+            await asyncio.sleep(interval * random.uniform(0.5, 1.5))
+            for media in self._legs.values():
+                report = media.stream.sender_report(now=time.monotonic(), wall=time.time())
+                if report is not None and media.remote_rtcp is not None:
+                    media.rtcp.sendto(report, media.remote_rtcp)
 
     def local(self, leg: Leg) -> Endpoint:
         return Endpoint(self._relay.advertise, self._legs[leg].port)
@@ -181,6 +204,9 @@ class RelaySession:
 
     def play(self, leg: Leg, payload: bytes, *, repeat: bool) -> asyncio.Task[None]:
         self._stop_playing(leg)
+        other = self._legs.get(leg.other)
+        if other is not None:
+            other.forwarding = False  # the tone has the leg's stream to itself
         task = asyncio.create_task(self._play(leg, payload, repeat=repeat))
         self._players[leg] = task
         return task
@@ -196,8 +222,7 @@ class RelaySession:
         if media.codec is None or not payload:
             return
         loop = asyncio.get_running_loop()
-        ssrc = secrets.randbits(32)
-        seq, timestamp = secrets.randbits(16), secrets.randbits(32)
+        source = ("tone", next(self._tones))
         start = loop.time()
         sent = 0
         while not self._closed:
@@ -206,14 +231,15 @@ class RelaySession:
                 return
             chunk = payload[offset : offset + FRAME_SAMPLES]
             if media.remote is not None:
+                # The tone's own numbering; the leg's stream maps it onto its own.
                 header = struct.pack(
-                    "!BBHII", 0x80, media.codec.value, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc
+                    "!BBHII", 0x80, media.codec.value, sent & 0xFFFF, sent * FRAME_SAMPLES, 0
                 )
-                media.rtp.sendto(header + chunk, media.remote)
+                packet = media.stream.rewrite(source, header + chunk, now=time.monotonic())
+                if packet is not None:
+                    media.rtp.sendto(packet, media.remote)
             sent += 1
-            seq += 1
-            timestamp += FRAME_SAMPLES
-            await asyncio.sleep(max(0.0, start + sent * 0.02 - loop.time()))
+            await asyncio.sleep(max(0.0, start + sent * FRAME_SAMPLES / SAMPLE_RATE - loop.time()))
 
     def record(self, sink: MediaSink) -> None:
         self._sink = sink
@@ -234,6 +260,8 @@ class RelaySession:
         self._closed = True
         for leg in list(self._players):
             self._stop_playing(leg)
+        if self._reports is not None:
+            self._reports.cancel()
         if self._sink is not None:
             self._sink.close()
             self._sink = None
@@ -263,40 +291,34 @@ class RelaySession:
         media = self._legs[leg]
         if len(data) < RTP_HEADER or data[0] >> 6 != 2 or not self._latch(media, source):
             return
-        media.last_rx = time.monotonic()
+        media.last_rx = now = time.monotonic()
         media.packets_in += 1
         other = self._legs.get(leg.other)
         if media.forwarding and other is not None and other.remote is not None:
-            other.rtp.sendto(data, other.remote)
-            other.packets_out += 1
+            packet = other.stream.rewrite(leg, data, now=now)
+            if packet is not None:
+                other.rtp.sendto(packet, other.remote)
+                other.packets_out += 1
         if self._sink is not None:
             self._tee(leg, media, data)
 
     def _on_rtcp(self, leg: Leg, data: bytes, source: tuple[str, int]) -> None:
+        """A leg's reports end here (they describe streams the other leg never sees);
+        they tell us where the leg takes its own reports."""
         media = self._legs[leg]
         if media.sdp_host is None or source[0] != media.sdp_host:
             return
         media.remote_rtcp = source
-        other = self._legs.get(leg.other)
-        if media.forwarding and other is not None and other.remote_rtcp is not None:
-            other.rtcp.sendto(data, other.remote_rtcp)
 
     def _tee(self, leg: Leg, media: _LegMedia, data: bytes) -> None:
         assert self._sink is not None
         payload_type = data[1] & 0x7F
         if media.codec is None or payload_type != media.codec.value:
             return  # telephone-events, comfort noise: relayed, not recorded
-        csrc = data[0] & 0x0F
-        offset = RTP_HEADER + 4 * csrc
-        if data[0] & 0x10:  # header extension
-            if len(data) < offset + 4:
-                return
-            (words,) = struct.unpack_from("!H", data, offset + 2)
-            offset += 4 + 4 * words
-        end = len(data) - (data[-1] if data[0] & 0x20 else 0)  # padding
-        payload = data[offset : max(offset, end)]
-        if not payload:
+        span = payload_span(data)
+        if span is None or span[0] == span[1]:
             return
+        payload = data[span[0] : span[1]]
         (timestamp,) = struct.unpack_from("!I", data, 4)
         arrived = time.monotonic()
         if self._recording_since is None:
@@ -323,9 +345,12 @@ class RelaySession:
 class UdpRelay:
     """Allocates port pairs and runs each call's ``RelaySession`` on this event loop."""
 
-    def __init__(self, *, bind_host: str, advertise: str, ports: str) -> None:
+    def __init__(
+        self, *, bind_host: str, advertise: str, ports: str, rtcp_interval: float = 5.0
+    ) -> None:
         self.bind_host = bind_host
         self.advertise = advertise
+        self.rtcp_interval = rtcp_interval
         self._ports = parse_ports(ports)
         self._in_use: set[int] = set()
         # Start somewhere unpredictable, so a call's ports cannot be guessed from the last.
@@ -350,6 +375,7 @@ class UdpRelay:
                 self._in_use.discard(media.port)
             raise
         self.sessions[call_sid] = session
+        session.start_reports(self.rtcp_interval)
         return session
 
     async def _bind_pair(
@@ -375,7 +401,9 @@ class UdpRelay:
                 rtp[0].close()
                 continue
             self._in_use.add(port)
-            return _LegMedia(port, (rtp, rtcp))
+            return _LegMedia(
+                port, (rtp, rtcp), stream=OutboundStream(cname=f"maskline@{self.advertise}")
+            )
         raise RelayFull(f"no free RTP port pair in {self._ports.start}-{self._ports.stop}")
 
     def _release(self, session: RelaySession) -> None:

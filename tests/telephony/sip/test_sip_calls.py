@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import socket
 import struct
 import threading
@@ -374,7 +375,7 @@ async def test_early_media_from_b_reaches_a_instead_of_ringback(
         b_before_answer=("early_media",),
         pause_ms=500,
     )
-    early_ssrc = 0xE0E0E0E0
+    early = b"\x55" * 160
     try:
         async with sip_api(database_url, tmp_path, sipp) as api:
             org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
@@ -385,8 +386,8 @@ async def test_early_media_from_b_reaches_a_instead_of_ringback(
             session = relay_of(api).sessions[sid]
             # B's side plays its announcement from the moment B is being dialled.
             for seq in range(60):
-                packet = struct.pack("!BBHII", 0x80, 0, seq, seq * 160, early_ssrc)
-                phones[Leg.B].send(packet + b"\x55" * 160, session.local(Leg.B))
+                packet = struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0xE0E0E0E0)
+                phones[Leg.B].send(packet + early, session.local(Leg.B))
                 await asyncio.sleep(0.02)
             call = await wait_for(api, org, sid, within=30)
             assert await sipp.finished() == 0, sipp.errors()
@@ -394,12 +395,14 @@ async def test_early_media_from_b_reaches_a_instead_of_ringback(
     finally:
         sipp.close()
     assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_b", None, None, 60, 1.5)
-    sources = [struct.unpack_from("!I", p, 8)[0] for p in packets]
-    # Ringback first (our own stream), then B's early media, and no ringback after it.
-    first_early = sources.index(early_ssrc)
+    payloads = [p[12:] for p in packets]
+    # Ringback first (our tone), then B's early media, and no ringback after it, all
+    # on the one stream A hears (ARCHITECTURE §5).
+    first_early = payloads.index(early)
     assert first_early > 0
-    assert set(sources[first_early:]) == {early_ssrc}
-    assert sources.count(early_ssrc) >= 20
+    assert set(payloads[first_early:]) == {early}
+    assert payloads.count(early) >= 20
+    assert len({struct.unpack_from("!I", p, 8)[0] for p in packets}) == 1
 
 
 async def test_a_retransmitted_200_is_acked_again(
@@ -446,8 +449,16 @@ async def test_a_taken_sip_port_fails_the_start_and_leaves_nothing_running(
 
 
 def rtp(ssrc: int, seq: int) -> bytes:
-    """One 20 ms PCMU packet of silence from ``ssrc``."""
-    return struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, seq * 160, ssrc) + b"\xff" * 160
+    """One 20 ms PCMU packet from ``ssrc``, whose payload repeats the SSRC's low byte
+    (the relay rewrites the header onto the hearing leg's own stream, not the payload)."""
+    header = struct.pack("!BBHII", 0x80, 0, seq & 0xFFFF, seq * 160, ssrc)
+    return header + bytes([ssrc & 0xFF]) * 160
+
+
+def sent_by(packet: bytes) -> int | None:
+    """The low byte of the SSRC ``rtp`` sent ``packet`` from; None for our own tones."""
+    payload = packet[12:]
+    return payload[0] if payload == bytes(payload[:1]) * 160 else None
 
 
 def ssrc_of(packet: bytes) -> int:
@@ -467,7 +478,7 @@ async def stream(phone: Phone, to: Endpoint, ssrc: int, stop: asyncio.Event) -> 
 async def heard_from(phone: Phone, ssrc: int, within: float = 10.0) -> None:
     """Return once ``phone`` receives a packet from ``ssrc`` (fail after ``within`` s)."""
     async with asyncio.timeout(within):
-        while ssrc_of((await phone.receive(1, within=within))[0]) != ssrc:
+        while sent_by((await phone.receive(1, within=within))[0]) != ssrc & 0xFF:
             pass
 
 
@@ -523,11 +534,13 @@ async def test_a_mid_call_update_moving_the_media_is_answered_and_the_relay_foll
             await asyncio.gather(b_talking, return_exceptions=True)
         sipp.close()
         moved.close()
-    assert [ssrc_of(p) for p in before] == [old_ssrc] * 5
-    assert {ssrc_of(p) for p in heard_at_new} == {b_ssrc}
-    assert [(ssrc_of(p), p[2:4]) for p in after] == [
-        (new_ssrc, struct.pack("!H", seq)) for seq in range(5, 5 + PACKETS)
-    ]
+    assert [sent_by(p) for p in before] == [old_ssrc & 0xFF] * 5
+    assert {sent_by(p) for p in heard_at_new} == {b_ssrc & 0xFF}
+    assert [sent_by(p) for p in after] == [new_ssrc & 0xFF] * PACKETS
+    # The new port's stream is a new source: B hears it on with the next numbers.
+    seqs = [struct.unpack_from("!H", p, 2)[0] for p in before + after]
+    assert [(b - a) & 0xFFFF for a, b in itertools.pairwise(seqs)] == [1] * (4 + PACKETS)
+    assert len({ssrc_of(p) for p in before + after}) == 1
     assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_a", None, None, 60, 1.5)
     update = [m for m in sipp.messages() if not m.received and m.first_line.startswith("UPDATE")]
     answer = next(m for m in sipp.messages() if m.received and "UPDATE" in (m.header("CSeq") or ""))
