@@ -51,3 +51,34 @@ def decode_mp3(data: bytes) -> Decoded:
             for packed in to_s16.resample(frame):
                 interleaved.frombytes(bytes(packed.planes[0])[: packed.samples * 4])
     return Decoded(codec, channels, rate, interleaved[0::2].tobytes(), interleaved[1::2].tobytes())
+
+
+def frames_with(pcm: bytes, hz: int, *, rate: int = 8000, frame: int = 160) -> list[bool]:
+    """For each ``frame`` samples of mono 16-bit PCM: is it (mostly) a tone of ``hz``?
+
+    A Goertzel filter at ``hz``: a frame qualifies when it is not near-silence and
+    more than half its energy is at that frequency (``hz`` a multiple of rate/frame).
+    """
+    count = len(pcm) // (2 * frame)
+    samples = struct.unpack(f"<{count * frame}h", pcm[: count * frame * 2])
+    coefficient = 2 * math.cos(2 * math.pi * hz / rate)
+    found: list[bool] = []
+    for start in range(0, count * frame, frame):
+        chunk = samples[start : start + frame]
+        energy = sum(s * s for s in chunk)
+        before = earlier = 0.0
+        for sample in chunk:
+            before, earlier = sample + coefficient * before - earlier, before
+        power = before * before + earlier * earlier - coefficient * before * earlier
+        # A pure tone of amplitude A gives power (A*frame/2)^2 and energy A^2*frame/2.
+        found.append(energy > frame * 100**2 and power > 0.5 * energy * frame / 2)
+    return found
+
+
+def longest_run(flags: list[bool]) -> int:
+    """The most consecutive True values in ``flags``."""
+    best = run = 0
+    for flag in flags:
+        run = run + 1 if flag else 0
+        best = max(best, run)
+    return best
