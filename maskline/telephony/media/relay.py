@@ -233,7 +233,12 @@ class RelaySession:
             if media.remote is not None:
                 # The tone's own numbering; the leg's stream maps it onto its own.
                 header = struct.pack(
-                    "!BBHII", 0x80, media.codec.value, sent & 0xFFFF, sent * FRAME_SAMPLES, 0
+                    "!BBHII",
+                    0x80,
+                    media.codec.value,
+                    sent & 0xFFFF,
+                    (sent * FRAME_SAMPLES) & 0xFFFFFFFF,
+                    0,
                 )
                 packet = media.stream.rewrite(source, header + chunk, now=time.monotonic())
                 if packet is not None:
@@ -262,6 +267,7 @@ class RelaySession:
             self._stop_playing(leg)
         if self._reports is not None:
             self._reports.cancel()
+            await asyncio.wait([self._reports])
         if self._sink is not None:
             self._sink.close()
             self._sink = None
