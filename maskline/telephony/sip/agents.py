@@ -77,6 +77,19 @@ def dialog_of(ua: Any) -> Dialog | None:
         return None
 
 
+def _contact() -> Any:
+    """Our Contact: our address (as advertised, see ``SipEndpoint``) and no display name.
+
+    sippy's default has the display name "Anonymous"; it tells the trunk nothing, and some
+    peers (SIPp's [next_url] among them) copy the whole value into a Request-URI.
+    """
+    from sippy.SipContact import SipContact
+
+    contact = SipContact()
+    contact.address.name = None
+    return contact
+
+
 def _text(body: Any) -> str | None:
     """The remote SDP as text (parsed again on the engine's side)."""
     return None if body is None else str(body)
@@ -113,6 +126,7 @@ class Uac:
             dead_cbs=(self._dead,),
         )
         self.ua.local_ua = USER_AGENT
+        self.ua.lContact = _contact()
         self.ua.on_update = self._on_update
         try_event = CCEventTry((SipCallId(), caller, callee, MsgBody(offer), None, None))
         identity = f"<sip:{caller}@{trunk[0]};user=phone>"
@@ -168,8 +182,6 @@ class InboundCall:
     announcement (played by the relay) and is ended with our BYE."""
 
     def __init__(self, endpoint: SipEndpoint, req: Any, transaction: Any, report: Report) -> None:
-        from sippy.SipContact import SipContact
-
         self._report = report
         self.ua: Any = _ua_class()(
             endpoint.config,
@@ -178,11 +190,7 @@ class InboundCall:
             dead_cbs=(self._dead,),
         )
         self.ua.local_ua = USER_AGENT
-        # sippy's default Contact has the display name "Anonymous"; some peers (SIPp's
-        # [next_url] among them) copy the whole value into the ACK's Request-URI.
-        contact = SipContact()
-        contact.address.name = None
-        self.ua.lContact = contact
+        self.ua.lContact = _contact()
         self.answer: str | None = None
         self.ua.on_update = lambda _body: self.answer
         self.result = self.ua.recvRequest(req, transaction)

@@ -98,9 +98,9 @@ class SipCarrier:
         self._clock = clock
         self._trunk = host_port(settings.sip_trunk, DEFAULT_SIP_PORT)
         self._bind = host_port(settings.sip_bind, DEFAULT_SIP_PORT)
-        advertise = settings.sip_advertise or self._bind[0]
+        self._advertise = settings.sip_advertise or self._bind[0]
         self.relay = UdpRelay(
-            bind_host=self._bind[0], advertise=advertise, ports=settings.rtp_ports
+            bind_host=self._bind[0], advertise=self._advertise, ports=settings.rtp_ports
         )
         self._thread = SipThread()
         self._endpoint: SipEndpoint | None = None
@@ -138,7 +138,9 @@ class SipCarrier:
         host, port = self._bind
         try:
             self._endpoint = await self._thread.run(
-                lambda: SipEndpoint(host, port, on_request=self._out_of_dialog)
+                lambda: SipEndpoint(
+                    host, port, advertise=self._advertise, on_request=self._out_of_dialog
+                )
             )
         except BaseException:
             self._thread.stop()  # e.g. the SIP port is taken: leave no thread behind

@@ -46,17 +46,15 @@ async def sip_api(
     clock: Clock | None = None,
     **overrides: object,
 ) -> AsyncIterator[Api]:
-    settings = make_settings(
-        database_url,
-        tmp_path / "data",
-        carrier="sip",
-        sip_trunk=sipp.trunk if sipp is not None else "127.0.0.1:9",
-        sip_bind=f"127.0.0.1:{sip_port or free_udp_port()}",
-        rtp_ports="22000-22999",
-        allow_private_webhooks=True,
-        call_status_rate_limit_per_minute=100_000,
-        **overrides,
-    )
+    values: dict[str, object] = {
+        "carrier": "sip",
+        "sip_trunk": sipp.trunk if sipp is not None else "127.0.0.1:9",
+        "sip_bind": f"127.0.0.1:{sip_port or free_udp_port()}",
+        "rtp_ports": "22000-22999",
+        "allow_private_webhooks": True,
+        "call_status_rate_limit_per_minute": 100_000,
+    }
+    settings = make_settings(database_url, tmp_path / "data", **(values | overrides))
     async with running_api(settings, clock=clock) as api:
         yield api
 
@@ -569,3 +567,38 @@ async def test_the_balance_cut_off_ends_the_call_with_our_bye_to_both(
     # The minute was paid from the wallet, which holds nothing back and is not negative.
     assert (wallet["balance"], wallet["reserved"], wallet["available"]) == (0, 0, 0)
     assert sorted(requests_seen(sipp)) == ["ACK", "ACK", "BYE", "BYE", "INVITE", "INVITE"]
+
+
+async def test_the_advertised_address_is_in_contact_via_and_sdp_and_the_trunk_reaches_us_there(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    # SPEC §10: MASKLINE_SIP_ADVERTISE (a public address behind NAT) is written in Contact,
+    # Via and SDP. Here the engine listens on every local address and advertises
+    # 127.0.0.2, where the trunk's in-dialog requests, routed by our Contact, reach it.
+    advertised, sip_port = "127.0.0.2", free_udp_port("0.0.0.0")  # noqa: S104
+    sipp = answering(tmp_path, phones, a=("bye_by_contact",), b=("wait_bye",))
+    settings = {"sip_bind": f"0.0.0.0:{sip_port}", "sip_advertise": advertised}
+    try:
+        async with sip_api(database_url, tmp_path, sipp, **settings) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            call = await wait_for(api, org, placed["call_sid"], within=30)
+            assert await sipp.finished() == 0, sipp.errors()
+    finally:
+        sipp.close()
+    # A's BYE went to our Contact's address and ended the call as A's hang-up.
+    assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_a", None, None, 60, 1.5)
+    ours = f"{advertised}:{sip_port}"
+    requests = [m for m in sipp.messages() if m.received and not m.first_line.startswith("SIP/")]
+    methods = [m.first_line.split(" ")[0] for m in requests]
+    assert methods == ["INVITE", "ACK", "INVITE", "ACK", "BYE"]
+    for request in requests:
+        assert (request.header("Via") or "").startswith(f"SIP/2.0/UDP {ours};")
+    masked = f"+{placed['masked_number']}"
+    for request in requests:
+        if request.first_line.startswith(("INVITE", "BYE")):
+            # No display name: sippy's default ("Anonymous") is not sent.
+            assert request.header("Contact") == f"<sip:{masked}@{ours}>"
+    for invite in requests[0::2][:2]:
+        assert f"o=maskline 1 1 IN IP4 {advertised}" in invite.text
+        assert f"c=IN IP4 {advertised}" in invite.text
