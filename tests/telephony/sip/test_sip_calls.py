@@ -236,6 +236,16 @@ async def test_a_refusing_first_leg_fails_the_call_unbilled(
     assert requests_seen(sipp) == ["INVITE", "ACK"]
 
 
+@pytest.mark.parametrize("code", [408, 480])
+async def test_a_timeout_or_unavailable_answer_from_the_far_end_is_no_answer(
+    database_url: str, tmp_path: Path, code: int
+) -> None:
+    # The trunk did respond (100 Trying), then gave up on the phone: not a trunk failure.
+    sipp = Sipp("reject.xml", tmp_path / "sipp", calls=1, fill={"CODE": str(code)})
+    call = await one_call(database_url, tmp_path, sipp)
+    assert outcome(call) == ("no-answer", "NO_ANSWER", "system", "party_a", code, 0, 0)
+
+
 async def test_b_busy_after_a_answered_fails_on_party_b_and_a_hears_ringback_then_busy(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -602,3 +612,28 @@ async def test_the_advertised_address_is_in_contact_via_and_sdp_and_the_trunk_re
     for invite in requests[0::2][:2]:
         assert f"o=maskline 1 1 IN IP4 {advertised}" in invite.text
         assert f"c=IN IP4 {advertised}" in invite.text
+
+
+async def test_a_trunk_that_never_responds_fails_the_call_as_a_trunk_failure(
+    database_url: str, tmp_path: Path
+) -> None:
+    # SPEC §3: no response at all from the trunk on A is a trunk failure, not a party who
+    # does not pick up. The trunk here takes our INVITEs and never sends anything back.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.setblocking(False)
+    trunk = f"127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        # The engine's clock runs ten times faster: the 30 s ring timeout is 3 real seconds.
+        async with sip_api(
+            database_url, tmp_path, None, clock=ScaledClock(10), sip_trunk=trunk
+        ) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B, ring_timeout_sec=30)
+            call = await wait_for(api, org, placed["call_sid"], within=30)
+        invite = silent.recv(65535)
+    finally:
+        silent.close()
+    assert invite.startswith(f"INVITE sip:+91{PARTY_A}@".encode())
+    assert outcome(call) == ("failed", "NORMAL_TEMPORARY_FAILURE", "system", "party_a", 408, 0, 0)
+    assert (call["answered_at"], call["duration_sec"]) == (None, 0)
