@@ -151,7 +151,11 @@ class SipCarrier:
         try:
             self._endpoint = await self._thread.run(
                 lambda: SipEndpoint(
-                    host, port, advertise=self._advertise, on_request=self._out_of_dialog
+                    host,
+                    port,
+                    advertise=self._advertise,
+                    on_request=self._out_of_dialog,
+                    from_trunk=self._from_trunk,
                 )
             )
         except BaseException:

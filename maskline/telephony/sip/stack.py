@@ -190,10 +190,14 @@ class SipEndpoint:
         *,
         advertise: str,
         on_request: Callable[[Any, Any], Any],
+        from_trunk: Callable[[Any], bool],
     ) -> None:
         """Listen on ``host:port``; write ``advertise`` (MASKLINE_SIP_ADVERTISE, else the
         bind host) and the bound port in our Via sent-by, Contact and any other header
-        sippy fills with "my address" (SPEC §10)."""
+        sippy fills with "my address" (SPEC §10). ``on_request`` gets the requests of no
+        dialog of ours; ``from_trunk`` tells whether a request's packet came from the
+        trunk (in-dialog requests from elsewhere are dropped, see ``agents``)."""
+        self.from_trunk = from_trunk
         from sippy.SipTransactionManager import SipTransactionManager
         from sippy.Udp_server import Udp_server, Udp_server_opts
 

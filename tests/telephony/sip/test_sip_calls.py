@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from maskline.calls.lifecycle import load_call
 from maskline.kit.clock import Clock, ScaledClock
-from maskline.telephony.events import Leg
+from maskline.telephony.events import Dialog, Leg
 from maskline.telephony.media.g711 import G711, to_pcm16
 from maskline.telephony.media.relay import Endpoint, UdpRelay
 from maskline.telephony.sim.audio import TONE_HZ, tone_frames
@@ -637,3 +638,109 @@ async def test_a_trunk_that_never_responds_fails_the_call_as_a_trunk_failure(
     assert invite.startswith(f"INVITE sip:+91{PARTY_A}@".encode())
     assert outcome(call) == ("failed", "NORMAL_TEMPORARY_FAILURE", "system", "party_a", 408, 0, 0)
     assert (call["answered_at"], call["duration_sec"]) == (None, 0)
+
+
+def stranger_request(
+    method: str, dialog: Dialog, *, via: tuple[str, int], media_port: int
+) -> bytes:
+    """An in-dialog request in ``dialog`` as the trunk's side would send it (its From is
+    our To), with an offer that moves the media to ``media_port`` on the sender's host."""
+    host, port = via
+    body = (
+        f"v=0\r\no=x 1 2 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+        f"m=audio {media_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+    lines = [
+        f"{method} {dialog.local.split('<', 1)[-1].split('>', 1)[0]} SIP/2.0",
+        f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK-stranger-{method}",
+        f"From: {dialog.remote}",
+        f"To: {dialog.local}",
+        f"Call-ID: {dialog.call_id}",
+        f"CSeq: 900 {method}",
+        f"Contact: <sip:{host}:{port}>",
+        "Max-Forwards: 70",
+        "Content-Type: application/sdp",
+        f"Content-Length: {len(body)}",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+@pytest.mark.parametrize("method", ["UPDATE", "INVITE"])
+async def test_an_in_dialog_request_from_anywhere_but_the_trunk_is_dropped(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone], method: str
+) -> None:
+    # Someone who knows A's dialog (Call-ID and tags) sends, from another address than the
+    # trunk's, a re-INVITE or UPDATE moving A's media to itself: it gets no answer, and
+    # B's audio goes on reaching A's phone.
+    sipp = answering(tmp_path, phones, a=("wait_bye",), b=("wait_bye",))
+    sip_port = free_udp_port()
+    stranger, stranger_media = Phone("127.0.0.2"), Phone("127.0.0.2")
+    trunk_side = Phone("127.0.0.1")  # the trunk's address: its OPTIONS gets an answer
+    stop = asyncio.Event()
+    b_talking: asyncio.Task[None] | None = None
+    b_ssrc = 0xB3B3B3B3
+    try:
+        async with sip_api(database_url, tmp_path, sipp, sip_port=sip_port) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            sid = placed["call_sid"]
+            await wait_for(api, org, sid, ("in-progress",))
+            async with api.runtime.db.read() as session:
+                stored = (await load_call(session, sid)).sip_dialogs
+            assert stored is not None
+            dialog = Dialog.from_json(stored["party_a"])
+            ours = Endpoint("127.0.0.1", sip_port)
+            stranger.send(
+                stranger_request(
+                    method, dialog, via=("127.0.0.2", stranger.port), media_port=stranger_media.port
+                ),
+                ours,
+            )
+            # Our SIP thread handles requests in order: once the trunk's OPTIONS, sent
+            # after it, is answered, the stranger's request has been dealt with.
+            trunk_side.send(options_from(trunk_side.port, to=sip_port), ours)
+            answered = (await trunk_side.receive(1))[0]
+            session_media = relay_of(api).sessions[sid]
+            b_talking = asyncio.create_task(
+                stream(phones[Leg.B], session_media.local(Leg.B), b_ssrc, stop)
+            )
+            await heard_from(phones[Leg.A], b_ssrc)
+            stop.set()
+            await b_talking
+            hung_up = await api.client.post(f"/v1/masking/calls/{sid}/hangup", headers=org.auth)
+            assert hung_up.status_code == 200, hung_up.text
+            assert await sipp.finished() == 0, sipp.errors()
+        unanswered = waiting(stranger) is None
+    finally:
+        stop.set()
+        if b_talking is not None:
+            await asyncio.gather(b_talking, return_exceptions=True)
+        sipp.close()
+        for phone in (stranger, stranger_media, trunk_side):
+            phone.close()
+    assert answered.startswith(b"SIP/2.0 200 ")
+    assert unanswered
+    # The trunk saw nothing of it: its own dialog went on and ended with our BYEs.
+    assert sorted(requests_seen(sipp)) == ["ACK", "ACK", "BYE", "BYE", "INVITE", "INVITE"]
+
+
+def waiting(phone: Phone) -> bytes | None:
+    """A datagram already received by ``phone``, if any (without waiting)."""
+    try:
+        return phone.sock.recv(65535)
+    except BlockingIOError:
+        return None
+
+
+def options_from(port: int, *, to: int) -> bytes:
+    lines = [
+        f"OPTIONS sip:127.0.0.1:{to} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-options-{port}",
+        f"From: <sip:trunk@127.0.0.1:{port}>;tag=options",
+        f"To: <sip:127.0.0.1:{to}>",
+        f"Call-ID: options-{port}@127.0.0.1",
+        "CSeq: 1 OPTIONS",
+        "Max-Forwards: 70",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
