@@ -744,3 +744,37 @@ def options_from(port: int, *, to: int) -> bytes:
         "Content-Length: 0",
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def test_a_bridge_in_which_no_phone_sent_audio_is_recorded_as_silence_as_long_as_it(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    # SPEC §5: both phones answer and send no RTP at all (muted, or a silent trunk); A
+    # hangs up 3 s later. The recording is ready, and it is the bridge's length of silence.
+    sipp = answering(tmp_path, phones, a=("send_bye",), b=("wait_bye",), pause_ms=3000)
+    try:
+        async with sip_api(database_url, tmp_path, sipp) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            sid = placed["call_sid"]
+            call = await wait_for(api, org, sid, within=30)
+            assert await sipp.finished() == 0, sipp.errors()
+            recording = await api.client.get(f"/v1/masking/calls/{sid}/recording", headers=org.auth)
+            assert recording.status_code == 200, recording.text
+            url = recording.json()["data"]["url"].removeprefix("http://127.0.0.1:8000")
+            mp3 = (await api.client.get(url)).content
+    finally:
+        sipp.close()
+    assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_a", None, None, 60, 1.5)
+    assert call["recording_status"] == "ready"
+    talk = call["talk_duration_sec"]
+    assert recording.json()["data"]["duration_sec"] == talk
+    decoded = decode_mp3(mp3)
+    assert talk <= decoded.seconds < talk + 1
+    assert loudest(decoded.left) == loudest(decoded.right) == 0
+
+
+def loudest(pcm: bytes) -> int:
+    """The largest magnitude of a 16-bit PCM sample in ``pcm``."""
+    samples = struct.unpack(f"<{len(pcm) // 2}h", pcm)
+    return max((abs(s) for s in samples), default=0)
