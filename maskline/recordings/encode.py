@@ -56,16 +56,21 @@ def encode_mp3(
     right: Path,
     out: Path,
     *,
-    seconds: float = 0.0,
+    seconds: float | None = None,
     abort: threading.Event | None = None,
 ) -> Encoded:
     """Encode the legs' spool files into ``out`` (written whole, then renamed into place),
-    ``seconds`` long (the bridge's length) or as long as the longer spool if that is more;
-    a spool that ends early, or is missing, is silence from there on.
+    ``seconds`` long (the bridge's length: a spool that ends early, or is missing, is
+    silence from there on, and audio past the end is left out), or without ``seconds`` as
+    long as the longer spool.
 
     ``abort``, once set, stops the encode between seconds of audio (``Aborted``).
     """
-    total = max(_samples_in(left), _samples_in(right), int(seconds * SPOOL_RATE), MIN_SAMPLES)
+    if seconds is None:
+        total = max(_samples_in(left), _samples_in(right))
+    else:
+        total = int(seconds * SPOOL_RATE)
+    total = max(total, MIN_SAMPLES)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f"{out.name}.partial")
     handles = [path.open("rb") if path.exists() else None for path in (left, right)]

@@ -172,7 +172,7 @@ class RecordingWorker:
         else:
             await self._publish(job, key, duration_ms=encoded.duration_ms, size=size)
 
-    async def _bridge_seconds(self, call_sid: str) -> float:
+    async def _bridge_seconds(self, call_sid: str) -> float | None:
         """How long the call was bridged: the recording's length (SPEC §5)."""
         async with self.db.read() as session:
             bridged_at, ended_at = (
@@ -181,7 +181,7 @@ class RecordingWorker:
                 )
             ).one()
         if bridged_at is None or ended_at is None:
-            return 0.0
+            return None  # not expected of a recorded call: then the spool decides
         return max(0.0, (ended_at - bridged_at).total_seconds())
 
     async def _release(self, job: Job) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,7 @@ from maskline.telephony.events import (
 )
 from maskline.telephony.media import tones
 from maskline.telephony.media.g711 import G711
+from maskline.telephony.media.recorder import FromTheBridge
 from maskline.telephony.media.relay import MediaSession, RelayFull, UdpRelay
 from maskline.telephony.sip import sdp
 from maskline.telephony.sip.agents import Uac, send_bye
@@ -333,7 +335,7 @@ class SipCarrier:
         call.session.forward(Leg.A)
         call.session.forward(Leg.B)
         if media is not None:
-            call.session.record(media)
+            call.session.record(FromTheBridge(media, since=time.monotonic()))
 
     def end_orphan(self, call_sid: str, dialogs: list[Dialog]) -> None:
         """BYE each stored dialog of a call whose engine died (SPEC §8). Returns at once;

@@ -778,3 +778,36 @@ def loudest(pcm: bytes) -> int:
     """The largest magnitude of a 16-bit PCM sample in ``pcm``."""
     samples = struct.unpack(f"<{len(pcm) // 2}h", pcm)
     return max((abs(s) for s in samples), default=0)
+
+
+async def test_audio_that_starts_late_in_the_bridge_is_recorded_where_it_was_spoken(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    # SPEC §5: the recording runs from the bridge; the time before a leg's first packet
+    # is silence. A says nothing for two seconds of the bridge, then 2 s of tone; B is
+    # silent throughout.
+    sipp = answering(tmp_path, phones, a=("send_bye",), b=("wait_bye",), pause_ms=6000)
+    try:
+        async with sip_api(database_url, tmp_path, sipp) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            sid = placed["call_sid"]
+            await wait_for(api, org, sid, ("in-progress",))
+            session = relay_of(api).sessions[sid]
+            await asyncio.sleep(2)  # not a wait for something: two seconds of A's silence
+            await talk(phones[Leg.A], session.local(Leg.A), TONE_HZ["party_a"])
+            call = await wait_for(api, org, sid, within=30)
+            assert await sipp.finished() == 0, sipp.errors()
+            recording = await api.client.get(f"/v1/masking/calls/{sid}/recording", headers=org.auth)
+            url = recording.json()["data"]["url"].removeprefix("http://127.0.0.1:8000")
+            mp3 = (await api.client.get(url)).content
+    finally:
+        sipp.close()
+    assert (call["status"], call["recording_status"]) == ("completed", "ready")
+    decoded = decode_mp3(mp3)
+    second = decoded.rate * 2  # bytes of one second of one channel
+    # The first two seconds (less the encoder's frame of look-ahead) are silence; A's
+    # tone comes after them.
+    assert loudest(decoded.left[: int(second * 1.9)]) == 0
+    assert loudest(decoded.left[2 * second :]) > 1000
+    assert loudest(decoded.right) == 0
