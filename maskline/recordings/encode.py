@@ -1,5 +1,8 @@
 """Two spool files (A, B) → one stereo MP3: A left, B right, 16 kHz (SPEC §5).
 
+The MP3 lasts as long as the bridge: where a leg's spool holds no audio (a muted
+phone, lost packets, a silent trunk, or no packet at all) its channel is silence.
+
 PyAV (FFmpeg's libraries, bundled in its wheel) resamples with libswresample
 and encodes with LAME; its MP3 muxer writes the Xing/LAME header that gives
 players the exact duration. Nothing is hand-written here but the plumbing.
@@ -20,10 +23,8 @@ MP3_RATE = 16000
 BIT_RATE = 32_000
 CHUNK_SAMPLES = SPOOL_RATE  # one second per frame handed to the encoder
 BYTES_PER_SAMPLE = 2
-
-
-class NoAudio(Exception):
-    """Neither leg's spool holds any audio."""
+# A bridge too short to measure still gets a file: one 20 ms frame of silence.
+MIN_SAMPLES = SPOOL_RATE // 50
 
 
 class Aborted(Exception):
@@ -51,15 +52,25 @@ def _read(handle: BinaryIO | None, samples: int) -> bytes:
 
 
 def encode_mp3(
-    left: Path, right: Path, out: Path, *, abort: threading.Event | None = None
+    left: Path,
+    right: Path,
+    out: Path,
+    *,
+    seconds: float | None = None,
+    abort: threading.Event | None = None,
 ) -> Encoded:
-    """Encode the legs' spool files into ``out`` (written whole, then renamed into place).
+    """Encode the legs' spool files into ``out`` (written whole, then renamed into place),
+    ``seconds`` long (the bridge's length: a spool that ends early, or is missing, is
+    silence from there on, and audio past the end is left out), or without ``seconds`` as
+    long as the longer spool.
 
     ``abort``, once set, stops the encode between seconds of audio (``Aborted``).
     """
-    total = max(_samples_in(left), _samples_in(right))
-    if total == 0:
-        raise NoAudio("the spool holds no audio")
+    if seconds is None:
+        total = max(_samples_in(left), _samples_in(right))
+    else:
+        total = int(seconds * SPOOL_RATE)
+    total = max(total, MIN_SAMPLES)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f"{out.name}.partial")
     handles = [path.open("rb") if path.exists() else None for path in (left, right)]

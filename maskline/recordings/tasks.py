@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +26,7 @@ from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
 from maskline.kit.logging import call_sid_var
 from maskline.kit.loops import Loops
-from maskline.recordings.encode import Aborted, NoAudio, encode_mp3
+from maskline.recordings.encode import Aborted, encode_mp3
 from maskline.recordings.models import Recording
 from maskline.recordings.repository import lock_recording, mark_deleted, object_removed
 from maskline.recordings.storage import Storage, object_key
@@ -155,19 +156,33 @@ class RecordingWorker:
         staged = self.spool.directory / f"{job.call_sid}.{self.worker_id}.mp3"
         key = object_key(job.org_id, job.call_sid)
         try:
+            seconds = await self._bridge_seconds(job.call_sid)
             encoded = await asyncio.to_thread(
-                encode_mp3, legs[Leg.A], legs[Leg.B], staged, abort=self._abort
+                partial(encode_mp3, seconds=seconds, abort=self._abort),
+                legs[Leg.A],
+                legs[Leg.B],
+                staged,
             )
             size = await asyncio.to_thread(self.storage.put, key, staged)
         except Aborted:
             await self._release(job)
-        except NoAudio:
-            await self._give_up(job, "no audio was recorded")
         except Exception as exc:
             log.exception("encoding failed (attempt %d)", job.attempts)
             await self._retry_or_give_up(job, f"{type(exc).__name__}: {exc}")
         else:
             await self._publish(job, key, duration_ms=encoded.duration_ms, size=size)
+
+    async def _bridge_seconds(self, call_sid: str) -> float | None:
+        """How long the call was bridged: the recording's length (SPEC §5)."""
+        async with self.db.read() as session:
+            bridged_at, ended_at = (
+                await session.execute(
+                    select(Call.bridged_at, Call.ended_at).where(Call.call_sid == call_sid)
+                )
+            ).one()
+        if bridged_at is None or ended_at is None:
+            return None  # not expected of a recorded call: then the spool decides
+        return max(0.0, (ended_at - bridged_at).total_seconds())
 
     async def _release(self, job: Job) -> None:
         """Shutting down mid-encode: hand the job back at once, this attempt uncounted."""

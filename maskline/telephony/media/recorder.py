@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from pathlib import Path
 from typing import BinaryIO
 
+from maskline.telephony.carrier import MediaSink
 from maskline.telephony.events import Leg
 
+SAMPLE_RATE = 8000
+FRAME_SAMPLES = 160
 _SAFE_NAME = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 
@@ -61,3 +65,31 @@ class SpoolRecorder:
         for handle in self._files.values():
             with contextlib.suppress(OSError):
                 handle.close()
+
+
+class FromTheBridge:
+    """A ``MediaSink`` in front of another that starts both channels at the bridge.
+
+    The RTP relay places audio from the first packet of either leg on (that packet is its
+    sample 0). The time from the bridge (``since``, on ``time.monotonic`` like the relay's
+    own placement: RTP audio runs in real time) to that packet is written here first, as
+    silence in both channels, in whole 20 ms frames (SPEC §5).
+    """
+
+    def __init__(self, sink: MediaSink, *, since: float) -> None:
+        self._sink = sink
+        self._since = since
+        self._started = False
+
+    def on_audio(self, leg: Leg, pcm: bytes) -> None:
+        if not self._started:
+            self._started = True
+            frames = round((time.monotonic() - self._since) * SAMPLE_RATE / FRAME_SAMPLES)
+            if frames > 0:
+                silence = bytes(2 * FRAME_SAMPLES * frames)
+                for each in Leg:
+                    self._sink.on_audio(each, silence)
+        self._sink.on_audio(leg, pcm)
+
+    def close(self) -> None:
+        self._sink.close()

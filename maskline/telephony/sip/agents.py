@@ -24,11 +24,17 @@ Report = Callable[[UacEvent], None]
 
 @cache
 def _ua_class() -> Any:
-    """sippy's UA, answering UPDATE (RFC 3311) in a dialog instead of ignoring it.
+    """sippy's UA, answering UPDATE (RFC 3311) in a dialog instead of ignoring it, and
+    taking in-dialog requests from the trunk only.
 
     sippy has no UPDATE handler: the request gets no answer at all, and the far end
     retransmits until it gives up and tears the call down. Here an UPDATE is answered
     at once (200, our SDP if it carried an offer) and reported like a re-INVITE.
+
+    sippy matches an in-dialog request by Call-ID and tags alone, so anyone who learnt
+    them could move the call's media (re-INVITE, UPDATE) or end it; a request whose
+    packet did not come from the trunk is dropped unanswered, as out-of-dialog INVITEs
+    from elsewhere are refused (``SipEndpoint.from_trunk``).
     """
     from sippy.MsgBody import MsgBody
     from sippy.SipHeader import SipHeader
@@ -36,8 +42,17 @@ def _ua_class() -> Any:
 
     class UpdatingUA(UA):  # type: ignore[misc]
         on_update: Callable[[str | None], str | None] | None = None
+        from_trunk: Callable[[Any], bool] | None = None
 
         def recvRequest(self, req: Any, sip_t: Any) -> Any:
+            if self.from_trunk is not None and not self.from_trunk(req):
+                log.warning(
+                    "in-dialog %s from %s, not the trunk: dropped",
+                    req.getMethod(),
+                    req.getSource(),
+                )
+                _forget(sip_t)
+                return None
             if req.getMethod() != "UPDATE" or self.state is None or self.state.dead:
                 return super().recvRequest(req, sip_t)
             cseq = req.getHFBody("cseq").getCSeqNum()
@@ -55,6 +70,16 @@ def _ua_class() -> Any:
             return (resp, None, None)
 
     return UpdatingUA
+
+
+def _forget(transaction: Any) -> None:
+    """Let sippy drop a server transaction we give no answer (an INVITE's keeps a timer
+    that would answer 487 minutes later)."""
+    for name in ("teA", "teD", "teE", "teF", "teG"):
+        timer = getattr(transaction, name, None)
+        if timer is not None:
+            timer.cancel()
+            setattr(transaction, name, None)
 
 
 def dialog_of(ua: Any) -> Dialog | None:
@@ -75,6 +100,19 @@ def dialog_of(ua: Any) -> Dialog | None:
     except Exception:
         log.exception("cannot read the dialog of a leg")
         return None
+
+
+def _contact() -> Any:
+    """Our Contact: our address (as advertised, see ``SipEndpoint``) and no display name.
+
+    sippy's default has the display name "Anonymous"; it tells the trunk nothing, and some
+    peers (SIPp's [next_url] among them) copy the whole value into a Request-URI.
+    """
+    from sippy.SipContact import SipContact
+
+    contact = SipContact()
+    contact.address.name = None
+    return contact
 
 
 def _text(body: Any) -> str | None:
@@ -113,7 +151,9 @@ class Uac:
             dead_cbs=(self._dead,),
         )
         self.ua.local_ua = USER_AGENT
+        self.ua.lContact = _contact()
         self.ua.on_update = self._on_update
+        self.ua.from_trunk = endpoint.from_trunk
         try_event = CCEventTry((SipCallId(), caller, callee, MsgBody(offer), None, None))
         identity = f"<sip:{caller}@{trunk[0]};user=phone>"
         try_event.extra_headers = (SipHeader(name="p-asserted-identity", bodys=identity),)
@@ -168,8 +208,6 @@ class InboundCall:
     announcement (played by the relay) and is ended with our BYE."""
 
     def __init__(self, endpoint: SipEndpoint, req: Any, transaction: Any, report: Report) -> None:
-        from sippy.SipContact import SipContact
-
         self._report = report
         self.ua: Any = _ua_class()(
             endpoint.config,
@@ -178,11 +216,8 @@ class InboundCall:
             dead_cbs=(self._dead,),
         )
         self.ua.local_ua = USER_AGENT
-        # sippy's default Contact has the display name "Anonymous"; some peers (SIPp's
-        # [next_url] among them) copy the whole value into the ACK's Request-URI.
-        contact = SipContact()
-        contact.address.name = None
-        self.ua.lContact = contact
+        self.ua.lContact = _contact()
+        self.ua.from_trunk = endpoint.from_trunk
         self.answer: str | None = None
         self.ua.on_update = lambda _body: self.answer
         self.result = self.ua.recvRequest(req, transaction)

@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,7 @@ from maskline.telephony.events import (
 )
 from maskline.telephony.media import tones
 from maskline.telephony.media.g711 import G711
+from maskline.telephony.media.recorder import FromTheBridge
 from maskline.telephony.media.relay import MediaSession, RelayFull, UdpRelay
 from maskline.telephony.sip import sdp
 from maskline.telephony.sip.agents import Uac, send_bye
@@ -41,6 +43,14 @@ log = logging.getLogger("maskline.sip")
 MEDIA_CHECK_SEC = 1.0
 BYE_GRACE_SEC = 1.0
 DEFAULT_SIP_PORT = 5060
+# A trunk that has sent nothing at all (not even 100 Trying) this long after our INVITE is
+# down: 16 x T1, i.e. the INVITE and its first four retransmissions went unanswered. RFC
+# 3261's Timer B (64 x T1 = 32 s) would come after the usual ring timeout. In the engine's
+# clock; see docs/decisions.md.
+NO_RESPONSE_SEC = 8.0
+# What the leg reports then, as a SIP stack does for a transaction that timed out (RFC
+# 3261 §8.1.3.1).
+NO_RESPONSE_CODE = 408
 
 # Final responses → SPEC §3 causes; other 4xx/5xx/6xx are a trunk failure.
 CAUSES: dict[int, Cause] = {
@@ -55,8 +65,10 @@ CAUSES: dict[int, Cause] = {
 }
 
 
-def cause_of(code: int | None) -> Cause:
-    if code is None:
+def cause_of(code: int | None, *, responded: bool = True) -> Cause:
+    """The cause of a final response; a 408 before the trunk sent anything at all is the
+    SIP stack's own timeout (Timer B), a trunk failure, not a party who did not answer."""
+    if code is None or (code == NO_RESPONSE_CODE and not responded):
         return Cause.NORMAL_TEMPORARY_FAILURE
     return CAUSES.get(code, Cause.NORMAL_TEMPORARY_FAILURE)
 
@@ -84,6 +96,7 @@ class _Call:
     finishing: set[Leg] = field(default_factory=set)  # a tone plays before our BYE
     on_hold: set[Leg] = field(default_factory=set)
     answered: set[Leg] = field(default_factory=set)
+    responded: set[Leg] = field(default_factory=set)  # the trunk sent something on it
     bridged: bool = False
     timed_out: bool = False
 
@@ -98,9 +111,9 @@ class SipCarrier:
         self._clock = clock
         self._trunk = host_port(settings.sip_trunk, DEFAULT_SIP_PORT)
         self._bind = host_port(settings.sip_bind, DEFAULT_SIP_PORT)
-        advertise = settings.sip_advertise or self._bind[0]
+        self._advertise = settings.sip_advertise or self._bind[0]
         self.relay = UdpRelay(
-            bind_host=self._bind[0], advertise=advertise, ports=settings.rtp_ports
+            bind_host=self._bind[0], advertise=self._advertise, ports=settings.rtp_ports
         )
         self._thread = SipThread()
         self._endpoint: SipEndpoint | None = None
@@ -108,6 +121,7 @@ class SipCarrier:
         self._calls: dict[str, _Call] = {}
         self._opening: dict[str, asyncio.Task[_Call]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._response_timers: set[asyncio.Task[None]] = set()
         self._monitor: asyncio.Task[None] | None = None
         self._next_slot = 0.0
         self._hung_up_early: set[tuple[str, Leg]] = set()
@@ -138,7 +152,13 @@ class SipCarrier:
         host, port = self._bind
         try:
             self._endpoint = await self._thread.run(
-                lambda: SipEndpoint(host, port, on_request=self._out_of_dialog)
+                lambda: SipEndpoint(
+                    host,
+                    port,
+                    advertise=self._advertise,
+                    on_request=self._out_of_dialog,
+                    from_trunk=self._from_trunk,
+                )
             )
         except BaseException:
             self._thread.stop()  # e.g. the SIP port is taken: leave no thread behind
@@ -151,6 +171,9 @@ class SipCarrier:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
+        for timer in self._response_timers:
+            timer.cancel()
+        await asyncio.gather(*self._response_timers, return_exceptions=True)
         for call in self._calls.values():
             for leg, uac in call.uacs.items():
                 if leg not in call.ended:
@@ -233,6 +256,23 @@ class SipCarrier:
         )
         if leg in call.ended:  # hung up while the INVITE was being built
             self._thread.call(call.uacs[leg].hangup)
+            return
+        timer = asyncio.create_task(self._expect_response(sid, call, leg))
+        self._response_timers.add(timer)
+        timer.add_done_callback(self._response_timers.discard)
+
+    async def _expect_response(self, sid: str, call: _Call, leg: Leg) -> None:
+        """Fail the leg as a trunk failure if the trunk sends nothing at all in time."""
+        await self._clock.sleep(NO_RESPONSE_SEC)
+        if leg in call.responded or leg in call.ended or self._calls.get(sid) is not call:
+            return
+        log.warning("no response from the trunk to an INVITE: failing the leg")
+        call.ended.add(leg)
+        self._thread.call(call.uacs[leg].hangup)
+        self._emit(
+            LegFailed(sid, leg, self._clock.now(), Cause.NORMAL_TEMPORARY_FAILURE, NO_RESPONSE_CODE)
+        )
+        self._close_if_done(sid, call)
 
     async def _call(self, sid: str) -> _Call:
         call = self._calls.get(sid)
@@ -295,7 +335,7 @@ class SipCarrier:
         call.session.forward(Leg.A)
         call.session.forward(Leg.B)
         if media is not None:
-            call.session.record(media)
+            call.session.record(FromTheBridge(media, since=time.monotonic()))
 
     def end_orphan(self, call_sid: str, dialogs: list[Dialog]) -> None:
         """BYE each stored dialog of a call whose engine died (SPEC §8). Returns at once;
@@ -335,6 +375,9 @@ class SipCarrier:
             return
         if leg in call.ended:
             return  # we ended this leg; its last responses change nothing
+        responded = leg in call.responded
+        if event.kind in ("ring", "connect"):
+            call.responded.add(leg)
         if event.kind == "ring" and event.code is not None and event.code > 100:
             if remote is not None and remote.codec is not None and leg is Leg.B:
                 # Early media (183): B's announcements and ringing reach A.
@@ -352,7 +395,8 @@ class SipCarrier:
             self._emit(LegAnswered(sid, leg, now, dialog=event.dialog))
         elif event.kind == "fail":
             call.ended.add(leg)
-            self._emit(LegFailed(sid, leg, now, cause_of(event.code), event.code))
+            cause = cause_of(event.code, responded=responded)
+            self._emit(LegFailed(sid, leg, now, cause, event.code))
         elif event.kind == "bye":
             call.ended.add(leg)
             self._emit(LegHungUp(sid, leg, now))

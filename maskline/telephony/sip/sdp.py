@@ -19,6 +19,12 @@ class RemoteMedia:
     on_hold: bool
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes ``²`` (which ``int`` refuses) and
+    ``int`` also reads other scripts' digits, neither of which SDP allows (RFC 8866)."""
+    return text.isascii() and text.isdigit()
+
+
 def offer(local: Endpoint, codecs: tuple[G711, ...], *, version: int = 1) -> str:
     """An audio offer of ``codecs`` (in order of preference) and telephone-events."""
     formats = " ".join(str(int(c)) for c in (*codecs, TELEPHONE_EVENT_PT))
@@ -58,9 +64,9 @@ def parse(text: str) -> RemoteMedia | None:
                 session_host = parts[2]
         elif kind == "m":
             parts = value.split()
-            if len(parts) < 4 or not parts[1].isdigit():
+            if len(parts) < 4 or not _is_number(parts[1]):
                 raise ValueError(f"bad m= line: {raw!r}")
-            formats = [int(f) for f in parts[3:] if f.isdigit()]
+            formats = [int(f) for f in parts[3:] if _is_number(f)]
             port = int(parts[1]) if parts[0].lower() == "audio" else -1
             media.append((port, formats, None, set()))
         elif kind == "a":

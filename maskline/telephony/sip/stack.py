@@ -183,15 +183,39 @@ def _check_free(host: str, port: int) -> None:
 class SipEndpoint:
     """sippy's transaction manager bound to our SIP address. Build it in the SIP thread."""
 
-    def __init__(self, host: str, port: int, *, on_request: Callable[[Any, Any], Any]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        advertise: str,
+        on_request: Callable[[Any, Any], Any],
+        from_trunk: Callable[[Any], bool],
+    ) -> None:
+        """Listen on ``host:port``; write ``advertise`` (MASKLINE_SIP_ADVERTISE, else the
+        bind host) and the bound port in our Via sent-by, Contact and any other header
+        sippy fills with "my address" (SPEC §10). ``on_request`` gets the requests of no
+        dialog of ours; ``from_trunk`` tells whether a request's packet came from the
+        trunk (in-dialog requests from elsewhere are dropped, see ``agents``)."""
+        self.from_trunk = from_trunk
         from sippy.SipTransactionManager import SipTransactionManager
         from sippy.Udp_server import Udp_server, Udp_server_opts
+
+        advertised = f"[{advertise}]" if ":" in advertise and "[" not in advertise else advertise
 
         class _OneWorker(Udp_server_opts):  # type: ignore[misc]
             nworkers = 1  # several sender threads could reorder our messages
 
+        class _AdvertisedServer(Udp_server):  # type: ignore[misc]
+            # sippy writes this address wherever a header holds "my address": behind NAT
+            # the trunk must route responses (Via) and in-dialog requests (Contact) to the
+            # public address, not to the private one we are bound to.
+            def getSIPaddr(self) -> tuple[tuple[str, int], str]:
+                (_bound, bound_port), transport = super().getSIPaddr()
+                return (advertised, bound_port), transport
+
         class _Manager(SipTransactionManager):  # type: ignore[misc]
-            model_udp_server = (Udp_server, _OneWorker)
+            model_udp_server = (_AdvertisedServer, _OneWorker)
 
         self.config: dict[str, Any] = {
             "_sip_address": host,

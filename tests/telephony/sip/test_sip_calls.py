@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from maskline.calls.lifecycle import load_call
 from maskline.kit.clock import Clock, ScaledClock
-from maskline.telephony.events import Leg
+from maskline.telephony.events import Dialog, Leg
 from maskline.telephony.media.g711 import G711, to_pcm16
 from maskline.telephony.media.relay import Endpoint, UdpRelay
 from maskline.telephony.sim.audio import TONE_HZ, tone_frames
@@ -47,17 +48,15 @@ async def sip_api(
     clock: Clock | None = None,
     **overrides: object,
 ) -> AsyncIterator[Api]:
-    settings = make_settings(
-        database_url,
-        tmp_path / "data",
-        carrier="sip",
-        sip_trunk=sipp.trunk if sipp is not None else "127.0.0.1:9",
-        sip_bind=f"127.0.0.1:{sip_port or free_udp_port()}",
-        rtp_ports="22000-22999",
-        allow_private_webhooks=True,
-        call_status_rate_limit_per_minute=100_000,
-        **overrides,
-    )
+    values: dict[str, object] = {
+        "carrier": "sip",
+        "sip_trunk": sipp.trunk if sipp is not None else "127.0.0.1:9",
+        "sip_bind": f"127.0.0.1:{sip_port or free_udp_port()}",
+        "rtp_ports": "22000-22999",
+        "allow_private_webhooks": True,
+        "call_status_rate_limit_per_minute": 100_000,
+    }
+    settings = make_settings(database_url, tmp_path / "data", **(values | overrides))
     async with running_api(settings, clock=clock) as api:
         yield api
 
@@ -237,6 +236,16 @@ async def test_a_refusing_first_leg_fails_the_call_unbilled(
     call = await one_call(database_url, tmp_path, sipp)
     assert outcome(call) == ("failed", cause, by, "party_a", code, 0, 0)
     assert requests_seen(sipp) == ["INVITE", "ACK"]
+
+
+@pytest.mark.parametrize("code", [408, 480])
+async def test_a_timeout_or_unavailable_answer_from_the_far_end_is_no_answer(
+    database_url: str, tmp_path: Path, code: int
+) -> None:
+    # The trunk did respond (100 Trying), then gave up on the phone: not a trunk failure.
+    sipp = Sipp("reject.xml", tmp_path / "sipp", calls=1, fill={"CODE": str(code)})
+    call = await one_call(database_url, tmp_path, sipp)
+    assert outcome(call) == ("no-answer", "NO_ANSWER", "system", "party_a", code, 0, 0)
 
 
 async def test_b_busy_after_a_answered_fails_on_party_b_and_a_hears_ringback_then_busy(
@@ -582,3 +591,236 @@ async def test_the_balance_cut_off_ends_the_call_with_our_bye_to_both(
     # The minute was paid from the wallet, which holds nothing back and is not negative.
     assert (wallet["balance"], wallet["reserved"], wallet["available"]) == (0, 0, 0)
     assert sorted(requests_seen(sipp)) == ["ACK", "ACK", "BYE", "BYE", "INVITE", "INVITE"]
+
+
+async def test_the_advertised_address_is_in_contact_via_and_sdp_and_the_trunk_reaches_us_there(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    # SPEC §10: MASKLINE_SIP_ADVERTISE (a public address behind NAT) is written in Contact,
+    # Via and SDP. Here the engine listens on every local address and advertises
+    # 127.0.0.2, where the trunk's in-dialog requests, routed by our Contact, reach it.
+    advertised, sip_port = "127.0.0.2", free_udp_port("0.0.0.0")  # noqa: S104
+    sipp = answering(tmp_path, phones, a=("bye_by_contact",), b=("wait_bye",))
+    settings = {"sip_bind": f"0.0.0.0:{sip_port}", "sip_advertise": advertised}
+    try:
+        async with sip_api(database_url, tmp_path, sipp, **settings) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            call = await wait_for(api, org, placed["call_sid"], within=30)
+            assert await sipp.finished() == 0, sipp.errors()
+    finally:
+        sipp.close()
+    # A's BYE went to our Contact's address and ended the call as A's hang-up.
+    assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_a", None, None, 60, 1.5)
+    ours = f"{advertised}:{sip_port}"
+    requests = [m for m in sipp.messages() if m.received and not m.first_line.startswith("SIP/")]
+    methods = [m.first_line.split(" ")[0] for m in requests]
+    assert methods == ["INVITE", "ACK", "INVITE", "ACK", "BYE"]
+    for request in requests:
+        assert (request.header("Via") or "").startswith(f"SIP/2.0/UDP {ours};")
+    masked = f"+{placed['masked_number']}"
+    for request in requests:
+        if request.first_line.startswith(("INVITE", "BYE")):
+            # No display name: sippy's default ("Anonymous") is not sent.
+            assert request.header("Contact") == f"<sip:{masked}@{ours}>"
+    for invite in requests[0::2][:2]:
+        assert f"o=maskline 1 1 IN IP4 {advertised}" in invite.text
+        assert f"c=IN IP4 {advertised}" in invite.text
+
+
+async def test_a_trunk_that_never_responds_fails_the_call_as_a_trunk_failure(
+    database_url: str, tmp_path: Path
+) -> None:
+    # SPEC §3: no response at all from the trunk on A is a trunk failure, not a party who
+    # does not pick up. The trunk here takes our INVITEs and never sends anything back.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.setblocking(False)
+    trunk = f"127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        # The engine's clock runs ten times faster: the 30 s ring timeout is 3 real seconds.
+        async with sip_api(
+            database_url, tmp_path, None, clock=ScaledClock(10), sip_trunk=trunk
+        ) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B, ring_timeout_sec=30)
+            call = await wait_for(api, org, placed["call_sid"], within=30)
+        invite = silent.recv(65535)
+    finally:
+        silent.close()
+    assert invite.startswith(f"INVITE sip:+91{PARTY_A}@".encode())
+    assert outcome(call) == ("failed", "NORMAL_TEMPORARY_FAILURE", "system", "party_a", 408, 0, 0)
+    assert (call["answered_at"], call["duration_sec"]) == (None, 0)
+
+
+def stranger_request(
+    method: str, dialog: Dialog, *, via: tuple[str, int], media_port: int
+) -> bytes:
+    """An in-dialog request in ``dialog`` as the trunk's side would send it (its From is
+    our To), with an offer that moves the media to ``media_port`` on the sender's host."""
+    host, port = via
+    body = (
+        f"v=0\r\no=x 1 2 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+        f"m=audio {media_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+    lines = [
+        f"{method} {dialog.local.split('<', 1)[-1].split('>', 1)[0]} SIP/2.0",
+        f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK-stranger-{method}",
+        f"From: {dialog.remote}",
+        f"To: {dialog.local}",
+        f"Call-ID: {dialog.call_id}",
+        f"CSeq: 900 {method}",
+        f"Contact: <sip:{host}:{port}>",
+        "Max-Forwards: 70",
+        "Content-Type: application/sdp",
+        f"Content-Length: {len(body)}",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+@pytest.mark.parametrize("method", ["UPDATE", "INVITE"])
+async def test_an_in_dialog_request_from_anywhere_but_the_trunk_is_dropped(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone], method: str
+) -> None:
+    # Someone who knows A's dialog (Call-ID and tags) sends, from another address than the
+    # trunk's, a re-INVITE or UPDATE moving A's media to itself: it gets no answer, and
+    # B's audio goes on reaching A's phone.
+    sipp = answering(tmp_path, phones, a=("wait_bye",), b=("wait_bye",))
+    sip_port = free_udp_port()
+    stranger, stranger_media = Phone("127.0.0.2"), Phone("127.0.0.2")
+    trunk_side = Phone("127.0.0.1")  # the trunk's address: its OPTIONS gets an answer
+    stop = asyncio.Event()
+    b_talking: asyncio.Task[None] | None = None
+    b_ssrc = 0xB3B3B3B3
+    try:
+        async with sip_api(database_url, tmp_path, sipp, sip_port=sip_port) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            sid = placed["call_sid"]
+            await wait_for(api, org, sid, ("in-progress",))
+            async with api.runtime.db.read() as session:
+                stored = (await load_call(session, sid)).sip_dialogs
+            assert stored is not None
+            dialog = Dialog.from_json(stored["party_a"])
+            ours = Endpoint("127.0.0.1", sip_port)
+            stranger.send(
+                stranger_request(
+                    method, dialog, via=("127.0.0.2", stranger.port), media_port=stranger_media.port
+                ),
+                ours,
+            )
+            # Our SIP thread handles requests in order: once the trunk's OPTIONS, sent
+            # after it, is answered, the stranger's request has been dealt with.
+            trunk_side.send(options_from(trunk_side.port, to=sip_port), ours)
+            answered = (await trunk_side.receive(1))[0]
+            session_media = relay_of(api).sessions[sid]
+            b_talking = asyncio.create_task(
+                stream(phones[Leg.B], session_media.local(Leg.B), b_ssrc, stop)
+            )
+            await heard_from(phones[Leg.A], b_ssrc)
+            stop.set()
+            await b_talking
+            hung_up = await api.client.post(f"/v1/masking/calls/{sid}/hangup", headers=org.auth)
+            assert hung_up.status_code == 200, hung_up.text
+            assert await sipp.finished() == 0, sipp.errors()
+        unanswered = waiting(stranger) is None
+    finally:
+        stop.set()
+        if b_talking is not None:
+            await asyncio.gather(b_talking, return_exceptions=True)
+        sipp.close()
+        for phone in (stranger, stranger_media, trunk_side):
+            phone.close()
+    assert answered.startswith(b"SIP/2.0 200 ")
+    assert unanswered
+    # The trunk saw nothing of it: its own dialog went on and ended with our BYEs.
+    assert sorted(requests_seen(sipp)) == ["ACK", "ACK", "BYE", "BYE", "INVITE", "INVITE"]
+
+
+def waiting(phone: Phone) -> bytes | None:
+    """A datagram already received by ``phone``, if any (without waiting)."""
+    try:
+        return phone.sock.recv(65535)
+    except BlockingIOError:
+        return None
+
+
+def options_from(port: int, *, to: int) -> bytes:
+    lines = [
+        f"OPTIONS sip:127.0.0.1:{to} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-options-{port}",
+        f"From: <sip:trunk@127.0.0.1:{port}>;tag=options",
+        f"To: <sip:127.0.0.1:{to}>",
+        f"Call-ID: options-{port}@127.0.0.1",
+        "CSeq: 1 OPTIONS",
+        "Max-Forwards: 70",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def test_a_bridge_in_which_no_phone_sent_audio_is_recorded_as_silence_as_long_as_it(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    # SPEC §5: both phones answer and send no RTP at all (muted, or a silent trunk); A
+    # hangs up 3 s later. The recording is ready, and it is the bridge's length of silence.
+    sipp = answering(tmp_path, phones, a=("send_bye",), b=("wait_bye",), pause_ms=3000)
+    try:
+        async with sip_api(database_url, tmp_path, sipp) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            sid = placed["call_sid"]
+            call = await wait_for(api, org, sid, within=30)
+            assert await sipp.finished() == 0, sipp.errors()
+            recording = await api.client.get(f"/v1/masking/calls/{sid}/recording", headers=org.auth)
+            assert recording.status_code == 200, recording.text
+            url = recording.json()["data"]["url"].removeprefix("http://127.0.0.1:8000")
+            mp3 = (await api.client.get(url)).content
+    finally:
+        sipp.close()
+    assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_a", None, None, 60, 1.5)
+    assert call["recording_status"] == "ready"
+    talk = call["talk_duration_sec"]
+    assert recording.json()["data"]["duration_sec"] == talk
+    decoded = decode_mp3(mp3)
+    assert talk <= decoded.seconds < talk + 1
+    assert loudest(decoded.left) == loudest(decoded.right) == 0
+
+
+def loudest(pcm: bytes) -> int:
+    """The largest magnitude of a 16-bit PCM sample in ``pcm``."""
+    samples = struct.unpack(f"<{len(pcm) // 2}h", pcm)
+    return max((abs(s) for s in samples), default=0)
+
+
+async def test_audio_that_starts_late_in_the_bridge_is_recorded_where_it_was_spoken(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    # SPEC §5: the recording runs from the bridge; the time before a leg's first packet
+    # is silence. A says nothing for two seconds of the bridge, then 2 s of tone; B is
+    # silent throughout.
+    sipp = answering(tmp_path, phones, a=("send_bye",), b=("wait_bye",), pause_ms=6000)
+    try:
+        async with sip_api(database_url, tmp_path, sipp) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            sid = placed["call_sid"]
+            await wait_for(api, org, sid, ("in-progress",))
+            session = relay_of(api).sessions[sid]
+            await asyncio.sleep(2)  # not a wait for something: two seconds of A's silence
+            await talk(phones[Leg.A], session.local(Leg.A), TONE_HZ["party_a"])
+            call = await wait_for(api, org, sid, within=30)
+            assert await sipp.finished() == 0, sipp.errors()
+            recording = await api.client.get(f"/v1/masking/calls/{sid}/recording", headers=org.auth)
+            url = recording.json()["data"]["url"].removeprefix("http://127.0.0.1:8000")
+            mp3 = (await api.client.get(url)).content
+    finally:
+        sipp.close()
+    assert (call["status"], call["recording_status"]) == ("completed", "ready")
+    decoded = decode_mp3(mp3)
+    second = decoded.rate * 2  # bytes of one second of one channel
+    # The first two seconds (less the encoder's frame of look-ahead) are silence; A's
+    # tone comes after them.
+    assert loudest(decoded.left[: int(second * 1.9)]) == 0
+    assert loudest(decoded.left[2 * second :]) > 1000
+    assert loudest(decoded.right) == 0
