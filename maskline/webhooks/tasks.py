@@ -261,19 +261,30 @@ async def deliver(
     client: httpx.AsyncClient,
     allow_private: bool,
 ) -> WebhookDelivery:
-    """Make one attempt of ``job`` and record its outcome (used by the worker and the CLI)."""
+    """Make one attempt of ``job`` and record its outcome (used by the worker and the CLI).
+
+    An attempt that raises is recorded as a failed attempt, so the retry schedule
+    runs on: otherwise the lease would lapse and the delivery go out again and again,
+    holding back the call's later events.
+    """
     now = clock.now()
-    async with db.read() as session:
-        secrets = await secrets_for(session, job.org_id, box, now)
-    result = await sending.attempt(
-        client,
-        url=job.url,
-        body=job.body,
-        msg_id=job.event_id,
-        secrets=secrets,
-        timestamp=int(now.timestamp()),
-        allow_private=allow_private,
-        now=now,
+    try:
+        async with db.read() as session:
+            secrets = await secrets_for(session, job.org_id, box, now)
+        result = await sending.attempt(
+            client,
+            url=job.url,
+            body=job.body,
+            msg_id=job.event_id,
+            secrets=secrets,
+            timestamp=int(now.timestamp()),
+            allow_private=allow_private,
+            now=now,
+        )
+    except Exception as exc:
+        log.exception("delivery %s: the attempt failed to run", job.delivery_id)
+        result = sending.AttemptResult(False, None, f"internal error: {exc.__class__.__name__}", 0)
+    recorded_at = clock.now()
+    return await db.transaction(
+        lambda session: record_outcome(session, job, result, now=recorded_at)
     )
-    async with db.write() as session:
-        return await record_outcome(session, job, result, now=clock.now())

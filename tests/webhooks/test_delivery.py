@@ -11,7 +11,7 @@ from typing import Any
 from maskline.webhooks.signing import edesy_signature, standard_signature
 from tests.support.api import Api
 from tests.support.calls import place, wait_for
-from tests.support.receiver import Received, Receiver, until
+from tests.support.receiver import Answer, Received, Receiver, until
 from tests.webhooks.conftest import point_at
 
 LIFECYCLE = [
@@ -54,7 +54,8 @@ async def settled_deliveries(
         if done(rows):
             return rows
         assert loop.time() < deadline, rows
-        await asyncio.sleep(0.02)
+        # Gently: the API counts these against the key's budget of 100 a minute.
+        await asyncio.sleep(0.25)
 
 
 class TestLifecycle:
@@ -203,6 +204,50 @@ class TestRetries:
             "call.initiated",
             "call.failed",
         ]
+
+    async def test_a_huge_retry_after_waits_the_longest_retry_delay(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        org = await api.make_org("hook-429-huge", balance="10", numbers=1)
+        await point_at(api, org, receiver.url)
+        receiver.script = [(429, {"Retry-After": "99999999999999"})]
+        placed = await place(api, org, party_a="9876540002")
+        requests = await until(receiver, lambda rs: any(r.answered == 429 for r in rs))
+        attempted_at = int(requests[0].headers["webhook-timestamp"])
+        (row,) = await settled_deliveries(
+            api,
+            org.auth,
+            lambda rows: rows[0]["attempts"] == 1,
+            call_sid=placed["call_sid"],
+            event="call.initiated",
+        )
+        assert (row["status"], row["attempts"], row["last_status_code"]) == ("pending", 1, 429)
+        wait = datetime.fromisoformat(row["next_attempt_at"]).timestamp() - attempted_at
+        # Clamped to 10 h, the schedule's longest delay (plus the attempt's own round trip).
+        assert 36000 <= wait < 39600
+
+    async def test_a_gzip_bomb_answer_is_not_read(self, api: Api, receiver: Receiver) -> None:
+        org = await api.make_org("hook-bomb", balance="10", numbers=1)
+        await point_at(api, org, receiver.url)
+        # 200 KiB of gzip (200 MiB of zeros once unpacked), and the body never ends.
+        receiver.script = [Answer(200, gzip_bomb=True)]
+        placed = await place(api, org, party_a="9876540002")
+        (row,) = await settled_deliveries(
+            api,
+            org.auth,
+            lambda rows: rows[0]["attempts"] >= 1,
+            call_sid=placed["call_sid"],
+            event="call.initiated",
+        )
+        assert (row["status"], row["attempts"], row["last_status_code"], row["last_error"]) == (
+            "succeeded",
+            1,
+            200,
+            None,
+        )
+        requests = await until(receiver, lambda _: bool(receiver.hung_up))
+        assert requests[0].headers["accept-encoding"] == "identity"
+        assert len(receiver.hung_up) == 1
 
 
 class TestReplay:
