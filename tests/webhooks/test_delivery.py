@@ -11,7 +11,7 @@ from typing import Any
 from maskline.webhooks.signing import edesy_signature, standard_signature
 from tests.support.api import Api
 from tests.support.calls import place, wait_for
-from tests.support.receiver import Answer, Received, Receiver, until
+from tests.support.receiver import Answer, Received, Receiver, receiving, until
 from tests.webhooks.conftest import point_at
 
 LIFECYCLE = [
@@ -205,6 +205,35 @@ class TestRetries:
             "call.failed",
         ]
 
+    async def test_410_from_a_per_call_url_fails_that_delivery_at_once(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        org = await api.make_org("hook-410-call", balance="10", numbers=1)
+        await point_at(api, org, receiver.url)
+        receiver.script = [410]
+        placed = await place(api, org, party_a="9876540002", webhook_url=receiver.url)
+        rows = await settled_deliveries(
+            api,
+            org.auth,
+            lambda rows: len(rows) == 2 and all(d["status"] != "pending" for d in rows),
+            call_sid=placed["call_sid"],
+        )
+        assert [
+            (d["event"], d["status"], d["attempts"], d["last_status_code"], d["next_attempt_at"])
+            for d in rows
+        ] == [
+            ("call.failed", "succeeded", 1, 200, None),
+            ("call.initiated", "failed", 1, 410, None),
+        ]
+        assert rows[1]["last_error"] == "HTTP 410"
+        # The organisation's own endpoint is not disabled by it.
+        other = await place(api, org, party_a="9876540002")
+        requests = await until(receiver, has(other["call_sid"], 2))
+        assert [(r["event"], r["sequence"]) for r in events_of(requests, other["call_sid"])] == [
+            ("call.initiated", 1),
+            ("call.failed", 2),
+        ]
+
     async def test_a_huge_retry_after_waits_the_longest_retry_delay(
         self, api: Api, receiver: Receiver
     ) -> None:
@@ -248,6 +277,57 @@ class TestRetries:
         requests = await until(receiver, lambda _: bool(receiver.hung_up))
         assert requests[0].headers["accept-encoding"] == "identity"
         assert len(receiver.hung_up) == 1
+
+
+class TestEndpointChanges:
+    async def test_webhook_set_moves_pending_retries_to_the_new_url(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        org = await api.make_org("hook-move", balance="10", numbers=1)
+        receiver.default = 500
+        await point_at(api, org, receiver.url)
+        placed = await place(api, org, party_a="9876540002")
+        await settled_deliveries(
+            api,
+            org.auth,
+            lambda rows: any(d["attempts"] >= 1 for d in rows),
+            call_sid=placed["call_sid"],
+            event="call.initiated",
+        )
+        with receiving() as moved:
+            await point_at(api, org, moved.url)
+            requests = await until(moved, has(placed["call_sid"], 2))
+            assert [r["event"] for r in events_of(requests, placed["call_sid"])] == [
+                "call.initiated",
+                "call.failed",
+            ]
+        rows = await deliveries(api, org.auth, call_sid=placed["call_sid"])
+        assert {d["url"] for d in rows} == {moved.url}
+
+    async def test_replaying_a_delivery_of_a_disabled_endpoint_keeps_it_paused(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        org = await api.make_org("hook-replay-410", balance="10", numbers=1)
+        await point_at(api, org, receiver.url)
+        receiver.script = [410]
+        placed = await place(api, org, party_a="9876540002")
+        rows = await settled_deliveries(
+            api,
+            org.auth,
+            lambda rows: len(rows) == 2 and all(d["status"] == "paused" for d in rows),
+            call_sid=placed["call_sid"],
+        )
+        response = await api.client.post(
+            f"/v1/webhooks/deliveries/{rows[1]['id']}/replay", headers=org.auth
+        )
+        assert response.status_code == 202
+        assert response.json()["data"]["status"] == "paused"
+        await point_at(api, org, receiver.url)
+        requests = await until(receiver, has(placed["call_sid"], 2))
+        assert [r["event"] for r in events_of(requests, placed["call_sid"])] == [
+            "call.initiated",
+            "call.failed",
+        ]
 
 
 class TestReplay:
