@@ -8,8 +8,13 @@ import hmac
 from datetime import datetime
 from typing import Any
 
+import httpx
+
+from maskline.settings import Settings
+from maskline.webhooks.outbox import record_event
 from maskline.webhooks.signing import edesy_signature, standard_signature
-from tests.support.api import Api
+from maskline.webhooks.tasks import Job, deliver
+from tests.support.api import Api, running_api
 from tests.support.calls import place, wait_for
 from tests.support.receiver import Answer, Received, Receiver, receiving, until
 from tests.webhooks.conftest import point_at
@@ -364,3 +369,50 @@ class TestReplay:
         )
         assert response.status_code == 404
         assert await deliveries(api, other.auth) == []
+
+
+class TestAttemptsThatRaise:
+    async def test_an_attempt_that_raises_is_recorded_as_a_failed_attempt(
+        self, settings: Settings
+    ) -> None:
+        # The API alone (no worker), and a client whose transport fails in a way no
+        # HTTP error covers: the attempt must still be recorded and retried.
+        def broken(request: httpx.Request) -> httpx.Response:
+            raise RuntimeError("a fault of ours")
+
+        async with running_api(settings, role="api") as api:
+            org = await api.make_org("hook-raises")
+            await point_at(api, org, "http://127.0.0.1:9/hooks")
+            runtime = api.runtime
+            async with runtime.db.write() as session:
+                event, delivery = await record_event(
+                    session,
+                    org_id=org.id,
+                    event="webhook.test",
+                    call_sid=None,
+                    sequence=0,
+                    data={},
+                    webhook_url=None,
+                    now=runtime.clock.now(),
+                )
+                assert delivery is not None
+                job = Job(
+                    delivery.id, org.id, delivery.url, event.id, event.payload.encode(), 0, True
+                )
+            async with httpx.AsyncClient(transport=httpx.MockTransport(broken)) as client:
+                await deliver(
+                    job,
+                    db=runtime.db,
+                    clock=runtime.clock,
+                    box=runtime.box,
+                    client=client,
+                    allow_private=True,
+                )
+            (row,) = await deliveries(api, org.auth)
+        assert (row["status"], row["attempts"], row["last_status_code"], row["last_error"]) == (
+            "pending",
+            1,
+            None,
+            "internal error: RuntimeError",
+        )
+        assert row["next_attempt_at"] is not None
