@@ -63,9 +63,13 @@ def main() -> None:
         _fail(exc.message)
     except ConfigurationError as exc:
         _fail(str(exc))
-    except OperationalError as exc:
-        _fail(f"the database cannot be reached or used: {exc.orig.__class__.__name__}")
     except DBAPIError as exc:
-        _fail(f"the database refused the change: {exc.orig.__class__.__name__}")
+        # Imported here, where a command has already loaded it: `--help` stays fast.
+        from maskline.kit.db import cause_of
+
+        if isinstance(exc, OperationalError):
+            _fail(f"the database cannot be reached or used: {cause_of(exc)}")
+        else:
+            _fail(f"the database refused the change: {cause_of(exc)}")
     except OSError as exc:
         _fail(f"{exc.strerror or exc}")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.cli.context import Command, run
 from maskline.cli.options import json_option, org_option
@@ -32,11 +33,13 @@ def set_(org_ref: str, url: str, as_json: bool) -> None:
         allow_private = cmd.settings.allow_private_webhooks
         checked = service.check_url_shape(url, allow_private=allow_private)
         await ssrf.resolve(checked, allow_private=allow_private)
-        async with cmd.transaction() as session:
+        box = cmd.box()
+
+        async def change(session: AsyncSession) -> service.EndpointSecret:
             found = await orgs.resolve_org(session, org_ref)
-            return await service.set_url(
-                session, found.id, checked, box=cmd.box(), now=cmd.clock.now()
-            )
+            return await service.set_url(session, found.id, checked, box=box, now=cmd.clock.now())
+
+        return await cmd.db.transaction(change)
 
     result = run(work)
     emit({"url": result.url, "secret": result.secret}, as_json=as_json)
@@ -149,8 +152,10 @@ def replay(delivery_id: str, as_json: bool) -> None:
     """Queue a delivery for an immediate new attempt by the worker."""
 
     async def work(cmd: Command) -> DeliveryOut:
-        async with cmd.transaction() as session:
+        async def change(session: AsyncSession) -> DeliveryOut:
             row = await service.replay(session, None, delivery_id, now=cmd.clock.now())
             return DeliveryOut.build(row)
+
+        return await cmd.db.transaction(change)
 
     emit(run(work).model_dump(), as_json=as_json)

@@ -5,20 +5,27 @@ a transaction holds the write lock from its first statement: two money
 transactions can never interleave, and no transaction fails half-way when
 it upgrades from a read lock. Read sessions use a deferred ``BEGIN`` and,
 thanks to WAL, never block writers.
+
+On PostgreSQL, a transaction that changes several rows can be aborted by the
+database (a deadlock, a serialization failure) through no fault of its own:
+``Database.transaction`` runs such a unit of work again from the start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import random
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -31,9 +38,20 @@ from sqlalchemy.types import TypeDecorator
 
 from maskline.errors import ConfigurationError
 
+log = logging.getLogger("maskline.db")
+T = TypeVar("T")
+
 SQLITE_MIN_VERSION = (3, 35, 0)
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 _WRITE_OPTION = "maskline_write"
+# PostgreSQL's "deadlock detected" and "could not serialize access": the transaction
+# was chosen as the victim and may simply be run again.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+TRANSACTION_RUNS = 5
+# Runs after the first wait up to this many seconds times the run number (random, so
+# the transactions that collided do not collide again in step).
+RETRY_BACKOFF_SEC = 0.02
+MAX_CAUSE_LENGTH = 200
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -108,6 +126,22 @@ def check_sqlite_version() -> None:
         )
 
 
+def is_retryable(exc: BaseException) -> bool:
+    """Whether the database aborted the transaction for a deadlock or a serialization failure."""
+    return (
+        isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+    )
+
+
+def cause_of(exc: DBAPIError) -> str:
+    """What the database said went wrong, in one line ("deadlock detected",
+    "duplicate key value violates unique constraint …"): the driver's message, never
+    the statement, its parameters or PostgreSQL's DETAIL (which quotes row values)."""
+    source: BaseException = exc.orig if exc.orig is not None else exc
+    lines = str(source).strip().splitlines()
+    return (lines[0] if lines else source.__class__.__name__)[:MAX_CAUSE_LENGTH]
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     full = async_url(url)
     if full.startswith("sqlite"):
@@ -155,6 +189,25 @@ class Database:
                 await session.rollback()
                 raise
             await session.commit()
+
+    async def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` as one write unit of work (see ``write``) and return its result.
+
+        When the database aborts it for a deadlock or a serialization failure, it is
+        rolled back and run again from the start, up to ``TRANSACTION_RUNS`` times in
+        all; so ``work`` must do nothing but database work (no network call, no
+        change to memory that a second run would repeat).
+        """
+        for run in range(1, TRANSACTION_RUNS + 1):
+            try:
+                async with self.write() as session:
+                    return await work(session)
+            except DBAPIError as exc:
+                if run == TRANSACTION_RUNS or not is_retryable(exc):
+                    raise
+                log.info("transaction aborted (%s), running it again", cause_of(exc))
+            await asyncio.sleep(random.uniform(0, RETRY_BACKOFF_SEC * run))
+        raise AssertionError("unreachable: the last run returns or raises")
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -27,7 +27,8 @@ RETRY_DELAYS = (
 )
 MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 JITTER = 0.10
-MAX_RETRY_AFTER = timedelta(hours=10)
+# A receiver's Retry-After is honoured up to the schedule's longest delay.
+MAX_RETRY_AFTER = max(RETRY_DELAYS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +47,17 @@ class AttemptResult:
 def _retry_after(response: httpx.Response, now: datetime) -> timedelta | None:
     if response.status_code not in (429, 503):
         return None
-    value = response.headers.get("retry-after")
+    value = response.headers.get("retry-after", "").strip()
     if not value:
         return None
+    if value.isascii() and value.isdigit():
+        # Clamped as a number first: a timedelta of 10**14 seconds overflows.
+        seconds = min(int(value), int(MAX_RETRY_AFTER.total_seconds()))
+        return timedelta(seconds=seconds)
     try:
-        delay = timedelta(seconds=max(0, int(value)))
-    except ValueError:
-        try:
-            delay = parsedate_to_datetime(value) - now
-        except (TypeError, ValueError):
-            return None
+        delay = parsedate_to_datetime(value) - now
+    except (TypeError, ValueError, OverflowError):
+        return None
     return min(max(delay, timedelta(0)), MAX_RETRY_AFTER)
 
 
@@ -82,21 +84,30 @@ async def attempt(
     headers = signed_headers(secrets=secrets, msg_id=msg_id, timestamp=timestamp, body=body)
     headers["Host"] = destination.host_header
     headers["User-Agent"] = "maskline-webhooks/1"
+    # Only the status and Retry-After count: the body is never read (nor unzipped), so
+    # a receiver cannot make the worker hold more than the headers and one socket read.
+    headers["Accept-Encoding"] = "identity"
     try:
-        async with asyncio.timeout(TIMEOUT_SEC):
-            response = await client.post(
+        async with (
+            asyncio.timeout(TIMEOUT_SEC),
+            client.stream(
+                "POST",
                 destination.connect_url,
                 content=body,
                 headers=headers,
                 extensions={"sni_hostname": destination.host},
-            )
+            ) as response,
+        ):
+            # Leaving the block unread closes the connection rather than draining it.
+            status_code = response.status_code
+            retry_after = _retry_after(response, now)
     except (TimeoutError, httpx.TimeoutException):
         return AttemptResult(False, None, "timed out after 10 s", elapsed())
     except httpx.HTTPError as exc:
         return AttemptResult(False, None, f"{exc.__class__.__name__}: {exc}"[:300], elapsed())
-    ok = 200 <= response.status_code < 300
-    error = None if ok else f"HTTP {response.status_code}"
-    return AttemptResult(ok, response.status_code, error, elapsed(), _retry_after(response, now))
+    ok = 200 <= status_code < 300
+    error = None if ok else f"HTTP {status_code}"
+    return AttemptResult(ok, status_code, error, elapsed(), retry_after)
 
 
 def next_attempt_at(

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.errors import InvalidRequest, NotFound, RateLimited, Unauthorized, error_responses
 from maskline.keys.auth import KeyDep
@@ -54,10 +55,16 @@ async def list_deliveries(
 async def replay_delivery(
     delivery_id: str, principal: KeyDep, runtime: RuntimeDep
 ) -> DeliveryEnvelope:
-    """Send a delivery again now (the same event id and body)."""
-    async with runtime.db.write() as session:
+    """Send a delivery again now (the same event id and body).
+
+    A delivery to the organisation's endpoint while a 410 keeps it disabled stays
+    ``paused`` until the endpoint is set again."""
+
+    async def change(session: AsyncSession) -> DeliveryOut:
         row = await service.replay(session, principal.org_id, delivery_id, now=runtime.clock.now())
-        out = DeliveryOut.build(row)
+        return DeliveryOut.build(row)
+
+    out = await runtime.db.transaction(change)
     runtime.wake_worker()
     return DeliveryEnvelope(data=out)
 

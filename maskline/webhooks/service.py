@@ -81,14 +81,55 @@ async def get_endpoint(session: AsyncSession, org_id: str) -> WebhookEndpoint | 
     ).scalar_one_or_none()
 
 
+async def lock_endpoint(session: AsyncSession, org_id: str) -> WebhookEndpoint | None:
+    """The endpoint, locked until the transaction ends (PostgreSQL; SQLite's writer
+    lock does the same).
+
+    Lock order: whatever changes an organisation's endpoint and several of its
+    deliveries together (a 410, ``webhook set``, a replay) takes this lock first and
+    the delivery rows after it, so such transactions queue here instead of
+    deadlocking on the deliveries.
+    """
+    return (
+        await session.execute(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.org_id == org_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
+async def pause_endpoint(
+    session: AsyncSession, endpoint: WebhookEndpoint, *, now: datetime
+) -> None:
+    """Disable a locked endpoint after a 410 Gone and pause its pending deliveries (once:
+    later 410s find it disabled) until ``webhook set`` re-enables it (SPEC §6)."""
+    if not endpoint.enabled:
+        return
+    endpoint.enabled = False
+    endpoint.updated_at = now
+    await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.org_id == endpoint.org_id,
+            WebhookDelivery.to_endpoint.is_(True),
+            WebhookDelivery.status == "pending",
+        )
+        .values(status="paused")
+    )
+
+
 async def set_url(
     session: AsyncSession, org_id: str, url: str, *, box: SecretBox, now: datetime
 ) -> EndpointSecret:
     """Point the organisation at ``url`` (re-enabling it); the secret is kept.
 
-    The secret is returned only when this call had to create one.
+    The secret is returned only when this call had to create one. Every unfinished
+    delivery to the endpoint (paused by a 410, or pending a retry) moves to ``url``
+    and is due at once.
     """
-    endpoint = await get_endpoint(session, org_id)
+    endpoint = await lock_endpoint(session, org_id)
     if endpoint is None:
         secret = await create_endpoint(session, org_id, box=box, now=now)
         endpoint = await get_endpoint(session, org_id)
@@ -99,13 +140,13 @@ async def set_url(
     endpoint.url = url
     endpoint.enabled = True
     endpoint.updated_at = now
-    # Re-enabling releases the deliveries a 410 paused.
+    # Re-enabling releases the deliveries a 410 paused; retries follow the endpoint.
     await session.execute(
         update(WebhookDelivery)
         .where(
             WebhookDelivery.org_id == org_id,
             WebhookDelivery.to_endpoint.is_(True),
-            WebhookDelivery.status == "paused",
+            WebhookDelivery.status.in_(("pending", "paused")),
         )
         .values(status="pending", next_attempt_at=now, url=url)
     )
@@ -134,9 +175,12 @@ async def rotate_secret(
 async def replay(
     session: AsyncSession, org_id: str | None, delivery_id: str, *, now: datetime
 ) -> WebhookDelivery:
-    """Set a delivery to pending for an immediate attempt."""
+    """Set a delivery to pending for an immediate attempt; one to an endpoint that a
+    410 disabled stays paused until ``webhook set`` re-enables it."""
     row = await find_delivery(session, org_id, delivery_id)
-    row.status = "pending"
+    endpoint = await lock_endpoint(session, row.org_id) if row.to_endpoint else None
+    await session.refresh(row, with_for_update=True)
+    row.status = "paused" if endpoint is not None and not endpoint.enabled else "pending"
     row.next_attempt_at = now
     row.lease_owner = None
     row.lease_expires_at = None

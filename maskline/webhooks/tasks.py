@@ -28,6 +28,7 @@ from maskline.settings import Settings
 from maskline.webhooks import delivery as sending
 from maskline.webhooks.feed import assign_cursors
 from maskline.webhooks.models import CallEvent, WebhookDelivery, WebhookEndpoint
+from maskline.webhooks.service import lock_endpoint, pause_endpoint
 
 log = logging.getLogger("maskline.webhooks")
 
@@ -88,8 +89,23 @@ async def secrets_for(
 async def record_outcome(
     session: AsyncSession, job: Job, result: sending.AttemptResult, *, now: datetime
 ) -> WebhookDelivery:
+    """Record one attempt and decide what comes next (SPEC §6).
+
+    A 410 from the organisation's endpoint disables it and pauses its deliveries; a
+    410 from a per-call ``webhook_url`` fails that delivery only. A delivery paused
+    while its attempt was in flight stays paused unless the attempt succeeded.
+    """
+    endpoint = None
+    if result.gone and job.to_endpoint:
+        # The endpoint row first, then deliveries: the lock order of `lock_endpoint`.
+        endpoint = await lock_endpoint(session, job.org_id)
     row = (
-        await session.execute(select(WebhookDelivery).where(WebhookDelivery.id == job.delivery_id))
+        await session.execute(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.id == job.delivery_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
     ).scalar_one()
     row.attempts += 1
     row.last_status_code = result.status_code
@@ -101,24 +117,18 @@ async def record_outcome(
         row.status = "succeeded"
         row.succeeded_at = now
         row.next_attempt_at = None
-    elif result.gone and job.to_endpoint:
-        # 410 Gone: the endpoint is disabled and its deliveries wait for `webhook set`.
-        await session.execute(
-            update(WebhookEndpoint)
-            .where(WebhookEndpoint.org_id == job.org_id)
-            .values(enabled=False, updated_at=now)
-        )
-        await session.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.org_id == job.org_id,
-                WebhookDelivery.to_endpoint.is_(True),
-                WebhookDelivery.status == "pending",
-            )
-            .values(status="paused")
-        )
+    elif endpoint is not None and endpoint.url != job.url:
+        # `webhook set` moved the endpoint while this attempt was in flight: the old
+        # URL's 410 says nothing of the new one, where the delivery now goes at once.
+        row.status = "pending"
+        row.next_attempt_at = now
+    elif endpoint is not None:
+        await pause_endpoint(session, endpoint, now=now)
         row.status = "paused"
-    else:
+    elif result.gone and not job.to_endpoint:
+        row.status = "failed"
+        row.next_attempt_at = None
+    elif row.status != "paused":
         retry_at = sending.next_attempt_at(row.attempts, now, result.retry_after)
         row.status = "pending" if retry_at is not None else "failed"
         row.next_attempt_at = retry_at
@@ -180,7 +190,8 @@ class WebhookWorker:
 
     async def _claim(self) -> list[Job]:
         now = self.clock.now()
-        async with self.db.write() as session:
+
+        async def claim(session: AsyncSession) -> list[Job]:
             due = (
                 select(WebhookDelivery.id)
                 .where(_due(now))  # type: ignore[arg-type]
@@ -214,19 +225,21 @@ class WebhookWorker:
                 )
             )
             payloads = {event_id: payload for event_id, payload in found}
-        return [
-            Job(
-                r.id,
-                r.org_id,
-                r.url,
-                r.event_id,
-                payloads[r.event_id].encode(),
-                r.attempts,
-                r.to_endpoint,
-                r.next_attempt_at,
-            )
-            for r in rows
-        ]
+            return [
+                Job(
+                    r.id,
+                    r.org_id,
+                    r.url,
+                    r.event_id,
+                    payloads[r.event_id].encode(),
+                    r.attempts,
+                    r.to_endpoint,
+                    r.next_attempt_at,
+                )
+                for r in rows
+            ]
+
+        return await self.db.transaction(claim)
 
     async def _deliver(self, job: Job) -> None:
         sent_at = self.clock.now()
@@ -261,19 +274,30 @@ async def deliver(
     client: httpx.AsyncClient,
     allow_private: bool,
 ) -> WebhookDelivery:
-    """Make one attempt of ``job`` and record its outcome (used by the worker and the CLI)."""
+    """Make one attempt of ``job`` and record its outcome (used by the worker and the CLI).
+
+    An attempt that raises is recorded as a failed attempt, so the retry schedule
+    runs on: otherwise the lease would lapse and the delivery go out again and again,
+    holding back the call's later events.
+    """
     now = clock.now()
-    async with db.read() as session:
-        secrets = await secrets_for(session, job.org_id, box, now)
-    result = await sending.attempt(
-        client,
-        url=job.url,
-        body=job.body,
-        msg_id=job.event_id,
-        secrets=secrets,
-        timestamp=int(now.timestamp()),
-        allow_private=allow_private,
-        now=now,
+    try:
+        async with db.read() as session:
+            secrets = await secrets_for(session, job.org_id, box, now)
+        result = await sending.attempt(
+            client,
+            url=job.url,
+            body=job.body,
+            msg_id=job.event_id,
+            secrets=secrets,
+            timestamp=int(now.timestamp()),
+            allow_private=allow_private,
+            now=now,
+        )
+    except Exception as exc:
+        log.exception("delivery %s: the attempt failed to run", job.delivery_id)
+        result = sending.AttemptResult(False, None, f"internal error: {exc.__class__.__name__}", 0)
+    recorded_at = clock.now()
+    return await db.transaction(
+        lambda session: record_outcome(session, job, result, now=recorded_at)
     )
-    async with db.write() as session:
-        return await record_outcome(session, job, result, now=clock.now())
