@@ -26,8 +26,10 @@ from maskline.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     envelope,
 )
+from maskline.kit.bodies import BODY_METHODS, BodyLimitMiddleware
 from maskline.kit.clock import Clock, SystemClock
 from maskline.kit.crypto import SecretBox, resolve_secret_key
 from maskline.kit.db import Database
@@ -130,9 +132,20 @@ def _install_openapi(app: FastAPI) -> None:
             description=app.description,
             routes=app.routes,
         )
+        too_large = {
+            "description": f"`{PayloadTooLarge.code}`",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+            },
+        }
         for path in schema.get("paths", {}).values():
-            for operation in path.values():
-                operation.get("responses", {}).pop("422", None)
+            for method, operation in path.items():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                # BodyLimitMiddleware answers it on every route whose method takes a body.
+                if method.upper() in BODY_METHODS:
+                    responses[str(PayloadTooLarge.status_code)] = too_large
+                    operation["responses"] = dict(sorted(responses.items()))
         components = schema.setdefault("components", {})
         components.get("schemas", {}).pop("HTTPValidationError", None)
         components.get("schemas", {}).pop("ValidationError", None)
@@ -265,6 +278,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Added first, so it runs inside the request context: a 413 has a request id too.
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_router)
     app.include_router(calls_router)
