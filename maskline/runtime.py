@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from maskline.calls.engine import CallEngine
+from maskline.calls.idempotency import InFlight
 from maskline.kit.clock import Clock
 from maskline.kit.crypto import SecretBox
 from maskline.kit.db import Database
@@ -36,6 +37,8 @@ class Runtime:
     worker: WebhookWorker | None = None
     recorder: RecordingWorker | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    # Requests of this process placing a call under an Idempotency-Key right now.
+    idempotency: InFlight = field(default_factory=InFlight)
 
     def wake_engine(self) -> None:
         """A call to claim or a hang-up to carry out has been committed."""

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=100, ge=1)
     call_status_rate_limit_per_minute: int = Field(default=600, ge=1)
     auth_failure_limit_per_minute: int = Field(default=60, ge=1)
+    # SPEC §3: how long a request waits for another with its Idempotency-Key before 409.
+    idempotency_wait_sec: float = Field(default=10.0, gt=0, le=60)
 
     sip_trunk: str | None = None
     sip_username: str | None = None

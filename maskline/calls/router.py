@@ -92,7 +92,11 @@ async def create_call(
     key = check_idempotency_key(idempotency_key)
     if new_call.webhook_url is not None:
         await ssrf.resolve(new_call.webhook_url, allow_private=settings.allow_private_webhooks)
-    async with runtime.db.write() as session:
+    wait_sec = settings.idempotency_wait_sec
+    async with (
+        runtime.idempotency.turn(principal.org_id, key, wait_sec=wait_sec),
+        runtime.db.write() as session,
+    ):
         stored = await service.create_call(
             session,
             principal.org_id,
@@ -101,6 +105,7 @@ async def create_call(
             public_url=settings.public_url,
             now=runtime.clock.now(),
             idempotency_key=key,
+            idempotency_wait_sec=wait_sec,
         )
     runtime.wake_engine()
     runtime.wake_worker()
