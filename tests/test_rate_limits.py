@@ -9,7 +9,7 @@ import httpx
 from maskline.keys.service import generate_key
 from maskline.orgs.service import OrgTerms
 from maskline.settings import Settings
-from tests.conftest import Cli
+from tests.conftest import TEST_SECRET_KEY, Cli
 from tests.support.api import Api, running_api
 
 BILLING = "/v1/masking/billing"
@@ -61,7 +61,7 @@ class TestKeyBudget:
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None,
             database_url=database_url,
-            secret_key="k",
+            secret_key=TEST_SECRET_KEY,
             data_dir=str(tmp_path),
             auth_failure_limit_per_minute=3,
         )
