@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from maskline import __version__
 from maskline.billing.router import router as billing_router
@@ -281,6 +282,10 @@ def create_app(
     # Added first, so it runs inside the request context: a 413 has a request id too.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    if settings.trusted_proxy_list:
+        # Outermost: everything inside (the failed-auth limit, logs) sees the real client.
+        # From any other address X-Forwarded-For is ignored (SPEC §10).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     app.include_router(ops_router)
     app.include_router(calls_router)
     app.include_router(recordings_router)

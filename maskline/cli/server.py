@@ -33,7 +33,16 @@ def serve(host: str, port: int, role: str) -> None:
     )
     app = create_app(settings, role=role)
     config = uvicorn.Config(
-        app, host=host, port=port, loop="uvloop", lifespan="on", log_config=None, access_log=False
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        # The app trusts X-Forwarded-For from MASKLINE_TRUSTED_PROXIES only; uvicorn's
+        # own handling would trust it from 127.0.0.1 (or FORWARDED_ALLOW_IPS).
+        proxy_headers=False,
     )
     uvicorn.Server(config).run()
 
