@@ -221,6 +221,10 @@ def create_app(
                 spool=spool,
                 wakeups=Wakeups(settings.database_url),
             )
+            # Stopped last: an engine in its shutdown grace still hears of hang-up
+            # requests and tells the other processes about the calls it ends.
+            started.push_async_callback(runtime.wakeups.stop)
+            runtime.wakeups.on(Topic.EVENTS, runtime.call_events.fire)
             if db.is_sqlite:
                 await upgrade(db)
             if settings.carrier == "sim" or settings.sandbox:
@@ -265,9 +269,7 @@ def create_app(
                 await runtime.engine.start()
                 started.push_async_callback(runtime.engine.stop)
                 runtime.wakeups.on(Topic.CALLS, runtime.engine.wake)
-            # Stopped first: no wake-up arrives for a loop that is stopping.
             await runtime.wakeups.start()
-            started.push_async_callback(runtime.wakeups.stop)
             app.state.runtime = runtime
             yield
 

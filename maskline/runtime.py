@@ -9,7 +9,7 @@ from maskline.calls.idempotency import InFlight
 from maskline.kit.clock import Clock
 from maskline.kit.crypto import SecretBox
 from maskline.kit.db import Database
-from maskline.kit.notify import Topic, Wakeups
+from maskline.kit.notify import Broadcast, Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
 from maskline.ops.metrics import Metrics
 from maskline.recordings.signing import UrlSigner
@@ -39,6 +39,9 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     # Requests of this process placing a call under an Idempotency-Key right now.
     idempotency: InFlight = field(default_factory=InFlight)
+    # Fired whenever any process commits call events (a call changed): what a request
+    # waiting for a call to change (the hang-up API) waits on.
+    call_events: Broadcast = field(default_factory=Broadcast)
 
     def wake_engine(self) -> None:
         """A call to claim or a hang-up to carry out has been committed."""
