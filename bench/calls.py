@@ -28,7 +28,7 @@ from maskline.settings import Settings
 from tests.support.databases import fresh_database
 
 MASKLINE = Path(sys.executable).parent / "maskline"
-SECRET = "bench-secret-key"  # noqa: S105 - a throwaway key for a throwaway database
+SECRET = "bench-secret-key-for-a-throwaway-database"  # noqa: S105 - a throwaway key for a throwaway database
 
 
 def _cli(env: dict[str, str], *args: str) -> dict[str, object]:

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from maskline import __version__
 from maskline.billing.router import router as billing_router
@@ -26,8 +27,10 @@ from maskline.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     envelope,
 )
+from maskline.kit.bodies import BODY_METHODS, BodyLimitMiddleware
 from maskline.kit.clock import Clock, SystemClock
 from maskline.kit.crypto import SecretBox, resolve_secret_key
 from maskline.kit.db import Database
@@ -130,9 +133,20 @@ def _install_openapi(app: FastAPI) -> None:
             description=app.description,
             routes=app.routes,
         )
+        too_large = {
+            "description": f"`{PayloadTooLarge.code}`",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+            },
+        }
         for path in schema.get("paths", {}).values():
-            for operation in path.values():
-                operation.get("responses", {}).pop("422", None)
+            for method, operation in path.items():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                # BodyLimitMiddleware answers it on every route whose method takes a body.
+                if method.upper() in BODY_METHODS:
+                    responses[str(PayloadTooLarge.status_code)] = too_large
+                    operation["responses"] = dict(sorted(responses.items()))
         components = schema.setdefault("components", {})
         components.get("schemas", {}).pop("HTTPValidationError", None)
         components.get("schemas", {}).pop("ValidationError", None)
@@ -207,6 +221,10 @@ def create_app(
                 spool=spool,
                 wakeups=Wakeups(settings.database_url),
             )
+            # Stopped last: an engine in its shutdown grace still hears of hang-up
+            # requests and tells the other processes about the calls it ends.
+            started.push_async_callback(runtime.wakeups.stop)
+            runtime.wakeups.on(Topic.EVENTS, runtime.call_events.fire)
             if db.is_sqlite:
                 await upgrade(db)
             if settings.carrier == "sim" or settings.sandbox:
@@ -251,9 +269,7 @@ def create_app(
                 await runtime.engine.start()
                 started.push_async_callback(runtime.engine.stop)
                 runtime.wakeups.on(Topic.CALLS, runtime.engine.wake)
-            # Stopped first: no wake-up arrives for a loop that is stopping.
             await runtime.wakeups.start()
-            started.push_async_callback(runtime.wakeups.stop)
             app.state.runtime = runtime
             yield
 
@@ -265,7 +281,13 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Added first, so it runs inside the request context: a 413 has a request id too.
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestContextMiddleware)
+    if settings.trusted_proxy_list:
+        # Outermost: everything inside (the failed-auth limit, logs) sees the real client.
+        # From any other address X-Forwarded-For is ignored (SPEC §10).
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     app.include_router(ops_router)
     app.include_router(calls_router)
     app.include_router(recordings_router)

@@ -66,6 +66,12 @@ class IdempotencyConflict(AppError):
     default_message = "This Idempotency-Key was already used with a different request body."
 
 
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "payload_too_large"
+    default_message = "The request body is larger than 64 KiB."
+
+
 class RangeNotSatisfiable(AppError):
     status_code = 416
     code = "range_not_satisfiable"

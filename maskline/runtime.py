@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from maskline.calls.engine import CallEngine
+from maskline.calls.idempotency import InFlight
 from maskline.kit.clock import Clock
 from maskline.kit.crypto import SecretBox
 from maskline.kit.db import Database
-from maskline.kit.notify import Topic, Wakeups
+from maskline.kit.notify import Broadcast, Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
 from maskline.ops.metrics import Metrics
 from maskline.recordings.signing import UrlSigner
@@ -36,6 +37,11 @@ class Runtime:
     worker: WebhookWorker | None = None
     recorder: RecordingWorker | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    # Requests of this process placing a call under an Idempotency-Key right now.
+    idempotency: InFlight = field(default_factory=InFlight)
+    # Fired whenever any process commits call events (a call changed): what a request
+    # waiting for a call to change (the hang-up API) waits on.
+    call_events: Broadcast = field(default_factory=Broadcast)
 
     def wake_engine(self) -> None:
         """A call to claim or a hang-up to carry out has been committed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
@@ -35,6 +36,8 @@ class Settings(BaseSettings):
 
     allow_private_webhooks: bool = False
     metrics_token: str | None = Field(default=None, repr=False)
+    # Addresses or CIDRs, comma-separated, whose X-Forwarded-For gives the client address.
+    trusted_proxies: str | None = None
 
     provider_state_code: str = "24"
     provider_gstin: str | None = None
@@ -46,6 +49,8 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=100, ge=1)
     call_status_rate_limit_per_minute: int = Field(default=600, ge=1)
     auth_failure_limit_per_minute: int = Field(default=60, ge=1)
+    # SPEC §3: how long a request waits for another with its Idempotency-Key before 409.
+    idempotency_wait_sec: float = Field(default=10.0, gt=0, le=60)
 
     sip_trunk: str | None = None
     sip_username: str | None = None
@@ -67,6 +72,27 @@ class Settings(BaseSettings):
             raise ValueError("provider_state_code must be a two-digit GST state code")
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str | None) -> str | None:
+        for entry in _entries(value):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {entry!r} is not an IP address or CIDR"
+                ) from None
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        """``MASKLINE_TRUSTED_PROXIES`` as a list (empty: trust no proxy)."""
+        return _entries(self.trusted_proxies)
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def _entries(value: str | None) -> list[str]:
+    return [entry.strip() for entry in (value or "").split(",") if entry.strip()]

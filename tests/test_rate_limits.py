@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import httpx
 
 from maskline.keys.service import generate_key
 from maskline.orgs.service import OrgTerms
 from maskline.settings import Settings
-from tests.conftest import Cli
+from tests.conftest import TEST_SECRET_KEY, Cli
 from tests.support.api import Api, running_api
+from tests.support.server import running_server
 
 BILLING = "/v1/masking/billing"
 
@@ -61,7 +63,7 @@ class TestKeyBudget:
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None,
             database_url=database_url,
-            secret_key="k",
+            secret_key=TEST_SECRET_KEY,
             data_dir=str(tmp_path),
             auth_failure_limit_per_minute=3,
         )
@@ -85,3 +87,53 @@ class TestSharedBudget:
             refused = await two.client.get(BILLING, headers=org.auth)
             assert refused.status_code == 429
             assert (await one.client.get(BILLING, headers=org.auth)).status_code == 429
+
+
+class TestFailedAuthenticationBehindProxies:
+    """SPEC §10 ``MASKLINE_TRUSTED_PROXIES``: only a trusted proxy's ``X-Forwarded-For``
+    gives the client address that failed authentication is limited by."""
+
+    @staticmethod
+    def _codes(base: str, forwarded_for: list[str]) -> list[int]:
+        bad = {"Authorization": f"Bearer {generate_key(test=False)}"}
+        return [
+            httpx.get(
+                f"{base}{BILLING}", headers={**bad, "X-Forwarded-For": address}, timeout=10
+            ).status_code
+            for address in forwarded_for
+        ]
+
+    def test_from_an_untrusted_client_the_header_is_ignored(
+        self, cli_settings_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        env = {**cli_settings_env, "MASKLINE_AUTH_FAILURE_LIMIT_PER_MINUTE": "3"}
+        with running_server(env, tmp_path) as server:
+            codes = self._codes(server.base_url, [f"203.0.113.{n}" for n in range(1, 5)])
+        # All four came from 127.0.0.1, whatever they claimed.
+        assert codes == [401, 401, 401, 429]
+
+    def test_an_untrusted_proxy_is_ignored_too(
+        self, cli_settings_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        env = {
+            **cli_settings_env,
+            "MASKLINE_AUTH_FAILURE_LIMIT_PER_MINUTE": "3",
+            "MASKLINE_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1",
+        }
+        with running_server(env, tmp_path) as server:
+            codes = self._codes(server.base_url, [f"203.0.113.{n}" for n in range(1, 5)])
+        assert codes == [401, 401, 401, 429]
+
+    def test_from_a_trusted_proxy_the_header_gives_the_client(
+        self, cli_settings_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        env = {
+            **cli_settings_env,
+            "MASKLINE_AUTH_FAILURE_LIMIT_PER_MINUTE": "3",
+            "MASKLINE_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.0/8",
+        }
+        with running_server(env, tmp_path) as server:
+            others = self._codes(server.base_url, [f"203.0.113.{n}" for n in range(1, 5)])
+            one = self._codes(server.base_url, ["198.51.100.9"] * 4)
+        # Four clients, each with its own budget; one client, limited after three.
+        assert (others, one) == ([401, 401, 401, 401], [401, 401, 401, 429])

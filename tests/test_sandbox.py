@@ -23,7 +23,7 @@ class TestSandboxBootstrap:
             # Only the embedded SQLite mode migrates by itself; PostgreSQL is the operator's job.
             env = {"MASKLINE_DATABASE_URL": url, "MASKLINE_DATA_DIR": str(tmp_path / "data")}
             if KIND == "postgresql":
-                env["MASKLINE_SECRET_KEY"] = "sandbox-test-secret"
+                env["MASKLINE_SECRET_KEY"] = "sandbox-test-secret-of-32-bytes-or-more"
                 assert run_cli("migrate", env=env, cwd=tmp_path).code == 0
             with running_server(env, tmp_path) as server:
                 output = server.output_when(lambda out: "curl -H" in out)

@@ -114,6 +114,11 @@ class CallEngine:
         self._accepting = False
         async with self._claiming:
             pass  # a claim in flight has started its runners: they are ended below
+        log.info(
+            "engine stopping: no new calls; %d live calls may continue for up to %s s",
+            len(self._runners),
+            self.settings.shutdown_grace_sec,
+        )
         if self._runners and self.settings.shutdown_grace_sec > 0:
             waiting = [r.done.wait() for r in self._runners.values()]
             with contextlib.suppress(TimeoutError):
@@ -186,9 +191,9 @@ class CallEngine:
 
     async def _claim_once(self) -> bool:
         async with self._claiming:
-            if not self._accepting:
-                return False
-            claimed = await self._claim()
+            # A stopping engine claims nothing new, but its live calls (in the shutdown
+            # grace) still end when a hang-up is asked for.
+            claimed = await self._claim() if self._accepting else 0
         await self._deliver_hangup_requests()
         return claimed == CLAIM_BATCH
 

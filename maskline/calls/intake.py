@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from maskline.errors import InvalidNumbers, InvalidRequest
+from maskline.kit.bodies import read_json
 from maskline.kit.phone import normalise_mobile
 from maskline.webhooks.service import check_url_shape
 
@@ -72,10 +73,7 @@ def _metadata(value: object) -> dict[str, str] | None:
 def parse_new_call(
     raw: bytes, *, default_ring_timeout: int, allow_private_webhooks: bool
 ) -> NewCall:
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidRequest("The request body is not valid JSON.") from None
+    body = read_json(raw)
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     party_a = _party(body, "party_a")

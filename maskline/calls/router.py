@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -31,7 +32,7 @@ from maskline.webhooks import ssrf
 router = APIRouter(prefix="/v1/masking", tags=["calls"])
 
 HANGUP_WAIT_SEC = 10.0
-HANGUP_POLL_SEC = 0.02
+HANGUP_RECHECK_SEC = 1.0
 
 CREATE_CALL_BODY = {
     "requestBody": {
@@ -92,7 +93,11 @@ async def create_call(
     key = check_idempotency_key(idempotency_key)
     if new_call.webhook_url is not None:
         await ssrf.resolve(new_call.webhook_url, allow_private=settings.allow_private_webhooks)
-    async with runtime.db.write() as session:
+    wait_sec = settings.idempotency_wait_sec
+    async with (
+        runtime.idempotency.turn(principal.org_id, key, wait_sec=wait_sec),
+        runtime.db.write() as session,
+    ):
         stored = await service.create_call(
             session,
             principal.org_id,
@@ -101,6 +106,7 @@ async def create_call(
             public_url=settings.public_url,
             now=runtime.clock.now(),
             idempotency_key=key,
+            idempotency_wait_sec=wait_sec,
         )
     runtime.wake_engine()
     runtime.wake_worker()
@@ -138,16 +144,22 @@ async def hangup_call(call_sid: str, principal: KeyDep, runtime: RuntimeDep) -> 
             public_url=runtime.settings.public_url,
             now=runtime.clock.now(),
         )
-    if engine_must_act:
-        runtime.wake_engine()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + HANGUP_WAIT_SEC
-        while loop.time() < deadline:
-            current = await _call_out(runtime, principal.org_id, call_sid)
-            if current.status in TERMINAL_STATUSES:
-                return CallEnvelope(data=current)
-            await asyncio.sleep(HANGUP_POLL_SEC)
-    return CallEnvelope(data=await _call_out(runtime, principal.org_id, call_sid))
+    if not engine_must_act:
+        return CallEnvelope(data=await _call_out(runtime, principal.org_id, call_sid))
+    runtime.wake_engine()
+    # The engine that ends the call commits its events and wakes every process
+    # (ARCHITECTURE §3): the call is read again on each such wake-up, and at least once
+    # a second in case one is missed (or does not cross processes, as on SQLite).
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + HANGUP_WAIT_SEC
+    while True:
+        changed = runtime.call_events.ticket()
+        current = await _call_out(runtime, principal.org_id, call_sid)
+        remaining = deadline - loop.time()
+        if current.status in TERMINAL_STATUSES or remaining <= 0:
+            return CallEnvelope(data=current)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), min(remaining, HANGUP_RECHECK_SEC))
 
 
 @router.get(

@@ -38,6 +38,7 @@ async def create_call(
     public_url: str,
     now: datetime,
     idempotency_key: str | None = None,
+    idempotency_wait_sec: float = 10.0,
 ) -> StoredResponse:
     """Accept a call: hold one minute, lease a masked number, store it and ``call.initiated``.
 
@@ -45,7 +46,12 @@ async def create_call(
     """
     if idempotency_key is not None:
         stored = await idempotency.claim_key(
-            session, org_id, idempotency_key, request.fingerprint(), now=now
+            session,
+            org_id,
+            idempotency_key,
+            request.fingerprint(),
+            now=now,
+            wait_sec=idempotency_wait_sec,
         )
         if stored is not None:
             return stored

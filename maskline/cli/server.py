@@ -19,17 +19,30 @@ def serve(host: str, port: int, role: str) -> None:
     import uvicorn
 
     from maskline.app import create_app
+    from maskline.kit.crypto import resolve_secret_key
     from maskline.kit.logging import configure_logging
     from maskline.settings import Settings
 
     settings = Settings()
+    # Checked (and generated) before the server starts, so that a missing or short key is
+    # one line on stderr and a non-zero exit, not a failed lifespan's traceback.
+    resolve_secret_key(settings)
     configure_logging(
         settings.log_level,
         secrets=(settings.secret_key, settings.sip_password, settings.metrics_token),
     )
     app = create_app(settings, role=role)
     config = uvicorn.Config(
-        app, host=host, port=port, loop="uvloop", lifespan="on", log_config=None, access_log=False
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        # The app trusts X-Forwarded-For from MASKLINE_TRUSTED_PROXIES only; uvicorn's
+        # own handling would trust it from 127.0.0.1 (or FORWARDED_ALLOW_IPS).
+        proxy_headers=False,
     )
     uvicorn.Server(config).run()
 

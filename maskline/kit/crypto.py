@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -17,26 +19,57 @@ from maskline.settings import Settings
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 
 
+MIN_SECRET_KEY_BYTES = 32
+
+
 def resolve_secret_key(settings: Settings) -> str:
-    """MASKLINE_SECRET_KEY, or in the embedded (SQLite) mode one generated into the data dir."""
+    """MASKLINE_SECRET_KEY, or in the embedded (SQLite) mode one generated into the data dir.
+
+    A key under 32 bytes is refused (SPEC §10): an empty one would let anyone sign
+    recording URLs.
+    """
     if settings.secret_key:
+        size = len(settings.secret_key.encode("utf-8"))
+        if size < MIN_SECRET_KEY_BYTES:
+            raise ConfigurationError(
+                f"MASKLINE_SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes; it is {size}."
+            )
         return settings.secret_key
     if not settings.is_sqlite:
         raise ConfigurationError(
             "MASKLINE_SECRET_KEY is required with PostgreSQL (the same value in every process)"
         )
     path = Path(settings.data_dir) / SECRET_KEY_FILE
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
+    if not path.exists():
+        _create_key_file(path)
+    return _read_key_file(path)
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key to ``path`` whole or not at all: a temporary file, written and
+    flushed to disk, is linked to its name, which fails if another process got there
+    first (both then use the first one's key)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    # O_EXCL: two processes starting at once agree on the first one's key.
+    fd, temporary = tempfile.mkstemp(prefix=f".{SECRET_KEY_FILE}.", dir=path.parent)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(secrets.token_urlsafe(48))
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+
+
+def _read_key_file(path: Path) -> str:
+    key = path.read_text(encoding="utf-8").strip()
+    if len(key.encode("utf-8")) < MIN_SECRET_KEY_BYTES:
+        raise ConfigurationError(
+            f"{path} holds a secret key of {len(key.encode('utf-8'))} bytes, fewer than "
+            f"{MIN_SECRET_KEY_BYTES} (a write cut short?). Delete it to generate a new one."
+        )
     return key
 
 

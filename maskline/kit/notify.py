@@ -43,6 +43,24 @@ def _dsn(database_url: str) -> str | None:
     return "postgresql://" + url.removeprefix("postgresql+asyncpg://")
 
 
+class Broadcast:
+    """A wake-up for any number of waiters at once (a hook for ``Wakeups.on``).
+
+    A waiter takes ``ticket()`` before it looks at what it waits for, then waits on
+    the ticket: a wake-up between its look and its wait is not missed.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def ticket(self) -> asyncio.Event:
+        return self._event
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+
 class Wakeups:
     def __init__(self, database_url: str) -> None:
         self._dsn = _dsn(database_url)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
 from maskline.billing import wallet
-from tests.support.api import Api
+from tests.calls.conftest import call_settings
+from tests.support.api import Api, OrgHandle, running_api
 from tests.support.calls import billing, place
+from tests.support.databases import holding_writes, waiting_for_locks
+from tests.support.waits import eventually
 
 CALLS = "/v1/masking/calls"
 A_BAD = "party_a must be a 10-digit Indian mobile number."
@@ -322,3 +327,85 @@ class TestIdempotency:
         assert response.json() == error(
             "invalid_request", "Idempotency-Key must be 1 to 255 printable ASCII characters."
         )
+
+
+IN_PROGRESS = error(
+    "idempotency_conflict", "A request with this Idempotency-Key is still in progress."
+)
+# A short wait instead of SPEC §3's 10 s, so the test does not take 10 s.
+WAIT_SEC = 1.0
+
+
+@pytest.fixture
+async def waiting_api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    settings = call_settings(database_url, tmp_path / "data", idempotency_wait_sec=WAIT_SEC)
+    async with running_api(settings) as running:
+        yield running
+
+
+async def _touched(api: Api, org: OrgHandle) -> None:
+    """Use the key once, so that no later request writes its last_used_at (a write
+    that the held database would hold up before the request reaches its key)."""
+    assert (await api.client.get("/v1/masking/billing", headers=org.auth)).status_code == 200
+
+
+class TestIdempotencyRace:
+    BODY: ClassVar[dict[str, Any]] = {
+        "party_a": "9876540000",
+        "party_b": "9123456789",
+        "ring_timeout_sec": 120,
+    }
+
+    async def test_a_request_racing_one_still_in_progress_gets_409_after_the_wait(
+        self, waiting_api: Api, database_url: str
+    ) -> None:
+        api = waiting_api
+        org = await api.make_org("idem-held", balance="100", numbers=2)
+        await _touched(api, org)
+        headers = {**org.auth, "Idempotency-Key": "held-1"}
+        async with holding_writes(database_url, org.id) as held:
+            first = asyncio.create_task(api.client.post(CALLS, headers=headers, json=self.BODY))
+            # The first request holds the key and waits for the database.
+            await eventually(lambda: api.runtime.idempotency.running(org.id, "held-1"))
+            loop = asyncio.get_running_loop()
+            asked_at = loop.time()
+            racing = await api.client.post(CALLS, headers=headers, json=self.BODY)
+            assert (racing.status_code, racing.json()) == (409, IN_PROGRESS)
+            assert loop.time() - asked_at >= WAIT_SEC
+            # One more arrives while the first is still held, and the first then finishes.
+            late = asyncio.create_task(api.client.post(CALLS, headers=headers, json=self.BODY))
+            await eventually(lambda: api.runtime.idempotency.waiting(org.id, "held-1") == 1)
+            await held.release()
+            placed, replayed = await first, await late
+        assert placed.status_code == 201, placed.text
+        assert (replayed.status_code, replayed.content) == (201, placed.content)
+        assert (await billing(api, org))["reserved"] == 1.5
+
+    async def test_across_api_processes_the_racing_request_gets_409_after_the_wait(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        if database_url.startswith("sqlite"):
+            pytest.skip("SQLite serves one process")
+        settings = call_settings(database_url, tmp_path / "data", idempotency_wait_sec=WAIT_SEC)
+        async with running_api(settings) as one, running_api(settings) as two:
+            org = await one.make_org("idem-held-two", balance="100", numbers=2)
+            await _touched(one, org)
+            await _touched(two, org)
+            headers = {**org.auth, "Idempotency-Key": "held-2"}
+            async with holding_writes(database_url, org.id) as held:
+                first = asyncio.create_task(one.client.post(CALLS, headers=headers, json=self.BODY))
+                # Held on the wallet's row, after taking the key.
+                await waiting_for_locks(database_url, 1)
+                loop = asyncio.get_running_loop()
+                asked_at = loop.time()
+                racing = await two.client.post(CALLS, headers=headers, json=self.BODY)
+                assert (racing.status_code, racing.json()) == (409, IN_PROGRESS)
+                assert loop.time() - asked_at >= WAIT_SEC
+                late = asyncio.create_task(two.client.post(CALLS, headers=headers, json=self.BODY))
+                # The late request waits on the first's key.
+                await waiting_for_locks(database_url, 2)
+                await held.release()
+                placed, replayed = await first, await late
+            assert placed.status_code == 201, placed.text
+            assert (replayed.status_code, replayed.content) == (201, placed.content)
+            assert (await billing(one, org))["reserved"] == 1.5

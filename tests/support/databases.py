@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -63,3 +64,66 @@ def fresh_database(
     finally:
         if name:
             asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class HeldWrites:
+    """What ``holding_writes`` holds, until ``release()``."""
+
+    def __init__(self, release: Callable[[], Awaitable[None]]) -> None:
+        self._release = release
+        self.released = False
+
+    async def release(self) -> None:
+        if not self.released:
+            self.released = True
+            await self._release()
+
+
+@asynccontextmanager
+async def holding_writes(database_url: str, org_id: str) -> AsyncIterator[HeldWrites]:
+    """Hold up the organisation's next money write from outside the app: SQLite's write
+    lock (every write waits), or the organisation's wallet row on PostgreSQL (a new
+    call's hold waits, after its earlier statements)."""
+    if database_url.startswith("sqlite"):
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+
+        async def rollback_sqlite() -> None:
+            conn.execute("ROLLBACK")
+
+        held = HeldWrites(rollback_sqlite)
+        try:
+            yield held
+        finally:
+            await held.release()
+            conn.close()
+        return
+    pg = await asyncpg.connect(database_url)
+    transaction = pg.transaction()
+    await transaction.start()
+    await pg.execute("SELECT 1 FROM wallets WHERE org_id = $1 FOR UPDATE", org_id)
+    held = HeldWrites(transaction.rollback)
+    try:
+        yield held
+    finally:
+        await held.release()
+        await pg.close()
+
+
+async def waiting_for_locks(database_url: str, count: int, *, within: float = 10.0) -> None:
+    """Until ``count`` PostgreSQL backends of this database wait for a lock."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            waiting: int = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if waiting >= count:
+                return
+            assert loop.time() < deadline, f"{waiting} waiting for a lock, wanted {count}"
+            await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
