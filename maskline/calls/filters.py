@@ -14,7 +14,7 @@ from maskline.errors import InvalidRequest
 from maskline.kit.india import IST
 from maskline.kit.phone import normalise_mobile
 
-_BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_BARE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 STATUSES = frozenset(s.value for s in Status)
 
 
@@ -32,7 +32,7 @@ def _ist_midnight(day: date) -> datetime:
 
 def _parse(name: str, raw: str, *, end: bool) -> datetime:
     text = raw.strip()
-    if _BARE_DATE.match(text):
+    if _BARE_DATE.fullmatch(text):
         try:
             day = date.fromisoformat(text)
         except ValueError:

@@ -13,12 +13,12 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-_KEY = re.compile(r"^[0-9A-Za-z_-]{1,64}/[0-9A-Za-z_-]{1,64}\.mp3$")
+_KEY = re.compile(r"[0-9A-Za-z_-]{1,64}/[0-9A-Za-z_-]{1,64}\.mp3")
 
 
 def object_key(org_id: str, call_sid: str) -> str:
     key = f"{org_id}/{call_sid}.mp3"
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise ValueError(f"not a recording key: {key!r}")
     return key
 
@@ -42,7 +42,7 @@ class LocalStorage:
         self.root = root
 
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key):
+        if not _KEY.fullmatch(key):
             raise ValueError(f"not a recording key: {key!r}")
         return self.root / key
 
