@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
+from maskline.kit.private_files import PRIVATE_FILE, create_private_file, private_directory
+
 _KEY = re.compile(r"[0-9A-Za-z_-]{1,64}/[0-9A-Za-z_-]{1,64}\.mp3")
 
 
@@ -48,12 +50,16 @@ class LocalStorage:
 
     def put(self, key: str, source: Path) -> int:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(self.root)
+        private_directory(target.parent)
+        # Narrowed before it is swapped in: the file is never readable by others there.
+        source.chmod(PRIVATE_FILE)
         try:
             os.replace(source, target)
         except OSError:  # another file system: copy, then swap in atomically
             staged = target.with_name(f"{target.name}.partial")
-            shutil.copyfile(source, staged)
+            with os.fdopen(create_private_file(staged), "wb") as out, source.open("rb") as src:
+                shutil.copyfileobj(src, out)
             os.replace(staged, target)
             source.unlink(missing_ok=True)
         return target.stat().st_size

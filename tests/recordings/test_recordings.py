@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,40 @@ class TestRecording:
         # The spool is gone once the MP3 is stored.
         assert sorted(p.name for p in (data_dir / "spool").iterdir()) == []
         assert [p.name for p in (data_dir / "recordings" / org.id).iterdir()] == [f"{sid}.mp3"]
+
+    async def test_recordings_and_their_folders_are_private_to_the_service(
+        self, api: Api, data_dir: Path
+    ) -> None:
+        org = await api.make_org("rec-modes", balance="10", numbers=1)
+        call = await recorded_call(api, org)
+        assert call["recording_status"] == "ready"
+        stored = data_dir / "recordings" / org.id / f"{call['call_sid']}.mp3"
+        modes = {
+            path: stat.S_IMODE(path.stat().st_mode)
+            for path in (stored, stored.parent, stored.parent.parent, data_dir / "spool")
+        }
+        assert modes == {
+            stored: 0o600,
+            stored.parent: 0o700,
+            stored.parent.parent: 0o700,
+            data_dir / "spool": 0o700,
+        }
+
+    async def test_the_raw_audio_of_a_live_call_is_private_to_the_service(
+        self, database_url: str, data_dir: Path
+    ) -> None:
+        settings = call_settings(database_url, data_dir, sim_talk_sec=3600)
+        async with running_api(settings, clock=ScaledClock(SPEED)) as api:
+            org = await api.make_org("rec-spool-modes", balance="10", numbers=1)
+            placed = await place(api, org)
+            sid = placed["call_sid"]
+            await wait_for(api, org, sid, ("in-progress",))
+            spool = data_dir / "spool"
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in spool.glob(f"{sid}.*")}
+            await api.client.post(f"/v1/masking/calls/{sid}/hangup", headers=org.auth)
+            await wait_for(api, org, sid)
+        assert modes == {f"{sid}.a.pcm": 0o600, f"{sid}.b.pcm": 0o600}
+        assert stat.S_IMODE(spool.stat().st_mode) == 0o700
 
     async def test_recording_ready_is_the_last_event_and_carries_the_url(self, api: Api) -> None:
         org = await api.make_org("rec-event", balance="10", numbers=1)
