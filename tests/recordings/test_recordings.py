@@ -144,6 +144,23 @@ class TestRecording:
             call["recording_url"],
         )
 
+    async def test_the_url_is_set_from_the_bridge_so_call_completed_carries_it(
+        self, api: Api
+    ) -> None:
+        org = await api.make_org("rec-url-early", balance="10", numbers=1)
+        call = await recorded_call(api, org)
+        url = f"{PUBLIC_URL}/v1/masking/calls/{call['call_sid']}/recording"
+        feed = (await api.client.get("/v1/events", headers=org.auth)).json()["data"]
+        urls = {e["event"]: e["data"]["recording_url"] for e in feed}
+        assert urls == {
+            "call.initiated": None,
+            "call.ringing": None,
+            "call.answered": None,
+            "call.bridged": url,
+            "call.completed": url,
+            "recording.ready": url,
+        }
+
     async def test_record_false_records_nothing(self, api: Api, data_dir: Path) -> None:
         org = await api.make_org("rec-off", balance="10", numbers=1)
         call = await recorded_call(api, org, record=False)
