@@ -26,7 +26,10 @@ from maskline.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    RateLimited,
+    Unauthorized,
     envelope,
+    list_errors,
 )
 from maskline.kit.clock import Clock, SystemClock
 from maskline.kit.crypto import SecretBox, resolve_secret_key
@@ -132,7 +135,15 @@ def _install_openapi(app: FastAPI) -> None:
         )
         for path in schema.get("paths", {}).values():
             for operation in path.values():
-                operation.get("responses", {}).pop("422", None)
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                # SPEC §1: every error the API can return is listed. Any request can meet
+                # an unknown path, a method the path does not serve, or a bug; a keyed one
+                # also the key, its budget and a repeated query parameter (checked with it).
+                list_errors(responses, NotFound, MethodNotAllowed, InternalError)
+                if operation.get("security") != []:
+                    list_errors(responses, InvalidRequest, Unauthorized, RateLimited)
+                operation["responses"] = dict(sorted(responses.items()))
         components = schema.setdefault("components", {})
         components.get("schemas", {}).pop("HTTPValidationError", None)
         components.get("schemas", {}).pop("ValidationError", None)
