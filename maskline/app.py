@@ -32,7 +32,7 @@ from maskline.errors import (
     list_errors,
 )
 from maskline.kit.clock import Clock, SystemClock
-from maskline.kit.crypto import SecretBox, resolve_secret_key
+from maskline.kit.crypto import KeyedDigest, SecretBox, resolve_secret_key
 from maskline.kit.db import Database
 from maskline.kit.migrate import upgrade
 from maskline.kit.notify import Topic, Wakeups
@@ -169,6 +169,7 @@ def _print_sandbox(created: SandboxCreated, public_url: str) -> None:
 
 
 ROLES = ("all", "api", "engine", "worker")
+PAIR_DIGEST_PURPOSE = "maskline/stats-pairs/v1"
 
 
 def _carriers(settings: Settings, clock: Clock) -> dict[str, Carrier]:
@@ -207,6 +208,7 @@ def create_app(
             data_dir = Path(settings.data_dir)
             spool = Spool(data_dir / "spool")
             secret_key = resolve_secret_key(settings)
+            pair_digest = KeyedDigest(secret_key, PAIR_DIGEST_PURPOSE)
             runtime = Runtime(
                 settings=settings,
                 db=db,
@@ -217,6 +219,7 @@ def create_app(
                 storage=LocalStorage(data_dir / "recordings"),
                 spool=spool,
                 wakeups=Wakeups(settings.database_url),
+                pair_digest=pair_digest,
             )
             if db.is_sqlite:
                 await upgrade(db)
@@ -245,6 +248,7 @@ def create_app(
                     spool=spool,
                     storage=runtime.storage,
                     on_events=runtime.wake_worker,
+                    pair_digest=pair_digest,
                 )
                 await runtime.recorder.start()
                 started.push_async_callback(runtime.recorder.stop)

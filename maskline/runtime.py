@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from maskline.calls.engine import CallEngine
 from maskline.kit.clock import Clock
-from maskline.kit.crypto import SecretBox
+from maskline.kit.crypto import KeyedDigest, SecretBox
 from maskline.kit.db import Database
 from maskline.kit.notify import Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
@@ -32,6 +32,8 @@ class Runtime:
     # Wake-ups reach this process's loops and, on PostgreSQL, other processes' (ARCHITECTURE
     # §3); polling in the woken loops is the safety net.
     wakeups: Wakeups
+    # Digests of A–B pairs in the stats rollup of deleted calls (never the numbers).
+    pair_digest: KeyedDigest
     engine: CallEngine | None = None
     worker: WebhookWorker | None = None
     recorder: RecordingWorker | None = None

@@ -4,10 +4,11 @@ from datetime import timedelta
 
 from fastapi import APIRouter
 
-from maskline.calls import filters, repository
+from maskline.calls import filters
 from maskline.errors import InvalidRequest, RateLimited, Unauthorized, error_responses
 from maskline.keys.auth import KeyDep
 from maskline.kit.web import RuntimeDep
+from maskline.stats import service
 from maskline.stats.schemas import StatsEnvelope, StatsOut
 
 # SPEC §3: a range is answered with one daily row per day, so it is bounded.
@@ -41,6 +42,7 @@ async def get_stats(
     if dates.end - timedelta(microseconds=1) - dates.start > MAX_RANGE:
         raise InvalidRequest("The range from start_date to end_date must be at most 366 days.")
     async with runtime.db.read() as session:
-        totals = await repository.totals(session, principal.org_id, dates)
-        days = await repository.daily(session, principal.org_id, dates)
+        totals, days = await service.usage(
+            session, principal.org_id, dates, digest=runtime.pair_digest
+        )
     return StatsEnvelope(data=StatsOut.build(dates, totals, days))
