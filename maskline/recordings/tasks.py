@@ -305,7 +305,7 @@ class RecordingWorker:
                 await retention.forget_idempotency(session, before=before)
             deleted += batch
             # A short batch was the last; none deleted means files could not go (next run).
-            if len(sids) < RETENTION_BATCH or batch == 0:
+            if len(sids) < RETENTION_BATCH or batch == 0 or self._loops.stopping:
                 break
         return deleted
 

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls.filters import DateRange
 from maskline.calls.models import Call
 from maskline.kit.crypto import KeyedDigest
 from maskline.kit.india import IST, ist_date
+from maskline.kit.scope import scoped
 from maskline.kit.upsert import insert_for
 from maskline.stats.models import CallDayPair, CallDayRollup
 
@@ -102,9 +102,7 @@ async def rolled_up(session: AsyncSession, org_id: str, dates: DateRange) -> Rol
     found = RolledUp()
     rows = (
         await session.execute(
-            select(CallDayRollup).where(
-                CallDayRollup.org_id == org_id, CallDayRollup.day.between(first, last)
-            )
+            scoped(CallDayRollup, org_id).where(CallDayRollup.day.between(first, last))
         )
     ).scalars()
     for row in rows:
@@ -116,9 +114,10 @@ async def rolled_up(session: AsyncSession, org_id: str, dates: DateRange) -> Rol
         found.pairs = set(
             (
                 await session.execute(
-                    select(func.distinct(CallDayPair.pair)).where(
-                        CallDayPair.org_id == org_id, CallDayPair.day.between(first, last)
-                    )
+                    scoped(CallDayPair, org_id)
+                    .where(CallDayPair.day.between(first, last))
+                    .with_only_columns(CallDayPair.pair)
+                    .distinct()
                 )
             ).scalars()
         )
