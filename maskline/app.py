@@ -28,11 +28,14 @@ from maskline.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
     envelope,
+    list_errors,
 )
 from maskline.kit.bodies import BODY_METHODS, BodyLimitMiddleware
 from maskline.kit.clock import Clock, SystemClock
-from maskline.kit.crypto import SecretBox, resolve_secret_key
+from maskline.kit.crypto import KeyedDigest, SecretBox, resolve_secret_key
 from maskline.kit.db import Database
 from maskline.kit.migrate import upgrade
 from maskline.kit.notify import Topic, Wakeups
@@ -147,6 +150,16 @@ def _install_openapi(app: FastAPI) -> None:
                 if method.upper() in BODY_METHODS:
                     responses[str(PayloadTooLarge.status_code)] = too_large
                     operation["responses"] = dict(sorted(responses.items()))
+            for operation in path.values():
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                # SPEC §1: every error the API can return is listed. Any request can meet
+                # an unknown path, a method the path does not serve, or a bug; a keyed one
+                # also the key, its budget and a repeated query parameter (checked with it).
+                list_errors(responses, NotFound, MethodNotAllowed, InternalError)
+                if operation.get("security") != []:
+                    list_errors(responses, InvalidRequest, Unauthorized, RateLimited)
+                operation["responses"] = dict(sorted(responses.items()))
         components = schema.setdefault("components", {})
         components.get("schemas", {}).pop("HTTPValidationError", None)
         components.get("schemas", {}).pop("ValidationError", None)
@@ -172,6 +185,7 @@ def _print_sandbox(created: SandboxCreated, public_url: str) -> None:
 
 
 ROLES = ("all", "api", "engine", "worker")
+PAIR_DIGEST_PURPOSE = "maskline/stats-pairs/v1"
 
 
 def _carriers(settings: Settings, clock: Clock) -> dict[str, Carrier]:
@@ -210,6 +224,7 @@ def create_app(
             data_dir = Path(settings.data_dir)
             spool = Spool(data_dir / "spool")
             secret_key = resolve_secret_key(settings)
+            pair_digest = KeyedDigest(secret_key, PAIR_DIGEST_PURPOSE)
             runtime = Runtime(
                 settings=settings,
                 db=db,
@@ -220,6 +235,7 @@ def create_app(
                 storage=LocalStorage(data_dir / "recordings"),
                 spool=spool,
                 wakeups=Wakeups(settings.database_url),
+                pair_digest=pair_digest,
             )
             # Stopped last: an engine in its shutdown grace still hears of hang-up
             # requests and tells the other processes about the calls it ends.
@@ -252,6 +268,7 @@ def create_app(
                     spool=spool,
                     storage=runtime.storage,
                     on_events=runtime.wake_worker,
+                    pair_digest=pair_digest,
                 )
                 await runtime.recorder.start()
                 started.push_async_callback(runtime.recorder.stop)

@@ -125,3 +125,22 @@ def error_responses(*errors: type[AppError]) -> dict[int | str, dict[str, object
         described = str(entry["description"])
         entry["description"] = f"{described}; `{error.code}`" if described else f"`{error.code}`"
     return responses
+
+
+def list_errors(responses: dict[str, dict[str, object]], *errors: type[AppError]) -> None:
+    """Add ``errors`` to an OpenAPI document's ``responses`` of one operation, beside what
+    the route declared (a status already listed gains the code in its description)."""
+    for error in errors:
+        entry = responses.setdefault(
+            str(error.status_code),
+            {
+                "description": "",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+                },
+            },
+        )
+        described = str(entry.get("description", ""))
+        code = f"`{error.code}`"
+        if code not in described:
+            entry["description"] = f"{described}; {code}" if described else code

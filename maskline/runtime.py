@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from maskline.calls.engine import CallEngine
 from maskline.calls.idempotency import InFlight
 from maskline.kit.clock import Clock
-from maskline.kit.crypto import SecretBox
+from maskline.kit.crypto import KeyedDigest, SecretBox
 from maskline.kit.db import Database
 from maskline.kit.notify import Broadcast, Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
@@ -33,6 +33,8 @@ class Runtime:
     # Wake-ups reach this process's loops and, on PostgreSQL, other processes' (ARCHITECTURE
     # §3); polling in the woken loops is the safety net.
     wakeups: Wakeups
+    # Digests of A–B pairs in the stats rollup of deleted calls (never the numbers).
+    pair_digest: KeyedDigest
     engine: CallEngine | None = None
     worker: WebhookWorker | None = None
     recorder: RecordingWorker | None = None

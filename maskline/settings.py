@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_STATE_CODE = re.compile(r"^[0-9]{2}$")
+_STATE_CODE = re.compile(r"[0-9]{2}")
 
 
 class Settings(BaseSettings):
@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     @field_validator("provider_state_code")
     @classmethod
     def _state_code(cls, value: str) -> str:
-        if not _STATE_CODE.match(value):
+        if not _STATE_CODE.fullmatch(value):
             raise ValueError("provider_state_code must be a two-digit GST state code")
         return value
 

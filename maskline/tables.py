@@ -7,6 +7,7 @@ from maskline.kit.db import Base
 from maskline.numbers import models as numbers_models
 from maskline.orgs import models as orgs_models
 from maskline.recordings import models as recordings_models
+from maskline.stats import models as stats_models
 from maskline.webhooks import models as webhooks_models
 
 metadata = Base.metadata
@@ -19,5 +20,6 @@ __all__ = [
     "numbers_models",
     "orgs_models",
     "recordings_models",
+    "stats_models",
     "webhooks_models",
 ]

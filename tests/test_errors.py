@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
+from typing import Any
 
+import httpx
 import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from maskline.settings import Settings
 from tests.support.api import Api, running_api
@@ -81,13 +85,53 @@ class TestOpenApi:
         document = (await api.client.get("/openapi.json")).json()
         assert document["openapi"].startswith("3.1")
         operation = document["paths"]["/v1/masking/billing/invoices"]["get"]
-        assert sorted(operation["responses"]) == ["200", "400", "401", "429", "500"]
+        assert sorted(operation["responses"]) == ["200", "400", "401", "404", "405", "429", "500"]
         assert operation["responses"]["400"]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/ErrorEnvelope"
         }
         assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
 
+    async def test_every_error_a_route_returns_is_listed_in_its_operation(self, api: Api) -> None:
+        """Each route of the app (so a new one cannot escape) is asked without a key, with
+        a repeated query parameter, with unknown ids, and with a method it does not serve;
+        every error status it answers must be listed, with the error envelope."""
+        org = await api.make_org("openapi-errors")
+        document = (await api.client.get("/openapi.json")).json()
+        routes = [
+            route
+            for route in iter_route_contexts(api.app.routes)
+            if isinstance(route.original_route, APIRoute) and route.include_in_schema
+        ]
+        assert len(routes) >= 12
+        for route in routes:
+            path = re.sub(
+                r"\{(call_sid|delivery_id)\}", "3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b", route.path
+            )
+            assert "{" not in path, route.path
+            for method in sorted(route.methods or ()):
+                listed = document["paths"][route.path][method.lower()]["responses"]
+                answers: list[httpx.Response] = [
+                    await api.client.request(method, path),
+                    await api.client.request(method, path, headers=org.auth),
+                    await api.client.request(
+                        method, f"{path}?page=1&page=1", headers=org.auth, json={}
+                    ),
+                    await api.client.request("PATCH", path, headers=org.auth),
+                ]
+                for answer in answers:
+                    if answer.status_code >= 400:
+                        where = (method, route.path, answer.status_code, answer.text)
+                        assert str(answer.status_code) in listed, where
+                        assert _envelope_schema(listed[str(answer.status_code)]), where
+                # The errors any request can meet: an unknown path, a wrong method, a bug.
+                assert {"404", "405", "500"} <= set(listed), (method, route.path)
+
     async def test_docs_ui_is_served(self, api: Api) -> None:
         response = await api.client.get("/docs")
         assert response.status_code == 200
         assert "swagger-ui" in response.text
+
+
+def _envelope_schema(response: dict[str, Any]) -> bool:
+    schema = response.get("content", {}).get("application/json", {}).get("schema")
+    return schema == {"$ref": "#/components/schemas/ErrorEnvelope"}

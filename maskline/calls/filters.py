@@ -14,7 +14,7 @@ from maskline.errors import InvalidRequest
 from maskline.kit.india import IST
 from maskline.kit.phone import normalise_mobile
 
-_BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_BARE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 STATUSES = frozenset(s.value for s in Status)
 
 
@@ -31,8 +31,15 @@ def _ist_midnight(day: date) -> datetime:
 
 
 def _parse(name: str, raw: str, *, end: bool) -> datetime:
-    text = raw.strip()
-    if _BARE_DATE.match(text):
+    try:
+        return _parse_moment(name, raw.strip(), end=end)
+    except OverflowError:
+        # Year 1 or 9999 moved by the IST offset (or a day) leaves datetime's range.
+        raise InvalidRequest(f"{name} is outside the supported dates.") from None
+
+
+def _parse_moment(name: str, text: str, *, end: bool) -> datetime:
+    if _BARE_DATE.fullmatch(text):
         try:
             day = date.fromisoformat(text)
         except ValueError:
@@ -69,6 +76,15 @@ def last_30_ist_days(now: datetime) -> DateRange:
     return DateRange(
         _ist_midnight(today - timedelta(days=29)), _ist_midnight(today + timedelta(days=1))
     )
+
+
+def thirty_ist_days_ending(end: datetime) -> DateRange:
+    """The 30 Asia/Kolkata calendar days whose last one holds ``end`` (exclusive), up to it."""
+    last_day = (end - timedelta(microseconds=1)).astimezone(IST).date()
+    try:
+        return DateRange(_ist_midnight(last_day - timedelta(days=29)), end)
+    except OverflowError:
+        raise InvalidRequest("end_date is outside the supported dates.") from None
 
 
 def statuses(raw: str | None) -> list[str] | None:

@@ -140,3 +140,10 @@ async def daily(session: AsyncSession, org_id: str, dates: DateRange) -> list[Da
         )
         for value, count, completed, billed, price in rows
     ]
+
+
+async def pairs(session: AsyncSession, org_id: str, dates: DateRange) -> list[tuple[str, str]]:
+    """The distinct (A, B) pairs of the calls in the range."""
+    calls = _filtered(org_id, dates=dates).subquery()
+    rows = await session.execute(select(calls.c.party_a, calls.c.party_b).distinct())
+    return [(a, b) for a, b in rows]

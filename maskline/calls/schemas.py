@@ -51,13 +51,16 @@ class CallOut(BaseModel):
     sip_code: int | None
     recording_status: str
     recording_url: str | None = Field(
-        description="The API URL of the recording resource once recorded, else null."
+        description="The API URL of the recording resource, from the bridge of a recorded "
+        "call (it answers 404 until recording_status is ready), else null."
     )
 
     @classmethod
     def build(cls, call: Call, *, public_url: str) -> CallOut:
         recording_url = None
-        if call.recording_status == "ready":
+        # Set from the bridge of a recorded call (so call.completed carries it, SPEC §3);
+        # it answers 404 until the recording is ready. A deleted recording is "none".
+        if call.record and call.bridged_at is not None and call.recording_status != "none":
             recording_url = f"{public_url.rstrip('/')}/v1/masking/calls/{call.call_sid}/recording"
         metadata: Any = call.call_metadata
         return cls(

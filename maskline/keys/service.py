@@ -21,7 +21,7 @@ BODY_LENGTH = 32
 CHECKSUM_LENGTH = 6
 DISPLAY_PREFIX_LENGTH = 4
 KEY_PATTERN = re.compile(
-    rf"^vp_(live|test)_([A-Za-z0-9]{{{BODY_LENGTH}}})([A-Za-z0-9]{{{CHECKSUM_LENGTH}}})$"
+    rf"vp_(live|test)_([A-Za-z0-9]{{{BODY_LENGTH}}})([A-Za-z0-9]{{{CHECKSUM_LENGTH}}})"
 )
 # last_used_at is a hint for operators, not an audit log: refresh it at most this often
 # so that authentication does not turn every read into a write.
@@ -44,7 +44,7 @@ def generate_key(*, test: bool) -> str:
 
 
 def is_well_formed(raw: str) -> bool:
-    match = KEY_PATTERN.match(raw)
+    match = KEY_PATTERN.fullmatch(raw)
     if match is None:
         return False
     head = f"vp_{match.group(1)}_"

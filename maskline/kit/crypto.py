@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import hmac
 import os
 import secrets
 import tempfile
@@ -96,3 +98,14 @@ class SecretBox:
             raise ConfigurationError(
                 "a stored secret cannot be decrypted: MASKLINE_SECRET_KEY has changed"
             ) from None
+
+
+class KeyedDigest:
+    """A one-way keyed digest (HMAC-SHA256, 128 bits in hex) for one purpose: equal
+    values can be matched later without the values being stored."""
+
+    def __init__(self, secret_key: str, purpose: str) -> None:
+        self._key = derive_key(secret_key, purpose)
+
+    def __call__(self, text: str) -> str:
+        return hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).hexdigest()[:32]

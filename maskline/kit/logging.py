@@ -45,11 +45,12 @@ _SENSITIVE = re.compile(
 def _keep_last_four(number: str) -> str:
     # "%20" is a separator whose characters are not the number's digits.
     text = number.replace("%20", "\0")
-    total = sum(ch.isdigit() for ch in text)
+    # isdecimal: exactly the characters the pattern's \d matched (isdigit also takes "²").
+    total = sum(ch.isdecimal() for ch in text)
     seen = 0
     masked: list[str] = []
     for ch in text:
-        if ch.isdigit():
+        if ch.isdecimal():
             seen += 1
             masked.append(ch if seen > total - 4 else "*")
         else:

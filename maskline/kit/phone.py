@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 _IGNORED = re.compile(r"[ \-()]")
-_MOBILE = re.compile(r"^[6-9][0-9]{9}$")
+# Matched with fullmatch: "$" would also match before a final newline.
+_MOBILE = re.compile(r"[6-9][0-9]{9}")
 
 
 def normalise_mobile(raw: str) -> str | None:
@@ -24,4 +25,4 @@ def normalise_mobile(raw: str) -> str | None:
         text = text[2:]
     elif len(text) == 11 and text.startswith("0"):
         text = text[1:]
-    return text if _MOBILE.match(text) else None
+    return text if _MOBILE.fullmatch(text) else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls.models import Call, NumberLease
@@ -19,17 +19,27 @@ from maskline.numbers.models import MaskedNumber
 CANDIDATES = 20
 
 
+def _usable_by(org_id: str) -> ColumnElement[bool]:
+    """The organisation's own numbers and the shared pool."""
+    return or_(MaskedNumber.org_id == org_id, MaskedNumber.org_id.is_(None))
+
+
 async def _previous_number(session: AsyncSession, org_id: str, a: str, b: str) -> str | None:
-    """The number the same pair had last (either way round), for call-backs."""
+    """The number the same pair had last (either way round), for call-backs, if it is
+    still in the pool for this organisation."""
     pair = or_(
         and_(Call.party_a == a, Call.party_b == b), and_(Call.party_a == b, Call.party_b == a)
     )
+    last = (
+        select(Call.masked_number)
+        .where(Call.org_id == org_id, pair)
+        .order_by(Call.created_at.desc(), Call.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
     return (
         await session.execute(
-            select(Call.masked_number)
-            .where(Call.org_id == org_id, pair)
-            .order_by(Call.created_at.desc(), Call.id.desc())
-            .limit(1)
+            select(MaskedNumber.number).where(MaskedNumber.number == last, _usable_by(org_id))
         )
     ).scalar_one_or_none()
 
@@ -62,15 +72,19 @@ async def lease_number(
     on the number, so the caller touches it (``touch_number``) just before committing.
     """
     parties = (party_a, party_b)
+    # The pair's previous number first, wherever it stands in the least-recently-used
+    # order (once used, it is the most recently used): the lease says if it is free.
+    previous = await _previous_number(session, org_id, party_a, party_b)
+    if previous is not None and await _try_lease(session, previous, parties, call_sid):
+        return previous
     in_use = exists().where(
         NumberLease.number == MaskedNumber.number, NumberLease.party.in_(parties)
     )
-    usable = or_(MaskedNumber.org_id == org_id, MaskedNumber.org_id.is_(None))
     candidates = list(
         (
             await session.execute(
                 select(MaskedNumber.number)
-                .where(usable, ~in_use)
+                .where(_usable_by(org_id), ~in_use)
                 # Least recently used first; the organisation's own numbers before shared ones.
                 .order_by(
                     MaskedNumber.last_used_at.is_not(None),
@@ -82,12 +96,8 @@ async def lease_number(
             )
         ).scalars()
     )
-    previous = await _previous_number(session, org_id, party_a, party_b)
-    if previous in candidates:
-        candidates.remove(previous)
-        candidates.insert(0, previous)
     for number in candidates:
-        if await _try_lease(session, number, parties, call_sid):
+        if number != previous and await _try_lease(session, number, parties, call_sid):
             return number
     return None
 

@@ -13,14 +13,14 @@ from maskline.numbers.models import MaskedNumber
 
 _SEPARATORS = re.compile(r"[ \-()]")
 # Country code 91, then a 10-digit national number that does not start with 0.
-_MASKED = re.compile(r"^91[1-9][0-9]{9}$")
+_MASKED = re.compile(r"91[1-9][0-9]{9}")
 
 
 def normalise_masked_number(raw: str) -> str:
     """``+91 79690-02802`` → ``917969002802``; InvalidRequest when it is not one."""
     text = _SEPARATORS.sub("", raw.strip())
     text = text.removeprefix("+")
-    if not (text.isascii() and _MASKED.match(text)):
+    if not (text.isascii() and _MASKED.fullmatch(text)):
         raise InvalidRequest(
             f"{raw!r} is not a masked number: write 12 digits with country code 91."
         )

@@ -18,6 +18,8 @@ from typing import BinaryIO
 
 import av
 
+from maskline.kit.private_files import create_private_file, private_directory
+
 SPOOL_RATE = 8000
 MP3_RATE = 16000
 BIT_RATE = 32_000
@@ -71,10 +73,12 @@ def encode_mp3(
     else:
         total = int(seconds * SPOOL_RATE)
     total = max(total, MIN_SAMPLES)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    private_directory(out.parent)
     partial = out.with_name(f"{out.name}.partial")
     handles = [path.open("rb") if path.exists() else None for path in (left, right)]
     try:
+        # Made 0600 first: the encoder opens the existing file, which keeps that mode.
+        os.close(create_private_file(partial))
         # No ID3 tag: the file starts with the Xing/LAME frame.
         with av.open(str(partial), "w", format="mp3", options={"id3v2_version": "0"}) as box:
             stream = box.add_stream("libmp3lame", rate=MP3_RATE, layout="stereo")

@@ -13,12 +13,14 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-_KEY = re.compile(r"^[0-9A-Za-z_-]{1,64}/[0-9A-Za-z_-]{1,64}\.mp3$")
+from maskline.kit.private_files import PRIVATE_FILE, create_private_file, private_directory
+
+_KEY = re.compile(r"[0-9A-Za-z_-]{1,64}/[0-9A-Za-z_-]{1,64}\.mp3")
 
 
 def object_key(org_id: str, call_sid: str) -> str:
     key = f"{org_id}/{call_sid}.mp3"
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise ValueError(f"not a recording key: {key!r}")
     return key
 
@@ -42,18 +44,22 @@ class LocalStorage:
         self.root = root
 
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key):
+        if not _KEY.fullmatch(key):
             raise ValueError(f"not a recording key: {key!r}")
         return self.root / key
 
     def put(self, key: str, source: Path) -> int:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(self.root)
+        private_directory(target.parent)
+        # Narrowed before it is swapped in: the file is never readable by others there.
+        source.chmod(PRIVATE_FILE)
         try:
             os.replace(source, target)
         except OSError:  # another file system: copy, then swap in atomically
             staged = target.with_name(f"{target.name}.partial")
-            shutil.copyfile(source, staged)
+            with os.fdopen(create_private_file(staged), "wb") as out, source.open("rb") as src:
+                shutil.copyfileobj(src, out)
             os.replace(staged, target)
             source.unlink(missing_ok=True)
         return target.stat().st_size

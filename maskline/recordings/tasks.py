@@ -19,9 +19,11 @@ from functools import partial
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from maskline.calls import retention
 from maskline.calls.lifecycle import load_call
 from maskline.calls.models import Call
 from maskline.kit.clock import Clock
+from maskline.kit.crypto import KeyedDigest
 from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
 from maskline.kit.logging import call_sid_var
@@ -63,6 +65,7 @@ class RecordingWorker:
         spool: Spool,
         storage: Storage,
         on_events: Callable[[], None],
+        pair_digest: KeyedDigest,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -71,6 +74,7 @@ class RecordingWorker:
         self.storage = storage
         self.worker_id = f"rec_{random_base62(12)}"
         self._on_events = on_events
+        self._pair_digest = pair_digest
         self._loops = Loops(clock, log)
         self._next_retention = 0.0
         self._abort = threading.Event()
@@ -289,7 +293,36 @@ class RecordingWorker:
             if len(expired) < RETENTION_BATCH:
                 break
         await self._remove_deleted_files()
+        await self.apply_call_retention()
         return removed
+
+    async def apply_call_retention(self) -> int:
+        """Delete calls older than MASKLINE_CALL_RETENTION_DAYS in batches, their recording
+        files first; returns how many calls were deleted."""
+        days = self.settings.call_retention_days
+        deleted = 0
+        while days is not None:
+            before = self.clock.now() - timedelta(days=days)
+            async with self.db.write() as session:
+                sids = await retention.expired_calls(session, before=before, limit=RETENTION_BATCH)
+                stored = (
+                    await session.execute(
+                        select(Recording).where(
+                            Recording.call_sid.in_(sids), Recording.status == "ready"
+                        )
+                    )
+                ).scalars()
+                for recording in stored:
+                    await mark_deleted(session, recording, now=self.clock.now())
+            await self._remove_deleted_files()
+            async with self.db.write() as session:
+                batch = await retention.delete_calls(session, sids, digest=self._pair_digest)
+                await retention.forget_idempotency(session, before=before)
+            deleted += batch
+            # A short batch was the last; none deleted means files could not go (next run).
+            if len(sids) < RETENTION_BATCH or batch == 0 or self._loops.stopping:
+                break
+        return deleted
 
     async def _remove_deleted_files(self) -> None:
         """The rows say deleted first (no URL serves them); then the files go."""

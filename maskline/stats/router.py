@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter
 
-from maskline.calls import filters, repository
+from maskline.calls import filters
 from maskline.errors import InvalidRequest, RateLimited, Unauthorized, error_responses
 from maskline.keys.auth import KeyDep
 from maskline.kit.web import RuntimeDep
+from maskline.stats import service
 from maskline.stats.schemas import StatsEnvelope, StatsOut
+
+# SPEC §3: a range is answered with one daily row per day, so it is bounded.
+MAX_RANGE = timedelta(days=366)
 
 router = APIRouter(prefix="/v1/masking", tags=["stats"])
 
@@ -21,12 +27,22 @@ async def get_stats(
     runtime: RuntimeDep,
     dates: filters.DateRangeDep,
 ) -> StatsEnvelope:
-    """Usage over the calls created in a date range; by default the last 30 days (IST)."""
-    default = filters.last_30_ist_days(runtime.clock.now())
-    dates = filters.DateRange(dates.start or default.start, dates.end or default.end)
-    if dates.start is not None and dates.end is not None and dates.end <= dates.start:
+    """Usage over the calls created in a date range of at most 366 days; by default the 30
+    Asia/Kolkata days ending today (or ending ``end_date`` when only it is given)."""
+    if dates.start is None and dates.end is not None:
+        dates = filters.thirty_ist_days_ending(dates.end)
+    else:
+        default = filters.last_30_ist_days(runtime.clock.now())
+        dates = filters.DateRange(dates.start or default.start, dates.end or default.end)
+    assert dates.start is not None
+    assert dates.end is not None
+    if dates.end <= dates.start:
         raise InvalidRequest("end_date must be after start_date.")
+    # The end is exclusive: a bare end date's day ends at the next midnight.
+    if dates.end - timedelta(microseconds=1) - dates.start > MAX_RANGE:
+        raise InvalidRequest("The range from start_date to end_date must be at most 366 days.")
     async with runtime.db.read() as session:
-        totals = await repository.totals(session, principal.org_id, dates)
-        days = await repository.daily(session, principal.org_id, dates)
+        totals, days = await service.usage(
+            session, principal.org_id, dates, digest=runtime.pair_digest
+        )
     return StatsEnvelope(data=StatsOut.build(dates, totals, days))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -21,6 +22,9 @@ from maskline.webhooks.schemas import (
 )
 
 router = APIRouter(tags=["webhooks"])
+
+# ASCII digits only: str.isdigit() also takes "²" and "١", which int() refuses or reads.
+_CURSOR = re.compile(r"[0-9]+")
 
 DeliveryStatus = Literal["pending", "succeeded", "failed", "paused"]
 
@@ -86,7 +90,7 @@ async def list_events(
     async with runtime.db.read() as session:
         start = 0
         if after is not None:
-            if not after.isdigit() or not await feed.cursor_exists(
+            if not _CURSOR.fullmatch(after) or not await feed.cursor_exists(
                 session, principal.org_id, int(after)
             ):
                 raise InvalidRequest("after is not a cursor of this event feed.")

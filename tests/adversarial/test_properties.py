@@ -71,7 +71,7 @@ def written_mobiles(draw: st.DrawFn) -> tuple[str, str]:
 # Text near the valid forms: digits, separators, a plus, and look-alikes that must
 # be refused (letters, tabs, non-ASCII digits and spaces, a full-width plus).
 near_numbers = st.text(
-    alphabet=st.sampled_from(list(ASCII_DIGITS * 3 + IGNORED + "+x\t.٩९０\u00a0＋")),
+    alphabet=st.sampled_from(list(ASCII_DIGITS * 3 + IGNORED + "+x\t\r\n.٩९０\u00a0＋")),
     max_size=18,
 )
 
@@ -95,11 +95,18 @@ class TestPhoneNormalisation:
     @example("+9198765432")
     @example("９８７６５４３２１０")
     @example("98765\t43210")
+    @example("9876543210\n")
+    @example("9876543210\r\n")
+    @example("\n9876543210")
+    @example("+91 98765 43210\n")
     def test_any_text_is_accepted_exactly_when_the_spec_says(self, text: str) -> None:
         assert normalise_mobile(text) == spec_mobile(text)
 
     @BOUNDED
     @given(st.one_of(near_numbers, written_mobiles().map(lambda w: w[1])))
+    @example("9876543210\n")
+    @example("9876543210\r\n")
+    @example("\n9876543210")
     def test_a_party_on_the_wire_is_the_10_digit_form_or_invalid_numbers(self, text: str) -> None:
         other = "6000000000" if spec_mobile(text) != "6000000000" else "6000000001"
         body = json.dumps({"party_a": text, "party_b": other}).encode()

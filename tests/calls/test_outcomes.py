@@ -262,6 +262,18 @@ class TestNumberPool:
         again = await place(api, org, party_a="9811111113", party_b="9811111112")
         assert again["masked_number"] == first["masked_number"]
 
+    async def test_a_pair_gets_its_previous_number_back_from_a_pool_of_100(self, api: Api) -> None:
+        # Once used, the pair's number is the most recently used of the 100: it must be
+        # found as the pair's, not among the least recently used ones.
+        org = await api.make_org("pool-hundred", balance="100", numbers=100)
+        first = await place(api, org, party_a="9811111122", party_b="9811111123")
+        await wait_for(api, org, first["call_sid"])
+        other = await place(api, org, party_a="9811111124", party_b="9811111125")
+        await wait_for(api, org, other["call_sid"])
+        assert other["masked_number"] != first["masked_number"]
+        again = await place(api, org, party_a="9811111123", party_b="9811111122")
+        assert again["masked_number"] == first["masked_number"]
+
     async def test_numbers_are_used_least_recently_first(self, api: Api) -> None:
         org = await api.make_org("pool-lru", balance="100", numbers=3)
         used = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,40 @@ class TestRecording:
         decoded = decode_mp3((await api.client.get(local(data["url"]))).content)
         assert abs(decoded.seconds - 10) <= 0.2
 
+    async def test_recordings_and_their_folders_are_private_to_the_service(
+        self, api: Api, data_dir: Path
+    ) -> None:
+        org = await api.make_org("rec-modes", balance="10", numbers=1)
+        call = await recorded_call(api, org)
+        assert call["recording_status"] == "ready"
+        stored = data_dir / "recordings" / org.id / f"{call['call_sid']}.mp3"
+        modes = {
+            path: stat.S_IMODE(path.stat().st_mode)
+            for path in (stored, stored.parent, stored.parent.parent, data_dir / "spool")
+        }
+        assert modes == {
+            stored: 0o600,
+            stored.parent: 0o700,
+            stored.parent.parent: 0o700,
+            data_dir / "spool": 0o700,
+        }
+
+    async def test_the_raw_audio_of_a_live_call_is_private_to_the_service(
+        self, database_url: str, data_dir: Path
+    ) -> None:
+        settings = call_settings(database_url, data_dir, sim_talk_sec=3600)
+        async with running_api(settings, clock=ScaledClock(SPEED)) as api:
+            org = await api.make_org("rec-spool-modes", balance="10", numbers=1)
+            placed = await place(api, org)
+            sid = placed["call_sid"]
+            await wait_for(api, org, sid, ("in-progress",))
+            spool = data_dir / "spool"
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in spool.glob(f"{sid}.*")}
+            await api.client.post(f"/v1/masking/calls/{sid}/hangup", headers=org.auth)
+            await wait_for(api, org, sid)
+        assert modes == {f"{sid}.a.pcm": 0o600, f"{sid}.b.pcm": 0o600}
+        assert stat.S_IMODE(spool.stat().st_mode) == 0o700
+
     async def test_recording_ready_is_the_last_event_and_carries_the_url(self, api: Api) -> None:
         org = await api.make_org("rec-event", balance="10", numbers=1)
         call = await recorded_call(api, org)
@@ -119,6 +154,23 @@ class TestRecording:
             "ready",
             call["recording_url"],
         )
+
+    async def test_the_url_is_set_from_the_bridge_so_call_completed_carries_it(
+        self, api: Api
+    ) -> None:
+        org = await api.make_org("rec-url-early", balance="10", numbers=1)
+        call = await recorded_call(api, org)
+        url = f"{PUBLIC_URL}/v1/masking/calls/{call['call_sid']}/recording"
+        feed = (await api.client.get("/v1/events", headers=org.auth)).json()["data"]
+        urls = {e["event"]: e["data"]["recording_url"] for e in feed}
+        assert urls == {
+            "call.initiated": None,
+            "call.ringing": None,
+            "call.answered": None,
+            "call.bridged": url,
+            "call.completed": url,
+            "recording.ready": url,
+        }
 
     async def test_record_false_records_nothing(self, api: Api, data_dir: Path) -> None:
         org = await api.make_org("rec-off", balance="10", numbers=1)

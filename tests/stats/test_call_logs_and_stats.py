@@ -168,6 +168,16 @@ class TestCallLogs:
                 "end_date must be after start_date.",
             ),
             ({"party": "12345"}, "party must be a 10-digit Indian mobile number."),
+            ({"start_date": "0001-01-01"}, "start_date is outside the supported dates."),
+            ({"end_date": "9999-12-31"}, "end_date is outside the supported dates."),
+            (
+                {"start_date": "0001-01-01T00:00:00+05:30"},
+                "start_date is outside the supported dates.",
+            ),
+            (
+                {"end_date": "9999-12-31T23:59:59.999999Z"},
+                "end_date is outside the supported dates.",
+            ),
             ({"per_page": "101"}, "per_page: Input should be less than or equal to 100."),
         ],
     )
@@ -253,3 +263,80 @@ class TestStats:
         assert body["daily"] == [
             {"date": "2031-03-10", "calls": 0, "completed": 0, "billed_minutes": 0, "cost": 0}
         ]
+
+    async def test_only_end_date_gives_the_30_ist_days_ending_it(
+        self, api: Api, data: Dataset
+    ) -> None:
+        response = await api.client.get(
+            "/v1/masking/stats", headers=data.org.auth, params={"end_date": "2031-03-09"}
+        )
+        assert response.status_code == 200
+        body = response.json()["data"]
+        assert (body["start_date"], body["end_date"]) == (
+            "2031-02-07T18:30:00Z",
+            "2031-03-09T18:29:59Z",
+        )
+        assert len(body["daily"]) == 30
+        assert (body["daily"][0]["date"], body["daily"][-1]["date"]) == (
+            "2031-02-08",
+            "2031-03-09",
+        )
+        assert body["total_calls"] == 2
+
+    async def test_only_an_end_moment_gives_the_30_ist_days_ending_its_day(
+        self, api: Api, data: Dataset
+    ) -> None:
+        # 10 March 2031, 00:00 IST: the 30 days are 9 February to 10 March, up to that moment.
+        response = await api.client.get(
+            "/v1/masking/stats", headers=data.org.auth, params={"to": "2031-03-09T18:30:00Z"}
+        )
+        assert response.status_code == 200
+        body = response.json()["data"]
+        assert body["start_date"] == "2031-02-08T18:30:00Z"
+        assert (body["daily"][0]["date"], body["daily"][-1]["date"]) == (
+            "2031-02-09",
+            "2031-03-10",
+        )
+        assert len(body["daily"]) == 30
+        assert body["total_calls"] == 2
+
+    @pytest.mark.parametrize(
+        ("params", "days"),
+        [
+            # 10 March 2030 to 10 March 2031: 366 calendar days.
+            ({"start_date": "2030-03-10", "end_date": "2031-03-10"}, 366),
+            # 366 days from 00:00 IST to 00:00 IST: the last one touches a 367th IST day.
+            ({"start_date": "2030-03-09T18:30:00Z", "end_date": "2031-03-10T18:30:00Z"}, 367),
+        ],
+    )
+    async def test_a_range_of_366_days_is_answered(
+        self, api: Api, data: Dataset, params: dict[str, str], days: int
+    ) -> None:
+        response = await api.client.get("/v1/masking/stats", headers=data.org.auth, params=params)
+        assert response.status_code == 200
+        body = response.json()["data"]
+        assert body["total_calls"] == 4
+        assert len(body["daily"]) == days
+
+    @pytest.mark.parametrize(
+        "params",
+        [
+            {"start_date": "2030-03-09", "end_date": "2031-03-10"},
+            {"start_date": "2030-03-09T18:30:00Z", "end_date": "2031-03-10T18:30:01Z"},
+            # The request that once froze the server for 25 s with a 277 MB answer.
+            {"start_date": "0001-01-02", "end_date": "9999-12-30"},
+            # Only start_date: the range ends today (10 March 2031).
+            {"start_date": "2030-03-09"},
+        ],
+    )
+    async def test_a_range_longer_than_366_days_is_400(
+        self, api: Api, data: Dataset, params: dict[str, str]
+    ) -> None:
+        response = await api.client.get("/v1/masking/stats", headers=data.org.auth, params=params)
+        assert response.status_code == 400
+        assert response.json() == {
+            "error": {
+                "code": "invalid_request",
+                "message": "The range from start_date to end_date must be at most 366 days.",
+            }
+        }

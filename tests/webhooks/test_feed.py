@@ -92,3 +92,22 @@ class TestEventFeed:
             }
         mine = await read_feed(api, org, after=None, limit=10)
         assert mine == {"data": [], "meta": {"next_cursor": None, "has_more": False}}
+
+    async def test_a_cursor_of_non_ascii_digits_is_400(self, api: Api) -> None:
+        org = await api.make_org("feed-digits", balance="10", numbers=1)
+        placed = await place(api, org, party_a="9876540001")
+        await wait_for(api, org, placed["call_sid"])
+        await whole_feed(api, org, expect=2)
+        # "²" is a digit to str.isdigit() but not to int(); "١" (Arabic-Indic one) is
+        # read by int() as 1, a cursor this organisation has.
+        for cursor in ("²", "١", "1\n"):
+            response = await api.client.get(
+                "/v1/events", headers=org.auth, params={"after": cursor}
+            )
+            assert response.status_code == 400, cursor
+            assert response.json() == {
+                "error": {
+                    "code": "invalid_request",
+                    "message": "after is not a cursor of this event feed.",
+                }
+            }

@@ -8,17 +8,19 @@ two spool files into the stereo MP3 later (recordings/encode.py). The spool is
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
 from pathlib import Path
 from typing import BinaryIO
 
+from maskline.kit.private_files import create_private_file, private_directory
 from maskline.telephony.carrier import MediaSink
 from maskline.telephony.events import Leg
 
 SAMPLE_RATE = 8000
 FRAME_SAMPLES = 160
-_SAFE_NAME = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+_SAFE_NAME = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 class Spool:
@@ -28,7 +30,7 @@ class Spool:
         self.directory = directory
 
     def paths(self, call_sid: str) -> dict[Leg, Path]:
-        if not _SAFE_NAME.match(call_sid):
+        if not _SAFE_NAME.fullmatch(call_sid):
             raise ValueError(f"not a call sid: {call_sid!r}")
         return {
             Leg.A: self.directory / f"{call_sid}.a.pcm",
@@ -36,7 +38,7 @@ class Spool:
         }
 
     def recorder(self, call_sid: str) -> SpoolRecorder:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_directory(self.directory)
         return SpoolRecorder(self.paths(call_sid))
 
     def discard(self, call_sid: str) -> None:
@@ -51,7 +53,7 @@ class SpoolRecorder:
         self._files: dict[Leg, BinaryIO] = {}
         try:
             for leg, path in paths.items():
-                self._files[leg] = path.open("wb")
+                self._files[leg] = os.fdopen(create_private_file(path), "wb")
         except BaseException:
             self.close()
             raise
