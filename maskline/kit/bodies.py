@@ -76,7 +76,8 @@ def _content_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
             text = value.decode("latin-1").strip()
-            if not text.isdigit():
+            # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+            if not (text.isascii() and text.isdigit()):
                 return None  # the server refuses a malformed one; if not, count instead
             # More digits than any body we would read: too large, whatever the value.
             return int(text) if len(text) <= 18 else 10**18
