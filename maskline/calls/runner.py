@@ -163,7 +163,7 @@ class CallRunner:
         try:
             return spool.recorder(self.info.call_sid)
         except OSError:
-            # The call goes on unrecorded; the recording job then fails as "no audio".
+            # The call goes on unrecorded; the recording job then fails: its spool is missing.
             log.exception("cannot open the recording spool")
             return None
 

@@ -33,6 +33,10 @@ class Aborted(Exception):
     """The encode was asked to stop (the worker is shutting down)."""
 
 
+class SpoolMissing(Exception):
+    """A leg's spool file is gone: the call's audio was lost (a fault of maskline)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Encoded:
     duration_ms: int
@@ -46,10 +50,10 @@ def _samples_in(path: Path) -> int:
         return 0
 
 
-def _read(handle: BinaryIO | None, samples: int) -> bytes:
+def _read(handle: BinaryIO, samples: int) -> bytes:
     """``samples`` samples from ``handle``, padded with silence where the leg has none."""
     want = samples * BYTES_PER_SAMPLE
-    data = handle.read(want) if handle is not None else b""
+    data = handle.read(want)
     return data + bytes(want - len(data))
 
 
@@ -67,7 +71,13 @@ def encode_mp3(
     long as the longer spool.
 
     ``abort``, once set, stops the encode between seconds of audio (``Aborted``).
+    ``SpoolMissing`` when a leg's spool file is not there at all: the recorder creates
+    both at the bridge, so a missing one is audio maskline lost (SPEC §5: ``failed``),
+    unlike an empty one, which is a leg that sent nothing (silence).
     """
+    missing = [path.name for path in (left, right) if not path.exists()]
+    if missing:
+        raise SpoolMissing(f"the call's audio is missing from the spool: {', '.join(missing)}")
     if seconds is None:
         total = max(_samples_in(left), _samples_in(right))
     else:
@@ -75,7 +85,7 @@ def encode_mp3(
     total = max(total, MIN_SAMPLES)
     private_directory(out.parent)
     partial = out.with_name(f"{out.name}.partial")
-    handles = [path.open("rb") if path.exists() else None for path in (left, right)]
+    handles = [path.open("rb") for path in (left, right)]
     try:
         # Made 0600 first: the encoder opens the existing file, which keeps that mode.
         os.close(create_private_file(partial))
@@ -105,7 +115,6 @@ def encode_mp3(
         os.replace(partial, out)
     finally:
         for handle in handles:
-            if handle is not None:
-                handle.close()
+            handle.close()
         partial.unlink(missing_ok=True)
     return Encoded(duration_ms=total * 1000 // SPOOL_RATE, size_bytes=out.stat().st_size)

@@ -28,7 +28,7 @@ from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
 from maskline.kit.logging import call_sid_var
 from maskline.kit.loops import Loops
-from maskline.recordings.encode import Aborted, encode_mp3
+from maskline.recordings.encode import Aborted, SpoolMissing, encode_mp3
 from maskline.recordings.models import Recording
 from maskline.recordings.repository import lock_recording, mark_deleted, object_removed
 from maskline.recordings.storage import Storage, object_key
@@ -170,6 +170,10 @@ class RecordingWorker:
             size = await asyncio.to_thread(self.storage.put, key, staged)
         except Aborted:
             await self._release(job)
+        except SpoolMissing as exc:
+            # Retrying cannot bring the audio back (e.g. an engine and a worker that do
+            # not share MASKLINE_DATA_DIR): the recording failed for good (SPEC §5).
+            await self._give_up(job, str(exc))
         except Exception as exc:
             log.exception("encoding failed (attempt %d)", job.attempts)
             await self._retry_or_give_up(job, f"{type(exc).__name__}: {exc}")

@@ -136,6 +136,24 @@ class TestRecording:
         assert modes == {f"{sid}.a.pcm": 0o600, f"{sid}.b.pcm": 0o600}
         assert stat.S_IMODE(spool.stat().st_mode) == 0o700
 
+    async def test_audio_lost_from_the_spool_is_a_failed_recording_not_silence(
+        self, database_url: str, data_dir: Path
+    ) -> None:
+        # SPEC §5: `failed` is for a fault of maskline itself. The recorder creates both
+        # spool files at the bridge, so a missing one is audio maskline lost (e.g. an
+        # engine and a worker that do not share MASKLINE_DATA_DIR), not a silent leg.
+        settings = call_settings(database_url, data_dir, sim_talk_sec=3600)
+        async with running_api(settings, clock=ScaledClock(SPEED)) as api:
+            org = await api.make_org("rec-lost", balance="10", numbers=1)
+            sid = (await place(api, org))["call_sid"]
+            await wait_for(api, org, sid, ("in-progress",))
+            for path in (data_dir / "spool").glob(f"{sid}.*.pcm"):
+                path.unlink()
+            await api.client.post(f"/v1/masking/calls/{sid}/hangup", headers=org.auth)
+            call = await wait_for(api, org, sid)
+            assert (call["status"], call["recording_status"]) == ("completed", "failed")
+            assert error_of(await recording_of(api, org, sid)) == (404, "not_found")
+
     async def test_recording_ready_is_the_last_event_and_carries_the_url(self, api: Api) -> None:
         org = await api.make_org("rec-event", balance="10", numbers=1)
         call = await recorded_call(api, org)
