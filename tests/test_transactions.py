@@ -14,7 +14,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.kit.db import Database
+from tests.calls.conftest import call_settings
 from tests.conftest import TEST_SECRET_KEY, Cli
+from tests.support.api import running_api
+from tests.support.calls import billing
 from tests.support.databases import KIND, AbortedOnce
 
 
@@ -53,6 +56,7 @@ class TestDeadlockRetry:
 
 
 ROWS_OF_ORG = {
+    "calls": "SELECT count(*) FROM calls WHERE org_id = $1",
     "invoices": "SELECT count(*) FROM invoices WHERE org_id = $1",
     "ledger_entries": "SELECT count(*) FROM ledger_entries WHERE org_id = $1",
 }
@@ -90,3 +94,25 @@ class TestAbortedUnitsRunAgain:
         assert (shown["balance"], shown["reserved"]) == (100, 0)
         assert await _count(own_database, "ledger_entries", str(org["id"])) == 1
         assert await _count(own_database, "invoices", str(org["id"])) == 1
+
+    async def test_a_call_aborted_once_is_placed_once_with_one_hold(
+        self, own_database: str, tmp_path: Path
+    ) -> None:
+        # Party A rings for ten minutes: the hold is still the call's first one when read.
+        settings = call_settings(own_database, tmp_path / "data", sim_ring_sec=600)
+        async with running_api(settings) as api:
+            org = await api.make_org("retry-call", balance="100", numbers=1)
+            aborted = await AbortedOnce(own_database, "calls").install()
+            response = await api.client.post(
+                "/v1/masking/calls",
+                headers=org.auth,
+                json={"party_a": "9876543210", "party_b": "9123456789"},
+            )
+            assert response.status_code == 201, response.text
+            assert await aborted.inserts() == 2
+            call_sid = response.json()["data"]["call_sid"]
+            logs = await api.client.get("/v1/masking/call-logs", headers=org.auth)
+            assert [c["call_sid"] for c in logs.json()["data"]] == [call_sid]
+            assert await _count(own_database, "calls", org.id) == 1
+            wallet = await billing(api, org)
+            assert (wallet["balance"], wallet["reserved"]) == (100, wallet["minimum_balance"])
