@@ -244,10 +244,11 @@ def create_app(
             if db.is_sqlite:
                 await upgrade(db)
             if settings.carrier == "sim" or settings.sandbox:
-                async with db.write() as session:
-                    created = await bootstrap_sandbox(
+                created = await db.transaction(
+                    lambda session: bootstrap_sandbox(
                         session, box=runtime.box, now=runtime.clock.now()
                     )
+                )
                 if created is not None:
                     (announce or (lambda c: _print_sandbox(c, settings.public_url)))(created)
             if role in ("all", "worker"):

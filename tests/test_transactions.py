@@ -1,17 +1,24 @@
-"""ARCHITECTURE §3: a write unit of work that PostgreSQL aborts for a deadlock runs again."""
+"""ARCHITECTURE §3: a write unit of work that PostgreSQL aborts for a deadlock (or a
+serialization failure) runs again, and its effects happen once."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable
+from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.kit.db import Database
-from tests.support.databases import KIND
+from tests.calls.conftest import call_settings
+from tests.conftest import TEST_SECRET_KEY, Cli
+from tests.support.api import running_api
+from tests.support.calls import billing
+from tests.support.databases import KIND, AbortedOnce
 
 
 @pytest.mark.skipif(KIND != "postgresql", reason="SQLite's single writer cannot deadlock")
@@ -46,3 +53,66 @@ class TestDeadlockRetry:
             assert sorted(runs.values()) == [1, 2]
         finally:
             await db.dispose()
+
+
+ROWS_OF_ORG = {
+    "calls": "SELECT count(*) FROM calls WHERE org_id = $1",
+    "invoices": "SELECT count(*) FROM invoices WHERE org_id = $1",
+    "ledger_entries": "SELECT count(*) FROM ledger_entries WHERE org_id = $1",
+}
+
+
+async def _count(database_url: str, table: str, org_id: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        found: int = await conn.fetchval(ROWS_OF_ORG[table], org_id)
+        return found
+    finally:
+        await conn.close()
+
+
+@pytest.mark.skipif(KIND != "postgresql", reason="SQLite's single writer cannot deadlock")
+class TestAbortedUnitsRunAgain:
+    async def test_a_topup_aborted_once_credits_and_invoices_once(
+        self, own_database: str, tmp_path: Path
+    ) -> None:
+        env = {
+            "MASKLINE_DATABASE_URL": own_database,
+            "MASKLINE_SECRET_KEY": TEST_SECRET_KEY,
+            "MASKLINE_DATA_DIR": str(tmp_path / "data"),
+        }
+        cli = Cli(env, tmp_path)
+        org = await asyncio.to_thread(cli.ok, "org", "create", "retry-topup")
+        # The top-up's last insert (its ledger entry) is aborted the first time.
+        aborted = await AbortedOnce(own_database, "ledger_entries").install()
+        invoice = await asyncio.to_thread(cli.ok, "wallet", "topup", "--org", "retry-topup", "100")
+        assert await aborted.inserts() == 2
+        # The aborted run's invoice number was rolled back with it: no gap.
+        assert str(invoice["invoice_number"]).endswith("/000001")
+        assert (invoice["amount"], invoice["org_id"]) == (100, org["id"])
+        shown = await asyncio.to_thread(cli.ok, "wallet", "show", "--org", "retry-topup")
+        assert (shown["balance"], shown["reserved"]) == (100, 0)
+        assert await _count(own_database, "ledger_entries", str(org["id"])) == 1
+        assert await _count(own_database, "invoices", str(org["id"])) == 1
+
+    async def test_a_call_aborted_once_is_placed_once_with_one_hold(
+        self, own_database: str, tmp_path: Path
+    ) -> None:
+        # Party A rings for ten minutes: the hold is still the call's first one when read.
+        settings = call_settings(own_database, tmp_path / "data", sim_ring_sec=600)
+        async with running_api(settings) as api:
+            org = await api.make_org("retry-call", balance="100", numbers=1)
+            aborted = await AbortedOnce(own_database, "calls").install()
+            response = await api.client.post(
+                "/v1/masking/calls",
+                headers=org.auth,
+                json={"party_a": "9876543210", "party_b": "9123456789"},
+            )
+            assert response.status_code == 201, response.text
+            assert await aborted.inserts() == 2
+            call_sid = response.json()["data"]["call_sid"]
+            logs = await api.client.get("/v1/masking/call-logs", headers=org.auth)
+            assert [c["call_sid"] for c in logs.json()["data"]] == [call_sid]
+            assert await _count(own_database, "calls", org.id) == 1
+            wallet = await billing(api, org)
+            assert (wallet["balance"], wallet["reserved"]) == (100, wallet["minimum_balance"])

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing import talktime
 from maskline.calls.flow import (
@@ -47,7 +48,6 @@ POLL_SEC = 1.0
 LEASE = timedelta(seconds=30)
 HEARTBEAT_SEC = 5.0
 WATCHDOG_SEC = 5.0
-WRITE_ATTEMPTS = 3
 SHUTDOWN_WAIT_SEC = 10.0
 
 
@@ -151,39 +151,35 @@ class CallEngine:
     async def write(
         self, runner: CallRunner, state: CallState, *, events: list[str], grant: bool
     ) -> None:
-        """Store a runner's change (and grant credit) in one transaction, retried if busy."""
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                async with self.db.write() as session:
-                    call = await load_call(session, runner.info.call_sid)
-                    if call.engine_id != self.engine_id:
-                        raise LeaseLost(call.call_sid)
-                    now = self.clock.now()
-                    call.lease_expires_at = now + LEASE
-                    call.heartbeat_at = now
-                    if runner.dialogs:
-                        call.sip_dialogs = runner.dialogs
-                    if grant and not state.ended:
-                        await talktime.grant_pulses(
-                            session, call, pricing_of(call), now=self.clock.now()
-                        )
-                        runner.granted(call.granted_pulses)
-                    await apply_state(
-                        session,
-                        call,
-                        state,
-                        events=events,
-                        public_url=self.settings.public_url,
-                        now=self.clock.now(),
-                    )
-                break
-            except LeaseLost:
-                raise
-            except Exception:
-                if attempt == WRITE_ATTEMPTS:
-                    raise
-                log.warning("call write failed (attempt %d); retrying", attempt, exc_info=True)
-                await asyncio.sleep(0.05 * attempt)
+        """Store a runner's change (and grant credit) in one transaction, run again if
+        PostgreSQL aborts it for a deadlock; the runner learns its credit once committed."""
+
+        async def store(session: AsyncSession) -> int | None:
+            call = await load_call(session, runner.info.call_sid)
+            if call.engine_id != self.engine_id:
+                raise LeaseLost(call.call_sid)
+            now = self.clock.now()
+            call.lease_expires_at = now + LEASE
+            call.heartbeat_at = now
+            if runner.dialogs:
+                call.sip_dialogs = runner.dialogs
+            granted = None
+            if grant and not state.ended:
+                await talktime.grant_pulses(session, call, pricing_of(call), now=self.clock.now())
+                granted = call.granted_pulses
+            await apply_state(
+                session,
+                call,
+                state,
+                events=events,
+                public_url=self.settings.public_url,
+                now=self.clock.now(),
+            )
+            return granted
+
+        granted = await self.db.transaction(store)
+        if granted is not None:
+            runner.granted(granted)
         if events and self._on_events is not None:
             self._on_events()
 
@@ -198,8 +194,10 @@ class CallEngine:
         return claimed == CLAIM_BATCH
 
     async def _claim(self) -> int:
-        """Claim a batch of accepted calls and start their runners; how many."""
-        async with self.db.write() as session:
+        """Claim a batch of accepted calls and start their runners (once the claim is
+        committed); how many."""
+
+        async def claim(session: AsyncSession) -> tuple[list[Call], datetime]:
             # The time once the write turn is ours: a lease dated from before a wait for
             # the lock could have lapsed already when it is committed.
             now = self.clock.now()
@@ -229,6 +227,9 @@ class CallEngine:
                     )
                 ).scalars()
             )
+            return claimed, now
+
+        claimed, now = await self.db.transaction(claim)
         for call in claimed:
             self._start_runner(call, now)
         return len(claimed)
@@ -294,9 +295,10 @@ class CallEngine:
             )
             .with_for_update(skip_locked=True)
         )
-        async with self.db.write() as session:
+
+        async def renew(session: AsyncSession) -> set[str]:
             now = self.clock.now()  # once the write turn is ours, as in _claim
-            renewed = set(
+            return set(
                 (
                     await session.execute(
                         update(Call)
@@ -306,6 +308,8 @@ class CallEngine:
                     )
                 ).scalars()
             )
+
+        renewed = await self.db.transaction(renew)
         if missed := [sid for sid in driven if sid not in renewed]:
             await self._let_go_of_lost(missed)
         return False

@@ -5,9 +5,11 @@ import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls import filters, repository, service
 from maskline.calls.filters import DateRangeDep
+from maskline.calls.idempotency import StoredResponse
 from maskline.calls.intake import check_idempotency_key, parse_new_call
 from maskline.calls.models import TERMINAL_STATUSES
 from maskline.calls.schemas import CallEnvelope, CallList, CallOut
@@ -94,11 +96,9 @@ async def create_call(
     if new_call.webhook_url is not None:
         await ssrf.resolve(new_call.webhook_url, allow_private=settings.allow_private_webhooks)
     wait_sec = settings.idempotency_wait_sec
-    async with (
-        runtime.idempotency.turn(principal.org_id, key, wait_sec=wait_sec),
-        runtime.db.write() as session,
-    ):
-        stored = await service.create_call(
+
+    async def accept(session: AsyncSession) -> StoredResponse:
+        return await service.create_call(
             session,
             principal.org_id,
             new_call,
@@ -108,6 +108,10 @@ async def create_call(
             idempotency_key=key,
             idempotency_wait_sec=wait_sec,
         )
+
+    async with runtime.idempotency.turn(principal.org_id, key, wait_sec=wait_sec):
+        stored = await runtime.db.transaction(accept)
+    # Once committed: an aborted run woke nobody.
     runtime.wake_engine()
     runtime.wake_worker()
     return Response(stored.body, status_code=stored.status_code, media_type="application/json")
@@ -136,14 +140,17 @@ async def get_call(call_sid: str, principal: CallStatusKeyDep, runtime: RuntimeD
 )
 async def hangup_call(call_sid: str, principal: KeyDep, runtime: RuntimeDep) -> CallEnvelope:
     """End a live call now (bridged time is billed as usual). Idempotent on ended calls."""
-    async with runtime.db.write() as session:
-        engine_must_act = await service.request_hangup(
+
+    async def ask(session: AsyncSession) -> bool:
+        return await service.request_hangup(
             session,
             principal.org_id,
             call_sid,
             public_url=runtime.settings.public_url,
             now=runtime.clock.now(),
         )
+
+    engine_must_act = await runtime.db.transaction(ask)
     if not engine_must_act:
         return CallEnvelope(data=await _call_out(runtime, principal.org_id, call_sid))
     runtime.wake_engine()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select
@@ -23,7 +23,7 @@ from maskline.calls.flow import Emit, LifetimeExceeded, Shutdown, step
 from maskline.calls.lifecycle import apply_state, state_of
 from maskline.calls.models import LIVE_STATUSES, Call
 from maskline.kit.clock import Clock
-from maskline.kit.db import Database
+from maskline.kit.db import Database, is_retryable
 from maskline.settings import Settings
 from maskline.telephony.carrier import Carrier
 from maskline.telephony.events import Dialog
@@ -38,6 +38,16 @@ class _Bye:
     carrier: Carrier
     call_sid: str
     dialogs: list[Dialog]
+
+
+@dataclass(slots=True)
+class _Swept:
+    """What one run of a sweep's transaction did, acted on once it is committed."""
+
+    ended: int = 0
+    full_batch: bool = False
+    failed: list[str] = field(default_factory=list)
+    byes: list[_Bye] = field(default_factory=list)
 
 
 class Watchdog:
@@ -70,9 +80,9 @@ class Watchdog:
         """
         now = self._clock.now()
         oldest = now - timedelta(seconds=self._settings.call_max_lifetime_sec)
-        byes: list[_Bye] = []
-        ended = 0
-        async with self._db.write() as session:
+
+        async def end_orphans(session: AsyncSession) -> _Swept:
+            swept = _Swept()
             skip = {*driven(), *self._failed}
             query = (
                 select(Call)
@@ -94,6 +104,7 @@ class Watchdog:
             if skip:
                 query = query.where(Call.call_sid.not_in(skip))
             orphans = list((await session.execute(query)).scalars())
+            swept.full_batch = len(orphans) == BATCH
             alive = driven()
             for call in orphans:
                 if call.call_sid in alive:
@@ -102,17 +113,23 @@ class Watchdog:
                 try:
                     async with session.begin_nested():
                         await self._end(session, call, now)
-                except Exception:
+                except Exception as exc:
+                    if is_retryable(exc):
+                        raise  # the whole sweep runs again, this call included
                     log.exception("cannot end an orphaned call", extra={"call_sid": sid})
-                    self._failed.add(sid)
+                    swept.failed.append(sid)
                     continue
-                ended += 1
-                byes.extend(self._byes(call))
-        for bye in byes:
+                swept.ended += 1
+                swept.byes.extend(self._byes(call))
+            return swept
+
+        swept = await self._db.transaction(end_orphans)
+        self._failed.update(swept.failed)
+        for bye in swept.byes:
             bye.carrier.end_orphan(bye.call_sid, bye.dialogs)
-        if ended and self._on_events is not None:
+        if swept.ended and self._on_events is not None:
             self._on_events()
-        return len(orphans) == BATCH
+        return swept.full_batch
 
     async def _end(self, session: AsyncSession, call: Call, now: datetime) -> None:
         log.warning("ending a call no engine drives", extra={"call_sid": call.call_sid})

@@ -1,11 +1,11 @@
-"""One CLI command = one transaction, on the database the settings name."""
+"""One CLI command = one transaction (run again if PostgreSQL aborts it), on the database
+the settings name."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -31,10 +31,11 @@ class Command:
     def box(self) -> SecretBox:
         return SecretBox(resolve_secret_key(self.settings))
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.db.write() as session:
-            yield session
+    async def run_transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run the command's change as one write transaction, run again from the start
+        when PostgreSQL aborts it for a deadlock (``Database.transaction``): ``work``
+        does database work only. A failure reaches ``main`` for its one-line message."""
+        return await self.db.transaction(work)
 
 
 async def _ensure_schema(db: Database) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.cli.context import Command, run
 from maskline.cli.options import json_option, org_option
@@ -37,12 +38,15 @@ def create(org_ref: str, rate_limit: int | None, expires_in: int | None, as_json
     async def work(cmd: Command) -> dict[str, object]:
         now = cmd.clock.now()
         expires_at = now + timedelta(days=expires_in) if expires_in is not None else None
-        async with cmd.transaction() as session:
+
+        async def change(session: AsyncSession) -> dict[str, object]:
             found = await orgs.resolve_org(session, org_ref)
             row, raw = await service.create_key(
                 session, found, now=now, rate_limit=rate_limit, expires_at=expires_at
             )
             return {"id": row.id, "api_key": raw, "expires_at": rfc3339(expires_at)}
+
+        return await cmd.run_transaction(change)
 
     emit(run(work), as_json=as_json)
 
@@ -68,8 +72,10 @@ def revoke(key_id: str, as_json: bool) -> None:
     """Revoke a key at once."""
 
     async def work(cmd: Command) -> dict[str, object]:
-        async with cmd.transaction() as session:
+        async def change(session: AsyncSession) -> dict[str, object]:
             row = await service.revoke_key(session, key_id, now=cmd.clock.now())
             return {"id": row.id, "revoked_at": rfc3339(row.revoked_at)}
+
+        return await cmd.run_transaction(change)
 
     emit(run(work), as_json=as_json)

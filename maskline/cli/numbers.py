@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.cli.context import Command, run
 from maskline.cli.options import json_option
@@ -23,12 +24,14 @@ def add(number: tuple[str, ...], org_ref: str | None, as_json: bool) -> None:
     """Add masked numbers (12 digits, 91…) to the shared pool or to one organisation."""
 
     async def work(cmd: Command) -> list[NumberOut]:
-        async with cmd.transaction() as session:
+        async def change(session: AsyncSession) -> list[NumberOut]:
             org_id = (await orgs.resolve_org(session, org_ref)).id if org_ref else None
             rows = await service.add_numbers(
                 session, list(number), org_id=org_id, now=cmd.clock.now()
             )
             return [NumberOut.build(r) for r in rows]
+
+        return await cmd.run_transaction(change)
 
     emit({"numbers": [n.model_dump() for n in run(work)]}, as_json=as_json)
 
@@ -54,7 +57,9 @@ def remove(number: str, as_json: bool) -> None:
     """Take a number out of the pool."""
 
     async def work(cmd: Command) -> NumberOut:
-        async with cmd.transaction() as session:
+        async def change(session: AsyncSession) -> NumberOut:
             return NumberOut.build(await service.remove_number(session, number))
+
+        return await cmd.run_transaction(change)
 
     emit({"numbers": [run(work).model_dump()]}, as_json=as_json)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.cli.context import Command, run
 from maskline.cli.options import json_option
@@ -56,16 +57,20 @@ def create(
     terms = OrgTerms(gstin, state_code, rate_paise, pulse_sec, max_live_calls)
 
     async def work(cmd: Command) -> service.NewOrganisation:
-        async with cmd.transaction() as session:
+        box = cmd.box()
+
+        async def change(session: AsyncSession) -> service.NewOrganisation:
             return await service.create_org(
                 session,
                 name,
-                box=cmd.box(),
+                box=box,
                 now=cmd.clock.now(),
                 terms=terms,
                 opening_balance=opening,
                 sandbox=sandbox,
             )
+
+        return await cmd.run_transaction(change)
 
     created = run(work)
     emit(
@@ -96,9 +101,11 @@ def update(
     terms = OrgTerms(gstin, state_code, rate_paise, pulse_sec, max_live_calls)
 
     async def work(cmd: Command) -> OrganisationOut:
-        async with cmd.transaction() as session:
+        async def change(session: AsyncSession) -> OrganisationOut:
             found = await service.resolve_org(session, org_ref)
             return OrganisationOut.build(await service.update_org(session, found, terms))
+
+        return await cmd.run_transaction(change)
 
     emit(run(work).model_dump(), as_json=as_json)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing import wallet as wallets
 from maskline.billing.invoices import top_up
@@ -35,7 +36,7 @@ def topup(org_ref: str, rupees: str, reference: str | None, as_json: bool) -> No
         raise InvalidRequest(f"--reference must be at most {MAX_REFERENCE_LENGTH} characters.")
 
     async def work(cmd: Command) -> InvoiceOut:
-        async with cmd.transaction() as session:
+        async def change(session: AsyncSession) -> InvoiceOut:
             found = await orgs.resolve_org(session, org_ref)
             invoice = await top_up(
                 session,
@@ -46,6 +47,8 @@ def topup(org_ref: str, rupees: str, reference: str | None, as_json: bool) -> No
                 reference=reference,
             )
             return InvoiceOut.build(invoice)
+
+        return await cmd.run_transaction(change)
 
     emit(run(work).model_dump(), as_json=as_json)
 

@@ -39,7 +39,7 @@ def set_(org_ref: str, url: str, as_json: bool) -> None:
             found = await orgs.resolve_org(session, org_ref)
             return await service.set_url(session, found.id, checked, box=box, now=cmd.clock.now())
 
-        return await cmd.db.transaction(change)
+        return await cmd.run_transaction(change)
 
     result = run(work)
     emit({"url": result.url, "secret": result.secret}, as_json=as_json)
@@ -73,11 +73,13 @@ def rotate_secret(org_ref: str, as_json: bool) -> None:
     """A new signing secret; for 24 h both the new and the old one sign every delivery."""
 
     async def work(cmd: Command) -> service.EndpointSecret:
-        async with cmd.transaction() as session:
+        box = cmd.box()
+
+        async def change(session: AsyncSession) -> service.EndpointSecret:
             found = await orgs.resolve_org(session, org_ref)
-            return await service.rotate_secret(
-                session, found.id, box=cmd.box(), now=cmd.clock.now()
-            )
+            return await service.rotate_secret(session, found.id, box=box, now=cmd.clock.now())
+
+        return await cmd.run_transaction(change)
 
     result = run(work)
     emit({"url": result.url, "secret": result.secret}, as_json=as_json)
@@ -91,7 +93,8 @@ def test(org_ref: str, as_json: bool) -> None:
 
     async def work(cmd: Command) -> DeliveryOut:
         now = cmd.clock.now()
-        async with cmd.transaction() as session:
+
+        async def queue(session: AsyncSession) -> Job:
             found = await orgs.resolve_org(session, org_ref)
             endpoint = await service.get_endpoint(session, found.id)
             if endpoint is None or not endpoint.url:
@@ -107,9 +110,12 @@ def test(org_ref: str, as_json: bool) -> None:
                 now=now,
             )
             assert delivery is not None
-            job = Job(
+            return Job(
                 delivery.id, found.id, delivery.url, event.id, event.payload.encode(), 0, True
             )
+
+        # Queued and committed first; the attempt (network) follows, once.
+        job = await cmd.run_transaction(queue)
         async with new_client() as client:
             row = await deliver(
                 job,
@@ -156,6 +162,6 @@ def replay(delivery_id: str, as_json: bool) -> None:
             row = await service.replay(session, None, delivery_id, now=cmd.clock.now())
             return DeliveryOut.build(row)
 
-        return await cmd.db.transaction(change)
+        return await cmd.run_transaction(change)
 
     emit(run(work).model_dump(), as_json=as_json)

@@ -65,8 +65,10 @@ def authenticated(budget_name: str = DEFAULT_BUDGET) -> object:
         # Parameters are checked after the key and the budget (SPEC §1 order).
         reject_repeated_parameters(request)
         if principal.needs_touch:
-            async with runtime.db.write() as session:
-                await service.touch(session, principal.key_id, now=runtime.clock.now())
+            now = runtime.clock.now()
+            await runtime.db.transaction(
+                lambda session: service.touch(session, principal.key_id, now=now)
+            )
         return principal
 
     return Depends(dependency)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -66,10 +67,10 @@ async def get_recording(call_sid: str, principal: KeyDep, runtime: RuntimeDep) -
 )
 async def delete_recording(call_sid: str, principal: KeyDep, runtime: RuntimeDep) -> Response:
     """Delete the recording for good; its signed URLs stop working at once."""
-    async with runtime.db.write() as session:
-        key = await service.delete_recording(
-            session, principal.org_id, call_sid, now=runtime.clock.now()
-        )
+    now = runtime.clock.now()
+    key = await runtime.db.transaction(
+        partial(service.delete_recording, org_id=principal.org_id, call_sid=call_sid, now=now)
+    )
     if key is not None:
         try:
             await asyncio.to_thread(runtime.storage.delete, key)
@@ -77,8 +78,7 @@ async def delete_recording(call_sid: str, principal: KeyDep, runtime: RuntimeDep
             # Already unreachable (the row says deleted); the worker's sweep retries.
             log.exception("cannot remove a deleted recording's file now")
         else:
-            async with runtime.db.write() as session:
-                await object_removed(session, call_sid.lower())
+            await runtime.db.transaction(partial(object_removed, call_sid=call_sid.lower()))
     # Not encoded yet (or never will be): its raw audio goes too.
     await asyncio.to_thread(runtime.spool.discard, call_sid.lower())
     return Response(status_code=204)

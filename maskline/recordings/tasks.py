@@ -9,6 +9,7 @@ spool, which is only removed once the outcome is committed.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import threading
 from collections.abc import Callable
@@ -53,6 +54,20 @@ class Job:
     call_sid: str
     org_id: str
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A job's row as a transaction found it: still this worker's (locked), or not."""
+
+    recording: Recording | None
+    deleted: bool
+
+
+class _Published(enum.Enum):
+    READY = "ready"
+    DELETED = "deleted"
+    TAKEN_OVER = "taken over"
 
 
 class RecordingWorker:
@@ -102,8 +117,9 @@ class RecordingWorker:
 
     async def _claim(self) -> list[Job]:
         now = self.clock.now()
-        async with self.db.write() as session:
-            await self._fail_exhausted(session, now)
+
+        async def claim(session: AsyncSession) -> tuple[list[Job], list[str]]:
+            stuck = await self._fail_exhausted(session, now)
             due = (
                 select(Recording.call_sid)
                 .where(
@@ -128,10 +144,17 @@ class RecordingWorker:
                     .returning(Recording.call_sid, Recording.org_id, Recording.attempts)
                 )
             ).all()
-        return [Job(r.call_sid, r.org_id, r.attempts) for r in rows]
+            return [Job(r.call_sid, r.org_id, r.attempts) for r in rows], stuck
 
-    async def _fail_exhausted(self, session: AsyncSession, now: datetime) -> None:
-        """Jobs whose every attempt died with its worker (a crash, not an error) fail."""
+        jobs, failed = await self.db.transaction(claim)
+        # Their audio goes once the failure is committed.
+        for call_sid in failed:
+            self.spool.discard(call_sid)
+        return jobs
+
+    async def _fail_exhausted(self, session: AsyncSession, now: datetime) -> list[str]:
+        """Jobs whose every attempt died with its worker (a crash, not an error) fail;
+        returns their calls, whose spooled audio the caller discards after the commit."""
         stuck = list(
             (
                 await session.execute(
@@ -150,8 +173,7 @@ class RecordingWorker:
             await session.execute(
                 update(Call).where(Call.call_sid.in_(stuck)).values(recording_status="failed")
             )
-            for call_sid in stuck:
-                self.spool.discard(call_sid)
+        return stuck
 
     async def _encode(self, job: Job) -> None:
         call_sid_var.set(job.call_sid)
@@ -194,34 +216,41 @@ class RecordingWorker:
 
     async def _release(self, job: Job) -> None:
         """Shutting down mid-encode: hand the job back at once, this attempt uncounted."""
-        async with self.db.write() as session:
-            recording = await self._mine(session, job)
-            if recording is not None:
-                recording.attempts = max(0, recording.attempts - 1)
-                recording.lease_owner = None
-                recording.lease_expires_at = None
 
-    async def _mine(self, session: AsyncSession, job: Job) -> Recording | None:
-        """The job's row if this worker still holds it; a deleted one loses its spool."""
+        async def release(session: AsyncSession) -> _Held:
+            held = await self._mine(session, job)
+            if held.recording is not None:
+                held.recording.attempts = max(0, held.recording.attempts - 1)
+                held.recording.lease_owner = None
+                held.recording.lease_expires_at = None
+            return held
+
+        self._discard_if_deleted(job, await self.db.transaction(release))
+
+    async def _mine(self, session: AsyncSession, job: Job) -> _Held:
+        """The job's row if this worker still holds it (locked), and whether it was deleted."""
         recording = await lock_recording(session, job.call_sid)
         if recording is not None and recording.status == "deleted":
-            self.spool.discard(job.call_sid)
-            return None
+            return _Held(None, deleted=True)
         if recording is None or recording.lease_owner != self.worker_id:
-            return None
-        return recording
+            return _Held(None, deleted=False)
+        return _Held(recording, deleted=False)
+
+    def _discard_if_deleted(self, job: Job, held: _Held) -> None:
+        """A deleted recording loses its spooled audio, once the transaction that saw
+        it is over (a file removed cannot be rolled back with a transaction run again)."""
+        if held.deleted:
+            self.spool.discard(job.call_sid)
 
     async def _publish(self, job: Job, key: str, *, duration_ms: int, size: int) -> None:
         now = self.clock.now()
-        async with self.db.write() as session:
+
+        async def publish(session: AsyncSession) -> _Published:
             recording = await lock_recording(session, job.call_sid)
             if recording is None or recording.status == "deleted":
-                # Deleted while we encoded: the file must not outlive the deletion.
-                await asyncio.to_thread(self.storage.delete, key)
-                self.spool.discard(job.call_sid)
-                return
+                return _Published.DELETED
             if recording.lease_owner != self.worker_id:
-                return  # another worker took it over and publishes the same key
+                return _Published.TAKEN_OVER
             recording.status = "ready"
             recording.object_key = key
             recording.duration_ms = duration_ms
@@ -239,27 +268,40 @@ class RecordingWorker:
                 public_url=self.settings.public_url,
                 now=now,
             )
+            return _Published.READY
+
+        outcome = await self.db.transaction(publish)
+        if outcome is _Published.TAKEN_OVER:
+            return  # another worker took it over and publishes the same key
+        if outcome is _Published.DELETED:
+            # Deleted while we encoded: the file must not outlive the deletion.
+            await asyncio.to_thread(self.storage.delete, key)
         self.spool.discard(job.call_sid)
-        self._on_events()
+        if outcome is _Published.READY:
+            self._on_events()
 
     async def _retry_or_give_up(self, job: Job, error: str) -> None:
         if job.attempts >= MAX_ATTEMPTS:
             await self._give_up(job, error)
             return
-        async with self.db.write() as session:
-            recording = await self._mine(session, job)
-            if recording is None:
-                return
-            recording.last_error = error
-            recording.lease_owner = None
-            recording.lease_expires_at = None
-            recording.next_attempt_at = self.clock.now() + RETRY_AFTER * job.attempts
+
+        async def retry_later(session: AsyncSession) -> _Held:
+            held = await self._mine(session, job)
+            if held.recording is not None:
+                held.recording.last_error = error
+                held.recording.lease_owner = None
+                held.recording.lease_expires_at = None
+                held.recording.next_attempt_at = self.clock.now() + RETRY_AFTER * job.attempts
+            return held
+
+        self._discard_if_deleted(job, await self.db.transaction(retry_later))
 
     async def _give_up(self, job: Job, error: str) -> None:
-        async with self.db.write() as session:
-            recording = await self._mine(session, job)
+        async def give_up(session: AsyncSession) -> _Held:
+            held = await self._mine(session, job)
+            recording = held.recording
             if recording is None:
-                return
+                return held
             if recording.status == "pending":
                 recording.status = "failed"
                 call = await load_call(session, job.call_sid)
@@ -267,6 +309,12 @@ class RecordingWorker:
             recording.last_error = error
             recording.lease_owner = None
             recording.lease_expires_at = None
+            return held
+
+        held = await self.db.transaction(give_up)
+        if held.recording is None:
+            self._discard_if_deleted(job, held)
+            return
         log.error("recording failed for good: %s", error)
         self.spool.discard(job.call_sid)
 
@@ -276,29 +324,33 @@ class RecordingWorker:
         removed = 0
         days = self.settings.recording_retention_days
         while days is not None:
-            now = self.clock.now()
-            async with self.db.write() as session:
-                expired = list(
-                    (
-                        await session.execute(
-                            select(Recording)
-                            .where(
-                                Recording.status == "ready",
-                                Recording.ready_at < now - timedelta(days=days),
-                            )
-                            .limit(RETENTION_BATCH)
-                            .with_for_update(skip_locked=True)
-                        )
-                    ).scalars()
-                )
-                for recording in expired:
-                    await mark_deleted(session, recording, now=now)
-            removed += len(expired)
-            if len(expired) < RETENTION_BATCH:
+            expire = partial(
+                self._expire_recordings, before=self.clock.now() - timedelta(days=days)
+            )
+            expired = await self.db.transaction(expire)
+            removed += expired
+            if expired < RETENTION_BATCH:
                 break
         await self._remove_deleted_files()
         await self.apply_call_retention()
         return removed
+
+    async def _expire_recordings(self, session: AsyncSession, *, before: datetime) -> int:
+        """Mark a batch of recordings ready since before ``before`` deleted; how many."""
+        now = self.clock.now()
+        expired = list(
+            (
+                await session.execute(
+                    select(Recording)
+                    .where(Recording.status == "ready", Recording.ready_at < before)
+                    .limit(RETENTION_BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalars()
+        )
+        for recording in expired:
+            await mark_deleted(session, recording, now=now)
+        return len(expired)
 
     async def apply_call_retention(self) -> int:
         """Delete calls older than MASKLINE_CALL_RETENTION_DAYS in batches, their recording
@@ -307,26 +359,35 @@ class RecordingWorker:
         deleted = 0
         while days is not None:
             before = self.clock.now() - timedelta(days=days)
-            async with self.db.write() as session:
-                sids = await retention.expired_calls(session, before=before, limit=RETENTION_BATCH)
-                stored = (
-                    await session.execute(
-                        select(Recording).where(
-                            Recording.call_sid.in_(sids), Recording.status == "ready"
-                        )
-                    )
-                ).scalars()
-                for recording in stored:
-                    await mark_deleted(session, recording, now=self.clock.now())
+            sids = await self.db.transaction(partial(self._expire_calls_recordings, before=before))
             await self._remove_deleted_files()
-            async with self.db.write() as session:
-                batch = await retention.delete_calls(session, sids, digest=self._pair_digest)
-                await retention.forget_idempotency(session, before=before)
+            batch = await self.db.transaction(partial(self._delete_calls, sids=sids, before=before))
             deleted += batch
             # A short batch was the last; none deleted means files could not go (next run).
             if len(sids) < RETENTION_BATCH or batch == 0 or self._loops.stopping:
                 break
         return deleted
+
+    async def _expire_calls_recordings(
+        self, session: AsyncSession, *, before: datetime
+    ) -> list[str]:
+        """A batch of calls created before ``before``, their recordings marked deleted."""
+        sids = await retention.expired_calls(session, before=before, limit=RETENTION_BATCH)
+        stored = (
+            await session.execute(
+                select(Recording).where(Recording.call_sid.in_(sids), Recording.status == "ready")
+            )
+        ).scalars()
+        for recording in stored:
+            await mark_deleted(session, recording, now=self.clock.now())
+        return sids
+
+    async def _delete_calls(
+        self, session: AsyncSession, *, sids: list[str], before: datetime
+    ) -> int:
+        batch = await retention.delete_calls(session, sids, digest=self._pair_digest)
+        await retention.forget_idempotency(session, before=before)
+        return batch
 
     async def _remove_deleted_files(self) -> None:
         """The rows say deleted first (no URL serves them); then the files go."""
@@ -346,7 +407,6 @@ class RecordingWorker:
                 except OSError:
                     log.exception("cannot remove a deleted recording's file; will retry")
                     return
-                async with self.db.write() as session:
-                    await object_removed(session, call_sid)
+                await self.db.transaction(partial(object_removed, call_sid=call_sid))
             if len(left) < RETENTION_BATCH:
                 return

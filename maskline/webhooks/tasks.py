@@ -173,12 +173,17 @@ class WebhookWorker:
         await self._client.aclose()
 
     async def _work_once(self) -> bool:
-        async with self.db.write() as session:
+        # Idempotency keys are kept 24 h (SPEC §3); then they go.
+        purge = self.clock.monotonic() >= self._next_purge
+
+        async def tidy(session: AsyncSession) -> None:
             await assign_cursors(session)
-            if self.clock.monotonic() >= self._next_purge:
-                # Idempotency keys are kept 24 h (SPEC §3); then they go.
+            if purge:
                 await purge_expired(session, now=self.clock.now())
-                self._next_purge = self.clock.monotonic() + PURGE_EVERY_SEC
+
+        await self.db.transaction(tidy)
+        if purge:
+            self._next_purge = self.clock.monotonic() + PURGE_EVERY_SEC
         jobs = await self._claim()
         for job in jobs:
             self._inflight_ids.add(job.delivery_id)

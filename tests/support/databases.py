@@ -127,3 +127,49 @@ async def waiting_for_locks(database_url: str, count: int, *, within: float = 10
             await asyncio.sleep(0.01)
     finally:
         await conn.close()
+
+
+class AbortedOnce:
+    """A PostgreSQL trigger that aborts the first transaction inserting into ``table``
+    with SQLSTATE 40001, as PostgreSQL aborts the loser of a serialization conflict;
+    later inserts go through. Only for a database of the test's own."""
+
+    def __init__(self, database_url: str, table: str) -> None:
+        self._url = database_url
+        self._table = table
+        self._name = f"abort_once_{table}"
+
+    async def install(self) -> AbortedOnce:
+        # A sequence is not rolled back with the transaction that advanced it: it counts
+        # the inserts, those of aborted transactions included.
+        conn = await asyncpg.connect(self._url)
+        try:
+            await conn.execute(
+                f"""
+                CREATE SEQUENCE {self._name};
+                CREATE FUNCTION {self._name}() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF nextval('{self._name}') = 1 THEN
+                        RAISE EXCEPTION 'could not serialize access (test trigger)'
+                            USING ERRCODE = 'serialization_failure';
+                    END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER {self._name} AFTER INSERT ON {self._table}
+                    FOR EACH ROW EXECUTE FUNCTION {self._name}();
+                """
+            )
+        finally:
+            await conn.close()
+        return self
+
+    async def inserts(self) -> int:
+        """Rows inserted into the table since ``install``, the aborted one included."""
+        conn = await asyncpg.connect(self._url)
+        try:
+            last: int | None = await conn.fetchval(
+                "SELECT last_value FROM pg_sequences WHERE sequencename = $1", self._name
+            )
+            return last or 0
+        finally:
+            await conn.close()
