@@ -152,7 +152,8 @@ class CallEngine:
         self, runner: CallRunner, state: CallState, *, events: list[str], grant: bool
     ) -> None:
         """Store a runner's change (and grant credit) in one transaction, run again if
-        PostgreSQL aborts it for a deadlock; the runner learns its credit once committed."""
+        PostgreSQL aborts it for a deadlock or the database is briefly unreachable or busy;
+        the runner learns its credit once committed."""
 
         async def store(session: AsyncSession) -> int | None:
             call = await load_call(session, runner.info.call_sid)
@@ -177,7 +178,7 @@ class CallEngine:
             )
             return granted
 
-        granted = await self.db.transaction(store)
+        granted = await self.db.transaction(store, transient=True)
         if granted is not None:
             runner.granted(granted)
         if events and self._on_events is not None:

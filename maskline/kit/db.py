@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -190,22 +190,38 @@ class Database:
                 raise
             await session.commit()
 
-    async def transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def transaction(
+        self, work: Callable[[AsyncSession], Awaitable[T]], *, transient: bool = False
+    ) -> T:
         """Run ``work`` as one write unit of work (see ``write``) and return its result.
 
         When the database aborts it for a deadlock or a serialization failure, it is
         rolled back and run again from the start, up to ``TRANSACTION_RUNS`` times in
         all; so ``work`` must do nothing but database work (no network call, no
-        change to memory that a second run would repeat).
+        change to memory that a second run would repeat). With ``transient``, a lost
+        connection or a busy database (SQLite's write lock after its timeout) met
+        before the commit is run again too; one met during the commit is not, since
+        the commit may have landed.
         """
         for run in range(1, TRANSACTION_RUNS + 1):
+            committing = False
             try:
                 async with self.write() as session:
-                    return await work(session)
+                    result = await work(session)
+                    committing = True
+                return result
             except DBAPIError as exc:
-                if run == TRANSACTION_RUNS or not is_retryable(exc):
+                again = is_retryable(exc) or (
+                    transient
+                    and not committing
+                    and (
+                        exc.connection_invalidated
+                        or isinstance(exc, OperationalError | InterfaceError)
+                    )
+                )
+                if run == TRANSACTION_RUNS or not again:
                     raise
-                log.info("transaction aborted (%s), running it again", cause_of(exc))
+                log.warning("transaction failed (%s), running it again", cause_of(exc))
             await asyncio.sleep(random.uniform(0, RETRY_BACKOFF_SEC * run))
         raise AssertionError("unreachable: the last run returns or raises")
 
