@@ -79,10 +79,13 @@ class TestMaxLifetime:
             "system",
         )
         assert _seconds(call["ended_at"], call["created_at"]) >= 100
-        # The talk up to the watchdog's tick (every 5 s on a clock 100 times faster, so a
-        # busy machine adds some) is billed in whole 60 s pulses at Rs 1.5.
+        # The talk from the bridge up to the watchdog's tick is billed in whole 60 s pulses
+        # at Rs 1.5. (How much of the 100 s went to ringing depends on the machine's load:
+        # on a clock 100 times faster, a 0.1 s stall is 10 s of the call's time.)
         talk = call["talk_duration_sec"]
-        assert 90 <= talk <= _seconds(call["ended_at"], call["created_at"])
+        assert talk > 0
+        # (The wire's timestamps are whole seconds; the talk is counted from exact ones.)
+        assert talk - 1 <= _seconds(call["ended_at"], call["bridged_at"]) <= talk + 1
         pulses = math.ceil(talk / 60)
         assert (call["bill_duration_sec"], call["price"]) == (pulses * 60, pulses * 1.5)
 
