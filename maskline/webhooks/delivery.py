@@ -51,8 +51,10 @@ def _retry_after(response: httpx.Response, now: datetime) -> timedelta | None:
     if not value:
         return None
     if value.isascii() and value.isdigit():
-        # Clamped as a number first: a timedelta of 10**14 seconds overflows.
-        seconds = min(int(value), int(MAX_RETRY_AFTER.total_seconds()))
+        # Clamped as a number first: a timedelta of 10**14 seconds overflows, and a
+        # string of thousands of digits is past what int() converts (or any delay).
+        longest = int(MAX_RETRY_AFTER.total_seconds())
+        seconds = longest if len(value) > len(str(longest)) else min(int(value), longest)
         return timedelta(seconds=seconds)
     try:
         delay = parsedate_to_datetime(value) - now

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pytest
 
 from maskline.settings import Settings
 from maskline.webhooks.outbox import record_event
@@ -239,12 +240,14 @@ class TestRetries:
             ("call.failed", 2),
         ]
 
+    # 10**14 s overflows a timedelta; 5,000 digits are past what int() converts.
+    @pytest.mark.parametrize("retry_after", ["99999999999999", "9" * 5000], ids=["14", "5000"])
     async def test_a_huge_retry_after_waits_the_longest_retry_delay(
-        self, api: Api, receiver: Receiver
+        self, api: Api, receiver: Receiver, retry_after: str
     ) -> None:
-        org = await api.make_org("hook-429-huge", balance="10", numbers=1)
+        org = await api.make_org(f"hook-429-huge-{len(retry_after)}", balance="10", numbers=1)
         await point_at(api, org, receiver.url)
-        receiver.script = [(429, {"Retry-After": "99999999999999"})]
+        receiver.script = [(429, {"Retry-After": retry_after})]
         placed = await place(api, org, party_a="9876540002")
         requests = await until(receiver, lambda rs: any(r.answered == 429 for r in rs))
         attempted_at = int(requests[0].headers["webhook-timestamp"])
