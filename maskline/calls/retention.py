@@ -21,10 +21,18 @@ from maskline.recordings.models import Recording
 from maskline.stats.rollup import roll_up
 from maskline.webhooks.models import CallEvent, WebhookDelivery
 
+UNDELIVERED = ("pending", "paused")
+
 
 async def expired_calls(session: AsyncSession, *, before: datetime, limit: int) -> list[str]:
-    """Up to ``limit`` ended calls created before ``before``, oldest first (a recording
-    still being encoded waits for its outcome)."""
+    """Up to ``limit`` ended calls created before ``before``, oldest first. A recording
+    still being encoded waits for its outcome, and a webhook delivery still due
+    (``pending``, or ``paused`` until its endpoint is set again) for its own: retention
+    never drops an event its receiver has not had."""
+    undelivered = exists().where(
+        WebhookDelivery.call_sid == Call.call_sid,
+        WebhookDelivery.status.in_(UNDELIVERED),
+    )
     return list(
         (
             await session.execute(
@@ -33,6 +41,7 @@ async def expired_calls(session: AsyncSession, *, before: datetime, limit: int) 
                     Call.created_at < before,
                     Call.status.in_(TERMINAL_STATUSES),
                     Call.recording_status != "pending",
+                    ~undelivered,
                 )
                 .order_by(Call.created_at, Call.id)
                 .limit(limit)

@@ -139,3 +139,26 @@ async def test_old_calls_are_deleted_and_their_stats_stay(
                 ),
             ]
             assert leftovers == [0, 0]
+
+
+async def test_an_old_call_whose_webhook_is_still_due_is_kept_until_it_is_delivered(
+    database_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    data_dir = tmp_path / "data"
+    settings = call_settings(database_url, data_dir)
+    # The receiver asks for 10 h: the call's first event stays pending, the rest wait.
+    receiver.default = (503, {"Retry-After": "36000"})
+    async with running_api(settings, clock=ScaledClock(SPEED, start=OLD)) as api:
+        org = await api.make_org("retention-due", balance="100", numbers=1)
+        placed = await place(api, org, webhook_url=receiver.url, record=False)
+        call = await wait_for(api, org, placed["call_sid"])
+    keep_30_days = call_settings(database_url, data_dir, call_retention_days=30)
+    async with running_api(keep_30_days, clock=ScaledClock(SPEED, start=RECENT)) as api:
+        assert api.runtime.recorder is not None
+        await api.runtime.recorder.apply_call_retention()
+        kept = await api.client.get(f"/v1/masking/calls/{call['call_sid']}", headers=org.auth)
+        assert (kept.status_code, kept.json()["data"]) == (200, call)
+        deliveries = await api.client.get(
+            "/v1/webhooks/deliveries", headers=org.auth, params={"call_sid": call["call_sid"]}
+        )
+        assert {d["status"] for d in deliveries.json()["data"]} == {"pending"}
