@@ -50,7 +50,10 @@ class BodyLimitMiddleware:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break  # the client went away; the app sees the disconnect
+                # The client went away mid-body: the app sees the disconnect, not a
+                # partial body passed off as whole.
+                await self.app(scope, _once(message, then=receive), send)
+                return
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
@@ -60,16 +63,21 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         buffered: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        replayed = False
+        await self.app(scope, _once(buffered, then=receive), send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return buffered
 
-        await self.app(scope, replay, send)
+def _once(first: Message, *, then: Receive) -> Receive:
+    """A ``receive`` that gives ``first``, then what ``then`` gives."""
+    given = False
+
+    async def receive() -> Message:
+        nonlocal given
+        if given:
+            return await then()
+        given = True
+        return first
+
+    return receive
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.calls.conftest import call_settings
+from tests.conftest import Cli
 from tests.support.api import Api, OrgHandle, running_api
+from tests.support.server import running_server
 
 CALLS = "/v1/masking/calls"
 LIMIT = 64 * 1024
@@ -312,3 +316,38 @@ class TestAnyBody:
         for method, path in body_routes(api):
             response = await api.client.request(method, path, headers=headers, content=raw)
             assert_spec_error(response, (method, path, raw[:200]))
+
+
+class TestClientGoneMidBody:
+    def test_a_body_the_client_never_finished_places_no_call(
+        self, cli: Cli, cli_settings_env: dict[str, str], tmp_path: Path
+    ) -> None:
+        # A chunked body whose first chunk is a whole, valid call request; the client
+        # goes away before the last chunk. The request was never made: no call.
+        org = cli.ok("org", "create", f"body-gone-{uuid.uuid4().hex[:8]}", "--balance", "10")
+        masked = f"9179{uuid.uuid4().int % 10**8:08d}"
+        cli.ok("numbers", "add", masked, "--org", str(org["id"]))
+        env = {**cli_settings_env, "MASKLINE_CARRIER": "sim"}
+        with running_server(env, tmp_path) as server:
+            host, port = server.base_url.removeprefix("http://").split(":")
+            chunk = PARTIES + b"}"
+            with socket.create_connection((host, int(port)), timeout=10) as raw:
+                raw.sendall(
+                    b"POST " + CALLS.encode() + b" HTTP/1.1\r\n"
+                    b"Host: " + host.encode() + b"\r\n"
+                    b"Authorization: Bearer " + str(org["api_key"]).encode() + b"\r\n"
+                    b"Content-Type: application/json\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n"
+                    + f"{len(chunk):x}\r\n".encode()
+                    + chunk
+                    + b"\r\n"
+                )
+                # Let the server take the chunk in before the connection goes.
+                time.sleep(0.5)
+            time.sleep(0.5)
+            logs = httpx.get(
+                f"{server.base_url}/v1/masking/call-logs",
+                headers={"Authorization": f"Bearer {org['api_key']}"},
+                timeout=10,
+            )
+        assert (logs.status_code, logs.json()["data"]) == (200, [])
