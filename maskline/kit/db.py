@@ -221,7 +221,7 @@ class Database:
                 )
                 if run == TRANSACTION_RUNS or not again:
                     raise
-                log.warning("transaction failed (%s), running it again", cause_of(exc))
+                log.info("transaction failed (%s), running it again", cause_of(exc))
             await asyncio.sleep(random.uniform(0, RETRY_BACKOFF_SEC * run))
         raise AssertionError("unreachable: the last run returns or raises")
 
