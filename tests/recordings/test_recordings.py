@@ -179,8 +179,15 @@ class TestRecording:
         org = await api.make_org("rec-url-early", balance="10", numbers=1)
         call = await recorded_call(api, org)
         url = f"{PUBLIC_URL}/v1/masking/calls/{call['call_sid']}/recording"
-        feed = (await api.client.get("/v1/events", headers=org.auth)).json()["data"]
-        urls = {e["event"]: e["data"]["recording_url"] for e in feed}
+        # The feed gives an event its cursor after the commit (SPEC §6): wait for the last.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:
+            feed = (await api.client.get("/v1/events", headers=org.auth)).json()["data"]
+            urls = {e["event"]: e["data"]["recording_url"] for e in feed}
+            if "recording.ready" in urls or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.05)
         assert urls == {
             "call.initiated": None,
             "call.ringing": None,

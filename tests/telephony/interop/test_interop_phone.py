@@ -22,7 +22,9 @@ CALLS = 8  # of each kind
 TALK_MS = 2500  # B's talk time before its BYE
 B_HZ = TONE_HZ["party_b"]  # 1000 Hz, what B says
 BUSY_HZ = 400
-HEARD_B_FRAMES = 50  # 20 ms frames of B's tone: 1 s
+# 20 ms frames of B's tone: 0.2 s. The fault heard none at all for the whole call; a
+# loaded machine may lose some of the first call's early packets (one heard 0.68 s).
+HEARD_B_FRAMES = 10
 # The busy tone is 750 ms on; ringback is never on longer than 400 ms (20 frames).
 BUSY_RUN_FRAMES = 30
 
@@ -106,7 +108,7 @@ async def test_a_real_phone_hears_b_after_a_fast_answer_and_the_busy_tone_after_
     heard = [phone.heard() for phone in phones]
     b_frames = [sum(frames_with(pcm, B_HZ)) for pcm in heard[:CALLS]]
     busy_runs = [longest_run(frames_with(pcm, BUSY_HZ)) for pcm in heard[CALLS:]]
-    # Each A heard B (at least 1 s of B's 2.5 s), and each A whose B was busy heard
+    # Each A heard B (at least 0.2 s of B's 2.5 s), and each A whose B was busy heard
     # the busy tone (a 400 Hz stretch longer than any of ringback's).
     assert [n >= HEARD_B_FRAMES for n in b_frames] == [True] * CALLS, b_frames
     assert [n >= BUSY_RUN_FRAMES for n in busy_runs] == [True] * CALLS, busy_runs
