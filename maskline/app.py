@@ -42,6 +42,7 @@ from maskline.kit.notify import Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
 from maskline.kit.routes import allowed_methods
 from maskline.kit.web import RequestContextMiddleware
+from maskline.ops.metrics import Metrics
 from maskline.ops.router import router as ops_router
 from maskline.orgs.sandbox import SandboxCreated, bootstrap_sandbox
 from maskline.recordings.router import router as recordings_router
@@ -211,6 +212,8 @@ def create_app(
     """Build the API. Connections, the carrier and background tasks start in the lifespan."""
     if role not in ROLES:
         raise ConfigurationError(f"role must be one of {', '.join(ROLES)}")
+    # This app's own registry, from the first request it answers to its last.
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -236,6 +239,7 @@ def create_app(
                 spool=spool,
                 wakeups=Wakeups(settings.database_url),
                 pair_digest=pair_digest,
+                metrics=metrics,
             )
             # Stopped last: an engine in its shutdown grace still hears of hang-up
             # requests and tells the other processes about the calls it ends.
@@ -301,7 +305,7 @@ def create_app(
     install_error_handlers(app)
     # Added first, so it runs inside the request context: a 413 has a request id too.
     app.add_middleware(BodyLimitMiddleware)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, observe=metrics.observe_request)
     if settings.trusted_proxy_list:
         # Outermost: everything inside (the failed-auth limit, logs) sees the real client.
         # From any other address X-Forwarded-For is ignored (SPEC §10).

@@ -1,27 +1,47 @@
-"""What a running process holds: built once in the lifespan, passed to everything."""
+"""What a running process holds: built once in the lifespan, passed to everything.
+
+The composition root: it knows every domain. No domain imports it; each router
+reads it through a protocol of its own (``kit.web.process_services``), and the
+runtime names those protocols as its bases, so mypy checks that it provides them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from maskline.calls.engine import CallEngine
 from maskline.calls.idempotency import InFlight
+from maskline.calls.router import CallsServices
+from maskline.keys.auth import AuthServices
 from maskline.kit.clock import Clock
 from maskline.kit.crypto import KeyedDigest, SecretBox
 from maskline.kit.db import Database
 from maskline.kit.notify import Broadcast, Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
 from maskline.ops.metrics import Metrics
+from maskline.ops.router import OpsServices
+from maskline.recordings.router import RecordingsServices
 from maskline.recordings.signing import UrlSigner
 from maskline.recordings.storage import Storage
 from maskline.recordings.tasks import RecordingWorker
 from maskline.settings import Settings
+from maskline.stats.router import StatsServices
+from maskline.telephony.carrier import Carrier
 from maskline.telephony.media.recorder import Spool
+from maskline.webhooks.router import WebhooksServices
 from maskline.webhooks.tasks import WebhookWorker
 
 
 @dataclass
-class Runtime:
+class Runtime(
+    AuthServices,
+    CallsServices,
+    OpsServices,
+    RecordingsServices,
+    StatsServices,
+    WebhooksServices,
+):
     settings: Settings
     db: Database
     clock: Clock
@@ -35,15 +55,19 @@ class Runtime:
     wakeups: Wakeups
     # Digests of A–B pairs in the stats rollup of deleted calls (never the numbers).
     pair_digest: KeyedDigest
+    metrics: Metrics
     engine: CallEngine | None = None
     worker: WebhookWorker | None = None
     recorder: RecordingWorker | None = None
-    metrics: Metrics = field(default_factory=Metrics)
     # Requests of this process placing a call under an Idempotency-Key right now.
     idempotency: InFlight = field(default_factory=InFlight)
     # Fired whenever any process commits call events (a call changed): what a request
     # waiting for a call to change (the hang-up API) waits on.
     call_events: Broadcast = field(default_factory=Broadcast)
+
+    @property
+    def carriers(self) -> Mapping[str, Carrier] | None:
+        return None if self.engine is None else self.engine.carriers
 
     def wake_engine(self) -> None:
         """A call to claim or a hang-up to carry out has been committed."""

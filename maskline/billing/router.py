@@ -8,7 +8,7 @@ from maskline.errors import InvalidRequest, RateLimited, Unauthorized, error_res
 from maskline.keys.auth import KeyDep
 from maskline.kit.pagination import PageMeta
 from maskline.kit.query import PageDep
-from maskline.kit.web import RuntimeDep
+from maskline.kit.web import ServicesDep
 from maskline.orgs import service as orgs
 
 router = APIRouter(prefix="/v1/masking", tags=["billing"])
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1/masking", tags=["billing"])
     response_model=BillingEnvelope,
     responses=error_responses(Unauthorized, RateLimited),
 )
-async def get_billing(principal: KeyDep, runtime: RuntimeDep) -> BillingEnvelope:
+async def get_billing(principal: KeyDep, runtime: ServicesDep) -> BillingEnvelope:
     """Current wallet balance, what is held for live calls, and what is available."""
     async with runtime.db.read() as session:
         org = await orgs.get_org(session, principal.org_id)
@@ -32,7 +32,7 @@ async def get_billing(principal: KeyDep, runtime: RuntimeDep) -> BillingEnvelope
     response_model=InvoiceList,
     responses=error_responses(InvalidRequest, Unauthorized, RateLimited),
 )
-async def list_invoices(principal: KeyDep, runtime: RuntimeDep, page: PageDep) -> InvoiceList:
+async def list_invoices(principal: KeyDep, runtime: ServicesDep, page: PageDep) -> InvoiceList:
     """The organisation's GST invoices for wallet top-ups, newest first."""
     async with runtime.db.read() as session:
         rows, total = await repository.page_of_invoices(session, principal.org_id, page)

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated
+from typing import Annotated, Protocol
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls import filters, repository, service
 from maskline.calls.filters import DateRangeDep
-from maskline.calls.idempotency import StoredResponse
+from maskline.calls.idempotency import InFlight, StoredResponse
 from maskline.calls.intake import check_idempotency_key, parse_new_call
 from maskline.calls.models import TERMINAL_STATUSES
 from maskline.calls.schemas import CallEnvelope, CallList, CallOut
@@ -25,13 +25,29 @@ from maskline.errors import (
     error_responses,
 )
 from maskline.keys.auth import CallStatusKeyDep, KeyDep
+from maskline.kit.notify import Broadcast
 from maskline.kit.pagination import PageMeta
 from maskline.kit.query import PageDep
-from maskline.kit.web import RuntimeDep
-from maskline.runtime import Runtime
+from maskline.kit.web import Services, process_services
 from maskline.webhooks import ssrf
 
 router = APIRouter(prefix="/v1/masking", tags=["calls"])
+
+
+class CallsServices(Services, Protocol):
+    """What the call routes use of the running process."""
+
+    # Requests of this process placing a call under an Idempotency-Key right now.
+    idempotency: InFlight
+    # Fired whenever any process commits call events: what the hang-up API waits on.
+    call_events: Broadcast
+
+    def wake_engine(self) -> None: ...
+
+    def wake_worker(self) -> None: ...
+
+
+RuntimeDep = Annotated[CallsServices, Depends(process_services)]
 
 HANGUP_WAIT_SEC = 10.0
 HANGUP_RECHECK_SEC = 1.0
@@ -117,7 +133,7 @@ async def create_call(
     return Response(stored.body, status_code=stored.status_code, media_type="application/json")
 
 
-async def _call_out(runtime: Runtime, org_id: str, call_sid: str) -> CallOut:
+async def _call_out(runtime: CallsServices, org_id: str, call_sid: str) -> CallOut:
     async with runtime.db.read() as session:
         call = await service.find_call(session, org_id, call_sid)
     return CallOut.build(call, public_url=runtime.settings.public_url)

@@ -3,7 +3,7 @@ the query string's shape (400) before the route's own parameters."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 
@@ -11,11 +11,17 @@ from maskline.errors import RateLimited, Unauthorized
 from maskline.keys import service
 from maskline.keys.service import Principal
 from maskline.kit.query import reject_repeated_parameters
-from maskline.kit.web import STATE_BUDGET_HEADERS, get_runtime
-from maskline.runtime import Runtime
+from maskline.kit.ratelimit import RateLimiter
+from maskline.kit.web import STATE_BUDGET_HEADERS, Services, process_services
 
 CALL_STATUS_BUDGET = "call_status"
 DEFAULT_BUDGET = "default"
+
+
+class AuthServices(Services, Protocol):
+    """What authenticating a request uses of the running process."""
+
+    limiter: RateLimiter
 
 
 def _bearer(request: Request) -> str:
@@ -28,7 +34,7 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-async def _authenticate(request: Request, runtime: Runtime) -> Principal:
+async def _authenticate(request: Request, runtime: AuthServices) -> Principal:
     try:
         raw = _bearer(request)
         async with runtime.db.read() as session:
@@ -51,7 +57,7 @@ def authenticated(budget_name: str = DEFAULT_BUDGET) -> object:
     """A dependency that authenticates the key and draws from its ``budget_name`` budget."""
 
     async def dependency(request: Request) -> Principal:
-        runtime = get_runtime(request)
+        runtime: AuthServices = process_services(request)
         principal = await _authenticate(request, runtime)
         settings = runtime.settings
         if budget_name == CALL_STATUS_BUDGET:

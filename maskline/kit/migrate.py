@@ -10,13 +10,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-import maskline
 from maskline.kit.db import Database
 
 
 def script_location() -> Path:
     """``migrations/`` beside the package (checkout), or inside it (wheel)."""
-    package = Path(maskline.__file__).resolve().parent
+    # maskline/kit/migrate.py: two levels up is the package (found by path, so the kit
+    # imports nothing above it).
+    package = Path(__file__).resolve().parents[1]
     for candidate in (package / "_migrations", package.parent / "migrations"):
         if (candidate / "env.py").exists():
             return candidate

@@ -1,18 +1,21 @@
-"""HTTP plumbing shared by every router: the runtime, request ids, budget headers, and
-the HTTP metrics."""
+"""HTTP plumbing shared by every router: the process's services, request ids, budget
+headers, and the HTTP metrics."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from maskline.kit.clock import Clock
+from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
 from maskline.kit.logging import request_id_var
-from maskline.runtime import Runtime
+from maskline.settings import Settings
 
 log = logging.getLogger("maskline.http")
 
@@ -23,30 +26,47 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 UNMATCHED_ROUTE = "unmatched"
 
 
-def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+# Told each answered request: method, route template, status and seconds taken.
+ObserveRequest = Callable[[str, str, int, float], None]
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+class Services(Protocol):
+    """What any route may use of the running process.
+
+    The composition root (``maskline.runtime``) builds one object that provides it and
+    puts it on the app's state. A router that needs more declares its own protocol on
+    top of this one, naming just what it uses: the kit knows no domain, and no domain
+    imports the runtime.
+    """
+
+    settings: Settings
+    db: Database
+    clock: Clock
 
 
-def _finished(scope: Scope, status: int, seconds: float) -> None:
+def process_services(request: Request) -> Any:
+    """The object the composition root put on the app's state, for a dependency that
+    reads it through its own protocol: ``Annotated[MyServices, Depends(process_services)]``
+    (the runtime declares each such protocol as a base, so mypy checks it provides them)."""
+    return request.app.state.runtime
+
+
+ServicesDep = Annotated[Services, Depends(process_services)]
+
+
+def _finished(scope: Scope, status: int, seconds: float, observe: ObserveRequest | None) -> None:
     """Log the request (at debug) and count it under its route template (never the raw
     path: a call sid in a label would make a new series per call)."""
     if log.isEnabledFor(logging.DEBUG):
         query = scope.get("query_string", b"").decode("latin-1")
         target = f"{scope['path']}?{query}" if query else scope["path"]
         log.debug("%s %s %d %.1f ms", scope["method"], target, status, seconds * 1000)
-    runtime: Runtime | None = (
-        getattr(scope["app"].state, "runtime", None) if "app" in scope else None
-    )
-    if runtime is None:
+    if observe is None:
         return
     route = scope.get("route")
     template = getattr(route, "path", None) or UNMATCHED_ROUTE
     method = scope["method"] if scope["method"] in METHODS else "other"
-    runtime.metrics.observe_request(method, template, status, seconds)
+    observe(method, template, status, seconds)
 
 
 class RequestContextMiddleware:
@@ -57,8 +77,9 @@ class RequestContextMiddleware:
     dependency, so every authenticated response carries them, errors included.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, observe: ObserveRequest | None = None) -> None:
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,5 +109,5 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            _finished(scope, status, time.perf_counter() - started)
+            _finished(scope, status, time.perf_counter() - started, self.observe)
             request_id_var.reset(token)

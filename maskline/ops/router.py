@@ -3,20 +3,36 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Depends, Header, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from maskline.errors import Forbidden, error_responses
 from maskline.kit.migrate import current_revision, head_revision
-from maskline.kit.web import RuntimeDep
+from maskline.kit.web import Services, process_services
+from maskline.ops.metrics import Metrics
 from maskline.ops.repository import read_figures
-from maskline.runtime import Runtime
+from maskline.telephony.carrier import Carrier
 
 router = APIRouter(tags=["operations"])
+
+
+class OpsServices(Services, Protocol):
+    """What the operations routes use of the running process."""
+
+    metrics: Metrics
+
+    @property
+    def carriers(self) -> Mapping[str, Carrier] | None:
+        """The call engine's carriers; None in a process that runs no engine."""
+        ...
+
+
+RuntimeDep = Annotated[OpsServices, Depends(process_services)]
 PUBLIC: dict[str, Any] = {"security": []}
 
 
@@ -26,11 +42,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _carrier_check(runtime: Runtime) -> str | None:
+def _carrier_check(runtime: OpsServices) -> str | None:
     """``ok``, or which carriers are not ready; None in a process that runs no engine."""
-    if runtime.engine is None:
+    if runtime.carriers is None:
         return None
-    waiting = [name for name, carrier in runtime.engine.carriers.items() if not carrier.ready]
+    waiting = [name for name, carrier in runtime.carriers.items() if not carrier.ready]
     return f"not ready ({', '.join(waiting)})" if waiting else "ok"
 
 
@@ -85,5 +101,5 @@ async def metrics(
         raise Forbidden("The metrics token is missing or wrong.")
     async with runtime.db.read() as session:
         figures = await read_figures(session, now=runtime.clock.now())
-    carriers = None if runtime.engine is None else runtime.engine.carriers.values()
+    carriers = None if runtime.carriers is None else runtime.carriers.values()
     return Response(runtime.metrics.exposition(figures, carriers), media_type=CONTENT_TYPE_LATEST)

@@ -7,9 +7,9 @@ import json
 import logging
 import os
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 from starlette.types import Message, Receive, Scope, Send
@@ -27,15 +27,29 @@ from maskline.errors import (
 )
 from maskline.keys.auth import KeyDep
 from maskline.kit.query import reject_repeated_parameters
-from maskline.kit.web import RuntimeDep
+from maskline.kit.web import Services, process_services
 from maskline.recordings import service
 from maskline.recordings.models import Recording
 from maskline.recordings.repository import object_removed
 from maskline.recordings.schemas import RecordingEnvelope
+from maskline.recordings.signing import UrlSigner
+from maskline.recordings.storage import Storage
+from maskline.telephony.media.recorder import Spool
 
 log = logging.getLogger("maskline.recordings")
 
 router = APIRouter(prefix="/v1/masking", tags=["recordings"])
+
+
+class RecordingsServices(Services, Protocol):
+    """What the recording routes use of the running process."""
+
+    signer: UrlSigner
+    storage: Storage
+    spool: Spool
+
+
+RuntimeDep = Annotated[RecordingsServices, Depends(process_services)]
 
 PUBLIC: dict[str, Any] = {"security": []}
 

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated, Protocol
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from maskline.calls import filters
 from maskline.errors import InvalidRequest, RateLimited, Unauthorized, error_responses
 from maskline.keys.auth import KeyDep
-from maskline.kit.web import RuntimeDep
+from maskline.kit.crypto import KeyedDigest
+from maskline.kit.web import Services, process_services
 from maskline.stats import service
 from maskline.stats.schemas import StatsEnvelope, StatsOut
 
@@ -15,6 +17,16 @@ from maskline.stats.schemas import StatsEnvelope, StatsOut
 MAX_RANGE = timedelta(days=366)
 
 router = APIRouter(prefix="/v1/masking", tags=["stats"])
+
+
+class StatsServices(Services, Protocol):
+    """What the stats route uses of the running process."""
+
+    # Digests of A–B pairs in the rollup of deleted calls (never the numbers).
+    pair_digest: KeyedDigest
+
+
+RuntimeDep = Annotated[StatsServices, Depends(process_services)]
 
 
 @router.get(

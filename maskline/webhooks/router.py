@@ -1,16 +1,16 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.errors import InvalidRequest, NotFound, RateLimited, Unauthorized, error_responses
 from maskline.keys.auth import KeyDep
 from maskline.kit.pagination import PageMeta
 from maskline.kit.query import PageDep
-from maskline.kit.web import RuntimeDep
+from maskline.kit.web import Services, process_services
 from maskline.webhooks import feed, repository, service
 from maskline.webhooks.schemas import (
     DeliveryEnvelope,
@@ -22,6 +22,15 @@ from maskline.webhooks.schemas import (
 )
 
 router = APIRouter(tags=["webhooks"])
+
+
+class WebhooksServices(Services, Protocol):
+    """What the webhook routes use of the running process."""
+
+    def wake_worker(self) -> None: ...
+
+
+RuntimeDep = Annotated[WebhooksServices, Depends(process_services)]
 
 # ASCII digits only: str.isdigit() also takes "²" and "١", which int() refuses or reads.
 _CURSOR = re.compile(r"[0-9]+")
