@@ -42,6 +42,7 @@ from maskline.kit.notify import Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
 from maskline.kit.routes import allowed_methods
 from maskline.kit.web import RequestContextMiddleware
+from maskline.numbers.lookup import PoolLookup
 from maskline.ops.metrics import Metrics
 from maskline.ops.router import router as ops_router
 from maskline.orgs.sandbox import SandboxCreated, bootstrap_sandbox
@@ -189,14 +190,14 @@ ROLES = ("all", "api", "engine", "worker")
 PAIR_DIGEST_PURPOSE = "maskline/stats-pairs/v1"
 
 
-def _carriers(settings: Settings, clock: Clock) -> dict[str, Carrier]:
+def _carriers(settings: Settings, clock: Clock, db: Database) -> dict[str, Carrier]:
     """The sim always (sandbox organisations' calls run on it); the sip carrier when set."""
     carriers: dict[str, Carrier] = {
         "sim": SimCarrier(clock, ring_sec=settings.sim_ring_sec, talk_sec=settings.sim_talk_sec)
     }
     if settings.carrier == "sip":
         try:
-            carriers["sip"] = SipCarrier(settings, clock)
+            carriers["sip"] = SipCarrier(settings, clock, is_pool_number=PoolLookup(db))
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
     return carriers
@@ -283,7 +284,7 @@ def create_app(
                     db=db,
                     clock=runtime.clock,
                     settings=settings,
-                    carriers=_carriers(settings, runtime.clock),
+                    carriers=_carriers(settings, runtime.clock, db),
                     spool=spool,
                     on_events=runtime.wake_worker,
                     on_connect=runtime.metrics.connect_latency.observe,

@@ -35,7 +35,7 @@ from maskline.telephony.media.recorder import FromTheBridge
 from maskline.telephony.media.relay import MediaSession, RelayFull, UdpRelay
 from maskline.telephony.sip import sdp
 from maskline.telephony.sip.agents import Uac, send_bye
-from maskline.telephony.sip.inbound import PoolLine
+from maskline.telephony.sip.inbound import IsPoolNumber, PoolLine
 from maskline.telephony.sip.stack import SipEndpoint, SipThread, UacEvent
 
 log = logging.getLogger("maskline.sip")
@@ -104,7 +104,7 @@ class _Call:
 class SipCarrier:
     name = "sip"
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(self, settings: Settings, clock: Clock, *, is_pool_number: IsPoolNumber) -> None:
         if not settings.sip_trunk:
             raise ValueError("MASKLINE_SIP_TRUNK is required with the sip carrier")
         self._settings = settings
@@ -133,7 +133,7 @@ class SipCarrier:
         self._pool_line = PoolLine(
             thread=self._thread,
             relay=self.relay,
-            database_url=settings.database_url,
+            is_pool_number=is_pool_number,
             counted=self._count_inbound,
         )
 

@@ -8,27 +8,21 @@ most ``MAX_ANNOUNCEMENTS`` play at once: beyond that a call to a pool number is
 answered 503 with Retry-After. Every INVITE for a pool number that gets here is
 counted, whatever its answer (200, 488, 503).
 
-The SIP thread never waits for the database: it hands every new INVITE to a sippy
+The SIP thread never waits for the engine: it hands every new INVITE to a sippy
 UAS (which sends 100 Trying) and reports the dialled number to the engine's loop.
-The loop decides from a cached set of pool numbers, refreshed from the database when
-it is older than ``POOL_MAX_AGE_SEC`` or when a number is missing from it (at most once
-every ``MISS_REFRESH_SEC``, so a flood of INVITEs to unknown numbers costs one query a
-second, not one each).
+The loop asks ``is_pool_number``, which the engine side gives the carrier: telephony
+knows its protocol, not the pool or its database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from maskline.kit.db import Database
-from maskline.numbers.service import all_pool_numbers
 from maskline.telephony.events import Leg
 from maskline.telephony.media import tones
 from maskline.telephony.media.relay import RelayFull, UdpRelay
@@ -38,8 +32,9 @@ from maskline.telephony.sip.stack import SipEndpoint, SipThread, UacEvent
 
 log = logging.getLogger("maskline.sip")
 
-POOL_MAX_AGE_SEC = 60.0
-MISS_REFRESH_SEC = 1.0
+# Whether a 12-digit number (SPEC §2) is one of the pool's masked numbers.
+IsPoolNumber = Callable[[str], Awaitable[bool]]
+
 ACK_WAIT_SEC = 32.0  # RFC 3261 timer H: how long a 200 OK waits for its ACK
 # Announcements playing at once (each holds an RTP port pair for up to ACK_WAIT_SEC
 # plus the tone), so calls to pool numbers can never starve the outbound legs of ports.
@@ -81,17 +76,13 @@ class PoolLine:
         *,
         thread: SipThread,
         relay: UdpRelay,
-        database_url: str,
+        is_pool_number: IsPoolNumber,
         counted: Callable[[], None],
     ) -> None:
         self._thread = thread
         self._relay = relay
-        self._database_url = database_url
+        self._is_pool_number = is_pool_number
         self._counted = counted
-        self._db: Database | None = None
-        self._pool: frozenset[str] = frozenset()
-        self._fetched_at = float("-inf")
-        self._refreshing: asyncio.Task[None] | None = None
         self._callers: dict[str, _Caller] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # every _handle, until it returns
         self._announcing = 0  # announcements holding an RTP port pair
@@ -101,20 +92,18 @@ class PoolLine:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        # Its own small pool: the carrier is built before, and apart from, the engine's.
-        self._db = Database(self._database_url, pool_size=1)
 
     async def close(self) -> None:
         """Refuse new calls (503), end the ones here, and return only once every task
         of ours has finished: those still running after ``CLOSE_WAIT_SEC`` are cancelled
-        and awaited, so none outlives the database pool disposed here."""
+        and awaited, so none outlives the carrier (or what ``is_pool_number`` reads)."""
         self._closing = True
         for key, caller in list(self._callers.items()):
             self._thread.call(self._hangup, key)
             caller.gone.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CLOSE_WAIT_SEC
-        # No handler starts once closing; a running one may still start a refresh.
+        # No handler starts once closing.
         while pending := self._pending():
             left = deadline - loop.time()
             if left > 0:
@@ -123,14 +112,9 @@ class PoolLine:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-        if self._db is not None:
-            await self._db.dispose()
 
     def _pending(self) -> set[asyncio.Task[None]]:
-        tasks = set(self._tasks)
-        if self._refreshing is not None:
-            tasks.add(self._refreshing)
-        return {task for task in tasks if not task.done()}
+        return {task for task in self._tasks if not task.done()}
 
     # -- the SIP thread ---------------------------------------------------------
 
@@ -186,31 +170,11 @@ class PoolLine:
         elif event.kind in ("bye", "dead"):
             caller.gone.set()
 
-    async def _is_pool_number(self, number: str | None) -> bool:
-        if number is None:
-            return False
-        age = time.monotonic() - self._fetched_at
-        if age > POOL_MAX_AGE_SEC or (number not in self._pool and age > MISS_REFRESH_SEC):
-            if self._refreshing is None or self._refreshing.done():
-                self._refreshing = asyncio.create_task(self._refresh())
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._refreshing)
-        return number in self._pool
-
-    async def _refresh(self) -> None:
-        assert self._db is not None
-        try:
-            async with self._db.read() as session:
-                self._pool = await all_pool_numbers(session)
-        except Exception:
-            log.exception("cannot read the pool numbers; keeping the last ones")
-        self._fetched_at = time.monotonic()
-
     async def _handle(
         self, key: str, number: str | None, offer: str | None, caller: _Caller
     ) -> None:
         try:
-            if not await self._is_pool_number(number):
+            if number is None or not await self._is_pool_number(number):
                 self._thread.call(self._refuse, key, 480, "Temporarily Unavailable")
                 return
             if self._closing:  # close() began while we looked: it is hanging this up

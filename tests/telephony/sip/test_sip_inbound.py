@@ -256,22 +256,21 @@ class FakeThread:
 
 
 async def test_closing_refuses_new_calls_and_leaves_no_task_behind(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     never = asyncio.Event()
 
-    async def stuck(_session: object) -> frozenset[str]:
-        await never.wait()  # a database that does not answer
-        return frozenset()
+    async def stuck(_number: str) -> bool:
+        await never.wait()  # a pool lookup (its database) that does not answer
+        return False
 
-    monkeypatch.setattr(inbound, "all_pool_numbers", stuck)
     monkeypatch.setattr(inbound, "CLOSE_WAIT_SEC", 0.2)
     thread = FakeThread()
     relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="26400-26409")
     line = PoolLine(
         thread=thread,  # type: ignore[arg-type]
         relay=relay,
-        database_url=database_url,
+        is_pool_number=stuck,
         counted=lambda: None,
     )
     await line.start()
