@@ -73,17 +73,6 @@ class Call(Base):
     sip_dialogs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
-class NumberLease(Base):
-    """A masked number in use by a live call, once per party: the primary key forbids
-    one party seeing the same masked number in two live calls."""
-
-    __tablename__ = "number_leases"
-
-    number: Mapped[str] = mapped_column(String(12), primary_key=True)
-    party: Mapped[str] = mapped_column(String(10), primary_key=True)
-    call_sid: Mapped[str] = mapped_column(String(36), index=True)
-
-
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
 

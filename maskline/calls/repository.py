@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, case, func, select, union
+from sqlalchemy import ScalarSelect, Select, and_, case, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls.filters import DateRange
@@ -54,6 +54,21 @@ async def page_of_calls(
         .limit(page.per_page)
     )
     return list(rows.scalars()), total
+
+
+def pair_number(org_id: str, a: str, b: str) -> ScalarSelect[str]:
+    """The masked number of the pair's latest call (either way round), as a subquery: the
+    number pool offers it first, so that a party can call the other back on it."""
+    pair = or_(
+        and_(Call.party_a == a, Call.party_b == b), and_(Call.party_a == b, Call.party_b == a)
+    )
+    return (
+        select(Call.masked_number)
+        .where(Call.org_id == org_id, pair)
+        .order_by(Call.created_at.desc(), Call.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,9 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing.models import LedgerEntry
-from maskline.calls.models import TERMINAL_STATUSES, Call, IdempotencyKey, NumberLease
+from maskline.calls.models import TERMINAL_STATUSES, Call, IdempotencyKey
 from maskline.kit.crypto import KeyedDigest
+from maskline.numbers.models import NumberLease
 from maskline.recordings.models import Recording
 from maskline.stats.rollup import roll_up
 from maskline.webhooks.models import CallEvent, WebhookDelivery

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing import wallet
-from maskline.calls import idempotency
+from maskline.calls import idempotency, repository
 from maskline.calls.flow import EVENT_NAMES, Emit, HangupRequested, Status, step
 from maskline.calls.idempotency import StoredResponse
 from maskline.calls.intake import NewCall
@@ -59,7 +59,12 @@ async def create_call(
     minute = wallet.minute_price_paise(org)
     call_sid = new_call_sid()
     masked = await lease_number(
-        session, org_id=org_id, party_a=request.party_a, party_b=request.party_b, call_sid=call_sid
+        session,
+        org_id=org_id,
+        party_a=request.party_a,
+        party_b=request.party_b,
+        call_sid=call_sid,
+        previous=repository.pair_number(org_id, request.party_a, request.party_b),
     )
     if masked is None:
         # SPEC §1's order: a call that could not be paid for is 402 before it is 503.

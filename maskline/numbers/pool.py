@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maskline.calls.models import Call, NumberLease
 from maskline.kit.upsert import insert_for
-from maskline.numbers.models import MaskedNumber
+from maskline.numbers.models import MaskedNumber, NumberLease
 
 CANDIDATES = 20
 
@@ -24,22 +23,13 @@ def _usable_by(org_id: str) -> ColumnElement[bool]:
     return or_(MaskedNumber.org_id == org_id, MaskedNumber.org_id.is_(None))
 
 
-async def _previous_number(session: AsyncSession, org_id: str, a: str, b: str) -> str | None:
-    """The number the same pair had last (either way round), for call-backs, if it is
-    still in the pool for this organisation."""
-    pair = or_(
-        and_(Call.party_a == a, Call.party_b == b), and_(Call.party_a == b, Call.party_b == a)
-    )
-    last = (
-        select(Call.masked_number)
-        .where(Call.org_id == org_id, pair)
-        .order_by(Call.created_at.desc(), Call.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+async def _still_usable(
+    session: AsyncSession, org_id: str, number: ColumnElement[str]
+) -> str | None:
+    """``number`` if it is still in the pool for this organisation."""
     return (
         await session.execute(
-            select(MaskedNumber.number).where(MaskedNumber.number == last, _usable_by(org_id))
+            select(MaskedNumber.number).where(MaskedNumber.number == number, _usable_by(org_id))
         )
     ).scalar_one_or_none()
 
@@ -64,9 +54,18 @@ async def _try_lease(
 
 
 async def lease_number(
-    session: AsyncSession, *, org_id: str, party_a: str, party_b: str, call_sid: str
+    session: AsyncSession,
+    *,
+    org_id: str,
+    party_a: str,
+    party_b: str,
+    call_sid: str,
+    previous: ColumnElement[str],
 ) -> str | None:
     """Lease a masked number to a new call, or None when none is free for both parties.
+
+    ``previous`` is the number the pair had last, for call-backs: a SQL expression the
+    calls domain builds (a subquery, so that finding it costs no query of its own).
 
     The number's ``last_used_at`` is not touched here: that row is shared by every call
     on the number, so the caller touches it (``touch_number``) just before committing.
@@ -74,9 +73,11 @@ async def lease_number(
     parties = (party_a, party_b)
     # The pair's previous number first, wherever it stands in the least-recently-used
     # order (once used, it is the most recently used): the lease says if it is free.
-    previous = await _previous_number(session, org_id, party_a, party_b)
-    if previous is not None and await _try_lease(session, previous, parties, call_sid):
-        return previous
+    previous_number = await _still_usable(session, org_id, previous)
+    if previous_number is not None and await _try_lease(
+        session, previous_number, parties, call_sid
+    ):
+        return previous_number
     in_use = exists().where(
         NumberLease.number == MaskedNumber.number, NumberLease.party.in_(parties)
     )
@@ -97,7 +98,7 @@ async def lease_number(
         ).scalars()
     )
     for number in candidates:
-        if number != previous and await _try_lease(session, number, parties, call_sid):
+        if number != previous_number and await _try_lease(session, number, parties, call_sid):
             return number
     return None
 

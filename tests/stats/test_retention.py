@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 
 from maskline.billing import wallet
 from maskline.billing.models import LedgerEntry
-from maskline.calls.models import IdempotencyKey, NumberLease
+from maskline.calls.models import IdempotencyKey
 from maskline.kit.clock import ScaledClock
+from maskline.numbers.models import NumberLease
 from maskline.recordings import tasks as recording_tasks
 from tests.calls.conftest import SPEED, call_settings
 from tests.support.api import Api, OrgHandle, running_api
