@@ -10,15 +10,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing import wallet
 from maskline.billing.models import Wallet
-from maskline.calls.models import Call
 
 CHUNK_PULSES = 5
+
+
+class HeldCall(Protocol):
+    """The money fields of a live call's row, as billing reads and sets them (the calls
+    domain's row provides them; billing never imports calls)."""
+
+    call_sid: str
+    org_id: str
+    hold_paise: int
+    granted_pulses: int
+    billed_pulses: int
+    price_paise: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +60,7 @@ async def _release(session: AsyncSession, org_id: str, amount: int, *, now: date
 
 async def grant_pulses(
     session: AsyncSession,
-    call: Call,
+    call: HeldCall,
     pricing: Pricing,
     *,
     now: datetime,
@@ -78,7 +90,12 @@ async def grant_pulses(
 
 
 async def settle(
-    session: AsyncSession, call: Call, pricing: Pricing, *, talk_sec: int | None, now: datetime
+    session: AsyncSession,
+    call: HeldCall,
+    pricing: Pricing,
+    *,
+    talk_sec: int | None,
+    now: datetime,
 ) -> None:
     """At the end: charge the billed pulses in one ledger entry, release the rest."""
     billed = (
