@@ -19,6 +19,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from maskline import __version__
 from maskline.billing.router import router as billing_router
 from maskline.calls.engine import CallEngine
+from maskline.calls.recorded import RecordedCalls
 from maskline.calls.router import router as calls_router
 from maskline.errors import (
     AppError,
@@ -50,6 +51,7 @@ from maskline.recordings.router import router as recordings_router
 from maskline.recordings.signing import UrlSigner
 from maskline.recordings.storage import LocalStorage
 from maskline.recordings.tasks import RecordingWorker
+from maskline.retention.tasks import RetentionWorker
 from maskline.runtime import Runtime
 from maskline.settings import Settings
 from maskline.stats.router import router as stats_router
@@ -241,6 +243,7 @@ def create_app(
                 wakeups=Wakeups(settings.database_url),
                 pair_digest=pair_digest,
                 metrics=metrics,
+                recorded_calls=RecordedCalls(public_url=settings.public_url),
             )
             # Stopped last: an engine in its shutdown grace still hears of hang-up
             # requests and tells the other processes about the calls it ends.
@@ -273,12 +276,22 @@ def create_app(
                     settings=settings,
                     spool=spool,
                     storage=runtime.storage,
+                    calls=runtime.recorded_calls,
                     on_events=runtime.wake_worker,
-                    pair_digest=pair_digest,
                 )
                 await runtime.recorder.start()
                 started.push_async_callback(runtime.recorder.stop)
                 runtime.wakeups.on(Topic.EVENTS, runtime.recorder.wake)
+                runtime.retention = RetentionWorker(
+                    db=db,
+                    clock=runtime.clock,
+                    settings=settings,
+                    storage=runtime.storage,
+                    calls=runtime.recorded_calls,
+                    pair_digest=pair_digest,
+                )
+                await runtime.retention.start()
+                started.push_async_callback(runtime.retention.stop)
             if role in ("all", "engine"):
                 runtime.engine = CallEngine(
                     db=db,

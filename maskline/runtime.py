@@ -21,10 +21,12 @@ from maskline.kit.notify import Broadcast, Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
 from maskline.ops.metrics import Metrics
 from maskline.ops.router import OpsServices
+from maskline.recordings.calls import Calls
 from maskline.recordings.router import RecordingsServices
 from maskline.recordings.signing import UrlSigner
 from maskline.recordings.storage import Storage
 from maskline.recordings.tasks import RecordingWorker
+from maskline.retention.tasks import RetentionWorker
 from maskline.settings import Settings
 from maskline.stats.router import StatsServices
 from maskline.telephony.carrier import Carrier
@@ -56,9 +58,12 @@ class Runtime(
     # Digests of A–B pairs in the stats rollup of deleted calls (never the numbers).
     pair_digest: KeyedDigest
     metrics: Metrics
+    # The calls domain's side of recordings (recordings never import calls).
+    recorded_calls: Calls
     engine: CallEngine | None = None
     worker: WebhookWorker | None = None
     recorder: RecordingWorker | None = None
+    retention: RetentionWorker | None = None
     # Requests of this process placing a call under an Idempotency-Key right now.
     idempotency: InFlight = field(default_factory=InFlight)
     # Fired whenever any process commits call events (a call changed): what a request

@@ -15,10 +15,30 @@ from maskline.billing import talktime
 from maskline.billing.talktime import Pricing
 from maskline.calls.flow import CallState, Phase, Status
 from maskline.calls.models import Call
-from maskline.calls.schemas import talk_seconds
+from maskline.calls.schemas import CallOut, talk_seconds
 from maskline.numbers.pool import release_number
 from maskline.recordings import repository as recordings
-from maskline.webhooks.outbox import record_call_event
+from maskline.webhooks.models import CallEvent
+from maskline.webhooks.outbox import record_event
+
+
+async def record_call_event(
+    session: AsyncSession, call: Call, event: str, *, public_url: str, now: datetime
+) -> CallEvent:
+    """Store ``event`` for ``call`` in the outbox, with the call object as it now stands
+    (SPEC §6)."""
+    call.event_seq += 1
+    row, _ = await record_event(
+        session,
+        org_id=call.org_id,
+        event=event,
+        call_sid=call.call_sid,
+        sequence=call.event_seq,
+        data=CallOut.build(call, public_url=public_url).model_dump(mode="json"),
+        webhook_url=call.webhook_url,
+        now=now,
+    )
+    return row
 
 
 def pricing_of(call: Call) -> Pricing:

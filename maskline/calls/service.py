@@ -14,7 +14,7 @@ from maskline.calls import idempotency, repository
 from maskline.calls.flow import EVENT_NAMES, Emit, HangupRequested, Status, step
 from maskline.calls.idempotency import StoredResponse
 from maskline.calls.intake import NewCall
-from maskline.calls.lifecycle import apply_state, state_of
+from maskline.calls.lifecycle import apply_state, record_call_event, state_of
 from maskline.calls.models import LIVE_STATUSES, TERMINAL_STATUSES, Call
 from maskline.calls.schemas import CallOut
 from maskline.errors import InsufficientBalance, NoMaskedNumber, NotFound, RateLimited
@@ -23,7 +23,6 @@ from maskline.kit.money import pulse_price_paise
 from maskline.kit.scope import scoped
 from maskline.numbers.pool import lease_number, touch_number
 from maskline.orgs.service import get_org
-from maskline.webhooks.outbox import record_call_event
 
 TOO_MANY_LIVE = "Too many live calls for this organisation."
 API_OWNER = "api"

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maskline.calls.models import Call
+from maskline.recordings.calls import Calls
 from maskline.recordings.models import Recording
 
 
@@ -34,7 +34,9 @@ async def lock_recording(session: AsyncSession, call_sid: str) -> Recording | No
     ).scalar_one_or_none()
 
 
-async def mark_deleted(session: AsyncSession, recording: Recording, *, now: datetime) -> str | None:
+async def mark_deleted(
+    session: AsyncSession, recording: Recording, *, calls: Calls, now: datetime
+) -> str | None:
     """The recording and its call say so at once; returns the object the caller removes.
 
     The row keeps ``object_key`` until ``object_removed``: a file whose removal
@@ -45,9 +47,7 @@ async def mark_deleted(session: AsyncSession, recording: Recording, *, now: date
     recording.deleted_at = now
     recording.lease_owner = None
     recording.lease_expires_at = None
-    await session.execute(
-        update(Call).where(Call.call_sid == recording.call_sid).values(recording_status="none")
-    )
+    await calls.set_recording_status(session, [recording.call_sid], "none")
     return key
 
 

@@ -29,6 +29,7 @@ from maskline.keys.auth import KeyDep
 from maskline.kit.query import reject_repeated_parameters
 from maskline.kit.web import Services, process_services
 from maskline.recordings import service
+from maskline.recordings.calls import Calls
 from maskline.recordings.models import Recording
 from maskline.recordings.repository import object_removed
 from maskline.recordings.schemas import RecordingEnvelope
@@ -47,6 +48,8 @@ class RecordingsServices(Services, Protocol):
     signer: UrlSigner
     storage: Storage
     spool: Spool
+    # The calls the recordings belong to, as recordings see them.
+    recorded_calls: Calls
 
 
 RuntimeDep = Annotated[RecordingsServices, Depends(process_services)]
@@ -62,7 +65,9 @@ PUBLIC: dict[str, Any] = {"security": []}
 async def get_recording(call_sid: str, principal: KeyDep, runtime: RuntimeDep) -> RecordingEnvelope:
     """A fresh signed URL of the call's MP3 (valid 1 hour); 404 until it is ready."""
     async with runtime.db.read() as session:
-        recording = await service.ready_recording(session, principal.org_id, call_sid)
+        recording = await service.ready_recording(
+            session, principal.org_id, call_sid, calls=runtime.recorded_calls
+        )
     return RecordingEnvelope(
         data=service.describe(
             recording,
@@ -83,7 +88,13 @@ async def delete_recording(call_sid: str, principal: KeyDep, runtime: RuntimeDep
     """Delete the recording for good; its signed URLs stop working at once."""
     now = runtime.clock.now()
     key = await runtime.db.transaction(
-        partial(service.delete_recording, org_id=principal.org_id, call_sid=call_sid, now=now)
+        partial(
+            service.delete_recording,
+            org_id=principal.org_id,
+            call_sid=call_sid,
+            calls=runtime.recorded_calls,
+            now=now,
+        )
     )
     if key is not None:
         try:

@@ -6,10 +6,10 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maskline.calls.service import find_call
 from maskline.errors import NotFound
 from maskline.kit.clock import rfc3339
 from maskline.kit.scope import scoped
+from maskline.recordings.calls import Calls
 from maskline.recordings.models import Recording
 from maskline.recordings.repository import lock_recording, mark_deleted
 from maskline.recordings.schemas import RecordingOut
@@ -24,10 +24,12 @@ def media_path(call_sid: str) -> str:
     return f"/v1/masking/recordings/{call_sid}.mp3"
 
 
-async def ready_recording(session: AsyncSession, org_id: str, call_sid: str) -> Recording:
-    call = await find_call(session, org_id, call_sid)
+async def ready_recording(
+    session: AsyncSession, org_id: str, call_sid: str, *, calls: Calls
+) -> Recording:
+    found = await calls.find(session, org_id, call_sid)
     recording = (
-        await session.execute(scoped(Recording, org_id).where(Recording.call_sid == call.call_sid))
+        await session.execute(scoped(Recording, org_id).where(Recording.call_sid == found))
     ).scalar_one_or_none()
     if recording is None or recording.status != "ready":
         raise NotFound(NOT_READY)
@@ -50,15 +52,15 @@ def describe(
 
 
 async def delete_recording(
-    session: AsyncSession, org_id: str, call_sid: str, *, now: datetime
+    session: AsyncSession, org_id: str, call_sid: str, *, calls: Calls, now: datetime
 ) -> str | None:
     """Mark the recording deleted (its URLs stop at once); returns the object to remove.
 
     A recording still being encoded is deleted too: the worker then throws its
     file away instead of publishing it.
     """
-    found = await find_call(session, org_id, call_sid)
-    recording = await lock_recording(session, found.call_sid)
+    found = await calls.find(session, org_id, call_sid)
+    recording = await lock_recording(session, found)
     if recording is None or recording.org_id != org_id or recording.status == "deleted":
         raise NotFound(NOTHING_TO_DELETE)
-    return await mark_deleted(session, recording, now=now)
+    return await mark_deleted(session, recording, calls=calls, now=now)

@@ -1,4 +1,5 @@
-"""The recording worker: spool → MP3 → storage → ``recording.ready``; and retention.
+"""The recording worker: spool → MP3 → storage → ``recording.ready``; and the
+recordings' retention.
 
 Encoding is CPU work and runs in a thread, one recording at a time per worker,
 never on a call's path. A pending row is claimed by lease; a worker that dies
@@ -20,15 +21,12 @@ from functools import partial
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maskline.calls import retention
-from maskline.calls.lifecycle import load_call
-from maskline.calls.models import Call
 from maskline.kit.clock import Clock
-from maskline.kit.crypto import KeyedDigest
 from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
 from maskline.kit.logging import call_sid_var
 from maskline.kit.loops import Loops
+from maskline.recordings.calls import Calls
 from maskline.recordings.encode import Aborted, SpoolMissing, encode_mp3
 from maskline.recordings.models import Recording
 from maskline.recordings.repository import lock_recording, mark_deleted, object_removed
@@ -36,7 +34,6 @@ from maskline.recordings.storage import Storage, object_key
 from maskline.settings import Settings
 from maskline.telephony.events import Leg
 from maskline.telephony.media.recorder import Spool
-from maskline.webhooks.outbox import record_call_event
 
 log = logging.getLogger("maskline.recordings")
 
@@ -79,17 +76,17 @@ class RecordingWorker:
         settings: Settings,
         spool: Spool,
         storage: Storage,
+        calls: Calls,
         on_events: Callable[[], None],
-        pair_digest: KeyedDigest,
     ) -> None:
         self.db = db
         self.clock = clock
         self.settings = settings
         self.spool = spool
         self.storage = storage
+        self.calls = calls
         self.worker_id = f"rec_{random_base62(12)}"
         self._on_events = on_events
-        self._pair_digest = pair_digest
         self._loops = Loops(clock, log)
         self._next_retention = 0.0
         self._abort = threading.Event()
@@ -170,9 +167,7 @@ class RecordingWorker:
             ).scalars()
         )
         if stuck:
-            await session.execute(
-                update(Call).where(Call.call_sid.in_(stuck)).values(recording_status="failed")
-            )
+            await self.calls.set_recording_status(session, stuck, "failed")
         return stuck
 
     async def _encode(self, job: Job) -> None:
@@ -205,14 +200,8 @@ class RecordingWorker:
     async def _bridge_seconds(self, call_sid: str) -> float | None:
         """How long the call was bridged: the recording's length (SPEC §5)."""
         async with self.db.read() as session:
-            bridged_at, ended_at = (
-                await session.execute(
-                    select(Call.bridged_at, Call.ended_at).where(Call.call_sid == call_sid)
-                )
-            ).one()
-        if bridged_at is None or ended_at is None:
-            return None  # not expected of a recorded call: then the spool decides
-        return max(0.0, (ended_at - bridged_at).total_seconds())
+            # None is not expected of a recorded call: then the spool decides.
+            return await self.calls.bridged_seconds(session, call_sid)
 
     async def _release(self, job: Job) -> None:
         """Shutting down mid-encode: hand the job back at once, this attempt uncounted."""
@@ -259,15 +248,7 @@ class RecordingWorker:
             recording.lease_owner = None
             recording.lease_expires_at = None
             recording.last_error = None
-            call = await load_call(session, job.call_sid)
-            call.recording_status = "ready"
-            await record_call_event(
-                session,
-                call,
-                "recording.ready",
-                public_url=self.settings.public_url,
-                now=now,
-            )
+            await self.calls.recording_ready(session, job.call_sid, now=now)
             return _Published.READY
 
         outcome = await self.db.transaction(publish)
@@ -304,8 +285,7 @@ class RecordingWorker:
                 return held
             if recording.status == "pending":
                 recording.status = "failed"
-                call = await load_call(session, job.call_sid)
-                call.recording_status = "failed"
+                await self.calls.set_recording_status(session, [job.call_sid], "failed")
             recording.last_error = error
             recording.lease_owner = None
             recording.lease_expires_at = None
@@ -320,7 +300,8 @@ class RecordingWorker:
 
     async def apply_retention(self) -> int:
         """Delete recordings older than MASKLINE_RECORDING_RETENTION_DAYS, and every file a
-        deletion left behind; returns how many recordings the retention deleted."""
+        deletion left behind; returns how many recordings the retention deleted. (Calls
+        past their own retention go with their recordings in ``retention.tasks``.)"""
         removed = 0
         days = self.settings.recording_retention_days
         while days is not None:
@@ -331,8 +312,7 @@ class RecordingWorker:
             removed += expired
             if expired < RETENTION_BATCH:
                 break
-        await self._remove_deleted_files()
-        await self.apply_call_retention()
+        await remove_deleted_files(self.db, self.storage)
         return removed
 
     async def _expire_recordings(self, session: AsyncSession, *, before: datetime) -> int:
@@ -349,64 +329,28 @@ class RecordingWorker:
             ).scalars()
         )
         for recording in expired:
-            await mark_deleted(session, recording, now=now)
+            await mark_deleted(session, recording, calls=self.calls, now=now)
         return len(expired)
 
-    async def apply_call_retention(self) -> int:
-        """Delete calls older than MASKLINE_CALL_RETENTION_DAYS in batches, their recording
-        files first; returns how many calls were deleted."""
-        days = self.settings.call_retention_days
-        deleted = 0
-        while days is not None:
-            before = self.clock.now() - timedelta(days=days)
-            sids = await self.db.transaction(partial(self._expire_calls_recordings, before=before))
-            await self._remove_deleted_files()
-            batch = await self.db.transaction(partial(self._delete_calls, sids=sids, before=before))
-            deleted += batch
-            # A short batch was the last; none deleted means files could not go (next run).
-            if len(sids) < RETENTION_BATCH or batch == 0 or self._loops.stopping:
-                break
-        return deleted
 
-    async def _expire_calls_recordings(
-        self, session: AsyncSession, *, before: datetime
-    ) -> list[str]:
-        """A batch of calls created before ``before``, their recordings marked deleted."""
-        sids = await retention.expired_calls(session, before=before, limit=RETENTION_BATCH)
-        stored = (
-            await session.execute(
-                select(Recording).where(Recording.call_sid.in_(sids), Recording.status == "ready")
-            )
-        ).scalars()
-        for recording in stored:
-            await mark_deleted(session, recording, now=self.clock.now())
-        return sids
-
-    async def _delete_calls(
-        self, session: AsyncSession, *, sids: list[str], before: datetime
-    ) -> int:
-        batch = await retention.delete_calls(session, sids, digest=self._pair_digest)
-        await retention.forget_idempotency(session, before=before)
-        return batch
-
-    async def _remove_deleted_files(self) -> None:
-        """The rows say deleted first (no URL serves them); then the files go."""
-        while True:
-            async with self.db.read() as session:
-                left = (
-                    await session.execute(
-                        select(Recording.call_sid, Recording.object_key)
-                        .where(Recording.status == "deleted", Recording.object_key.is_not(None))
-                        .limit(RETENTION_BATCH)
-                    )
-                ).all()
-            for call_sid, key in left:
-                assert key is not None
-                try:
-                    await asyncio.to_thread(self.storage.delete, key)
-                except OSError:
-                    log.exception("cannot remove a deleted recording's file; will retry")
-                    return
-                await self.db.transaction(partial(object_removed, call_sid=call_sid))
-            if len(left) < RETENTION_BATCH:
+async def remove_deleted_files(db: Database, storage: Storage) -> None:
+    """The rows say deleted first (no URL serves them); then the files go."""
+    while True:
+        async with db.read() as session:
+            left = (
+                await session.execute(
+                    select(Recording.call_sid, Recording.object_key)
+                    .where(Recording.status == "deleted", Recording.object_key.is_not(None))
+                    .limit(RETENTION_BATCH)
+                )
+            ).all()
+        for call_sid, key in left:
+            assert key is not None
+            try:
+                await asyncio.to_thread(storage.delete, key)
+            except OSError:
+                log.exception("cannot remove a deleted recording's file; will retry")
                 return
+            await db.transaction(partial(object_removed, call_sid=call_sid))
+        if len(left) < RETENTION_BATCH:
+            return

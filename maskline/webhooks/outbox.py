@@ -13,8 +13,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maskline.calls.models import Call
-from maskline.calls.schemas import CallOut
 from maskline.kit.clock import rfc3339
 from maskline.kit.ids import new_id
 from maskline.webhooks.models import CallEvent, WebhookDelivery
@@ -76,21 +74,3 @@ async def record_event(
         session.add(delivery)
     await session.flush()
     return row, delivery
-
-
-async def record_call_event(
-    session: AsyncSession, call: Call, event: str, *, public_url: str, now: datetime
-) -> CallEvent:
-    """Store ``event`` for ``call`` with the call object as it now stands (SPEC §6)."""
-    call.event_seq += 1
-    row, _ = await record_event(
-        session,
-        org_id=call.org_id,
-        event=event,
-        call_sid=call.call_sid,
-        sequence=call.event_seq,
-        data=CallOut.build(call, public_url=public_url).model_dump(mode="json"),
-        webhook_url=call.webhook_url,
-        now=now,
-    )
-    return row

@@ -18,7 +18,6 @@ from sqlalchemy import and_, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from maskline.calls.idempotency import purge_expired
 from maskline.kit.clock import Clock
 from maskline.kit.crypto import SecretBox
 from maskline.kit.db import Database
@@ -37,7 +36,6 @@ BATCH = 50
 CONCURRENCY = 32
 POLL_SEC = 1.0
 UNFINISHED = ("pending", "paused")
-PURGE_EVERY_SEC = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +156,6 @@ class WebhookWorker:
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._inflight: set[asyncio.Task[None]] = set()
         self._inflight_ids: set[str] = set()
-        self._next_purge = 0.0
 
     async def start(self) -> None:
         self._loops.start("webhook worker", self._work_once, POLL_SEC, wakeable=True)
@@ -173,17 +170,7 @@ class WebhookWorker:
         await self._client.aclose()
 
     async def _work_once(self) -> bool:
-        # Idempotency keys are kept 24 h (SPEC §3); then they go.
-        purge = self.clock.monotonic() >= self._next_purge
-
-        async def tidy(session: AsyncSession) -> None:
-            await assign_cursors(session)
-            if purge:
-                await purge_expired(session, now=self.clock.now())
-
-        await self.db.transaction(tidy)
-        if purge:
-            self._next_purge = self.clock.monotonic() + PURGE_EVERY_SEC
+        await self.db.transaction(assign_cursors)
         jobs = await self._claim()
         for job in jobs:
             self._inflight_ids.add(job.delivery_id)

@@ -17,7 +17,7 @@ from maskline.billing.models import LedgerEntry
 from maskline.calls.models import IdempotencyKey
 from maskline.kit.clock import ScaledClock
 from maskline.numbers.models import NumberLease
-from maskline.recordings import tasks as recording_tasks
+from maskline.retention import tasks as retention_tasks
 from tests.calls.conftest import SPEED, call_settings
 from tests.support.api import Api, OrgHandle, running_api
 from tests.support.calls import place, wait_for
@@ -52,7 +52,7 @@ async def test_old_calls_are_deleted_and_their_stats_stay(
     database_url: str, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Batches of 2: the three old calls take two, as millions would take many.
-    monkeypatch.setattr(recording_tasks, "RETENTION_BATCH", 2)
+    monkeypatch.setattr(retention_tasks, "RETENTION_BATCH", 2)
     data_dir = tmp_path / "data"
     settings = call_settings(database_url, data_dir)
     hook = {"webhook_url": receiver.url}
@@ -86,8 +86,8 @@ async def test_old_calls_are_deleted_and_their_stats_stay(
         keep_30_days = call_settings(database_url, data_dir, call_retention_days=30)
         clock = ScaledClock(SPEED, start=RECENT)
         async with running_api(keep_30_days, clock=clock, role="worker") as worker:
-            assert worker.runtime.recorder is not None
-            await worker.runtime.recorder.apply_call_retention()
+            assert worker.runtime.retention is not None
+            await worker.runtime.retention.apply_call_retention()
             await until_gone(api, org, old_sids)
 
         after = {
@@ -155,8 +155,8 @@ async def test_an_old_call_whose_webhook_is_still_due_is_kept_until_it_is_delive
         call = await wait_for(api, org, placed["call_sid"])
     keep_30_days = call_settings(database_url, data_dir, call_retention_days=30)
     async with running_api(keep_30_days, clock=ScaledClock(SPEED, start=RECENT)) as api:
-        assert api.runtime.recorder is not None
-        await api.runtime.recorder.apply_call_retention()
+        assert api.runtime.retention is not None
+        await api.runtime.retention.apply_call_retention()
         kept = await api.client.get(f"/v1/masking/calls/{call['call_sid']}", headers=org.auth)
         assert (kept.status_code, kept.json()["data"]) == (200, call)
         deliveries = await api.client.get(
