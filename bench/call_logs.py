@@ -19,7 +19,7 @@ from bench.stats import summary_ms
 from maskline.app import create_app
 from maskline.calls.models import Call
 from maskline.keys import service as keys
-from maskline.orgs import service as orgs
+from maskline.onboarding import service as onboarding
 from maskline.settings import Settings
 from tests.support.databases import fresh_database
 
@@ -74,7 +74,9 @@ async def _measure(url: str, data_dir: Path, count: int, samples: int) -> list[s
     async with app.router.lifespan_context(app):
         runtime = app.state.runtime
         async with runtime.db.write() as session:
-            made = await orgs.create_org(session, "logs", box=runtime.box, now=runtime.clock.now())
+            made = await onboarding.create_org(
+                session, "logs", box=runtime.box, now=runtime.clock.now()
+            )
             _key, api_key = await keys.create_key(
                 session, made.org, now=runtime.clock.now(), rate_limit=10**6
             )

@@ -21,7 +21,7 @@ from maskline.app import create_app
 from maskline.keys import service as keys
 from maskline.kit.clock import ScaledClock
 from maskline.numbers import service as numbers
-from maskline.orgs import service as orgs
+from maskline.onboarding import service as onboarding
 from maskline.orgs.service import OrgTerms
 from maskline.runtime import Runtime
 from maskline.settings import Settings
@@ -148,7 +148,7 @@ def post_throughput(kind: str, *, split: bool, clients: int = 32, seconds: float
 async def unlimited_org(runtime: Runtime, name: str, pool: list[str]) -> str:
     """An organisation no limit gets in the way of, with ``pool`` numbers; its API key."""
     async with runtime.db.write() as session:
-        made = await orgs.create_org(
+        made = await onboarding.create_org(
             session,
             name,
             box=runtime.box,

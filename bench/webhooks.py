@@ -14,7 +14,7 @@ from bench.stats import summary_ms
 from maskline.app import create_app
 from maskline.keys import service as keys
 from maskline.numbers import service as numbers
-from maskline.orgs import service as orgs
+from maskline.onboarding import service as onboarding
 from maskline.orgs.service import OrgTerms
 from maskline.settings import Settings
 from maskline.webhooks import service as webhooks
@@ -39,7 +39,7 @@ async def _run(url: str, data_dir: Path, receiver: Receiver, *, events: int, cal
         runtime = app.state.runtime
         async with runtime.db.write() as session:
             now = runtime.clock.now()
-            made = await orgs.create_org(
+            made = await onboarding.create_org(
                 session,
                 "hooks",
                 box=runtime.box,

@@ -44,9 +44,9 @@ from maskline.kit.ratelimit import RateLimiter
 from maskline.kit.routes import allowed_methods
 from maskline.kit.web import RequestContextMiddleware
 from maskline.numbers.lookup import PoolLookup
+from maskline.onboarding.sandbox import SandboxCreated, bootstrap_sandbox
 from maskline.ops.metrics import Metrics
 from maskline.ops.router import router as ops_router
-from maskline.orgs.sandbox import SandboxCreated, bootstrap_sandbox
 from maskline.recordings.router import router as recordings_router
 from maskline.recordings.signing import UrlSigner
 from maskline.recordings.storage import LocalStorage

@@ -8,6 +8,7 @@ from maskline.cli.options import json_option
 from maskline.cli.output import emit
 from maskline.errors import InvalidRequest
 from maskline.kit.money import parse_rupees
+from maskline.onboarding import service as onboarding
 from maskline.orgs import service
 from maskline.orgs.schemas import OrganisationOut
 from maskline.orgs.service import OrgTerms
@@ -56,11 +57,11 @@ def create(
         raise InvalidRequest(f"--balance: {exc}.") from None
     terms = OrgTerms(gstin, state_code, rate_paise, pulse_sec, max_live_calls)
 
-    async def work(cmd: Command) -> service.NewOrganisation:
+    async def work(cmd: Command) -> onboarding.NewOrganisation:
         box = cmd.box()
 
-        async def change(session: AsyncSession) -> service.NewOrganisation:
-            return await service.create_org(
+        async def change(session: AsyncSession) -> onboarding.NewOrganisation:
+            return await onboarding.create_org(
                 session,
                 name,
                 box=box,

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from maskline.billing.gst import InvalidGstin, gstin_check_character, validate_gstin
 from maskline.billing.invoices import top_up
 from maskline.billing.schemas import InvoiceOut
 from maskline.errors import InvalidRequest
+from maskline.kit.gstin import InvalidGstin, gstin_check_character, validate_gstin
 from maskline.kit.money import paise_to_rupees, parse_rupees
-from maskline.orgs import service as orgs
+from maskline.onboarding import service as onboarding
 from maskline.orgs.service import OrgTerms
 from tests.conftest import Cli
 from tests.support.api import Api
@@ -108,7 +108,7 @@ class TestTopUpInvoices:
     async def test_invoice_numbers_are_sequential_per_financial_year(self, api: Api) -> None:
         db, settings = api.runtime.db, api.runtime.settings
         async with db.write() as session:
-            org = await orgs.create_org(
+            org = await onboarding.create_org(
                 session,
                 "gst-numbering",
                 box=api.runtime.box,
@@ -136,7 +136,7 @@ class TestTopUpInvoices:
         moment = datetime(2035, 6, 1, tzinfo=UTC)
         async with db.write() as session:
             org = (
-                await orgs.create_org(session, "gst-gapless", box=api.runtime.box, now=moment)
+                await onboarding.create_org(session, "gst-gapless", box=api.runtime.box, now=moment)
             ).org
         with pytest.raises(InvalidRequest):
             async with db.write() as session:

@@ -15,8 +15,8 @@ from maskline.app import create_app
 from maskline.kit.clock import Clock
 from maskline.kit.money import parse_rupees
 from maskline.numbers import service as pool
-from maskline.orgs import service as orgs
-from maskline.orgs.sandbox import SandboxCreated
+from maskline.onboarding import service as onboarding
+from maskline.onboarding.sandbox import SandboxCreated
 from maskline.orgs.service import OrgTerms
 from maskline.runtime import Runtime
 from maskline.settings import Settings
@@ -56,7 +56,7 @@ class Api:
     ) -> OrgHandle:
         """A new organisation (and ``numbers`` masked numbers of its own)."""
         async with self.runtime.db.write() as session:
-            created = await orgs.create_org(
+            created = await onboarding.create_org(
                 session,
                 name,
                 box=self.runtime.box,

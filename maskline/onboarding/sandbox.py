@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.kit.crypto import SecretBox
 from maskline.numbers import service as numbers
-from maskline.orgs import service as orgs
+from maskline.onboarding.service import create_org
 from maskline.orgs.models import Organisation
 
 SANDBOX_NAME = "sandbox"
@@ -39,7 +39,7 @@ async def bootstrap_sandbox(
     count = (await session.execute(select(func.count()).select_from(Organisation))).scalar_one()
     if count:
         return None
-    created = await orgs.create_org(
+    created = await create_org(
         session, SANDBOX_NAME, box=box, now=now, opening_balance=SANDBOX_BALANCE_PAISE, sandbox=True
     )
     # Numbers an operator already put in the pool stay where they are.
