@@ -18,10 +18,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/maskline serve
 
+# lint-imports checks the import rules ([tool.importlinter] in pyproject.toml); it takes
+# about a second, so it keeps no cache in the checkout.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
 
 format: $(STAMP)
 	$(BIN)/ruff format .
