@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 class Calls(Protocol):
     async def find(self, session: AsyncSession, org_id: str, call_sid: str) -> str:
         """The stored sid of the organisation's call ``call_sid``; NotFound (the API's 404
-        for a call) when it has none such."""
+        for a call) when the organisation has no such call."""
         ...
 
     async def bridged_seconds(self, session: AsyncSession, call_sid: str) -> float | None:
