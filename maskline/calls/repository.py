@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from maskline.calls.filters import DateRange
 from maskline.calls.models import LIVE_STATUSES, Call
 from maskline.kit.pagination import Page
-from maskline.kit.scope import scoped
+from maskline.kit.scope import owned_by, scoped
 
 
 def _filtered(
@@ -28,8 +28,8 @@ def _filtered(
     if party is not None:
         # A union of two index lookups: an OR across the two columns would scan every call.
         either = union(
-            select(Call.id).where(Call.org_id == org_id, Call.party_a == party),
-            select(Call.id).where(Call.org_id == org_id, Call.party_b == party),
+            select(Call.id).where(owned_by(Call, org_id), Call.party_a == party),
+            select(Call.id).where(owned_by(Call, org_id), Call.party_b == party),
         )
         query = query.where(Call.id.in_(select(either.subquery().c.id)))
     return query

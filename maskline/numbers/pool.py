@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls.models import Call, NumberLease
+from maskline.kit.scope import owned_by, owned_by_or_shared, unowned
 from maskline.kit.upsert import insert_for
 from maskline.numbers.models import MaskedNumber
 
@@ -21,7 +22,7 @@ CANDIDATES = 20
 
 def _usable_by(org_id: str) -> ColumnElement[bool]:
     """The organisation's own numbers and the shared pool."""
-    return or_(MaskedNumber.org_id == org_id, MaskedNumber.org_id.is_(None))
+    return owned_by_or_shared(MaskedNumber, org_id)
 
 
 async def _previous_number(session: AsyncSession, org_id: str, a: str, b: str) -> str | None:
@@ -32,7 +33,7 @@ async def _previous_number(session: AsyncSession, org_id: str, a: str, b: str) -
     )
     last = (
         select(Call.masked_number)
-        .where(Call.org_id == org_id, pair)
+        .where(owned_by(Call, org_id), pair)
         .order_by(Call.created_at.desc(), Call.id.desc())
         .limit(1)
         .scalar_subquery()
@@ -89,7 +90,7 @@ async def lease_number(
                 .order_by(
                     MaskedNumber.last_used_at.is_not(None),
                     MaskedNumber.last_used_at,
-                    MaskedNumber.org_id.is_(None),
+                    unowned(MaskedNumber),
                     MaskedNumber.id,
                 )
                 .limit(CANDIDATES)

@@ -58,7 +58,7 @@ async def delete_recording(
     file away instead of publishing it.
     """
     found = await find_call(session, org_id, call_sid)
-    recording = await lock_recording(session, found.call_sid)
-    if recording is None or recording.org_id != org_id or recording.status == "deleted":
+    recording = await lock_recording(session, found.call_sid, org_id=org_id)
+    if recording is None or recording.status == "deleted":
         raise NotFound(NOTHING_TO_DELETE)
     return await mark_deleted(session, recording, now=now)

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.errors import InvalidRequest
 from maskline.kit.crypto import SecretBox
+from maskline.kit.scope import owned_by, scoped
 from maskline.webhooks.models import WebhookDelivery, WebhookEndpoint
 from maskline.webhooks.repository import find_delivery
 from maskline.webhooks.signing import SECRET_PREFIX
@@ -76,9 +77,7 @@ async def create_endpoint(
 
 
 async def get_endpoint(session: AsyncSession, org_id: str) -> WebhookEndpoint | None:
-    return (
-        await session.execute(select(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id))
-    ).scalar_one_or_none()
+    return (await session.execute(scoped(WebhookEndpoint, org_id))).scalar_one_or_none()
 
 
 async def lock_endpoint(session: AsyncSession, org_id: str) -> WebhookEndpoint | None:
@@ -92,8 +91,7 @@ async def lock_endpoint(session: AsyncSession, org_id: str) -> WebhookEndpoint |
     """
     return (
         await session.execute(
-            select(WebhookEndpoint)
-            .where(WebhookEndpoint.org_id == org_id)
+            scoped(WebhookEndpoint, org_id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
@@ -112,7 +110,7 @@ async def pause_endpoint(
     await session.execute(
         update(WebhookDelivery)
         .where(
-            WebhookDelivery.org_id == endpoint.org_id,
+            owned_by(WebhookDelivery, endpoint.org_id),
             WebhookDelivery.to_endpoint.is_(True),
             WebhookDelivery.status == "pending",
         )
@@ -144,7 +142,7 @@ async def set_url(
     await session.execute(
         update(WebhookDelivery)
         .where(
-            WebhookDelivery.org_id == org_id,
+            owned_by(WebhookDelivery, org_id),
             WebhookDelivery.to_endpoint.is_(True),
             WebhookDelivery.status.in_(("pending", "paused")),
         )
