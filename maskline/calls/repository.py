@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Select, case, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maskline.calls.filters import DateRange
 from maskline.calls.models import LIVE_STATUSES, Call
+from maskline.kit.daterange import DateRange
 from maskline.kit.pagination import Page
 from maskline.kit.scope import owned_by, scoped
 

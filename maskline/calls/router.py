@@ -8,7 +8,6 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls import filters, repository, service
-from maskline.calls.filters import DateRangeDep
 from maskline.calls.idempotency import StoredResponse
 from maskline.calls.intake import check_idempotency_key, parse_new_call
 from maskline.calls.models import TERMINAL_STATUSES
@@ -26,7 +25,7 @@ from maskline.errors import (
 )
 from maskline.keys.auth import CallStatusKeyDep, KeyDep
 from maskline.kit.pagination import PageMeta
-from maskline.kit.query import PageDep
+from maskline.kit.query import DateRangeDep, PageDep
 from maskline.kit.web import RuntimeDep
 from maskline.runtime import Runtime
 from maskline.webhooks import ssrf
