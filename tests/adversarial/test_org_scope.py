@@ -8,7 +8,8 @@ What counts as a raw filter is how one would be written by hand: a comparison th
 involves an ``org_id`` column (either side, inside a function or a tuple, in SQL or
 in Python on a loaded row), a comparison method on the column (``in_``, ``is_``,
 ``__eq__``…), an operator function over it (``operators.eq``), ``filter_by(org_id=…)``,
-SQL text that compares ``org_id``, or the column bound to a name to compare later.
+SQL text that compares ``org_id``, the column bound to a name to compare later, or
+``session.get`` on a table whose primary key holds ``org_id``.
 Reading or writing the column (``select(X.org_id)``, ``values(org_id=…)``, an index,
 ``returning``) is not a filter. Queries that span organisations on purpose (workers,
 retention, the watchdog, operator commands) simply do not filter on it.
@@ -23,6 +24,8 @@ from pathlib import Path
 import pytest
 
 import maskline
+from maskline.kit.db import Base
+from maskline.tables import metadata
 
 PACKAGE = Path(maskline.__file__).parent
 SCOPE = PACKAGE / "kit" / "scope.py"
@@ -64,6 +67,12 @@ OPERATOR_FUNCTIONS = frozenset(
 )
 # Functions that name a column by a string.
 NAMING_FUNCTIONS = frozenset({"getattr", "column", "literal_column"})
+# Tables keyed by the organisation: ``session.get(Wallet, org_id)`` is a filter too.
+ORG_KEYED = frozenset(
+    mapper.class_.__name__
+    for mapper in Base.registry.mappers
+    if COLUMN in {column.key for column in mapper.primary_key}
+)
 SQL_COMPARISON = re.compile(
     rf"\b{COLUMN}\b[\"'`]?\s*(=|!=|<>|\bin\b|\bis\b|\blike\b|\bbetween\b)", re.IGNORECASE
 )
@@ -129,6 +138,13 @@ def raw_org_filters(source: str) -> list[str]:
                 found.append(f"{line}: {COLUMN}.{node.func.attr}()")
             elif name in OPERATOR_FUNCTIONS and any(_involves_column(a) for a in node.args):
                 found.append(f"{line}: {name}() over {COLUMN}")
+            elif (
+                name == "get"
+                and node.args
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id in ORG_KEYED
+            ):
+                found.append(f"{line}: get({node.args[0].id}, ...) by its {COLUMN} key")
             elif name == "filter_by" and (
                 any(k.arg == COLUMN for k in node.keywords)
                 or any(
@@ -172,6 +188,13 @@ def test_the_scan_reads_every_package() -> None:
     assert {"billing", "calls", "numbers", "recordings", "stats", "webhooks", "kit"} <= read
 
 
+def test_the_tables_keyed_by_the_organisation_are_known() -> None:
+    """The lookup by primary key is caught for every such table (read from the models)."""
+    keyed = [t for t in metadata.tables.values() if COLUMN in t.primary_key.columns]
+    assert {"Wallet", "WebhookEndpoint"} <= ORG_KEYED
+    assert len(ORG_KEYED) == len(keyed)
+
+
 def test_kit_scope_is_where_the_comparison_is_written() -> None:
     """The scan recognises the helper's own comparisons: the form it exists for."""
     assert raw_org_filters(SCOPE.read_text(encoding="utf-8")) == [
@@ -210,6 +233,7 @@ RAW_FILTERS = {
     "bound to a name": "column = Call.org_id",
     "bound to a name, annotated": "column: Any = Call.org_id",
     "python, on a loaded row": "if row.org_id != org_id:\n    raise NotFound()",
+    "by primary key": "wallet = await session.get(Wallet, org_id)",
 }
 
 
