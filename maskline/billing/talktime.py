@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing import wallet
 from maskline.billing.models import Wallet
+from maskline.kit.scope import owned_by
 
 CHUNK_PULSES = 5
 
@@ -53,7 +54,7 @@ class Pricing:
 async def _release(session: AsyncSession, org_id: str, amount: int, *, now: datetime) -> None:
     await session.execute(
         update(Wallet)
-        .where(Wallet.org_id == org_id, Wallet.reserved >= amount)
+        .where(owned_by(Wallet, org_id), Wallet.reserved >= amount)
         .values(reserved=Wallet.reserved - amount, updated_at=now)
     )
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing.models import LedgerEntry, Wallet
 from maskline.kit.money import pulse_price_paise
+from maskline.kit.scope import owned_by, scoped
 from maskline.orgs.models import Organisation
 
 LOW_BALANCE_MINUTES = 10
@@ -34,7 +35,7 @@ async def open_wallet(session: AsyncSession, org_id: str, *, now: datetime) -> W
 
 
 async def get_wallet(session: AsyncSession, org_id: str) -> Wallet:
-    return (await session.execute(select(Wallet).where(Wallet.org_id == org_id))).scalar_one()
+    return (await session.execute(scoped(Wallet, org_id))).scalar_one()
 
 
 async def _append(
@@ -80,7 +81,7 @@ async def credit(
     balance = (
         await session.execute(
             update(Wallet)
-            .where(Wallet.org_id == org_id)
+            .where(owned_by(Wallet, org_id))
             .values(balance=Wallet.balance + amount, updated_at=now)
             .returning(Wallet.balance)
         )
@@ -113,7 +114,7 @@ async def debit(
     balance = (
         await session.execute(
             update(Wallet)
-            .where(Wallet.org_id == org_id, Wallet.balance - Wallet.reserved >= amount)
+            .where(owned_by(Wallet, org_id), Wallet.balance - Wallet.reserved >= amount)
             .values(balance=Wallet.balance - amount, updated_at=now)
             .returning(Wallet.balance)
         )
@@ -139,7 +140,7 @@ async def hold(session: AsyncSession, org_id: str, amount: int, *, now: datetime
     held = (
         await session.execute(
             update(Wallet)
-            .where(Wallet.org_id == org_id, Wallet.balance - Wallet.reserved >= amount)
+            .where(owned_by(Wallet, org_id), Wallet.balance - Wallet.reserved >= amount)
             .values(reserved=Wallet.reserved + amount, updated_at=now)
             .returning(Wallet.reserved)
         )
@@ -169,7 +170,7 @@ async def settle_hold(
     row = (
         await session.execute(
             update(Wallet)
-            .where(Wallet.org_id == org_id, Wallet.reserved >= held)
+            .where(owned_by(Wallet, org_id), Wallet.reserved >= held)
             .values(
                 balance=Wallet.balance - charge,
                 reserved=Wallet.reserved - held,
@@ -198,7 +199,7 @@ async def ledger_sum(session: AsyncSession, org_id: str) -> int:
     total = (
         await session.execute(
             select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-                LedgerEntry.org_id == org_id
+                owned_by(LedgerEntry, org_id)
             )
         )
     ).scalar_one()

@@ -18,12 +18,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls.models import IdempotencyKey
 from maskline.errors import IdempotencyConflict
+from maskline.kit.scope import owned_by, scoped
 from maskline.kit.upsert import insert_for
 
 KEPT_FOR = timedelta(hours=24)
@@ -102,7 +103,7 @@ async def claim_key(
     try:
         await session.execute(
             delete(IdempotencyKey).where(
-                IdempotencyKey.org_id == org_id,
+                owned_by(IdempotencyKey, org_id),
                 IdempotencyKey.key == key,
                 IdempotencyKey.created_at < now - KEPT_FOR,
             )
@@ -132,9 +133,7 @@ async def claim_key(
     if inserted is not None:
         return None
     row = (
-        await session.execute(
-            select(IdempotencyKey).where(IdempotencyKey.org_id == org_id, IdempotencyKey.key == key)
-        )
+        await session.execute(scoped(IdempotencyKey, org_id).where(IdempotencyKey.key == key))
     ).scalar_one()
     if row.request_hash != fingerprint:
         raise IdempotencyConflict()
@@ -148,7 +147,7 @@ async def store_response(
 ) -> None:
     await session.execute(
         update(IdempotencyKey)
-        .where(IdempotencyKey.org_id == org_id, IdempotencyKey.key == key)
+        .where(owned_by(IdempotencyKey, org_id), IdempotencyKey.key == key)
         .values(status_code=response.status_code, response_body=response.body)
     )
 

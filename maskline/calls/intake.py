@@ -10,7 +10,7 @@ from typing import Any
 from maskline.errors import InvalidNumbers, InvalidRequest
 from maskline.kit.bodies import read_json
 from maskline.kit.phone import normalise_mobile
-from maskline.webhooks.service import check_url_shape
+from maskline.webhooks.ssrf import check_url
 
 SAME_PARTY = "Party A and Party B cannot be the same number."
 MAX_METADATA_KEYS = 20
@@ -89,7 +89,7 @@ def parse_new_call(
     if webhook_url is not None:
         if not isinstance(webhook_url, str):
             raise InvalidRequest("webhook_url must be a string.")
-        webhook_url = check_url_shape(webhook_url, allow_private=allow_private_webhooks)
+        webhook_url = check_url(webhook_url, allow_private=allow_private_webhooks)
     ring_timeout = _integer(body, "ring_timeout_sec", 10, 120)
     return NewCall(
         party_a=party_a,

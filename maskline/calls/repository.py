@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import ScalarSelect, Select, and_, case, func, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maskline.calls.filters import DateRange
 from maskline.calls.models import LIVE_STATUSES, Call
+from maskline.kit.daterange import DateRange
 from maskline.kit.pagination import Page
-from maskline.kit.scope import scoped
+from maskline.kit.scope import owned_by, scoped
 
 
 def _filtered(
@@ -28,8 +28,8 @@ def _filtered(
     if party is not None:
         # A union of two index lookups: an OR across the two columns would scan every call.
         either = union(
-            select(Call.id).where(Call.org_id == org_id, Call.party_a == party),
-            select(Call.id).where(Call.org_id == org_id, Call.party_b == party),
+            select(Call.id).where(owned_by(Call, org_id), Call.party_a == party),
+            select(Call.id).where(owned_by(Call, org_id), Call.party_b == party),
         )
         query = query.where(Call.id.in_(select(either.subquery().c.id)))
     return query
@@ -64,7 +64,7 @@ def pair_number(org_id: str, a: str, b: str) -> ScalarSelect[str]:
     )
     return (
         select(Call.masked_number)
-        .where(Call.org_id == org_id, pair)
+        .where(owned_by(Call, org_id), pair)
         .order_by(Call.created_at.desc(), Call.id.desc())
         .limit(1)
         .scalar_subquery()

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls import filters, repository, service
-from maskline.calls.filters import DateRangeDep
 from maskline.calls.idempotency import InFlight, StoredResponse
 from maskline.calls.intake import check_idempotency_key, parse_new_call
 from maskline.calls.models import TERMINAL_STATUSES
@@ -27,7 +26,7 @@ from maskline.errors import (
 from maskline.keys.auth import CallStatusKeyDep, KeyDep
 from maskline.kit.notify import Broadcast
 from maskline.kit.pagination import PageMeta
-from maskline.kit.query import PageDep
+from maskline.kit.query import DateRangeDep, PageDep
 from maskline.kit.web import Services, process_services
 from maskline.webhooks import ssrf
 

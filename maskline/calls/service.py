@@ -20,7 +20,7 @@ from maskline.calls.schemas import CallOut
 from maskline.errors import InsufficientBalance, NoMaskedNumber, NotFound, RateLimited
 from maskline.kit.ids import new_call_sid
 from maskline.kit.money import pulse_price_paise
-from maskline.kit.scope import scoped
+from maskline.kit.scope import owned_by, scoped
 from maskline.numbers.pool import lease_number, touch_number
 from maskline.orgs.service import get_org
 
@@ -127,7 +127,7 @@ async def _live_calls(session: AsyncSession, org_id: str) -> int:
         await session.execute(
             select(func.count())
             .select_from(Call)
-            .where(Call.org_id == org_id, Call.status.in_(LIVE_STATUSES))
+            .where(owned_by(Call, org_id), Call.status.in_(LIVE_STATUSES))
         )
     ).scalar_one()
     return live

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from maskline.errors import NotFound, Unauthorized
 from maskline.keys.models import ApiKey
 from maskline.kit.ids import ALPHABET, new_id, random_base62
-from maskline.kit.scope import scoped
+from maskline.kit.scope import owned_by, scoped
 from maskline.orgs.models import Organisation
 
 BODY_LENGTH = 32
@@ -101,7 +101,7 @@ async def authenticate(session: AsyncSession, raw: str, *, now: datetime) -> Pri
     row = (
         await session.execute(
             select(ApiKey, Organisation.is_sandbox)
-            .join(Organisation, Organisation.id == ApiKey.org_id)
+            .join(Organisation, owned_by(ApiKey, Organisation.id))
             .where(ApiKey.key_hash == hash_key(raw))
         )
     ).one_or_none()

@@ -8,6 +8,7 @@ from fastapi import Depends, Query
 from starlette.requests import Request
 
 from maskline.errors import InvalidRequest
+from maskline.kit.daterange import DateRange, parse_date_range
 from maskline.kit.pagination import MAX_PER_PAGE, Page
 
 
@@ -31,3 +32,22 @@ def _page(
 
 
 PageDep = Annotated[Page, Depends(_page)]
+
+
+DateParam = Annotated[str | None, Query(max_length=40)]
+
+
+def _date_range(
+    start_date: DateParam = None,
+    end_date: DateParam = None,
+    from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    to: DateParam = None,
+) -> DateRange:
+    """``start_date``/``end_date`` (aliases ``from``/``to``) as query parameters."""
+    return parse_date_range(
+        start_date if start_date is not None else from_,
+        end_date if end_date is not None else to,
+    )
+
+
+DateRangeDep = Annotated[DateRange, Depends(_date_range)]

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from maskline.kit.scope import owned_by_or_shared, unowned
 from maskline.kit.upsert import insert_for
 from maskline.numbers.models import MaskedNumber, NumberLease
 
@@ -20,7 +21,7 @@ CANDIDATES = 20
 
 def _usable_by(org_id: str) -> ColumnElement[bool]:
     """The organisation's own numbers and the shared pool."""
-    return or_(MaskedNumber.org_id == org_id, MaskedNumber.org_id.is_(None))
+    return owned_by_or_shared(MaskedNumber, org_id)
 
 
 async def _still_usable(
@@ -90,7 +91,7 @@ async def lease_number(
                 .order_by(
                     MaskedNumber.last_used_at.is_not(None),
                     MaskedNumber.last_used_at,
-                    MaskedNumber.org_id.is_(None),
+                    unowned(MaskedNumber),
                     MaskedNumber.id,
                 )
                 .limit(CANDIDATES)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.errors import ConflictError, InvalidRequest, NotFound
+from maskline.kit.scope import owned_by
 from maskline.numbers.models import MaskedNumber
 
 _SEPARATORS = re.compile(r"[ \-()]")
@@ -50,7 +51,7 @@ async def add_numbers(
 async def list_numbers(session: AsyncSession, *, org_id: str | None = None) -> list[MaskedNumber]:
     stmt = select(MaskedNumber).order_by(MaskedNumber.number)
     if org_id is not None:
-        stmt = stmt.where(MaskedNumber.org_id == org_id)
+        stmt = stmt.where(owned_by(MaskedNumber, org_id))
     return list((await session.execute(stmt)).scalars())
 
 

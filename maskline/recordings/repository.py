@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from maskline.kit.scope import scoped
 from maskline.recordings.calls import Calls
 from maskline.recordings.models import Recording
 
@@ -25,12 +26,14 @@ def enqueue(session: AsyncSession, *, call_sid: str, org_id: str, now: datetime)
     )
 
 
-async def lock_recording(session: AsyncSession, call_sid: str) -> Recording | None:
-    """The recording row, locked for this transaction (PostgreSQL; SQLite's writer already is)."""
+async def lock_recording(
+    session: AsyncSession, call_sid: str, *, org_id: str | None = None
+) -> Recording | None:
+    """The recording row (of ``org_id`` only, when given: the API; the worker's is any
+    organisation's), locked for this transaction (PostgreSQL; SQLite's writer already is)."""
+    query = scoped(Recording, org_id) if org_id is not None else select(Recording)
     return (
-        await session.execute(
-            select(Recording).where(Recording.call_sid == call_sid).with_for_update()
-        )
+        await session.execute(query.where(Recording.call_sid == call_sid).with_for_update())
     ).scalar_one_or_none()
 
 

@@ -60,7 +60,7 @@ async def delete_recording(
     file away instead of publishing it.
     """
     found = await calls.find(session, org_id, call_sid)
-    recording = await lock_recording(session, found)
-    if recording is None or recording.org_id != org_id or recording.status == "deleted":
+    recording = await lock_recording(session, found, org_id=org_id)
+    if recording is None or recording.status == "deleted":
         raise NotFound(NOTHING_TO_DELETE)
     return await mark_deleted(session, recording, calls=calls, now=now)

@@ -9,9 +9,9 @@ from datetime import date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maskline.calls.filters import DateRange
 from maskline.calls.models import Call
 from maskline.kit.crypto import KeyedDigest
+from maskline.kit.daterange import DateRange
 from maskline.kit.india import IST, ist_date
 from maskline.kit.scope import scoped
 from maskline.kit.upsert import insert_for

@@ -5,10 +5,11 @@ from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Depends
 
-from maskline.calls import filters
 from maskline.errors import InvalidRequest, RateLimited, Unauthorized, error_responses
 from maskline.keys.auth import KeyDep
 from maskline.kit.crypto import KeyedDigest
+from maskline.kit.daterange import DateRange, last_30_ist_days, thirty_ist_days_ending
+from maskline.kit.query import DateRangeDep
 from maskline.kit.web import Services, process_services
 from maskline.stats import service
 from maskline.stats.schemas import StatsEnvelope, StatsOut
@@ -37,19 +38,18 @@ RuntimeDep = Annotated[StatsServices, Depends(process_services)]
 async def get_stats(
     principal: KeyDep,
     runtime: RuntimeDep,
-    dates: filters.DateRangeDep,
+    dates: DateRangeDep,
 ) -> StatsEnvelope:
     """Usage over the calls created in a date range of at most 366 days; by default the 30
     Asia/Kolkata days ending today (or ending ``end_date`` when only it is given)."""
     if dates.start is None and dates.end is not None:
-        dates = filters.thirty_ist_days_ending(dates.end)
+        dates = thirty_ist_days_ending(dates.end)
     else:
-        default = filters.last_30_ist_days(runtime.clock.now())
-        dates = filters.DateRange(dates.start or default.start, dates.end or default.end)
+        default = last_30_ist_days(runtime.clock.now())
+        # A start alone after today is refused here: DateRange keeps its bounds in order.
+        dates = DateRange(dates.start or default.start, dates.end or default.end)
     assert dates.start is not None
     assert dates.end is not None
-    if dates.end <= dates.start:
-        raise InvalidRequest("end_date must be after start_date.")
     # The end is exclusive: a bare end date's day ends at the next midnight.
     if dates.end - timedelta(microseconds=1) - dates.start > MAX_RANGE:
         raise InvalidRequest("The range from start_date to end_date must be at most 366 days.")

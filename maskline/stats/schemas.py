@@ -4,9 +4,9 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 
-from maskline.calls.filters import DateRange
 from maskline.calls.repository import Day, Totals
 from maskline.kit.clock import rfc3339
+from maskline.kit.daterange import DateRange
 from maskline.kit.decimals import ratio
 from maskline.kit.india import ist_date
 from maskline.kit.money import paise_to_rupees

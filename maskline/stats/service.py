@@ -7,9 +7,9 @@ from dataclasses import replace
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls import repository
-from maskline.calls.filters import DateRange
 from maskline.calls.repository import Day, Totals
 from maskline.kit.crypto import KeyedDigest
+from maskline.kit.daterange import DateRange
 from maskline.stats.rollup import pair_text, rolled_up
 
 

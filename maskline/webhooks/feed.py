@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from maskline.kit.scope import owned_by, scoped
 from maskline.kit.upsert import insert_for
 from maskline.webhooks.models import CallEvent, EventFeedCounter
 
@@ -35,7 +36,7 @@ async def assign_cursors(session: AsyncSession) -> int:
             (
                 await session.execute(
                     select(CallEvent.id)
-                    .where(CallEvent.org_id == org_id, CallEvent.cursor.is_(None))
+                    .where(owned_by(CallEvent, org_id), CallEvent.cursor.is_(None))
                     .order_by(CallEvent.created_at, CallEvent.call_sid, CallEvent.sequence)
                     .limit(BATCH)
                 )
@@ -67,8 +68,8 @@ async def page_of_events(
     session: AsyncSession, org_id: str, *, after: int, limit: int
 ) -> list[CallEvent]:
     rows = await session.execute(
-        select(CallEvent)
-        .where(CallEvent.org_id == org_id, CallEvent.cursor > after)
+        scoped(CallEvent, org_id)
+        .where(CallEvent.cursor > after)
         .order_by(CallEvent.cursor)
         .limit(limit)
     )
@@ -80,7 +81,7 @@ async def cursor_exists(session: AsyncSession, org_id: str, cursor: int) -> bool
         await session.execute(
             select(func.count())
             .select_from(CallEvent)
-            .where(CallEvent.org_id == org_id, CallEvent.cursor == cursor)
+            .where(owned_by(CallEvent, org_id), CallEvent.cursor == cursor)
         )
     ).scalar_one()
     return bool(found)

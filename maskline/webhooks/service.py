@@ -6,47 +6,24 @@ import base64
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maskline.errors import InvalidRequest
 from maskline.kit.crypto import SecretBox
+from maskline.kit.scope import owned_by, scoped
 from maskline.webhooks.models import WebhookDelivery, WebhookEndpoint
 from maskline.webhooks.repository import find_delivery
 from maskline.webhooks.signing import SECRET_PREFIX
 
 SECRET_BYTES = 32
 SHOWN_PREFIX_LENGTH = len(SECRET_PREFIX) + 4
-MAX_URL_LENGTH = 2048
 ROTATION_OVERLAP = timedelta(hours=24)
 
 
 def generate_secret() -> str:
     """``whsec_`` + base64 of 32 random bytes (SPEC §6)."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
-
-
-def check_url_shape(url: str, *, allow_private: bool) -> str:
-    """The URL's syntax rules of SPEC §6 (https, a host, no userinfo)."""
-    if len(url) > MAX_URL_LENGTH:
-        raise InvalidRequest("webhook_url must be at most 2048 characters.")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise InvalidRequest("webhook_url is not a valid URL.") from None
-    allowed = ("https", "http") if allow_private else ("https",)
-    if parts.scheme not in allowed:
-        raise InvalidRequest("webhook_url must be an https URL.")
-    if not parts.hostname:
-        raise InvalidRequest("webhook_url must name a host.")
-    if parts.username is not None or parts.password is not None:
-        raise InvalidRequest("webhook_url must not contain a user name or password.")
-    if port == 0:
-        raise InvalidRequest("webhook_url has an invalid port.")
-    return url
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +53,7 @@ async def create_endpoint(
 
 
 async def get_endpoint(session: AsyncSession, org_id: str) -> WebhookEndpoint | None:
-    return (
-        await session.execute(select(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id))
-    ).scalar_one_or_none()
+    return (await session.execute(scoped(WebhookEndpoint, org_id))).scalar_one_or_none()
 
 
 async def lock_endpoint(session: AsyncSession, org_id: str) -> WebhookEndpoint | None:
@@ -92,8 +67,7 @@ async def lock_endpoint(session: AsyncSession, org_id: str) -> WebhookEndpoint |
     """
     return (
         await session.execute(
-            select(WebhookEndpoint)
-            .where(WebhookEndpoint.org_id == org_id)
+            scoped(WebhookEndpoint, org_id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
@@ -112,7 +86,7 @@ async def pause_endpoint(
     await session.execute(
         update(WebhookDelivery)
         .where(
-            WebhookDelivery.org_id == endpoint.org_id,
+            owned_by(WebhookDelivery, endpoint.org_id),
             WebhookDelivery.to_endpoint.is_(True),
             WebhookDelivery.status == "pending",
         )
@@ -144,7 +118,7 @@ async def set_url(
     await session.execute(
         update(WebhookDelivery)
         .where(
-            WebhookDelivery.org_id == org_id,
+            owned_by(WebhookDelivery, org_id),
             WebhookDelivery.to_endpoint.is_(True),
             WebhookDelivery.status.in_(("pending", "paused")),
         )

@@ -1,4 +1,6 @@
-"""Where a webhook may be sent (SPEC §6): only to global unicast addresses.
+"""Where a webhook may be sent (SPEC §6): the URL's rules, and only to global unicast
+addresses. Every URL (the endpoint's, a call's ``webhook_url``) is checked here, when
+it is given and again before each attempt.
 
 The URL's host is resolved once, every address is checked, and the request
 then goes to the checked address (with the original Host and TLS name), so a
@@ -18,12 +20,36 @@ from maskline.errors import InvalidRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+MAX_URL_LENGTH = 2048
+
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 
 
 class RefusedDestination(InvalidRequest):
     """The URL points somewhere webhooks may not go."""
+
+
+def check_url(url: str, *, allow_private: bool) -> str:
+    """The URL's syntax rules of SPEC §6 (https, a host, no userinfo); the DNS-free half
+    of ``resolve``, for input checks that must answer before anything is looked up."""
+    if len(url) > MAX_URL_LENGTH:
+        raise RefusedDestination("webhook_url must be at most 2048 characters.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise RefusedDestination("webhook_url is not a valid URL.") from None
+    allowed = ("https", "http") if allow_private else ("https",)
+    if parts.scheme not in allowed:
+        raise RefusedDestination("webhook_url must be an https URL.")
+    if not parts.hostname:
+        raise RefusedDestination("webhook_url must name a host.")
+    if parts.username is not None or parts.password is not None:
+        raise RefusedDestination("webhook_url must not contain a user name or password.")
+    if port == 0:
+        raise RefusedDestination("webhook_url has an invalid port.")
+    return url
 
 
 def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -78,15 +104,11 @@ class Destination:
 
 
 async def resolve(url: str, *, allow_private: bool) -> Destination:
-    """Check ``url`` and every address its host resolves to; pick the one to connect to."""
-    parts = urlsplit(url)
-    if parts.scheme not in (("https", "http") if allow_private else ("https",)):
-        raise RefusedDestination("webhook_url must be an https URL.")
-    if parts.username is not None or parts.password is not None:
-        raise RefusedDestination("webhook_url must not contain a user name or password.")
+    """Check ``url`` (``check_url``) and every address its host resolves to; pick the
+    one to connect to."""
+    parts = urlsplit(check_url(url, allow_private=allow_private))
     host = parts.hostname
-    if not host:
-        raise RefusedDestination("webhook_url must name a host.")
+    assert host  # check_url refuses a URL without one
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(

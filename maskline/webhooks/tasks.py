@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy import and_, exists, select, update
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -26,8 +27,8 @@ from maskline.kit.loops import Loops
 from maskline.settings import Settings
 from maskline.webhooks import delivery as sending
 from maskline.webhooks.feed import assign_cursors
-from maskline.webhooks.models import CallEvent, WebhookDelivery, WebhookEndpoint
-from maskline.webhooks.service import lock_endpoint, pause_endpoint
+from maskline.webhooks.models import CallEvent, WebhookDelivery
+from maskline.webhooks.service import get_endpoint, lock_endpoint, pause_endpoint
 
 log = logging.getLogger("maskline.webhooks")
 
@@ -71,9 +72,11 @@ async def secrets_for(
     session: AsyncSession, org_id: str, box: SecretBox, now: datetime
 ) -> list[str]:
     """The signing secrets, newest first (the previous one for 24 h after a rotation)."""
-    endpoint = (
-        await session.execute(select(WebhookEndpoint).where(WebhookEndpoint.org_id == org_id))
-    ).scalar_one()
+    endpoint = await get_endpoint(session, org_id)
+    if endpoint is None:
+        # Every organisation is given its endpoint (and secret) when it is created; the
+        # exception is the one a lookup that must find its row raises.
+        raise NoResultFound(f"organisation {org_id} has no webhook endpoint")
     secrets = [box.decrypt(endpoint.secret_enc)]
     if (
         endpoint.previous_secret_enc
