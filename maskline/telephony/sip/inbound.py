@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.engine import URL
+
 from maskline.kit.db import Database
 from maskline.numbers.service import all_pool_numbers
 from maskline.telephony.events import Leg
@@ -81,7 +83,7 @@ class PoolLine:
         *,
         thread: SipThread,
         relay: UdpRelay,
-        database_url: str,
+        database_url: URL,
         counted: Callable[[], None],
     ) -> None:
         self._thread = thread
