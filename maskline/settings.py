@@ -11,7 +11,7 @@ import ipaddress
 import string
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -165,7 +165,8 @@ def _sql_url(value: object) -> object:
 DatabaseUrl = Annotated[
     URL,
     BeforeValidator(_sql_url),
-    PlainSerializer(lambda url: url.render_as_string(hide_password=True), return_type=str),
+    # A dump is the URL itself (a round trip must keep the password); repr() hides it.
+    PlainSerializer(lambda url: url.render_as_string(hide_password=False), return_type=str),
 ]
 
 
@@ -202,7 +203,7 @@ def _redis_url(value: str) -> str:
     return value
 
 
-def _number_format(placeholder: str) -> Any:
+def _number_format(placeholder: str) -> AfterValidator:
     """A ``str.format`` template with ``{placeholder}`` and no other field."""
 
     def check(value: str) -> str:
