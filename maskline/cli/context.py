@@ -16,7 +16,7 @@ from maskline.kit.clock import Clock, SystemClock
 from maskline.kit.crypto import SecretBox, resolve_secret_key
 from maskline.kit.db import Database
 from maskline.kit.migrate import current_revision, head_revision, upgrade
-from maskline.settings import Settings
+from maskline.settings import Settings, load_settings
 
 T = TypeVar("T")
 THREAD_STOP_SEC = 5.0
@@ -51,7 +51,7 @@ def run(work: Callable[[Command], Awaitable[T]], *, migrate: bool = True) -> T:
     """Run one command's work with its own database connection, then close it."""
 
     async def main() -> T:
-        settings = Settings()
+        settings = load_settings()
         db = Database(settings.database_url, pool_size=2)
         try:
             if migrate:

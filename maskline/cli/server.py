@@ -21,9 +21,9 @@ def serve(host: str, port: int, role: str) -> None:
     from maskline.app import create_app
     from maskline.kit.crypto import resolve_secret_key
     from maskline.kit.logging import configure_logging
-    from maskline.settings import Settings
+    from maskline.settings import load_settings
 
-    settings = Settings()
+    settings = load_settings()
     # Checked (and generated) before the server starts, so that a missing or short key is
     # one line on stderr and a non-zero exit, not a failed lifespan's traceback.
     resolve_secret_key(settings)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, event
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import URL, Connection, Dialect
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -37,6 +37,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from maskline.errors import ConfigurationError
+from maskline.settings import database_url
 
 log = logging.getLogger("maskline.db")
 T = TypeVar("T")
@@ -88,19 +89,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def async_url(url: str) -> str:
-    """Choose the async driver for a plain SQLite or PostgreSQL URL (SPEC §10)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ConfigurationError(f"MASKLINE_DATABASE_URL is not a URL: {scheme!r}")
-    base = scheme.split("+", 1)[0]
-    if base == "sqlite":
-        return f"sqlite+aiosqlite://{rest}"
-    if base in ("postgresql", "postgres"):
-        return f"postgresql+asyncpg://{rest}"
-    raise ConfigurationError("MASKLINE_DATABASE_URL must be a sqlite:// or postgresql:// URL")
-
-
 def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     # Take transaction control away from the driver: we emit BEGIN ourselves.
     dbapi_connection.isolation_level = None
@@ -142,9 +130,9 @@ def cause_of(exc: DBAPIError) -> str:
     return (lines[0] if lines else source.__class__.__name__)[:MAX_CAUSE_LENGTH]
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    full = async_url(url)
-    if full.startswith("sqlite"):
+def create_engine(url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
+    full = database_url(url)
+    if full.get_backend_name() == "sqlite":
         check_sqlite_version()
         engine = create_async_engine(full, pool_size=pool_size, max_overflow=10)
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
@@ -156,9 +144,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 class Database:
     """Owns the engine; hands out sessions whose transaction the caller's edge owns."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
-        self.url = url
-        self.engine = create_engine(url, pool_size=pool_size)
+    def __init__(self, url: str | URL, *, pool_size: int = 10) -> None:
+        """``url``: ``Settings.database_url`` (a plain URL string is taken too)."""
+        self.url = database_url(url)
+        self.engine = create_engine(self.url, pool_size=pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -24,15 +24,17 @@ def script_location() -> Path:
     raise RuntimeError("the migrations folder is missing from this installation")
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config() -> Config:
+    # No sqlalchemy.url: migrations run on the connection handed to them (``upgrade``).
+    # Alembic's ini interpolation would also take a percent-encoded password ("%40")
+    # for a reference and refuse it.
     config = Config()
     config.set_main_option("script_location", str(script_location()))
-    config.set_main_option("sqlalchemy.url", url)
     return config
 
 
 def head_revision() -> str:
-    script = ScriptDirectory.from_config(alembic_config(""))
+    script = ScriptDirectory.from_config(alembic_config())
     head = script.get_current_head()
     assert head is not None
     return head
@@ -49,7 +51,7 @@ async def current_revision(database: Database) -> str | None:
 
 async def upgrade(database: Database) -> str:
     """Bring the schema to the newest revision; returns it."""
-    config = alembic_config(database.url)
+    config = alembic_config()
 
     def _upgrade(connection: Connection) -> None:
         config.attributes["connection"] = connection

@@ -19,8 +19,9 @@ from enum import StrEnum
 from typing import Any
 
 import asyncpg
+from sqlalchemy.engine import URL
 
-from maskline.kit.db import async_url
+from maskline.settings import database_url
 
 log = logging.getLogger("maskline.notify")
 
@@ -35,12 +36,12 @@ class Topic(StrEnum):
     EVENTS = "maskline_events"  # committed events to deliver, recordings to encode
 
 
-def _dsn(database_url: str) -> str | None:
+def _dsn(url: str | URL) -> str | None:
     """The plain PostgreSQL DSN for asyncpg, or None for SQLite (one process only)."""
-    url = async_url(database_url)
-    if not url.startswith("postgresql+asyncpg://"):
+    url = database_url(url)
+    if url.get_backend_name() != "postgresql":
         return None
-    return "postgresql://" + url.removeprefix("postgresql+asyncpg://")
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class Broadcast:
@@ -62,8 +63,9 @@ class Broadcast:
 
 
 class Wakeups:
-    def __init__(self, database_url: str) -> None:
-        self._dsn = _dsn(database_url)
+    def __init__(self, url: str | URL) -> None:
+        """``url``: ``Settings.database_url`` (a plain URL string is taken too)."""
+        self._dsn = _dsn(url)
         self._hooks: dict[Topic, list[Hook]] = {topic: [] for topic in Topic}
         self._pending: set[Topic] = set()
         self._send = asyncio.Event()

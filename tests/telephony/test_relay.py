@@ -13,7 +13,7 @@ import pytest
 from maskline.telephony.events import Leg
 from maskline.telephony.media import tones
 from maskline.telephony.media.g711 import G711, to_pcm16
-from maskline.telephony.media.relay import Endpoint, RelayFull, UdpRelay, parse_ports
+from maskline.telephony.media.relay import Endpoint, RelayFull, UdpRelay
 from maskline.telephony.sim.audio import TONE_HZ, tone_frames
 from tests.support.audio import dominant_hz
 from tests.support.rtp import Capture, Phone, pcmu
@@ -48,7 +48,7 @@ def tone_packets(hz: int, count: int) -> Iterator[tuple[int, bytes]]:
 
 @pytest.fixture
 async def relay() -> AsyncIterator[UdpRelay]:
-    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="26000-26099")
+    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports=range(26000, 26099, 2))
     yield relay
     await relay.close()
 
@@ -142,7 +142,7 @@ async def test_the_recorder_gets_each_leg_decoded_with_losses_as_silence(
 
 
 async def test_a_full_port_range_is_refused_and_ports_come_back() -> None:
-    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="26200-26203")
+    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports=range(26200, 26203, 2))
     try:
         first = await relay.open("call-6")
         with pytest.raises(RelayFull):
@@ -153,16 +153,6 @@ async def test_a_full_port_range_is_refused_and_ports_come_back() -> None:
         await again.close()
     finally:
         await relay.close()
-
-
-@pytest.mark.parametrize("spec", ["", "20000", "a-b", "30000-20000", "80-90", "20000-70000"])
-def test_bad_port_ranges_are_refused(spec: str) -> None:
-    with pytest.raises(ValueError, match="MASKLINE_RTP_PORTS"):
-        parse_ports(spec)
-
-
-def test_port_ranges_give_even_ports() -> None:
-    assert list(parse_ports("20001-20008")) == [20002, 20004, 20006]
 
 
 async def test_nothing_is_accepted_before_the_legs_sdp_nor_from_another_host(
@@ -224,7 +214,7 @@ async def test_an_sdp_moving_to_another_port_of_the_same_host_latches_afresh(
 
 
 async def test_a_session_for_one_leg_takes_one_port_pair(phones: dict[Leg, Phone]) -> None:
-    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="26300-26303")
+    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports=range(26300, 26303, 2))
     try:
         first = await relay.open("one-1", (Leg.A,))
         second = await relay.open("one-2", (Leg.A,))
@@ -326,7 +316,10 @@ async def test_sender_reports_to_a_leg_describe_the_stream_it_hears(
     phones: dict[Leg, Phone],
 ) -> None:
     relay = UdpRelay(
-        bind_host="127.0.0.1", advertise="127.0.0.1", ports="26400-26409", rtcp_interval=0.1
+        bind_host="127.0.0.1",
+        advertise="127.0.0.1",
+        ports=range(26400, 26409, 2),
+        rtcp_interval=0.1,
     )
     session = await relay.open("call-13")
     rtcp = {Leg.A: Phone(), Leg.B: Phone()}

@@ -80,19 +80,6 @@ class MediaSession(Protocol):
     async def close(self) -> None: ...
 
 
-def parse_ports(spec: str) -> range:
-    """``"20000-29999"`` → the even RTP ports of that range (each with its RTCP port)."""
-    low_text, sep, high_text = spec.partition("-")
-    try:
-        low, high = int(low_text), int(high_text)
-    except ValueError:
-        raise ValueError(f"MASKLINE_RTP_PORTS must look like 20000-29999, not {spec!r}") from None
-    if not sep or not 1024 <= low < high <= 65535:
-        raise ValueError(f"MASKLINE_RTP_PORTS must be a range within 1024-65535, not {spec!r}")
-    first = low + (low % 2)
-    return range(first, high, 2)
-
-
 class _Socket(asyncio.DatagramProtocol):
     def __init__(self, session: RelaySession, leg: Leg, *, rtcp: bool) -> None:
         self._session = session
@@ -352,12 +339,14 @@ class UdpRelay:
     """Allocates port pairs and runs each call's ``RelaySession`` on this event loop."""
 
     def __init__(
-        self, *, bind_host: str, advertise: str, ports: str, rtcp_interval: float = 5.0
+        self, *, bind_host: str, advertise: str, ports: range, rtcp_interval: float = 5.0
     ) -> None:
+        """``ports``: the even RTP ports to use, each with RTCP on the odd port above
+        (``Settings.rtp_ports.even_ports``)."""
         self.bind_host = bind_host
         self.advertise = advertise
         self.rtcp_interval = rtcp_interval
-        self._ports = parse_ports(ports)
+        self._ports = ports
         self._in_use: set[int] = set()
         # Start somewhere unpredictable, so a call's ports cannot be guessed from the last.
         self._next = secrets.randbelow(len(self._ports))

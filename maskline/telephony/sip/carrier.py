@@ -42,7 +42,6 @@ log = logging.getLogger("maskline.sip")
 
 MEDIA_CHECK_SEC = 1.0
 BYE_GRACE_SEC = 1.0
-DEFAULT_SIP_PORT = 5060
 # A trunk that has sent nothing at all (not even 100 Trying) this long after our INVITE is
 # down: 16 x T1, i.e. the INVITE and its first four retransmissions went unanswered. RFC
 # 3261's Timer B (64 x T1 = 32 s) would come after the usual ring timeout. In the engine's
@@ -73,19 +72,6 @@ def cause_of(code: int | None, *, responded: bool = True) -> Cause:
     return CAUSES.get(code, Cause.NORMAL_TEMPORARY_FAILURE)
 
 
-def host_port(value: str, default_port: int) -> tuple[str, int]:
-    """``host[:port]`` (or ``[v6]:port``) → (host, port)."""
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port = rest.removeprefix(":")
-    else:
-        host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
-    try:
-        return host, int(port) if port else default_port
-    except ValueError:
-        raise ValueError(f"not host[:port]: {value!r}") from None
-
-
 @dataclass
 class _Call:
     session: MediaSession
@@ -105,15 +91,17 @@ class SipCarrier:
     name = "sip"
 
     def __init__(self, settings: Settings, clock: Clock, *, is_pool_number: IsPoolNumber) -> None:
-        if not settings.sip_trunk:
+        if settings.sip_trunk is None:  # the settings refuse to load so
             raise ValueError("MASKLINE_SIP_TRUNK is required with the sip carrier")
         self._settings = settings
         self._clock = clock
-        self._trunk = host_port(settings.sip_trunk, DEFAULT_SIP_PORT)
-        self._bind = host_port(settings.sip_bind, DEFAULT_SIP_PORT)
-        self._advertise = settings.sip_advertise or self._bind[0]
+        self._trunk = settings.sip_trunk
+        self._bind = settings.sip_bind
+        self._advertise = settings.advertised_host
         self.relay = UdpRelay(
-            bind_host=self._bind[0], advertise=self._advertise, ports=settings.rtp_ports
+            bind_host=self._bind.host,
+            advertise=self._advertise,
+            ports=settings.rtp_ports.even_ports,
         )
         self._thread = SipThread()
         self._endpoint: SipEndpoint | None = None

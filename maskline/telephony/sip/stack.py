@@ -5,7 +5,7 @@ here in one dedicated thread; every sippy object is created and touched only in
 that thread. The engine's loop talks to it with ``SipThread.call``/``run``
 (``ED2.callFromThread``), and legs report back with immutable ``UacEvent``s
 through ``loop.call_soon_threadsafe``. See docs/decisions.md for the trial that
-chose sippy and the three things patched here.
+chose sippy and the three things adapted here.
 """
 
 from __future__ import annotations
@@ -52,26 +52,6 @@ class _WireLog:
         pass
 
 
-def _patch_transport_case() -> None:
-    """sippy compares ``;transport=`` case-sensitively; SIPp and some trunks send ``UDP``.
-
-    Without this the in-dialog BYE to such a Contact fails inside sippy.
-    """
-    from sippy.SipURL import SipURL
-
-    original = SipURL.setParams
-    if getattr(original, "_maskline", False):
-        return
-
-    def set_params(self: Any, params: Any) -> None:
-        original(self, params)
-        if isinstance(self.transport, str):
-            self.transport = self.transport.lower()
-
-    set_params._maskline = True  # type: ignore[attr-defined]
-    SipURL.setParams = set_params
-
-
 class SipThread:
     """Runs sippy's reactor in a thread of its own."""
 
@@ -93,7 +73,6 @@ class SipThread:
             from elperiodic.ElPeriodic import ElPeriodic
             from sippy.Core.EventDispatcher import ED2
 
-            _patch_transport_case()
             # ED2 wakes the thread that imported sippy; point its wake-up at this one.
             previous, ED2.elp = ED2.elp, None
             del previous
@@ -216,6 +195,19 @@ class SipEndpoint:
 
         class _Manager(SipTransactionManager):  # type: ignore[misc]
             model_udp_server = (_AdvertisedServer, _OneWorker)
+
+            def newTransaction(self, msg: Any, *args: Any, **kwargs: Any) -> Any:
+                # sippy picks the socket by comparing the target's transport with "udp"
+                # as written, and raises for anything else; the target comes from a URI
+                # the peer wrote (Contact, Record-Route), where RFC 3261 §19.1.4 makes
+                # ";transport=UDP" the same as "udp" (SIPp and some trunks write it so).
+                # Lowered on our own requests only, here: sippy's URI parsing is left as
+                # it is for everyone else in the process, and the URIs are sent back as
+                # the peer wrote them.
+                address, transport = msg.getTarget()
+                if isinstance(transport, str) and transport != transport.lower():
+                    msg.setTarget((address, transport.lower()))
+                return super().newTransaction(msg, *args, **kwargs)
 
         self.config: dict[str, Any] = {
             "_sip_address": host,

@@ -266,7 +266,7 @@ async def test_closing_refuses_new_calls_and_leaves_no_task_behind(
 
     monkeypatch.setattr(inbound, "CLOSE_WAIT_SEC", 0.2)
     thread = FakeThread()
-    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports="26400-26409")
+    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports=range(26400, 26409, 2))
     line = PoolLine(
         thread=thread,  # type: ignore[arg-type]
         relay=relay,
