@@ -51,7 +51,7 @@ async def test_a_call_to_a_pool_number_hears_the_announcement_then_our_bye(
                 options=(f"127.0.0.1:{sip_port}",),
             )
             try:
-                packets = await phone.collect(quiet=1.0, within=20)
+                packets = await phone.collect(quiet=2.0, within=20)
                 assert await sipp.finished() == 0, sipp.errors()
             finally:
                 sipp.close()
