@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: run test test-sqlite test-postgres lint format bench lock clean
+.PHONY: run test test-fast test-sqlite test-postgres lint format bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,17 +32,31 @@ format: $(STAMP)
 
 # pytest's exit code 5 (no tests collected) is a broken setup, not a pass.
 define PYTEST
-	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 endef
 
+# The test layers (docs/decisions.md). Each xdist worker is a pytest session with a
+# database of its own; most tests wait on sockets, timers and processes more than they
+# compute, so there are more workers than the machine's 2 cores.
+WORKERS ?= 4
+FAST := -m "not sip and not subprocess and not slow"
+
+# The pure and in-process tests, on SQLite: the answer in under a minute.
+test-fast: $(STAMP)
+	MASKLINE_TEST_DATABASE=sqlite $(call PYTEST,-n 2 $(FAST))
+
 test-sqlite: $(STAMP)
-	MASKLINE_TEST_DATABASE=sqlite $(PYTEST)
+	MASKLINE_TEST_DATABASE=sqlite $(call PYTEST,-n $(WORKERS))
 
 test-postgres: $(STAMP)
-	MASKLINE_TEST_DATABASE=postgresql MASKLINE_TEST_PG_ADMIN_URL=$(PG_ADMIN_URL) $(PYTEST)
+	MASKLINE_TEST_DATABASE=postgresql MASKLINE_TEST_PG_ADMIN_URL=$(PG_ADMIN_URL) \
+		$(call PYTEST,-n $(WORKERS))
 
-test: lint test-sqlite test-postgres
+# Tests that reach no database run in the SQLite session only.
+test: lint test-sqlite
+	MASKLINE_TEST_DATABASE=postgresql MASKLINE_TEST_PG_ADMIN_URL=$(PG_ADMIN_URL) \
+		MASKLINE_TEST_DATABASE_FREE=skip $(call PYTEST,-n $(WORKERS))
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -8,10 +9,41 @@ import pytest
 from maskline.settings import Settings
 from tests.support.api import Api, running_api
 from tests.support.cli import CliResult, run_cli
-from tests.support.databases import fresh_database
+from tests.support.databases import KIND, fresh_database
 from tests.support.receiver import Receiver, receiving
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
+
+# Fixtures that reach the database under test (any fixture that needs them does too:
+# pytest lists the whole closure in ``item.fixturenames``).
+DATABASE_FIXTURES = frozenset({"database_url", "own_database"})
+
+
+def uses_database(item: pytest.Item) -> bool:
+    if item.get_closest_marker("database") is not None:
+        return True
+    return bool(DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The test layers (docs/decisions.md): a test that reaches no database runs in the
+    first database's session only (``MASKLINE_TEST_DATABASE_FREE=skip`` in the second);
+    a ``postgres_only`` test is skipped on SQLite; the ``cli`` fixture is a subprocess."""
+    skip_free = os.environ.get("MASKLINE_TEST_DATABASE_FREE") == "skip"
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        if "cli" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.subprocess)
+        if KIND != "postgresql" and item.get_closest_marker("postgres_only") is not None:
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL"))
+        if skip_free and not uses_database(item):
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.cli import run_cli
 from tests.support.databases import KIND, fresh_database
@@ -16,6 +17,7 @@ KEY = re.compile(r"vp_test_[A-Za-z0-9]{38}")
 
 
 class TestSandboxBootstrap:
+    @pytest.mark.database
     def test_first_serve_prints_a_working_key_and_the_second_prints_none(
         self, tmp_path: Path
     ) -> None:
@@ -53,8 +55,6 @@ class TestSandboxBootstrap:
                 assert httpx.get(f"{again.base_url}/healthz").json() == {"status": "ok"}
 
     def test_embedded_mode_generates_its_secret_key_into_the_data_dir(self, tmp_path: Path) -> None:
-        if KIND != "sqlite":
-            return
         env = {"MASKLINE_DATA_DIR": str(tmp_path / "data")}
         created = run_cli("org", "create", "secret-gen", "--json", env=env, cwd=tmp_path)
         assert created.code == 0, created.stderr

@@ -4,13 +4,11 @@ dir, written whole (atomically) with mode 0600."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli import MASKLINE, cli_env, run_cli
-from tests.support.databases import KIND
+from tests.support.cli import CliResult, run_cli
 from tests.support.server import free_port
 
 SHORT = "error: MASKLINE_SECRET_KEY must be at least 32 bytes; it is {n}.\n"
@@ -20,24 +18,9 @@ SHORT_FILE = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _once() -> None:
-    # Nothing here reaches a database: run once, not once per database.
-    if KIND != "sqlite":
-        pytest.skip("touches no database")
-
-
-def serve(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def serve(env: dict[str, str], cwd: Path) -> CliResult:
     """``maskline serve``, which must exit by itself (a server that starts is a failure)."""
-    return subprocess.run(
-        [str(MASKLINE), "serve", "--port", str(free_port())],
-        env=cli_env(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run_cli("serve", "--port", str(free_port()), env=env, cwd=cwd)
 
 
 class TestSecretKeyLength:
@@ -58,7 +41,7 @@ class TestSecretKeyLength:
             if not key
             else SHORT.format(n=len(key.encode()))
         )
-        assert (done.returncode, done.stderr) == (1, expected)
+        assert (done.code, done.stderr) == (1, expected)
 
     def test_a_key_of_32_bytes_is_enough(self, tmp_path: Path) -> None:
         env = {
@@ -83,7 +66,7 @@ class TestGeneratedKeyFile:
         key_file = data / "secret_key"
         key_file.write_text(content)
         done = serve({"MASKLINE_DATA_DIR": str(data)}, tmp_path)
-        assert (done.returncode, done.stderr) == (
+        assert (done.code, done.stderr) == (
             1,
             SHORT_FILE.format(path=key_file, n=len(content.strip())),
         )

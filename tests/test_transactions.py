@@ -18,10 +18,10 @@ from tests.calls.conftest import call_settings
 from tests.conftest import TEST_SECRET_KEY, Cli
 from tests.support.api import running_api
 from tests.support.calls import billing
-from tests.support.databases import KIND, AbortedOnce
+from tests.support.databases import AbortedOnce
 
 
-@pytest.mark.skipif(KIND != "postgresql", reason="SQLite's single writer cannot deadlock")
+@pytest.mark.postgres_only  # SQLite's single writer cannot deadlock
 class TestDeadlockRetry:
     async def test_both_sides_of_a_deadlock_commit_once(self, own_database: str) -> None:
         db = Database(own_database, pool_size=2)
@@ -71,7 +71,7 @@ async def _count(database_url: str, table: str, org_id: str) -> int:
         await conn.close()
 
 
-@pytest.mark.skipif(KIND != "postgresql", reason="SQLite's single writer cannot deadlock")
+@pytest.mark.postgres_only  # SQLite's single writer cannot deadlock
 class TestAbortedUnitsRunAgain:
     async def test_a_topup_aborted_once_credits_and_invoices_once(
         self, own_database: str, tmp_path: Path

@@ -10,7 +10,6 @@ import asyncpg
 import pytest
 
 from tests.conftest import TEST_SECRET_KEY, Cli
-from tests.support.databases import KIND
 
 
 def cli_on(database_url: str, tmp_path: Path) -> Cli:
@@ -32,7 +31,7 @@ class TestDatabaseErrors:
             "error: the database cannot be reached or used: unable to open database file\n",
         )
 
-    @pytest.mark.skipif(KIND != "postgresql", reason="PostgreSQL's lock_timeout")
+    @pytest.mark.postgres_only  # PostgreSQL's lock_timeout
     async def test_a_refused_change_names_the_database_reason_not_the_driver_class(
         self, own_database: str, tmp_path: Path
     ) -> None:

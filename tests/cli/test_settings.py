@@ -19,8 +19,8 @@ from maskline.keys.service import generate_key
 from maskline.settings import Settings
 from tests.adversarial.test_cli_bad_input import leaf_commands
 from tests.conftest import TEST_SECRET_KEY
-from tests.support.cli import CliResult, run_cli
-from tests.support.databases import KIND, fresh_database
+from tests.support.cli import CliResult, run_cli, run_installed
+from tests.support.databases import fresh_database
 from tests.support.server import running_server
 
 PORTS = (
@@ -176,13 +176,6 @@ BAD_SETTING = {"MASKLINE_RTP_PORTS": "20000"}
 BAD_SETTING_LINE = f"error: MASKLINE_RTP_PORTS: {PORTS}'20000'\n"
 
 
-@pytest.fixture(autouse=True)
-def _once() -> None:
-    # The settings are refused before any database is opened: run once, not per database.
-    if KIND != "sqlite":
-        pytest.skip("touches no database")
-
-
 def _env(tmp_path: Path, **values: str) -> dict[str, str]:
     return {
         "MASKLINE_DATABASE_URL": f"sqlite:///{tmp_path / 'maskline.db'}",
@@ -257,9 +250,11 @@ class TestBadSettings:
 
 
 class TestTheInstalledCommand:
+    """The installed script itself (the other tests fork it: tests/support/forks.py)."""
+
     @pytest.mark.parametrize("command", [("serve",), ("org", "list")], ids=" ".join)
     def test_says_the_same_one_line(self, tmp_path: Path, command: tuple[str, ...]) -> None:
-        result = run_cli(*_argv(command), env=_env(tmp_path, **BAD_SETTING), cwd=tmp_path)
+        result = run_installed(*_argv(command), env=_env(tmp_path, **BAD_SETTING), cwd=tmp_path)
         assert (result.code, result.stdout, result.stderr) == (1, "", BAD_SETTING_LINE)
 
 
@@ -380,13 +375,10 @@ class TestGoodSettings:
         assert codes == [401, 401, 401, 401]
 
 
+@pytest.mark.postgres_only
+@pytest.mark.database
 class TestPostgresqlUrls:
     """The URL forms of PostgreSQL that SPEC §10 takes, on a real server."""
-
-    @pytest.fixture(autouse=True)
-    def _once(self) -> None:  # overrides the module's: these need PostgreSQL
-        if KIND != "postgresql":
-            pytest.skip("PostgreSQL URLs")
 
     @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
     def test_migrate_takes_a_percent_encoded_password(self, tmp_path: Path, scheme: str) -> None:

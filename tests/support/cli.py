@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support import forks
+
 MASKLINE = Path(sys.executable).parent / "maskline"
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,56 @@ def cli_env(settings_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+class _ForkServer:
+    """This session's fork server (``tests/support/forks.py``), started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self._path = ""
+
+    def path(self) -> str:
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._path = os.path.join(tempfile.mkdtemp(prefix="maskline-forks-"), "sock")
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "tests.support.forks", self._path],
+                    cwd=ROOT,
+                    env=cli_env({}),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                assert self._process.stdout is not None
+                ready = self._process.stdout.readline()
+                assert ready == "ready\n", f"the fork server did not start: {ready!r}"
+                atexit.register(self.stop)
+            return self._path
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+
+_FORKS = _ForkServer()
+
+
 def run_cli(*args: str, env: dict[str, str], cwd: Path) -> CliResult:
+    """``maskline ARGS`` in a process of its own, forked from this session's fork server
+    (or, with ``MASKLINE_TEST_CLI=exec``, the installed command)."""
+    if os.environ.get("MASKLINE_TEST_CLI") == "exec":
+        return run_installed(*args, env=env, cwd=cwd)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(60)
+        conn.connect(_FORKS.path())
+        forks.send(conn, {"args": list(args), "env": cli_env(env), "cwd": str(cwd)})
+        done = forks.receive(conn)
+    return CliResult(done["code"], done["stdout"], done["stderr"])
+
+
+def run_installed(*args: str, env: dict[str, str], cwd: Path) -> CliResult:
+    """``maskline ARGS`` as the installed script, started afresh."""
     done = subprocess.run(
         [str(MASKLINE), *args],
         env=cli_env(env),
