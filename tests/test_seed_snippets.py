@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import httpx
 
 from tests.conftest import Cli
 from tests.support.server import running_server
+from tests.support.waits import eventually_blocking
 
 SEED_BASE = "https://voice-api.edesy.in/v1"
 
@@ -56,16 +56,20 @@ def _adapt(snippet: str, base: str, key: str) -> str:
 
 
 def _completed(base: str, key: str, sid: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
+    def fetch() -> dict[str, Any]:
         response = httpx.get(
             f"{base}/v1/masking/calls/{sid}", headers={"Authorization": f"Bearer {key}"}
         )
         data: dict[str, Any] = response.json()["data"]
-        if data["status"] in ("completed", "failed", "no-answer"):
-            return data
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+        return data
+
+    return eventually_blocking(
+        fetch,
+        lambda data: data["status"] in ("completed", "failed", "no-answer"),
+        what=f"call {sid} to end",
+        within=30,
+        interval=0.1,
+    )
 
 
 class TestSeedSnippets:

@@ -342,8 +342,11 @@ class TestClientGoneMidBody:
                     + chunk
                     + b"\r\n"
                 )
-                # Let the server take the chunk in before the connection goes.
+                # Not a wait for something: the server takes the chunk in before the
+                # connection goes, and shows nothing when it has.
                 time.sleep(0.5)
+            # Not a wait for something: the time a wrongly placed call would take to
+            # show in the logs; an absence has no event to wait on.
             time.sleep(0.5)
             logs = httpx.get(
                 f"{server.base_url}/v1/masking/call-logs",

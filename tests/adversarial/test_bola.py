@@ -4,7 +4,6 @@ takes an id; a new route with a path parameter fails this file until it has a ca
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.calls.conftest import SPEED, call_settings
 from tests.support.api import Api, OrgHandle, running_api
 from tests.support.calls import place, wait_for
 from tests.support.receiver import Receiver, receiving, until
+from tests.support.waits import eventually_value
 
 UNKNOWN_SID = "3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"
 UNKNOWN_DELIVERY = "dlv_unknown0000000000"
@@ -152,15 +152,16 @@ async def api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
 
 
 async def _first_cursor(api: Api, org: OrgHandle) -> str:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while True:
+    async def feed() -> list[dict[str, Any]]:
         response = await api.client.get("/v1/events", headers=org.auth)
         assert response.status_code == 200, response.text
-        if response.json()["data"]:
-            return str(response.json()["data"][0]["cursor"])
-        assert loop.time() < deadline, "no event got a cursor"
-        await asyncio.sleep(0.02)
+        events: list[dict[str, Any]] = response.json()["data"]
+        return events
+
+    events = await eventually_value(
+        feed, lambda events: len(events) > 0, what="an event with a cursor", within=20
+    )
+    return str(events[0]["cursor"])
 
 
 @pytest.fixture

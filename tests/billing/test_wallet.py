@@ -26,7 +26,7 @@ async def _concurrently(api: Api, org_id: str, attempts: int, action: str) -> li
             return await wallet.hold(session, org_id, MINUTE, now=clock.now())
 
     tasks = [asyncio.create_task(one()) for _ in range(attempts)]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # a yield, not a wait: every task reaches start.wait() first
     start.set()
     return await asyncio.gather(*tasks)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,23 @@ from tests.conftest import Cli
 from tests.support.api import OrgHandle, running_api
 from tests.support.calls import place, wait_for
 from tests.support.server import running_server
+from tests.support.waits import eventually_blocking
 
 
 def _wait(base: str, auth: dict[str, str], sid: str, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while True:
+    def fetch() -> dict[str, Any]:
         data: dict[str, Any] = httpx.get(f"{base}/v1/masking/calls/{sid}", headers=auth).json()[
             "data"
         ]
-        if data["status"] == status:
-            return data
-        assert time.monotonic() < deadline, f"call stayed {data['status']}"
-        time.sleep(0.05)
+        return data
+
+    return eventually_blocking(
+        fetch,
+        lambda data: data["status"] == status,
+        what=f"call {sid} {status}",
+        within=20,
+        interval=0.05,
+    )
 
 
 class TestSigterm:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from tests.calls.conftest import SPEED, call_settings
 from tests.calls.test_outcomes import trace
 from tests.support.api import Api, ShiftedClock, running_api
 from tests.support.calls import billing, place, wait_for
+from tests.support.waits import eventually_value
 
 
 async def _charges(api: Api, call_sid: str) -> list[int]:
@@ -48,14 +48,13 @@ async def _set_hold(api: Api, call_sid: str, paise: int) -> None:
 
 async def _hung_up(api: Api, call_sid: str) -> list[TraceEntry]:
     """The sim's hang-ups of the call, once both legs are down (a deadline, not a sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while True:
-        entries = [e for e in trace(api, call_sid) if e.action == "hangup"]
-        if {e.leg for e in entries} == {Leg.A, Leg.B}:
-            return entries
-        assert loop.time() < deadline, entries
-        await asyncio.sleep(0.05)
+    return await eventually_value(
+        lambda: [e for e in trace(api, call_sid) if e.action == "hangup"],
+        lambda entries: {e.leg for e in entries} == {Leg.A, Leg.B},
+        what=f"both legs of {call_sid} hung up",
+        within=20,
+        interval=0.05,
+    )
 
 
 def _seconds(later: str, earlier: str) -> float:

@@ -9,7 +9,6 @@ import logging
 import secrets
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from maskline.kit.logging import JsonFormatter, call_sid_var, request_id_var
 from tests.conftest import TEST_SECRET_KEY, Cli
 from tests.support.server import running_server
 from tests.support.sipp import free_udp_port
+from tests.support.waits import eventually_blocking
 
 API_KEY = "vp_live_" + "Ab3" * 12 + "Zz9X1Q"
 TEST_KEY = "vp_test_" + "Q7w" * 12 + "k2Lm0P"
@@ -150,16 +150,19 @@ class BusyTrunk:
 
 
 def wait_for_status(base_url: str, sid: str, auth: dict[str, str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 20
-    while True:
+    def fetch() -> dict[str, Any]:
         call: dict[str, Any] = httpx.get(f"{base_url}/v1/masking/calls/{sid}", headers=auth).json()[
             "data"
         ]
-        if call["status"] in ("completed", "failed", "no-answer"):
-            return call
-        if time.monotonic() > deadline:
-            raise AssertionError(f"call stayed {call['status']}")
-        time.sleep(0.05)
+        return call
+
+    return eventually_blocking(
+        fetch,
+        lambda call: call["status"] in ("completed", "failed", "no-answer"),
+        what=f"call {sid} to end",
+        within=20,
+        interval=0.05,
+    )
 
 
 class TestServerLogs:

@@ -20,6 +20,7 @@ from tests.support.api import Api, OrgHandle, running_api
 from tests.support.calls import billing, place, wait_for
 from tests.support.receiver import receiving
 from tests.support.sipp import free_udp_port
+from tests.support.waits import eventually_value
 
 # Slow enough that a bridged call's first 5 minutes of credit (15 s here) outlast the test.
 SPEED = 20.0
@@ -54,18 +55,19 @@ async def scrape(api: Api, **headers: str) -> Samples:
 
 async def settled(api: Api, org: OrgHandle, count: int, *, within: float = 20.0) -> None:
     """Wait until the organisation has ``count`` deliveries, all succeeded."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
+
+    async def deliveries() -> list[tuple[str, str]]:
         response = await api.client.get(
             "/v1/webhooks/deliveries", headers=org.auth, params={"per_page": 100}
         )
-        rows = response.json()["data"]
-        if len(rows) == count and all(row["status"] == "succeeded" for row in rows):
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"deliveries: {[(r['event'], r['status']) for r in rows]}")
-        await asyncio.sleep(0.02)
+        return [(row["event"], row["status"]) for row in response.json()["data"]]
+
+    await eventually_value(
+        deliveries,
+        lambda rows: len(rows) == count and all(status == "succeeded" for _, status in rows),
+        what=f"{count} deliveries, all succeeded",
+        within=within,
+    )
 
 
 def call_back(sip_port: int, number: str) -> int:

@@ -8,7 +8,6 @@ wallet agrees with its ledger, and every committed event reaches the receiver.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ import pytest
 
 from tests.conftest import Cli
 from tests.support.receiver import Receiver
-from tests.support.stack import get_data, poll, production_env, running_stack
+from tests.support.stack import get_data, production_env, running_stack
+from tests.support.waits import eventually_blocking, eventually_value
 
 CALLS = 50
 TERMINAL = "completed,failed,no-answer"
@@ -39,17 +39,22 @@ async def _wait_for_heartbeats(database_url: str, org_id: str) -> None:
     """Until the engine has renewed every call since it was bridged (a heartbeat every 5 s),
     so every call has talk time to bill up to that heartbeat."""
     conn = await asyncpg.connect(database_url)
+
+    async def renewed() -> int:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM calls WHERE org_id = $1 AND heartbeat_at > bridged_at",
+            org_id,
+        )
+        return count
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            renewed = await conn.fetchval(
-                "SELECT count(*) FROM calls WHERE org_id = $1 AND heartbeat_at > bridged_at",
-                org_id,
-            )
-            if renewed == CALLS:
-                return
-            assert time.monotonic() < deadline, f"{renewed} calls renewed"
-            await asyncio.sleep(0.2)
+        await eventually_value(
+            renewed,
+            lambda count: count == CALLS,
+            what="every call renewed since its bridge",
+            within=30,
+            interval=0.2,
+        )
     finally:
         await conn.close()
 
@@ -122,20 +127,44 @@ class TestCrash:
                     timeout=10,
                 )
                 assert created.status_code == 201, created.text
-            poll(lambda: _count(base, auth, "in-progress"), lambda n: n == CALLS, within=60)
+            eventually_blocking(
+                lambda: _count(base, auth, "in-progress"),
+                lambda n: n == CALLS,
+                what="every call in progress",
+                within=60,
+                interval=0.1,
+            )
             # Talk time to bill, and deliveries part-way through.
             asyncio.run(_wait_for_heartbeats(database_url, org["id"]))
-            poll(lambda: len(receiver.succeeded()), lambda n: n >= CALLS * 2, within=60)
+            eventually_blocking(
+                lambda: len(receiver.succeeded()),
+                lambda n: n >= CALLS * 2,
+                what="two deliveries a call",
+                within=60,
+                interval=0.1,
+            )
             stack.kill("engine")
             stack.kill("worker")
             stack.start("engine2", "engine")
             stack.start("worker2", "worker")
 
             # Leases last 30 s: the new engine's watchdog ends every call well within 60 s.
-            poll(lambda: _count(base, auth, TERMINAL), lambda n: n == CALLS, within=60)
+            eventually_blocking(
+                lambda: _count(base, auth, TERMINAL),
+                lambda n: n == CALLS,
+                what="every call ended",
+                within=60,
+                interval=0.1,
+            )
             calls = get_data(base, "/v1/masking/call-logs", auth, per_page=100)
             # Cursors are assigned after commit: wait for the feed to hold the final events.
-            committed = poll(lambda: _feed(base, auth), lambda es: len(es) >= CALLS * 5, within=30)
+            committed = eventually_blocking(
+                lambda: _feed(base, auth),
+                lambda es: len(es) >= CALLS * 5,
+                what="five events a call in the feed",
+                within=30,
+                interval=0.1,
+            )
             # Every committed event arrives at least once (receivers dedupe on webhook-id).
             ids = {e["id"] for e in committed}
             received = receiver.wait(

@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import Cli
 from tests.support.receiver import Receiver
-from tests.support.stack import get_data, poll, production_env, running_stack
+from tests.support.stack import get_data, production_env, running_stack
+from tests.support.waits import eventually_blocking
 from tests.webhooks.test_delivery import LIFECYCLE
 
 
@@ -42,10 +43,12 @@ class TestSeparateProcesses:
             )
             assert created.status_code == 201, created.text
             sid = created.json()["data"]["call_sid"]
-            call = poll(
+            call = eventually_blocking(
                 lambda: get_data(stack.url("api2"), f"/v1/masking/calls/{sid}", auth),
                 lambda c: c["status"] == "completed" and c["recording_status"] != "pending",
+                what=f"call {sid} completed with its recording settled",
                 within=30,
+                interval=0.1,
             )
             assert (call["hangup_cause"], call["recording_status"], call["price"]) == (
                 "NORMAL_CLEARING",

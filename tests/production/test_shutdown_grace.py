@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from tests.conftest import Cli
-from tests.support.stack import get_data, poll, production_env, running_stack
+from tests.support.stack import get_data, production_env, running_stack
+from tests.support.waits import eventually_blocking
 
 
 @pytest.fixture
@@ -46,10 +47,12 @@ class TestHangupDuringShutdownGrace:
             )
             assert created.status_code == 201, created.text
             sid = created.json()["data"]["call_sid"]
-            poll(
+            eventually_blocking(
                 lambda: get_data(api, f"/v1/masking/calls/{sid}", auth),
                 lambda c: c["status"] == "in-progress",
+                what=f"call {sid} in progress",
                 within=30,
+                interval=0.1,
             )
             engine = stack.processes["engine"]
             os.killpg(engine.process.pid, signal.SIGTERM)

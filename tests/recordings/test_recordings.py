@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from tests.calls.conftest import SPEED, call_settings
 from tests.support.api import Api, OrgHandle, ShiftedClock, running_api
 from tests.support.audio import decode_mp3, dominant_hz
 from tests.support.calls import place, wait_for
+from tests.support.waits import eventually, eventually_value
 
 PUBLIC_URL = "http://127.0.0.1:8000"
 TALK_SEC = 20
@@ -179,15 +179,19 @@ class TestRecording:
         org = await api.make_org("rec-url-early", balance="10", numbers=1)
         call = await recorded_call(api, org)
         url = f"{PUBLIC_URL}/v1/masking/calls/{call['call_sid']}/recording"
+
+        async def feed() -> dict[str, str | None]:
+            events = (await api.client.get("/v1/events", headers=org.auth)).json()["data"]
+            return {e["event"]: e["data"]["recording_url"] for e in events}
+
         # The feed gives an event its cursor after the commit (SPEC §6): wait for the last.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while True:
-            feed = (await api.client.get("/v1/events", headers=org.auth)).json()["data"]
-            urls = {e["event"]: e["data"]["recording_url"] for e in feed}
-            if "recording.ready" in urls or loop.time() > deadline:
-                break
-            await asyncio.sleep(0.05)
+        urls = await eventually_value(
+            feed,
+            lambda urls: "recording.ready" in urls,
+            what="recording.ready in the feed",
+            within=10,
+            interval=0.05,
+        )
         assert urls == {
             "call.initiated": None,
             "call.ringing": None,
@@ -333,10 +337,13 @@ class TestDeletion:
         assert (await recording_of(api, org, sid)).status_code == 200
         later = ShiftedClock(ScaledClock(SPEED), timedelta(days=3))
         async with running_api(settings, clock=later, role="worker"):
-            deadline = asyncio.get_running_loop().time() + 10
-            while (await recording_of(api, org, sid)).status_code == 200:
-                assert asyncio.get_running_loop().time() < deadline, "retention did not run"
-                await asyncio.sleep(0.05)
+
+            async def deleted() -> bool:
+                return (await recording_of(api, org, sid)).status_code != 200
+
+            await eventually(
+                deleted, what="retention to delete the recording", within=10, interval=0.05
+            )
         after = (await api.client.get(f"/v1/masking/calls/{sid}", headers=org.auth)).json()
         assert after["data"]["recording_status"] == "none"
         assert error_of(await recording_of(api, org, sid)) == (404, "not_found")
@@ -355,13 +362,20 @@ async def test_deleting_a_recording_not_yet_encoded_removes_its_raw_audio(
         org = await engine.make_org("rec-unencoded", balance="10", numbers=1)
         placed = await place(api, org)
         sid = placed["call_sid"]
-        deadline = asyncio.get_running_loop().time() + 20
-        while True:
-            call = (await api.client.get(f"/v1/masking/calls/{sid}", headers=org.auth)).json()
-            if call["data"]["status"] == "completed":
-                break
-            assert asyncio.get_running_loop().time() < deadline, call
-            await asyncio.sleep(0.05)
+
+        async def fetch() -> dict[str, Any]:
+            body: dict[str, Any] = (
+                await api.client.get(f"/v1/masking/calls/{sid}", headers=org.auth)
+            ).json()
+            return body
+
+        call = await eventually_value(
+            fetch,
+            lambda call: call["data"]["status"] == "completed",
+            what=f"call {sid} completed",
+            within=20,
+            interval=0.05,
+        )
         spooled = sorted(p.name for p in (data_dir / "spool").glob(f"{sid}*"))
         assert spooled == [f"{sid}.a.pcm", f"{sid}.b.pcm"]
         assert call["data"]["recording_status"] == "pending"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from tests.support.api import Api, OrgHandle
+from tests.support.waits import eventually_value
 
 TERMINAL = ("completed", "failed", "no-answer")
 
@@ -32,18 +32,20 @@ async def wait_for(
     An ended call is waited for until it has settled: its recording, if any, no
     longer ``pending``, so the object returned is the last it will ever be.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
+
+    async def fetch() -> dict[str, Any]:
         response = await api.client.get(f"/v1/masking/calls/{call_sid}", headers=org.auth)
         assert response.status_code == 200, response.text
         data: dict[str, Any] = response.json()["data"]
+        return data
+
+    def reached(data: dict[str, Any]) -> bool:
         settling = data["status"] in TERMINAL and data["recording_status"] == "pending"
-        if data["status"] in statuses and not settling:
-            return data
-        if loop.time() > deadline:
-            raise AssertionError(f"call stayed {data['status']!r}, wanted {statuses}")
-        await asyncio.sleep(0.02)
+        return data["status"] in statuses and not settling
+
+    return await eventually_value(
+        fetch, reached, what=f"call {call_sid} to be settled in {statuses}", within=within
+    )
 
 
 async def billing(api: Api, org: OrgHandle) -> dict[str, Any]:

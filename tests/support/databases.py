@@ -14,6 +14,7 @@ import asyncpg
 
 from maskline.kit.db import Database
 from maskline.kit.migrate import upgrade
+from tests.support.waits import eventually_value
 
 KIND = os.environ.get("MASKLINE_TEST_DATABASE", "sqlite")
 PG_ADMIN_URL = os.environ.get(
@@ -113,18 +114,22 @@ async def holding_writes(database_url: str, org_id: str) -> AsyncIterator[HeldWr
 async def waiting_for_locks(database_url: str, count: int, *, within: float = 10.0) -> None:
     """Until ``count`` PostgreSQL backends of this database wait for a lock."""
     conn = await asyncpg.connect(database_url)
+
+    async def waiting() -> int:
+        backends: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return backends
+
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while True:
-            waiting: int = await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if waiting >= count:
-                return
-            assert loop.time() < deadline, f"{waiting} waiting for a lock, wanted {count}"
-            await asyncio.sleep(0.01)
+        await eventually_value(
+            waiting,
+            lambda backends: backends >= count,
+            what=f"{count} backends waiting for a lock",
+            within=within,
+            interval=0.01,
+        )
     finally:
         await conn.close()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.sipp import free_udp_port
+from tests.support.waits import eventually
 
 # Debian installs them under the architecture's triplet (/usr/lib/x86_64-linux-gnu/...).
 KAMAILIO_MODULES = next(iter(sorted(Path("/usr/lib").glob("*/kamailio/modules"))), Path())
@@ -112,17 +113,18 @@ class Kamailio:
                 "Call-ID: ready@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
                 "Content-Length: 0\r\n\r\n"
             ).encode()
-            async with asyncio.timeout(within):
-                while True:
-                    assert self.process.poll() is None, self.log.read_text(errors="replace")
-                    probe.sendto(options, ("127.0.0.1", self.port))
-                    try:
-                        async with asyncio.timeout(0.2):
-                            reply = await loop.sock_recv(probe, 4096)
-                    except TimeoutError:
-                        continue
-                    if reply.startswith(b"SIP/2.0 200"):
-                        return
+
+            async def answered() -> bool:
+                assert self.process.poll() is None, self.log.read_text(errors="replace")
+                probe.sendto(options, ("127.0.0.1", self.port))
+                try:
+                    async with asyncio.timeout(0.2):
+                        reply = await loop.sock_recv(probe, 4096)
+                except TimeoutError:
+                    return False
+                return reply.startswith(b"SIP/2.0 200")
+
+            await eventually(answered, what="Kamailio's 200 to an OPTIONS", within=within)
 
     def close(self) -> None:
         _stop(self.process)
@@ -184,10 +186,13 @@ class Baresip:
         return f"127.0.0.1:{self.port}"
 
     async def ready(self, within: float = 10.0) -> None:
-        async with asyncio.timeout(within):
-            while b"baresip is ready." not in self.log.read_bytes():
-                assert self.process.poll() is None, self.log.read_text(errors="replace")
-                await asyncio.sleep(0.05)
+        """Return once its log says it is ready (fail after ``within`` s)."""
+
+        def said_ready() -> bool:
+            assert self.process.poll() is None, self.log.read_text(errors="replace")
+            return b"baresip is ready." in self.log.read_bytes()
+
+        await eventually(said_ready, what="baresip is ready.", within=within, interval=0.05)
 
     def heard(self) -> bytes:
         """What the phone heard in its calls, as 8 kHz 16-bit mono PCM (stop it first:

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.cli import MASKLINE, cli_env
+from tests.support.waits import eventually_blocking
 
 
 def free_port() -> int:
@@ -36,12 +36,11 @@ class Server:
         return "".join(self.lines)
 
     def output_when(self, done: Callable[[str], bool], within: float = 10) -> str:
-        """The output once ``done`` holds for it (a thread collects it as it comes), or
-        what there is when ``within`` seconds have passed."""
-        deadline = time.monotonic() + within
-        while not done(self.output) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self.output
+        """The output once ``done`` holds for it (a thread collects it as it comes); fails,
+        showing the output, once ``within`` seconds have passed."""
+        return eventually_blocking(
+            lambda: self.output, done, what="the server's output", within=within
+        )
 
 
 @contextmanager
@@ -63,19 +62,20 @@ def running_server(
     stdout = process.stdout
     reader = threading.Thread(target=lambda: server.lines.extend(iter(stdout.readline, "")))
     reader.start()
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"maskline serve exited early:\n{server.output}")
+        try:
+            return httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"maskline serve exited early:\n{server.output}")
-            try:
-                if httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"maskline serve did not come up:\n{server.output}")
-            time.sleep(0.1)
+        try:
+            eventually_blocking(healthy, what="/healthz", within=ready_timeout, interval=0.1)
+        except AssertionError as slow:
+            raise RuntimeError(f"maskline serve did not come up:\n{server.output}") from slow
         yield server
     finally:
         if process.poll() is None:

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from tests.support.server import Server, running_server
 
-T = TypeVar("T")
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
@@ -61,17 +59,6 @@ def running_stack(env: dict[str, str], cwd: Path, roles: dict[str, str]) -> Iter
         for name, role in roles.items():
             stack.start(name, role)
         yield stack
-
-
-def poll(fetch: Callable[[], T], done: Callable[[T], bool], *, within: float) -> T:
-    """Fetch until ``done`` holds (a deadline, not a sleep)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = fetch()
-        if done(value):
-            return value
-        assert time.monotonic() < deadline, f"still {value!r}"
-        time.sleep(0.1)
 
 
 def get_data(base: str, path: str, auth: dict[str, str], **params: Any) -> Any:

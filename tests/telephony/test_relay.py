@@ -128,7 +128,7 @@ async def test_the_recorder_gets_each_leg_decoded_with_losses_as_silence(
         if seq == 50:
             dtmf = rtp(seq, b"\x01\x0a\x00\xa0", payload_type=101)
             phones[Leg.A].send(dtmf, session.local(Leg.A))
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0.001)  # pacing, not a wait: spread out like a phone's, not one burst
     await phones[Leg.B].receive(99)
     await phones[Leg.A].receive(100)
     await session.close()

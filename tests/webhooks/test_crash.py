@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from tests.conftest import Cli
 from tests.support.receiver import Receiver
 from tests.support.server import running_server
-
-
-def _poll(fetch: Any, done: Any, *, within: float = 30) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = fetch()
-        if done(value):
-            return value
-        assert time.monotonic() < deadline, value
-        time.sleep(0.05)
+from tests.support.waits import eventually_blocking
 
 
 class TestCrashSafety:
@@ -45,15 +34,21 @@ class TestCrashSafety:
                 json={"party_a": "9876540002", "party_b": "9123456789"},
             ).json()["data"]
             sid = call["call_sid"]
-            _poll(
+            eventually_blocking(
                 lambda: httpx.get(f"{base}/v1/masking/calls/{sid}", headers=auth).json()["data"],
                 lambda c: c["status"] == "failed",
+                what=f"call {sid} failed",
+                within=30,
+                interval=0.05,
             )
-            _poll(
+            eventually_blocking(
                 lambda: httpx.get(
                     f"{base}/v1/webhooks/deliveries", headers=auth, params={"call_sid": sid}
                 ).json()["data"],
                 lambda rows: any(r["attempts"] >= 1 for r in rows),
+                what="a first delivery attempt",
+                within=30,
+                interval=0.05,
             )
             os.killpg(server.process.pid, signal.SIGKILL)
             server.process.wait(timeout=10)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 from datetime import datetime
@@ -18,6 +17,7 @@ from maskline.webhooks.tasks import Job, deliver
 from tests.support.api import Api, running_api
 from tests.support.calls import place, wait_for
 from tests.support.receiver import Answer, Received, Receiver, receiving, until
+from tests.support.waits import eventually_value
 from tests.webhooks.conftest import point_at
 
 LIFECYCLE = [
@@ -53,15 +53,14 @@ async def settled_deliveries(
     api: Api, auth: dict[str, str], done: Any, **params: str
 ) -> list[dict[str, Any]]:
     """The delivery log once ``done(rows)`` holds (the worker records after the POST)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while True:
-        rows = await deliveries(api, auth, **params)
-        if done(rows):
-            return rows
-        assert loop.time() < deadline, rows
+    return await eventually_value(
+        lambda: deliveries(api, auth, **params),
+        done,
+        what="the delivery log to settle",
+        within=20,
         # Gently: the API counts these against the key's budget of 100 a minute.
-        await asyncio.sleep(0.25)
+        interval=0.25,
+    )
 
 
 class TestLifecycle:

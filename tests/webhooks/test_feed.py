@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from tests.support.api import Api, OrgHandle
 from tests.support.calls import place, wait_for
+from tests.support.waits import eventually_value
 
 
 async def read_feed(api: Api, org: OrgHandle, *, after: str | None, limit: int) -> dict[str, Any]:
@@ -21,18 +21,19 @@ async def read_feed(api: Api, org: OrgHandle, *, after: str | None, limit: int) 
 
 async def whole_feed(api: Api, org: OrgHandle, *, expect: int) -> list[dict[str, Any]]:
     """Follow next_cursor in pages of 2 until ``expect`` events were read."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
     seen: list[dict[str, Any]] = []
     after = None
-    while len(seen) < expect:
+
+    async def next_page() -> list[dict[str, Any]]:
+        nonlocal after
         page = await read_feed(api, org, after=after, limit=2)
-        seen += page["data"]
+        seen.extend(page["data"])
         after = page["meta"]["next_cursor"]
-        if not page["data"]:
-            assert loop.time() < deadline, seen
-            await asyncio.sleep(0.02)
-    return seen
+        return seen
+
+    return await eventually_value(
+        next_page, lambda seen: len(seen) >= expect, what=f"{expect} events", within=20
+    )
 
 
 class TestEventFeed:

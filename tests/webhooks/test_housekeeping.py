@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from maskline.calls.models import IdempotencyKey
 from tests.support.api import Api
+from tests.support.waits import eventually_value
 
 
 async def test_keys_older_than_a_day_are_removed(api: Api) -> None:
@@ -26,18 +26,21 @@ async def test_keys_older_than_a_day_are_removed(api: Api) -> None:
                     created_at=now - age,
                 )
             )
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while True:
+
+    async def keys() -> list[str]:
         async with api.runtime.db.read() as session:
-            keys = sorted(
+            return sorted(
                 (
                     await session.execute(
                         select(IdempotencyKey.key).where(IdempotencyKey.org_id == org.id)
                     )
                 ).scalars()
             )
-        if keys == ["fresh"]:
-            break
-        assert loop.time() < deadline, keys
-        await asyncio.sleep(0.05)
+
+    await eventually_value(
+        keys,
+        lambda keys: keys == ["fresh"],
+        what="only the fresh key left",
+        within=20,
+        interval=0.05,
+    )

@@ -83,7 +83,7 @@ async def talk(phone: Phone, to: Endpoint, hz: int) -> None:
     for seq in range(PACKETS):
         header = struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0xA1 if hz == 440 else 0xB2)
         phone.send(header + encoded[seq * 160 : (seq + 1) * 160], to)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # pacing, not a wait: a phone's 20 ms frames
 
 
 def answering(
@@ -408,7 +408,7 @@ async def test_early_media_from_b_reaches_a_instead_of_ringback(
             for seq in range(60):
                 packet = struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 0xE0E0E0E0)
                 phones[Leg.B].send(packet + early, session.local(Leg.B))
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # pacing, not a wait: a phone's 20 ms frames
             call = await wait_for(api, org, sid, within=30)
             assert await sipp.finished() == 0, sipp.errors()
             packets = await heard
@@ -492,7 +492,7 @@ async def stream(phone: Phone, to: Endpoint, ssrc: int, stop: asyncio.Event) -> 
     while not stop.is_set():
         phone.send(rtp(ssrc, seq), to)
         seq += 1
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # pacing, not a wait: a phone's 20 ms frames
 
 
 async def heard_from(phone: Phone, ssrc: int, within: float = 10.0) -> None:
@@ -542,7 +542,7 @@ async def test_a_mid_call_update_moving_the_media_is_answered_and_the_relay_foll
             for seq in range(5, 5 + PACKETS):
                 phones[Leg.A].send(rtp(old_ssrc, seq), a_local)
                 moved.send(rtp(new_ssrc, seq), a_local)
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # pacing, not a wait: a phone's 20 ms frames
             after = await phones[Leg.B].receive(PACKETS)
             stop.set()
             await b_talking

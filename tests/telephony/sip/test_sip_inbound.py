@@ -268,7 +268,7 @@ async def test_closing_refuses_new_calls_and_leaves_no_task_behind(
     others = {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
     assert len(others) == 1  # its handler, waiting for the pool numbers
     closing = asyncio.create_task(line.close())
-    await asyncio.sleep(0)  # close() starts, and waits for the handler
+    await asyncio.sleep(0)  # a yield, not a wait: close() starts, and waits for the handler
     assert not closing.done()
     # An INVITE arriving now is refused at once, with no task for it.
     line._on_event("in-2", "918074000004", offer)

@@ -8,7 +8,6 @@ its watchdog finds the lease lapsed at once instead of half a minute later.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from datetime import timedelta
@@ -26,6 +25,7 @@ from tests.support.calls import wait_for
 from tests.support.rtp import Phone
 from tests.support.server import running_server
 from tests.support.sipp import free_udp_port
+from tests.support.waits import eventually_value
 from tests.telephony.sip.test_sip_calls import (
     PARTY_A,
     PARTY_B,
@@ -38,14 +38,14 @@ from tests.telephony.sip.test_sip_calls import (
 
 async def _poll_status(client: httpx.AsyncClient, sid: str, status: str) -> dict[str, Any]:
     """Poll the server's call until it has ``status`` (a deadline, not a sleep)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while True:
+
+    async def fetch() -> dict[str, Any]:
         data: dict[str, Any] = (await client.get(f"/v1/masking/calls/{sid}")).json()["data"]
-        if data["status"] == status:
-            return data
-        assert loop.time() < deadline, f"call stayed {data['status']!r}, wanted {status!r}"
-        await asyncio.sleep(0.02)
+        return data
+
+    return await eventually_value(
+        fetch, lambda data: data["status"] == status, what=f"call {sid} {status}", within=20
+    )
 
 
 async def test_a_dead_engines_call_is_ended_with_bye_on_both_legs_by_another_engine(
