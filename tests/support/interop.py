@@ -146,12 +146,17 @@ snd_path {snd}
 
 
 def free_udp_and_tcp_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (baresip listens on both)."""
+    """A port free for UDP and TCP on 127.0.0.1, with the next one free for TCP too:
+    baresip listens on both transports there and opens its TLS listener one above."""
     while True:
         port = free_udp_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tls,
+        ):
             try:
-                probe.bind(("127.0.0.1", port))
+                tcp.bind(("127.0.0.1", port))
+                tls.bind(("127.0.0.1", port + 1))
             except OSError:
                 continue
             return port
