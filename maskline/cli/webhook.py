@@ -110,7 +110,14 @@ def test(org_ref: str, as_json: bool) -> None:
             )
             assert delivery is not None
             return Job(
-                delivery.id, found.id, delivery.url, event.id, event.payload.encode(), 0, True
+                delivery.id,
+                found.id,
+                delivery.url,
+                event.id,
+                event.payload.encode(),
+                0,
+                True,
+                delivery.next_attempt_at,
             )
 
         # Queued and committed first; the attempt (network) follows, once.

@@ -48,7 +48,9 @@ class Job:
     body: bytes
     attempts: int
     to_endpoint: bool
-    due_at: datetime | None = None
+    # The delivery's next_attempt_at when claimed: another value once the attempt is
+    # recorded means `webhook set` (or a replay) made it due anew meanwhile.
+    due_at: datetime | None
 
 
 def _due(now: datetime) -> object:
@@ -94,7 +96,9 @@ async def record_outcome(
 
     A 410 from the organisation's endpoint disables it and pauses its deliveries; a
     410 from a per-call ``webhook_url`` fails that delivery only. A delivery paused
-    while its attempt was in flight stays paused unless the attempt succeeded.
+    while its attempt was in flight stays paused unless the attempt succeeded; one
+    released by ``webhook set`` while its attempt was in flight is due again at once,
+    whatever that attempt was answered.
     """
     endpoint = None
     if result.gone and job.to_endpoint:
@@ -118,9 +122,12 @@ async def record_outcome(
         row.status = "succeeded"
         row.succeeded_at = now
         row.next_attempt_at = None
-    elif endpoint is not None and endpoint.url != job.url:
-        # `webhook set` moved the endpoint while this attempt was in flight: the old
-        # URL's 410 says nothing of the new one, where the delivery now goes at once.
+    elif endpoint is not None and (
+        endpoint.url != job.url or (endpoint.enabled and row.next_attempt_at != job.due_at)
+    ):
+        # `webhook set` moved the endpoint, or set it again (which makes every unfinished
+        # delivery due anew), while this attempt was in flight: a 410 from before says
+        # nothing of the endpoint as set now, where the delivery goes at once.
         row.status = "pending"
         row.next_attempt_at = now
     elif endpoint is not None:

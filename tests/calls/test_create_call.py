@@ -246,7 +246,9 @@ class TestBadInput:
 
 
 class TestLookup:
-    @pytest.mark.parametrize("sid", ["nope", "e389878c-39c1-4752-a933-18a7b1a47830", "D28BE7CD-9840-4B23-9627"])
+    @pytest.mark.parametrize(
+        "sid", ["nope", "e389878c-39c1-4752-a933-18a7b1a47830", "D28BE7CD-9840-4B23-9627"]
+    )
     async def test_unknown_or_malformed_call_sid_is_404(self, api: Api, sid: str) -> None:
         org = await api.make_org(f"call-404-{uuid.uuid4().hex[:6]}")
         response = await api.client.get(f"{CALLS}/{sid}", headers=org.auth)

@@ -54,6 +54,8 @@ class Answer:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     gzip_bomb: bool = False
+    # The answer waits until this is set (the request is counted as it arrives).
+    hold: threading.Event | None = None
 
 
 class Receiver:
@@ -78,6 +80,8 @@ class Receiver:
                         Received(headers, body, answer.status, time.perf_counter())
                     )
                     receiver._changed.notify_all()
+                if answer.hold is not None:
+                    answer.hold.wait(HANG_UP_WAIT_SEC)
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -336,6 +337,37 @@ class TestEndpointChanges:
             "call.failed",
         ]
 
+    async def test_a_410_answered_to_an_attempt_made_before_webhook_set_pauses_nothing(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        org = await api.make_org("hook-set-in-flight")
+        await point_at(api, org, receiver.url)
+        gate = threading.Event()
+        receiver.script = [Answer(410, hold=gate)]
+        async with api.runtime.db.write() as session:
+            await record_event(
+                session,
+                org_id=org.id,
+                event="webhook.test",
+                call_sid=None,
+                sequence=0,
+                data={},
+                webhook_url=None,
+                now=api.runtime.clock.now(),
+            )
+        api.runtime.wake_worker()
+        await until(receiver, lambda rs: len(rs) == 1)
+        # The endpoint is set again while its 410 is on the way back.
+        await point_at(api, org, receiver.url)
+        gate.set()
+        requests = await until(receiver, lambda rs: len(rs) == 2)
+        assert [r.answered for r in requests] == [410, 200]
+        assert requests[0].headers["webhook-id"] == requests[1].headers["webhook-id"]
+        [row] = await settled_deliveries(
+            api, org.auth, lambda rows: rows[0]["status"] == "succeeded"
+        )
+        assert row["attempts"] == 2
+
 
 class TestReplay:
     async def test_replay_sends_the_same_event_again(self, api: Api, receiver: Receiver) -> None:
@@ -399,7 +431,14 @@ class TestAttemptsThatRaise:
                 )
                 assert delivery is not None
                 job = Job(
-                    delivery.id, org.id, delivery.url, event.id, event.payload.encode(), 0, True
+                    delivery.id,
+                    org.id,
+                    delivery.url,
+                    event.id,
+                    event.payload.encode(),
+                    0,
+                    True,
+                    delivery.next_attempt_at,
                 )
             async with httpx.AsyncClient(transport=httpx.MockTransport(broken)) as client:
                 await deliver(
