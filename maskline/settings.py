@@ -304,6 +304,9 @@ class Settings(BaseSettings):
     sip_max_cps: int = Field(default=50, ge=1)
     rtp_ports: RtpPorts = PortRange(20000, 29999)
     rtp_timeout_sec: int = Field(default=30, ge=1)
+    # How long an engine's claim on a call lasts unrenewed: a dead engine's calls are
+    # ended by another engine this long after its last heartbeat (every sixth of it).
+    engine_lease_sec: int = Field(default=30, ge=6, le=600)
 
     log_level: Annotated[LogLevel, BeforeValidator(_log_level)] = "INFO"
 

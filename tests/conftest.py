@@ -19,6 +19,14 @@ TEST_SECRET_KEY = "test-secret-key-not-for-production"
 DATABASE_FIXTURES = frozenset({"database_url", "own_database"})
 
 
+# What a test module uses to run SIPp or a phone, or a program as a process: its tests
+# are marked ``sip`` or ``subprocess`` (a marker written on a test counts too).
+SIP_NAMES = frozenset({"Sipp", "Baresip", "Kamailio", "sip_api"})
+PROCESS_NAMES = frozenset(
+    {"run_cli", "run_installed", "running_server", "running_stack", "subprocess", "Cli"}
+)
+
+
 def uses_database(item: pytest.Item) -> bool:
     if item.get_closest_marker("database") is not None:
         return True
@@ -28,12 +36,16 @@ def uses_database(item: pytest.Item) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The test layers (docs/decisions.md): a test that reaches no database runs in the
     first database's session only (``MASKLINE_TEST_DATABASE_FREE=skip`` in the second);
-    a ``postgres_only`` test is skipped on SQLite; the ``cli`` fixture is a subprocess."""
+    a ``postgres_only`` test is skipped on SQLite; ``sip`` and ``subprocess`` are added
+    from what the test's module uses."""
     skip_free = os.environ.get("MASKLINE_TEST_DATABASE_FREE") == "skip"
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        if "cli" in getattr(item, "fixturenames", ()):
+        names = vars(item.module) if isinstance(item, pytest.Function) and item.module else {}
+        if SIP_NAMES & names.keys():
+            item.add_marker(pytest.mark.sip)
+        if "cli" in getattr(item, "fixturenames", ()) or PROCESS_NAMES & names.keys():
             item.add_marker(pytest.mark.subprocess)
         if KIND != "postgresql" and item.get_closest_marker("postgres_only") is not None:
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL"))

@@ -45,8 +45,6 @@ log = logging.getLogger("maskline.engine")
 
 CLAIM_BATCH = 50
 POLL_SEC = 1.0
-LEASE = timedelta(seconds=30)
-HEARTBEAT_SEC = 5.0
 WATCHDOG_SEC = 5.0
 SHUTDOWN_WAIT_SEC = 10.0
 
@@ -72,6 +70,8 @@ class CallEngine:
         self.settings = settings
         self.carriers = carriers
         self.engine_id = f"eng_{random_base62(12)}"
+        # Renewed six times a lease: a heartbeat or two may be late without losing it.
+        self.lease = timedelta(seconds=settings.engine_lease_sec)
         self.connect_latencies: deque[float] = deque(maxlen=100_000)
         # Told each connect latency (A answered → B dialled), for the metrics.
         self.on_connect = on_connect
@@ -106,8 +106,11 @@ class CallEngine:
                 await carrier.close()
             raise
         self._loops.start("engine claim", self._claim_once, POLL_SEC, wakeable=True)
-        self._loops.start("engine heartbeat", self._heartbeat, HEARTBEAT_SEC)
-        self._loops.start("engine watchdog", self._watchdog, WATCHDOG_SEC)
+        heartbeat_sec = self.lease.total_seconds() / 6
+        self._loops.start("engine heartbeat", self._heartbeat, heartbeat_sec)
+        self._loops.start(
+            "engine watchdog", self._watchdog, min(WATCHDOG_SEC, self.lease.total_seconds() / 2)
+        )
 
     async def stop(self) -> None:
         """Stop taking calls; after the grace period end live ones with SYSTEM_SHUTDOWN."""
@@ -160,7 +163,7 @@ class CallEngine:
             if call.engine_id != self.engine_id:
                 raise LeaseLost(call.call_sid)
             now = self.clock.now()
-            call.lease_expires_at = now + LEASE
+            call.lease_expires_at = now + self.lease
             call.heartbeat_at = now
             if runner.dialogs:
                 call.sip_dialogs = runner.dialogs
@@ -222,7 +225,9 @@ class CallEngine:
                         update(Call)
                         .where(Call.id.in_(pending.scalar_subquery()))
                         .values(
-                            engine_id=self.engine_id, lease_expires_at=now + LEASE, heartbeat_at=now
+                            engine_id=self.engine_id,
+                            lease_expires_at=now + self.lease,
+                            heartbeat_at=now,
                         )
                         .returning(Call)
                     )
@@ -304,7 +309,7 @@ class CallEngine:
                     await session.execute(
                         update(Call)
                         .where(Call.id.in_(mine.scalar_subquery()))
-                        .values(lease_expires_at=now + LEASE, heartbeat_at=now)
+                        .values(lease_expires_at=now + self.lease, heartbeat_at=now)
                         .returning(Call.call_sid)
                     )
                 ).scalars()

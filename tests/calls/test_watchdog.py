@@ -9,7 +9,6 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from maskline.billing.models import LedgerEntry
-from maskline.calls.engine import LEASE
 from maskline.calls.models import Call
 from maskline.kit.clock import ScaledClock
 from maskline.telephony.events import Leg
@@ -17,7 +16,7 @@ from maskline.telephony.sim.carrier import TraceEntry
 from tests.calls.conftest import SPEED, call_settings
 from tests.calls.test_outcomes import trace
 from tests.support.api import Api, ShiftedClock, running_api
-from tests.support.calls import billing, place, wait_for
+from tests.support.calls import DEFAULT_LEASE, billing, place, wait_for
 from tests.support.waits import eventually_value
 
 
@@ -36,7 +35,7 @@ async def _charges(api: Api, call_sid: str) -> list[int]:
 
 def _past_the_lease() -> ShiftedClock:
     """A clock on which the first engine's lease has lapsed, so it looks dead."""
-    return ShiftedClock(ScaledClock(1), LEASE + timedelta(seconds=1))
+    return ShiftedClock(ScaledClock(1), DEFAULT_LEASE + timedelta(seconds=1))
 
 
 async def _set_hold(api: Api, call_sid: str, paise: int) -> None:

@@ -138,6 +138,14 @@ BAD: list[tuple[dict[str, str], str]] = [
         "MASKLINE_RTP_TIMEOUT_SEC: Input should be greater than or equal to 1",
     ),
     (
+        {"MASKLINE_ENGINE_LEASE_SEC": "5"},
+        "MASKLINE_ENGINE_LEASE_SEC: Input should be greater than or equal to 6",
+    ),
+    (
+        {"MASKLINE_ENGINE_LEASE_SEC": "601"},
+        "MASKLINE_ENGINE_LEASE_SEC: Input should be less than or equal to 600",
+    ),
+    (
         {"MASKLINE_LOG_LEVEL": "verbose"},
         "MASKLINE_LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'",
     ),

@@ -106,6 +106,8 @@ class TestCrash:
             MASKLINE_SIM_TALK_SEC="3600",
             MASKLINE_RATE_LIMIT_PER_MINUTE="100000",
             MASKLINE_CALL_STATUS_RATE_LIMIT_PER_MINUTE="100000",
+            # The dead engine's calls are ended 6 s after its last heartbeat, not 30 s.
+            MASKLINE_ENGINE_LEASE_SEC="6",
         )
         cli = Cli(env, tmp_path)
         org = cli.ok("org", "create", "crash-50", "--balance", "500")
@@ -148,7 +150,7 @@ class TestCrash:
             stack.start("engine2", "engine")
             stack.start("worker2", "worker")
 
-            # Leases last 30 s: the new engine's watchdog ends every call well within 60 s.
+            # Leases last 6 s: the new engine's watchdog ends every call well within 60 s.
             eventually_blocking(
                 lambda: _count(base, auth, TERMINAL),
                 lambda n: n == CALLS,

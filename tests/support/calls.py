@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from maskline.settings import Settings
 from tests.support.api import Api, OrgHandle
 from tests.support.waits import eventually_value
 
 TERMINAL = ("completed", "failed", "no-answer")
+# How long an engine's claim on a call lasts when MASKLINE_ENGINE_LEASE_SEC is unset.
+DEFAULT_LEASE = timedelta(seconds=Settings.model_fields["engine_lease_sec"].default)
 
 
 async def place(api: Api, org: OrgHandle, **body: Any) -> dict[str, Any]:

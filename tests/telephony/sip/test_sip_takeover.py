@@ -16,12 +16,11 @@ from typing import Any
 
 import httpx
 
-from maskline.calls.engine import LEASE
 from maskline.kit.clock import SystemClock
 from maskline.telephony.events import Leg
 from tests.conftest import Cli
 from tests.support.api import OrgHandle, ShiftedClock
-from tests.support.calls import wait_for
+from tests.support.calls import DEFAULT_LEASE, wait_for
 from tests.support.rtp import Phone
 from tests.support.server import running_server
 from tests.support.sipp import free_udp_port
@@ -84,7 +83,7 @@ async def test_a_dead_engines_call_is_ended_with_bye_on_both_legs_by_another_eng
         # Nobody has hung up yet: the dead engine sent no BYE.
         assert "BYE" not in requests_seen(sipp)
 
-        ahead = ShiftedClock(SystemClock(), LEASE + timedelta(seconds=1))
+        ahead = ShiftedClock(SystemClock(), DEFAULT_LEASE + timedelta(seconds=1))
         async with sip_api(database_url, tmp_path, sipp, clock=ahead) as api:
             call = await wait_for(api, org, sid, within=30)
             assert await sipp.finished() == 0, sipp.errors()
