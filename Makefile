@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+# Bytecode is cached (in __pycache__, ignored by git) even where the environment says
+# not to: every test process and every `maskline` it starts would compile the project,
+# the tests and pytest's assertion rewrites from source again (collection: 12 s → 6 s).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test test-fast test-sqlite test-postgres lint format bench lock clean
 
@@ -40,23 +44,24 @@ endef
 # database of its own; most tests wait on sockets, timers and processes more than they
 # compute, so there are more workers than the machine's 2 cores.
 WORKERS ?= 4
+XDIST = -n $(WORKERS) --dist loadgroup
 FAST := -m "not sip and not subprocess and not slow"
 
 # The pure and in-process tests, on SQLite: the answer in under a minute.
 test-fast: $(STAMP)
-	MASKLINE_TEST_DATABASE=sqlite $(call PYTEST,-n 2 $(FAST))
+	MASKLINE_TEST_DATABASE=sqlite $(call PYTEST,-n 2 --dist loadgroup $(FAST))
 
 test-sqlite: $(STAMP)
-	MASKLINE_TEST_DATABASE=sqlite $(call PYTEST,-n $(WORKERS))
+	MASKLINE_TEST_DATABASE=sqlite $(call PYTEST,$(XDIST))
 
 test-postgres: $(STAMP)
 	MASKLINE_TEST_DATABASE=postgresql MASKLINE_TEST_PG_ADMIN_URL=$(PG_ADMIN_URL) \
-		$(call PYTEST,-n $(WORKERS))
+		$(call PYTEST,$(XDIST))
 
 # Tests that reach no database run in the SQLite session only.
 test: lint test-sqlite
 	MASKLINE_TEST_DATABASE=postgresql MASKLINE_TEST_PG_ADMIN_URL=$(PG_ADMIN_URL) \
-		MASKLINE_TEST_DATABASE_FREE=skip $(call PYTEST,-n $(WORKERS))
+		MASKLINE_TEST_DATABASE_FREE=skip $(call PYTEST,$(XDIST))
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -128,6 +128,7 @@ class TestCompletedCalls:
             "low_balance": True,
         }
 
+    @pytest.mark.slow
     async def test_max_duration_ends_the_call_and_94_s_bills_120_s(self, long_api: Api) -> None:
         org = await long_api.make_org("done-max", balance="10", numbers=1)
         placed = await place(long_api, org, max_duration_sec=94)
@@ -279,6 +280,7 @@ class TestNumberPool:
         again = await place(api, org, party_a="9811111123", party_b="9811111122")
         assert again["masked_number"] == first["masked_number"]
 
+    @pytest.mark.slow
     async def test_numbers_are_used_least_recently_first(self, api: Api) -> None:
         org = await api.make_org("pool-lru", balance="100", numbers=3)
         used = []

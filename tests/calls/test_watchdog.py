@@ -6,6 +6,7 @@ import math
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 from maskline.billing.models import LedgerEntry
@@ -61,6 +62,7 @@ def _seconds(later: str, earlier: str) -> float:
 
 
 class TestMaxLifetime:
+    @pytest.mark.slow
     async def test_a_call_older_than_the_lifetime_is_ended_and_its_talk_billed(
         self, database_url: str, tmp_path: Path
     ) -> None:
@@ -107,6 +109,7 @@ class TestMaxLifetime:
 
 
 class TestDeadEngine:
+    @pytest.mark.slow
     async def test_a_call_whose_engine_stopped_renewing_is_ended_by_another_engine(
         self, database_url: str, tmp_path: Path
     ) -> None:
@@ -136,6 +139,7 @@ class TestDeadEngine:
         assert call["ended_at"] >= bridged["bridged_at"]
         assert (call["bill_duration_sec"], call["price"]) == (60, 1.5)
 
+    @pytest.mark.slow
     async def test_a_call_that_cannot_be_ended_does_not_hold_back_the_others(
         self, database_url: str, tmp_path: Path
     ) -> None:

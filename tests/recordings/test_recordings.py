@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 
 from maskline.kit.clock import ScaledClock
 from tests.calls.conftest import SPEED, call_settings
@@ -120,6 +121,7 @@ class TestRecording:
             data_dir / "spool": 0o700,
         }
 
+    @pytest.mark.slow
     async def test_the_raw_audio_of_a_live_call_is_private_to_the_service(
         self, database_url: str, data_dir: Path
     ) -> None:
@@ -304,6 +306,7 @@ class TestSignedUrl:
 
 
 class TestDeletion:
+    @pytest.mark.slow
     async def test_delete_removes_the_file_for_good(self, api: Api, data_dir: Path) -> None:
         org = await api.make_org("rec-delete", balance="10", numbers=1)
         call = await recorded_call(api, org)

@@ -55,6 +55,7 @@ async def until_gone(api: Api, org: OrgHandle, sids: set[str], *, within: float 
     )
 
 
+@pytest.mark.slow
 async def test_old_calls_are_deleted_and_their_stats_stay(
     database_url: str, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -86,11 +86,15 @@ async def holding_writes(database_url: str, org_id: str) -> AsyncIterator[HeldWr
     lock (every write waits), or the organisation's wallet row on PostgreSQL (a new
     call's hold waits, after its earlier statements)."""
     if database_url.startswith("sqlite"):
-        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
+        # In a thread, not on the loop: the app's own write in progress (the loop runs it)
+        # must be able to finish while this waits for the lock.
+        conn = sqlite3.connect(
+            database_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
+        )
+        await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
 
         async def rollback_sqlite() -> None:
-            conn.execute("ROLLBACK")
+            await asyncio.to_thread(conn.execute, "ROLLBACK")
 
         held = HeldWrites(rollback_sqlite)
         try:

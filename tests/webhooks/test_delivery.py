@@ -112,6 +112,7 @@ class TestLifecycle:
 
 
 class TestRetries:
+    @pytest.mark.slow
     async def test_500_three_times_then_200_arrives_on_the_fourth_attempt(
         self, api: Api, receiver: Receiver
     ) -> None:
@@ -142,6 +143,7 @@ class TestRetries:
             ("succeeded", 4, 200)
         ]
 
+    @pytest.mark.slow
     async def test_a_receiver_that_was_down_gets_everything_when_it_returns(
         self, api: Api, receiver: Receiver
     ) -> None:
@@ -288,6 +290,7 @@ class TestRetries:
 
 
 class TestEndpointChanges:
+    @pytest.mark.slow
     async def test_webhook_set_moves_pending_retries_to_the_new_url(
         self, api: Api, receiver: Receiver
     ) -> None:
