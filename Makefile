@@ -44,12 +44,12 @@ endef
 # database of its own; most tests wait on sockets, timers and processes more than they
 # compute, so there are more workers than the machine's 2 cores.
 WORKERS ?= 4
-XDIST = -n $(WORKERS) --dist loadgroup
+XDIST = -n $(WORKERS)
 FAST := -m "not sip and not subprocess and not slow"
 
 # The pure and in-process tests, on SQLite: the answer in under a minute.
 test-fast: $(STAMP)
-	MASKLINE_TEST_DATABASE=sqlite $(call PYTEST,-n 2 --dist loadgroup $(FAST))
+	MASKLINE_TEST_DATABASE=sqlite $(call PYTEST,-n 2 $(FAST))
 
 test-sqlite: $(STAMP)
 	MASKLINE_TEST_DATABASE=sqlite $(call PYTEST,$(XDIST))

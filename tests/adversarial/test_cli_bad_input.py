@@ -21,9 +21,6 @@ from maskline.tables import metadata
 from tests.conftest import Cli
 from tests.support.cli import CliResult, run_cli
 
-# Its module-scoped fixture is costly: every test of the module runs in one xdist worker.
-pytestmark = pytest.mark.xdist_group("cli-bad-input")
-
 ORG = "adv-cli"  # created with a key and a number, without a webhook URL
 
 # command → [(arguments after the command, the exact line on stderr after "error: ")]

@@ -22,9 +22,6 @@ from tests.conftest import TEST_SECRET_KEY
 from tests.support.cli import run_cli
 from tests.support.server import running_server
 
-# Its module-scoped fixture is costly: every test of the module runs in one xdist worker.
-pytestmark = pytest.mark.xdist_group("schemathesis")
-
 # An address in TEST-NET-1 (RFC 5737): a literal (no DNS lookup) that the webhook
 # check refuses, so no generated webhook_url ever makes the server use the network.
 UNROUTABLE = "192.0.2.1"

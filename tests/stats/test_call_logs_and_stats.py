@@ -17,9 +17,6 @@ from tests.calls.conftest import call_settings
 from tests.support.api import Api, OrgHandle, running_api
 from tests.support.calls import place, wait_for
 
-# Its module-scoped fixture is costly: every test of the module runs in one xdist worker.
-pytestmark = pytest.mark.xdist_group("call-logs")
-
 # 9 March 2031, 23:50 IST, and 10 March 2031, 00:01 IST.
 BEFORE_MIDNIGHT = datetime(2031, 3, 9, 18, 20, tzinfo=UTC)
 AFTER_MIDNIGHT = datetime(2031, 3, 9, 18, 31, tzinfo=UTC)

@@ -7,6 +7,8 @@ minimal configuration written to the test's directory, each on a free UDP port.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import signal
 import socket
 import subprocess
@@ -145,21 +147,33 @@ snd_path {snd}
 """
 
 
-def free_udp_and_tcp_port() -> int:
-    """A port free for UDP and TCP on 127.0.0.1, with the next one free for TCP too:
-    baresip listens on both transports there and opens its TLS listener one above."""
-    while True:
-        port = free_udp_port()
-        with (
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
-            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tls,
-        ):
+# baresip listens for SIP on UDP and TCP at its port and opens its TLS listener one
+# above (baresip 1.0 cannot turn TLS off). Kernel-chosen ports do not keep that
+# neighbour free, so phones take even ports from below the kernel's ephemeral range
+# (32768 up), a block per xdist worker.
+_PHONE_PORTS = itertools.count(
+    30_000 + 400 * int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")), 2
+)
+
+
+def _free(port: int, *kinds: socket.SocketKind) -> bool:
+    for kind in kinds:
+        with socket.socket(socket.AF_INET, kind) as probe:
             try:
-                tcp.bind(("127.0.0.1", port))
-                tls.bind(("127.0.0.1", port + 1))
+                probe.bind(("127.0.0.1", port))
             except OSError:
-                continue
+                return False
+    return True
+
+
+def phone_port() -> int:
+    """A port free for UDP and TCP on 127.0.0.1 with the one above free for TCP too."""
+    for port in _PHONE_PORTS:
+        if _free(port, socket.SOCK_DGRAM, socket.SOCK_STREAM) and _free(
+            port + 1, socket.SOCK_STREAM
+        ):
             return port
+    raise AssertionError("unreachable: the count never ends")
 
 
 class Baresip:
@@ -169,7 +183,7 @@ class Baresip:
 
     def __init__(self, workdir: Path, *, user: str, source: Path, rtp_ports: str) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_udp_and_tcp_port()
+        self.port = phone_port()
         self.user = user
         self.snd = workdir / "snd"
         self.snd.mkdir(exist_ok=True)
