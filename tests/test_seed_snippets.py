@@ -7,13 +7,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from tests.conftest import Cli
-from tests.support.server import running_server
-from tests.support.waits import eventually_blocking
+from tests.support.server import ended_call, running_server
 
 SEED_BASE = "https://voice-api.edesy.in/v1"
 
@@ -55,23 +51,6 @@ def _adapt(snippet: str, base: str, key: str) -> str:
     return snippet.replace(SEED_BASE, f"{base}/v1").replace("vp_YOUR_API_KEY", key)
 
 
-def _completed(base: str, key: str, sid: str) -> dict[str, Any]:
-    def fetch() -> dict[str, Any]:
-        response = httpx.get(
-            f"{base}/v1/masking/calls/{sid}", headers={"Authorization": f"Bearer {key}"}
-        )
-        data: dict[str, Any] = response.json()["data"]
-        return data
-
-    return eventually_blocking(
-        fetch,
-        lambda data: data["status"] in ("completed", "failed", "no-answer"),
-        what=f"call {sid} to end",
-        within=30,
-        interval=0.1,
-    )
-
-
 class TestSeedSnippets:
     def test_curl_python_and_node_place_calls_that_complete(
         self, cli: Cli, cli_settings_env: dict[str, str], tmp_path: Path
@@ -110,7 +89,9 @@ class TestSeedSnippets:
                 ), name
                 sids.append(data["call_sid"])
             for sid in sids:
-                call = _completed(server.base_url, key, sid)
+                call = ended_call(
+                    server.base_url, sid, {"Authorization": f"Bearer {key}"}, within=30
+                )
                 assert (call["status"], call["hangup_cause"], call["price"]) == (
                     "completed",
                     "NORMAL_CLEARING",

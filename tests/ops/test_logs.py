@@ -19,9 +19,8 @@ import httpx
 
 from maskline.kit.logging import JsonFormatter, call_sid_var, request_id_var
 from tests.conftest import TEST_SECRET_KEY, Cli
-from tests.support.server import running_server
+from tests.support.server import ended_call, running_server
 from tests.support.sipp import free_udp_port
-from tests.support.waits import eventually_blocking
 
 API_KEY = "vp_live_" + "Ab3" * 12 + "Zz9X1Q"
 TEST_KEY = "vp_test_" + "Q7w" * 12 + "k2Lm0P"
@@ -149,22 +148,6 @@ class BusyTrunk:
         self.sock.close()
 
 
-def wait_for_status(base_url: str, sid: str, auth: dict[str, str]) -> dict[str, Any]:
-    def fetch() -> dict[str, Any]:
-        call: dict[str, Any] = httpx.get(f"{base_url}/v1/masking/calls/{sid}", headers=auth).json()[
-            "data"
-        ]
-        return call
-
-    return eventually_blocking(
-        fetch,
-        lambda call: call["status"] in ("completed", "failed", "no-answer"),
-        what=f"call {sid} to end",
-        within=20,
-        interval=0.05,
-    )
-
-
 class TestServerLogs:
     def test_a_sip_call_logged_at_debug_shows_only_masked_numbers(
         self, cli: Cli, cli_settings_env: dict[str, str], tmp_path: Path
@@ -192,7 +175,7 @@ class TestServerLogs:
                 )
                 assert placed.status_code == 201, placed.text
                 sid = placed.json()["data"]["call_sid"]
-                call = wait_for_status(server.base_url, sid, auth)
+                call = ended_call(server.base_url, sid, auth)
         finally:
             trunk.close()
         assert (call["status"], call["hangup_cause"], call["sip_code"]) == (

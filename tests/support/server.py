@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from tests.support.calls import TERMINAL
 from tests.support.cli import MASKLINE, cli_env
 from tests.support.waits import eventually_blocking
 
@@ -87,3 +89,22 @@ def running_server(
                 process.wait()
         reader.join(timeout=5)
         stdout.close()
+
+
+def ended_call(
+    base_url: str, call_sid: str, auth: dict[str, str], *, within: float = 20.0
+) -> dict[str, Any]:
+    """The call from a running server's API once it has ended (a deadline, not a sleep)."""
+
+    def fetch() -> dict[str, Any]:
+        response = httpx.get(f"{base_url}/v1/masking/calls/{call_sid}", headers=auth)
+        data: dict[str, Any] = response.json()["data"]
+        return data
+
+    return eventually_blocking(
+        fetch,
+        lambda call: call["status"] in TERMINAL,
+        what=f"call {call_sid} to end",
+        within=within,
+        interval=0.05,
+    )

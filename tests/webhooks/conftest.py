@@ -7,6 +7,8 @@ import pytest
 
 from maskline.kit.clock import ScaledClock
 from maskline.webhooks import service
+from maskline.webhooks.models import CallEvent, WebhookDelivery
+from maskline.webhooks.outbox import record_event
 from tests.calls.conftest import call_settings
 from tests.support.api import Api, OrgHandle, running_api
 
@@ -26,3 +28,24 @@ async def point_at(api: Api, org: OrgHandle, url: str) -> None:
         await service.set_url(
             session, org.id, url, box=api.runtime.box, now=api.runtime.clock.now()
         )
+
+
+async def webhook_test_events(
+    api: Api, org: OrgHandle, count: int = 1
+) -> list[tuple[CallEvent, WebhookDelivery | None]]:
+    """``count`` ``webhook.test`` events for the organisation, in one transaction. They
+    belong to no call, so nothing orders them: all are due at once."""
+    async with api.runtime.db.write() as session:
+        return [
+            await record_event(
+                session,
+                org_id=org.id,
+                event="webhook.test",
+                call_sid=None,
+                sequence=0,
+                data={"number": number},
+                webhook_url=None,
+                now=api.runtime.clock.now(),
+            )
+            for number in range(count)
+        ]

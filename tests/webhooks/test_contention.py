@@ -6,11 +6,10 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from maskline.webhooks.outbox import record_event
 from tests.conftest import Cli
 from tests.support.api import Api
 from tests.support.receiver import Received, Receiver, until
-from tests.webhooks.conftest import point_at
+from tests.webhooks.conftest import point_at, webhook_test_events
 from tests.webhooks.test_delivery import settled_deliveries
 
 # Two of the worker's claim batches: enough attempts in flight at once (32) that their
@@ -29,19 +28,7 @@ class TestGoneUnderLoad:
         org = await api.make_org("hook-410-load")
         await point_at(api, org, receiver.url)
         receiver.default = 410
-        # Events without a call are not ordered after one another: all are due at once.
-        async with api.runtime.db.write() as session:
-            for number in range(EVENTS):
-                await record_event(
-                    session,
-                    org_id=org.id,
-                    event="webhook.test",
-                    call_sid=None,
-                    sequence=0,
-                    data={"number": number},
-                    webhook_url=None,
-                    now=api.runtime.clock.now(),
-                )
+        await webhook_test_events(api, org, EVENTS)
         api.runtime.wake_worker()
         await until(receiver, lambda rs: any(r.answered == 410 for r in rs))
         paused = await settled_deliveries(

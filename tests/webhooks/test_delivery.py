@@ -12,14 +12,13 @@ import httpx
 import pytest
 
 from maskline.settings import Settings
-from maskline.webhooks.outbox import record_event
 from maskline.webhooks.signing import edesy_signature, standard_signature
 from maskline.webhooks.tasks import Job, deliver
 from tests.support.api import Api, running_api
 from tests.support.calls import place, wait_for
 from tests.support.receiver import Answer, Received, Receiver, receiving, until
 from tests.support.waits import eventually_value
-from tests.webhooks.conftest import point_at
+from tests.webhooks.conftest import point_at, webhook_test_events
 
 LIFECYCLE = [
     "call.initiated",
@@ -347,17 +346,7 @@ class TestEndpointChanges:
         await point_at(api, org, receiver.url)
         gate = threading.Event()
         receiver.script = [Answer(410, hold=gate)]
-        async with api.runtime.db.write() as session:
-            await record_event(
-                session,
-                org_id=org.id,
-                event="webhook.test",
-                call_sid=None,
-                sequence=0,
-                data={},
-                webhook_url=None,
-                now=api.runtime.clock.now(),
-            )
+        await webhook_test_events(api, org)
         api.runtime.wake_worker()
         await until(receiver, lambda rs: len(rs) == 1)
         # The endpoint is set again while its 410 is on the way back.
@@ -421,28 +410,18 @@ class TestAttemptsThatRaise:
             org = await api.make_org("hook-raises")
             await point_at(api, org, "http://127.0.0.1:9/hooks")
             runtime = api.runtime
-            async with runtime.db.write() as session:
-                event, delivery = await record_event(
-                    session,
-                    org_id=org.id,
-                    event="webhook.test",
-                    call_sid=None,
-                    sequence=0,
-                    data={},
-                    webhook_url=None,
-                    now=runtime.clock.now(),
-                )
-                assert delivery is not None
-                job = Job(
-                    delivery.id,
-                    org.id,
-                    delivery.url,
-                    event.id,
-                    event.payload.encode(),
-                    0,
-                    True,
-                    delivery.next_attempt_at,
-                )
+            [(event, delivery)] = await webhook_test_events(api, org)
+            assert delivery is not None
+            job = Job(
+                delivery.id,
+                org.id,
+                delivery.url,
+                event.id,
+                event.payload.encode(),
+                0,
+                True,
+                delivery.next_attempt_at,
+            )
             async with httpx.AsyncClient(transport=httpx.MockTransport(broken)) as client:
                 await deliver(
                     job,
