@@ -20,6 +20,7 @@ from maskline import __version__
 from maskline.billing.router import router as billing_router
 from maskline.calls.engine import CallEngine
 from maskline.calls.recorded import RecordedCalls
+from maskline.calls.router import BODY_MODELS as CALL_BODIES
 from maskline.calls.router import router as calls_router
 from maskline.errors import (
     AppError,
@@ -165,6 +166,10 @@ def _install_openapi(app: FastAPI) -> None:
                     list_errors(responses, InvalidRequest, Unauthorized, RateLimited)
                 operation["responses"] = dict(sorted(responses.items()))
         components = schema.setdefault("components", {})
+        # Bodies read by the routes themselves (for the seed's messages): their models.
+        for model in CALL_BODIES:
+            body_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.setdefault("schemas", {})[str(body_schema["title"])] = body_schema
         components.get("schemas", {}).pop("HTTPValidationError", None)
         components.get("schemas", {}).pop("ValidationError", None)
         components["securitySchemes"] = {

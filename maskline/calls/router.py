@@ -9,7 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls import filters, repository, service
 from maskline.calls.idempotency import InFlight, StoredResponse
-from maskline.calls.intake import check_idempotency_key, parse_new_call
+from maskline.calls.intake import (
+    NEW_CALL_SCHEMA,
+    NewCallBody,
+    check_idempotency_key,
+    parse_new_call,
+)
 from maskline.calls.models import TERMINAL_STATUSES
 from maskline.calls.schemas import CallEnvelope, CallList, CallOut
 from maskline.errors import (
@@ -51,29 +56,14 @@ RuntimeDep = Annotated[CallsServices, Depends(process_services)]
 HANGUP_WAIT_SEC = 10.0
 HANGUP_RECHECK_SEC = 1.0
 
+# The body is read by ``parse_new_call`` (the seed's messages, not FastAPI's 422); the
+# document shows the same model, added to the components when the document is built.
+BODY_MODELS = (NewCallBody,)
 CREATE_CALL_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["party_a", "party_b"],
-                    "properties": {
-                        "party_a": {"type": "string", "example": "9876543210"},
-                        "party_b": {"type": "string", "example": "9123456789"},
-                        "max_duration_sec": {"type": "integer", "minimum": 10, "maximum": 7200},
-                        "record": {"type": "boolean", "default": True},
-                        "ring_timeout_sec": {"type": "integer", "minimum": 10, "maximum": 120},
-                        "webhook_url": {"type": "string", "format": "uri"},
-                        "metadata": {
-                            "type": "object",
-                            "maxProperties": 20,
-                            "additionalProperties": {"type": "string"},
-                        },
-                    },
-                }
-            }
+            "application/json": {"schema": {"$ref": f"#/components/schemas/{NEW_CALL_SCHEMA}"}}
         },
     }
 }
