@@ -9,7 +9,8 @@ PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 # the tests and pytest's assertion rewrites from source again (collection: 12 s → 6 s).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-fast test-sqlite test-postgres lint format bench lock clean
+.PHONY: run test test-fast test-sqlite test-postgres lint format bench bench-post lock \
+	clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +66,11 @@ test: lint test-sqlite
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The POST table alone (docs/benchmarks.md): wrk (Debian's package) against the bare
+# yardstick and maskline's three set-ups, about two minutes.
+bench-post: $(STAMP)
+	$(BIN)/python -m bench.post
 
 # sippy declares the needs of its web UI and RTP generator, which maskline never
 # imports (its UA and transaction layer need only elperiodic and pycryptodome).

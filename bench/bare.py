@@ -1,6 +1,6 @@
 """The yardstick for POST /v1/masking/calls: FastAPI + asyncpg doing one INSERT, nothing else.
 
-Run by ``bench/production.py`` under uvicorn with as many worker processes as maskline
+Run by ``bench/post.py`` under uvicorn with as many worker processes as maskline
 gets API processes: ``BARE_DSN=postgresql://… uvicorn --factory bench.bare:create_app``.
 """
 

@@ -1,9 +1,9 @@
-"""Issue 4's figures: POST /v1/masking/calls throughput, and the engine's connect latency."""
+"""Issue 4's figure, the engine's connect latency; and what the other benchmarks share:
+the parties, a server's environment, an organisation no limit gets in the way of."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import os
@@ -44,62 +44,6 @@ def parties() -> Iterator[int]:
     return (n for n in itertools.count(7_000_012_345) if n % 10_000 > 3)
 
 
-async def hammer(
-    bases: list[str], key: str, *, clients: int, seconds: float
-) -> tuple[int, int, list[float]]:
-    """``clients`` concurrent clients, spread evenly over the API processes at ``bases``."""
-    counter = parties()
-    accepted = refused = 0
-    latencies: list[float] = []
-    stop_at = time.perf_counter() + seconds
-    headers = {"Authorization": f"Bearer {key}"}
-
-    async def client(http: httpx.AsyncClient) -> None:
-        nonlocal accepted, refused
-        while time.perf_counter() < stop_at:
-            a, b = next(counter), next(counter)
-            started = time.perf_counter()
-            response = await http.post(
-                "/v1/masking/calls",
-                headers=headers,
-                json={"party_a": str(a), "party_b": str(b), "record": False},
-            )
-            latencies.append(time.perf_counter() - started)
-            if response.status_code == 201:
-                accepted += 1
-            else:
-                refused += 1
-
-    limits = httpx.Limits(max_connections=clients)
-    async with contextlib.AsyncExitStack() as stack:
-        https = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(base_url=base, limits=limits, timeout=30)
-            )
-            for base in bases
-        ]
-        await asyncio.gather(*[client(https[n % len(https)]) for n in range(clients)])
-    return accepted, refused, latencies
-
-
-async def _baseline(base: str, *, clients: int, seconds: float = 5.0) -> float:
-    """What the client and the HTTP stack manage on a route that does no work."""
-    done = 0
-    stop_at = time.perf_counter() + seconds
-
-    async def client(http: httpx.AsyncClient) -> None:
-        nonlocal done
-        while time.perf_counter() < stop_at:
-            await http.get("/healthz")
-            done += 1
-
-    async with httpx.AsyncClient(
-        base_url=base, limits=httpx.Limits(max_connections=clients)
-    ) as http:
-        await asyncio.gather(*[client(http) for _ in range(clients)])
-    return done / seconds
-
-
 def server_env(database_url: str, tmp: Path, **extra: str) -> dict[str, str]:
     """The environment of a ``maskline serve`` process under benchmark."""
     return {
@@ -112,37 +56,12 @@ def server_env(database_url: str, tmp: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def unlimited_key(env: dict[str, str], name: str = "bench", number: str = "918099000001") -> str:
+def unlimited_key(env: dict[str, str]) -> str:
     """An organisation (made with the CLI) that no limit gets in the way of, with one masked
     number of its own; its API key."""
-    _cli(env, "org", "create", name, "--balance", "10000000", "--max-live-calls", "1000000")
-    _cli(env, "numbers", "add", number, "--org", name)
-    return str(_cli(env, "key", "create", "--org", name, "--rate-limit", "1000000")["api_key"])
-
-
-def post_throughput(kind: str, *, split: bool, clients: int = 32, seconds: float = 15.0) -> str:
-    """Accepted calls a second: one embedded process, or an API process beside an engine."""
-    from tests.support.server import running_server
-
-    with tempfile.TemporaryDirectory() as tmp, fresh_database(Path(tmp), kind=kind) as url:
-        env = server_env(url, Path(tmp))
-        key = unlimited_key(env)
-        with contextlib.ExitStack() as stack:
-            api_role = ("--role", "api") if split else ()
-            server = stack.enter_context(running_server(env, Path(tmp), extra_args=api_role))
-            if split:
-                stack.enter_context(running_server(env, Path(tmp), extra_args=("--role", "engine")))
-            baseline = asyncio.run(_baseline(server.base_url, clients=clients))
-            accepted, refused, latencies = asyncio.run(
-                hammer([server.base_url], key, clients=clients, seconds=seconds)
-            )
-    mode = "api process + engine process" if split else "one embedded process"
-    return (
-        f"POST /v1/masking/calls on {kind}, {mode}: {accepted / seconds:.0f} accepted/s "
-        f"({accepted} accepted, {refused} refused, {clients} clients, {seconds:.0f} s); "
-        f"request latency {summary_ms(latencies)}; the same client gets {baseline:.0f}/s "
-        "from GET /healthz"
-    )
+    _cli(env, "org", "create", "bench", "--balance", "10000000", "--max-live-calls", "1000000")
+    _cli(env, "numbers", "add", "918099000001", "--org", "bench")
+    return str(_cli(env, "key", "create", "--org", "bench", "--rate-limit", "1000000")["api_key"])
 
 
 async def unlimited_org(runtime: Runtime, name: str, pool: list[str]) -> str:

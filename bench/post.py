@@ -1,0 +1,195 @@
+"""Issue 14's table: POST /v1/masking/calls under wrk, beside the bare yardstick, in one run.
+
+Four cases, one after the other on the same machine, each on a fresh database:
+
+- bare: ``bench/bare.py`` (FastAPI + asyncpg, one INSERT) under uvicorn, 2 workers;
+- maskline on PostgreSQL: 2 ``maskline serve --role api`` processes, Redis rate limits;
+- the same plus an engine and a worker process, which dial every accepted call on the sim;
+- maskline embedded on SQLite: one ``maskline serve`` process, engine inside.
+
+Each case gets a short warm-up, then ``SECONDS`` of one wrk process (``CONNECTIONS``
+connections on ``THREADS`` threads); with 2 API processes each wrk thread sends to one
+of them. ``make bench-post`` prints the table; ``make bench`` prints it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from bench.bare import SCHEMA
+from bench.calls import server_env, unlimited_key
+from bench.loadgen import WrkRun, run_wrk
+from tests.support.databases import fresh_database
+from tests.support.server import free_port, running_server
+
+ROOT = Path(__file__).resolve().parent.parent
+CONNECTIONS = 32
+THREADS = 2
+SECONDS = 15.0
+WARMUP_SEC = 3.0
+API_PROCESSES = 2
+REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+@dataclass(frozen=True)
+class Running:
+    """maskline running for a case: the processes that serve the API, their
+    ``host:port``s, the key of an organisation no limit gets in the way of, the database."""
+
+    api_processes: list[subprocess.Popen[str]]
+    addresses: list[str]
+    key: str
+    database_url: str
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    run: WrkRun
+
+
+def _measure(targets: list[str], key: str) -> WrkRun:
+    """A warm-up (connection pools, statement caches), then the measured run; the two
+    use different numbers, so no party of the warm-up is live in the run."""
+    run_wrk(targets, key, block=0, connections=CONNECTIONS, threads=THREADS, seconds=WARMUP_SEC)
+    return run_wrk(
+        targets, key, block=THREADS, connections=CONNECTIONS, threads=THREADS, seconds=SECONDS
+    )
+
+
+@contextlib.contextmanager
+def bare_server(dsn: str, workers: int) -> Iterator[str]:
+    """``bench/bare.py`` under uvicorn with ``workers`` processes; its ``host:port``."""
+    asyncio.run(_create_table(dsn))
+    port = free_port()
+    env = {**os.environ, "BARE_DSN": dsn, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "uvicorn", "--factory", "bench.bare:create_app",
+            "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
+            "--no-access-log", "--log-level", "warning",
+        ],
+        env=env,
+        cwd=ROOT,
+    )  # fmt: skip
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://{address}/healthz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the bare endpoint did not come up")
+            time.sleep(0.1)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+async def _create_table(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(SCHEMA)
+    finally:
+        await conn.close()
+
+
+def _address(base_url: str) -> str:
+    return base_url.removeprefix("http://")
+
+
+def bare_case() -> Case:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        fresh_database(Path(tmp), kind="postgresql") as url,
+        bare_server(url, API_PROCESSES) as address,
+    ):
+        run = _measure([address], "unused")
+    return Case(f"bare FastAPI + asyncpg, one INSERT, {API_PROCESSES} uvicorn workers", run)
+
+
+@contextlib.contextmanager
+def postgresql_apis(tmp: Path, *, stack: bool) -> Iterator[Running]:
+    """``API_PROCESSES`` maskline API processes (and, with ``stack``, an engine and a worker)
+    on a fresh PostgreSQL database, with Redis for the rate limits."""
+    with fresh_database(tmp, kind="postgresql") as url:
+        env = server_env(url, tmp, MASKLINE_REDIS_URL=REDIS_URL)
+        key = unlimited_key(env)
+        with contextlib.ExitStack() as running:
+            apis = [
+                running.enter_context(running_server(env, tmp, extra_args=("--role", "api")))
+                for _ in range(API_PROCESSES)
+            ]
+            for role in ("engine", "worker") if stack else ():
+                running.enter_context(running_server(env, tmp, extra_args=("--role", role)))
+            yield Running([a.process for a in apis], [_address(a.base_url) for a in apis], key, url)
+
+
+def postgresql_case(*, stack: bool) -> Case:
+    with tempfile.TemporaryDirectory() as tmp, postgresql_apis(Path(tmp), stack=stack) as running:
+        run = _measure(running.addresses, running.key)
+    extra = " + engine + worker" if stack else ""
+    return Case(f"maskline, PostgreSQL, {API_PROCESSES} api processes{extra}", run)
+
+
+@contextlib.contextmanager
+def embedded_sqlite(tmp: Path) -> Iterator[Running]:
+    """One ``maskline serve`` (api, engine and worker) on a fresh SQLite file."""
+    with fresh_database(tmp, kind="sqlite") as url:
+        env = server_env(url, tmp)
+        key = unlimited_key(env)
+        with running_server(env, tmp) as server:
+            yield Running([server.process], [_address(server.base_url)], key, url)
+
+
+def sqlite_case() -> Case:
+    with tempfile.TemporaryDirectory() as tmp, embedded_sqlite(Path(tmp)) as running:
+        run = _measure(running.addresses, running.key)
+    return Case("maskline, SQLite, one embedded process (engine inside)", run)
+
+
+def _others(run: WrkRun) -> str:
+    others = run.other_than(201)
+    return ", ".join(f"{n} × {what}" for what, n in others.items()) or "0"
+
+
+def table(cases: list[Case]) -> str:
+    bare = cases[0].run.rate()
+    lines = [
+        f"POST /v1/masking/calls under wrk: {CONNECTIONS} connections, {THREADS} threads, "
+        f"{SECONDS:.0f} s each after a {WARMUP_SEC:.0f} s warm-up, same run",
+        "",
+        "| case | accepted/s | ratio to bare | p50 | p99 | not 201 |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for case in cases:
+        run = case.run
+        lines.append(
+            f"| {case.name} | {run.rate():.0f} | {run.rate() / max(bare, 1e-9):.2f} "
+            f"| {run.p50_sec * 1000:.1f} ms | {run.p99_sec * 1000:.1f} ms | {_others(run)} |"
+        )
+    return "\n".join(lines)
+
+
+def post_table() -> str:
+    return table(
+        [bare_case(), postgresql_case(stack=False), postgresql_case(stack=True), sqlite_case()]
+    )
+
+
+if __name__ == "__main__":
+    print(post_table(), flush=True)
