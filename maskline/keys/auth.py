@@ -57,7 +57,7 @@ def authenticated(budget_name: str = DEFAULT_BUDGET) -> object:
     """A dependency that authenticates the key and draws from its ``budget_name`` budget."""
 
     async def dependency(request: Request) -> Principal:
-        runtime: AuthServices = process_services(request)
+        runtime: AuthServices = await process_services(request)
         principal = await _authenticate(request, runtime)
         settings = runtime.settings
         if budget_name == CALL_STATUS_BUDGET:

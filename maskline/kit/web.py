@@ -44,10 +44,11 @@ class Services(Protocol):
     clock: Clock
 
 
-def process_services(request: Request) -> Any:
+async def process_services(request: Request) -> Any:
     """The object the composition root put on the app's state, for a dependency that
     reads it through its own protocol: ``Annotated[MyServices, Depends(process_services)]``
-    (the runtime declares each such protocol as a base, so mypy checks it provides them)."""
+    (the runtime declares each such protocol as a base, so mypy checks it provides them).
+    A coroutine, so that FastAPI runs it on the loop rather than in its thread pool."""
     return request.app.state.runtime
 
 
