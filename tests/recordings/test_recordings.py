@@ -159,8 +159,22 @@ class TestRecording:
     async def test_recording_ready_is_the_last_event_and_carries_the_url(self, api: Api) -> None:
         org = await api.make_org("rec-event", balance="10", numbers=1)
         call = await recorded_call(api, org)
-        feed = (await api.client.get("/v1/events", headers=org.auth)).json()["data"]
-        events = [(e["event"], e["sequence"]) for e in feed if e["call_sid"] == call["call_sid"]]
+
+        async def fetch() -> list[dict[str, Any]]:
+            data: list[dict[str, Any]] = (
+                await api.client.get("/v1/events", headers=org.auth)
+            ).json()["data"]
+            return [e for e in data if e["call_sid"] == call["call_sid"]]
+
+        # The feed gives an event its cursor after the commit (SPEC §6): wait for the last.
+        feed = await eventually_value(
+            fetch,
+            lambda events: any(e["event"] == "recording.ready" for e in events),
+            what="recording.ready in the feed",
+            within=10,
+            interval=0.05,
+        )
+        events = [(e["event"], e["sequence"]) for e in feed]
         assert events == [
             ("call.initiated", 1),
             ("call.ringing", 2),
