@@ -122,6 +122,7 @@ _MESSAGES = {
     "metadata": _METADATA,
 }
 _OWN_MESSAGE = frozenset({"same_party", "webhook_url"})
+_PARTIES = frozenset({"party_a", "party_b"})
 
 
 def _first_fault(exc: ValidationError) -> AppError:
@@ -129,11 +130,11 @@ def _first_fault(exc: ValidationError) -> AppError:
     field = str(error["loc"][0]) if error["loc"] else ""
     if error["type"] in _OWN_MESSAGE:
         message = error["msg"]
+    elif field in _PARTIES:
+        message = f"{field} must be a 10-digit Indian mobile number."
     else:
-        message = _MESSAGES.get(field, f"{field} must be a 10-digit Indian mobile number.")
-    if field in ("party_a", "party_b"):
-        return InvalidNumbers(message)
-    return InvalidRequest(message)
+        message = _MESSAGES.get(field, InvalidRequest.default_message)
+    return InvalidNumbers(message) if field in _PARTIES else InvalidRequest(message)
 
 
 def parse_new_call(

@@ -96,9 +96,9 @@ async def record_outcome(
 
     A 410 from the organisation's endpoint disables it and pauses its deliveries; a
     410 from a per-call ``webhook_url`` fails that delivery only. A delivery paused
-    while its attempt was in flight stays paused unless the attempt succeeded; one
-    released by ``webhook set`` while its attempt was in flight is due again at once,
-    whatever that attempt was answered.
+    while its attempt was in flight stays paused unless the attempt succeeded; a 410
+    to an attempt made before ``webhook set`` released the delivery pauses nothing,
+    and the delivery is due again at once.
     """
     endpoint = None
     if result.gone and job.to_endpoint:
