@@ -24,15 +24,16 @@ from tests.support.databases import AbortedOnce
 @pytest.mark.postgres_only  # SQLite's single writer cannot deadlock
 class TestDeadlockRetry:
     async def test_both_sides_of_a_deadlock_commit_once(self, own_database: str) -> None:
-        db = Database(own_database, pool_size=2)
+        # Two processes' writers (a process's own units share one transaction in turn).
+        first, second = Database(own_database, pool_size=2), Database(own_database, pool_size=2)
         try:
-            async with db.write() as session:
+            async with first.write() as session:
                 await session.execute(text("CREATE TABLE probe (id int PRIMARY KEY, n int)"))
                 await session.execute(text("INSERT INTO probe VALUES (1, 0), (2, 0)"))
             both_hold_one = asyncio.Barrier(2)
             runs: Counter[str] = Counter()
 
-            def crossing(name: str, first: int, second: int) -> Awaitable[None]:
+            def crossing(db: Database, name: str, first: int, second: int) -> Awaitable[None]:
                 async def unit(session: AsyncSession) -> None:
                     runs[name] += 1
                     bump = text("UPDATE probe SET n = n + 1 WHERE id = :id")
@@ -44,15 +45,16 @@ class TestDeadlockRetry:
 
                 return db.transaction(unit)
 
-            await asyncio.gather(crossing("a", 1, 2), crossing("b", 2, 1))
-            async with db.read() as session:
+            await asyncio.gather(crossing(first, "a", 1, 2), crossing(second, "b", 2, 1))
+            async with first.read() as session:
                 found = await session.execute(text("SELECT id, n FROM probe"))
                 rows = {row_id: n for row_id, n in found}
             assert rows == {1: 2, 2: 2}
             # PostgreSQL aborted one of them, which then ran a second time.
             assert sorted(runs.values()) == [1, 2]
         finally:
-            await db.dispose()
+            await first.dispose()
+            await second.dispose()
 
 
 ROWS_OF_ORG = {

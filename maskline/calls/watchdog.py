@@ -23,7 +23,8 @@ from maskline.calls.flow import Emit, LifetimeExceeded, Shutdown, step
 from maskline.calls.lifecycle import apply_state, state_of
 from maskline.calls.models import LIVE_STATUSES, Call
 from maskline.kit.clock import Clock
-from maskline.kit.db import Database, is_retryable
+from maskline.kit.db import Database
+from maskline.kit.writer import is_retryable
 from maskline.settings import Settings
 from maskline.telephony.carrier import Carrier
 from maskline.telephony.events import Dialog

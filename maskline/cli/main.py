@@ -65,7 +65,7 @@ def main() -> None:
         _fail(str(exc))
     except DBAPIError as exc:
         # Imported here, where a command has already loaded it: `--help` stays fast.
-        from maskline.kit.db import cause_of
+        from maskline.kit.writer import cause_of
 
         if isinstance(exc, OperationalError):
             _fail(f"the database cannot be reached or used: {cause_of(exc)}")

@@ -1,31 +1,29 @@
-"""Database engines and the two kinds of session: read and write.
+"""Database engines, read sessions and the group-commit writer.
 
-SQLite has one writer. Write sessions start with ``BEGIN IMMEDIATE`` so that
-a transaction holds the write lock from its first statement: two money
-transactions can never interleave, and no transaction fails half-way when
-it upgrades from a read lock. Read sessions use a deferred ``BEGIN`` and,
-thanks to WAL, never block writers.
+SQLite has one writer. Write transactions start with ``BEGIN IMMEDIATE`` so
+that a transaction holds the write lock from its first statement: two money
+transactions can never interleave, and no transaction fails half-way when it
+upgrades from a read lock. Read sessions use a deferred ``BEGIN`` and, thanks
+to WAL, never block writers.
 
-On PostgreSQL, a transaction that changes several rows can be aborted by the
-database (a deadlock, a serialization failure) through no fault of its own:
-``Database.transaction`` runs such a unit of work again from the start.
+Every write goes through ``Database.transaction``, which hands it to the
+process's ``GroupWriter`` (``kit/writer.py``): many units of work share one
+transaction and one commit, each in a savepoint of its own. On PostgreSQL, a
+unit that the database aborts (a deadlock, a serialization failure) through
+no fault of its own runs again from the start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import random
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import URL, Connection, Dialect
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -37,22 +35,16 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from maskline.errors import ConfigurationError
+from maskline.kit.writer import GroupWriter
 from maskline.settings import database_url
 
-log = logging.getLogger("maskline.db")
 T = TypeVar("T")
 
 SQLITE_MIN_VERSION = (3, 35, 0)
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 _WRITE_OPTION = "maskline_write"
-# PostgreSQL's "deadlock detected" and "could not serialize access": the transaction
-# was chosen as the victim and may simply be run again.
-RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
-TRANSACTION_RUNS = 5
-# Runs after the first wait up to this many seconds times the run number (random, so
-# the transactions that collided do not collide again in step).
-RETRY_BACKOFF_SEC = 0.02
-MAX_CAUSE_LENGTH = 200
+# Batchers side by side on PostgreSQL, each on a connection of its own (SQLite: one).
+PG_BATCHERS = 2
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -114,22 +106,6 @@ def check_sqlite_version() -> None:
         )
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """Whether the database aborted the transaction for a deadlock or a serialization failure."""
-    return (
-        isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
-    )
-
-
-def cause_of(exc: DBAPIError) -> str:
-    """What the database said went wrong, in one line ("deadlock detected",
-    "duplicate key value violates unique constraint …"): the driver's message, never
-    the statement, its parameters or PostgreSQL's DETAIL (which quotes row values)."""
-    source: BaseException = exc.orig if exc.orig is not None else exc
-    lines = str(source).strip().splitlines()
-    return (lines[0] if lines else source.__class__.__name__)[:MAX_CAUSE_LENGTH]
-
-
 def create_engine(url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
     full = database_url(url)
     if full.get_backend_name() == "sqlite":
@@ -138,7 +114,7 @@ def create_engine(url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
         event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
         return engine
-    return create_async_engine(full, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(full, pool_size=pool_size, max_overflow=10)
 
 
 class Database:
@@ -152,11 +128,12 @@ class Database:
         write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(write_engine, expire_on_commit=False)
-        # SQLite has one writer. Queueing this process's writers here, rather than
-        # letting each connection spin in SQLite's busy handler, keeps writes flowing;
-        # the busy timeout still arbitrates between processes.
-        self._write_turn: asyncio.Lock | contextlib.nullcontext[None] = (
-            asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
+        self.writer = GroupWriter(
+            write_engine,
+            batchers=1 if self.is_sqlite else PG_BATCHERS,
+            # SQLite has one writer: this process's batches never race each other for
+            # the lock (the busy timeout still arbitrates between processes).
+            turn=asyncio.Lock() if self.is_sqlite else None,
         )
 
     @asynccontextmanager
@@ -170,8 +147,9 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A write unit of work: committed when the block ends, rolled back on error."""
-        async with self._write_turn, self._write() as session:
+        """A write transaction of its own, outside the writer's batches: for schema
+        changes and tests. Committed when the block ends, rolled back on error."""
+        async with self._write() as session:
             try:
                 yield session
             except BaseException:
@@ -182,37 +160,20 @@ class Database:
     async def transaction(
         self, work: Callable[[AsyncSession], Awaitable[T]], *, transient: bool = False
     ) -> T:
-        """Run ``work`` as one write unit of work (see ``write``) and return its result.
+        """Run ``work`` as one write unit of work and return its result once committed.
 
-        When the database aborts it for a deadlock or a serialization failure, it is
-        rolled back and run again from the start, up to ``TRANSACTION_RUNS`` times in
-        all; so ``work`` must do nothing but database work (no network call, no
-        change to memory that a second run would repeat). With ``transient``, a lost
-        connection or a busy database (SQLite's write lock after its timeout) met
-        before the commit is run again too; one met during the commit is not, since
-        the commit may have landed.
+        ``work`` runs in a batch of the process's writer (``kit/writer.py``), in a
+        savepoint, on a session of its own; a failure of ``work`` rolls back its own
+        writes only and is raised here. When the database aborts it for a deadlock or
+        a serialization failure, it runs again from the start (at most five runs in
+        all); so ``work`` must do nothing but database work (no network call, no
+        change to memory that a second run would repeat, no wait for another unit).
+        With ``transient``, a lost connection or a busy database (SQLite's write lock
+        after its timeout) met before the commit runs it again too; one met during
+        the commit does not, since the commit may have landed.
         """
-        for run in range(1, TRANSACTION_RUNS + 1):
-            committing = False
-            try:
-                async with self.write() as session:
-                    result = await work(session)
-                    committing = True
-                return result
-            except DBAPIError as exc:
-                again = is_retryable(exc) or (
-                    transient
-                    and not committing
-                    and (
-                        exc.connection_invalidated
-                        or isinstance(exc, OperationalError | InterfaceError)
-                    )
-                )
-                if run == TRANSACTION_RUNS or not again:
-                    raise
-                log.info("transaction failed (%s), running it again", cause_of(exc))
-            await asyncio.sleep(random.uniform(0, RETRY_BACKOFF_SEC * run))
-        raise AssertionError("unreachable: the last run returns or raises")
+        return cast(T, await self.writer.run(work, transient=transient))
 
     async def dispose(self) -> None:
+        await self.writer.stop()
         await self.engine.dispose()

@@ -1,0 +1,264 @@
+"""Group commit: many short write units of work in one transaction (ARCHITECTURE §3).
+
+Callers hand a unit (a coroutine function of a session) to ``GroupWriter.run``
+and wait. A batcher task takes every unit queued when it is free, up to
+``MAX_BATCH``, and runs them one after another on one connection in one
+transaction, each in a SAVEPOINT of its own and with a session of its own:
+
+- a unit that raises is rolled back to its savepoint and its caller gets its
+  exception; the units before and after it commit;
+- after the last unit, one COMMIT: every caller is answered only then, so a
+  crash (kill -9) loses only work nobody was told was done;
+- a unit the database aborted for a deadlock or a serialization failure runs
+  again in a later batch (as ``Database.transaction`` always did).
+
+Nothing waits on purpose to fill a batch: while one batch runs, the next
+queues up, so the batch grows with the load and a lone unit commits at once.
+On SQLite the batcher is the process's single writer; on PostgreSQL a few run
+side by side, each on its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+log = logging.getLogger("maskline.db")
+
+Work = Callable[[AsyncSession], Awaitable[Any]]
+# PostgreSQL keeps the first 64 subtransactions of a transaction in shared memory;
+# past that, every snapshot taken anywhere consults pg_subtrans (a known slowdown).
+MAX_BATCH = 64
+TRANSACTION_RUNS = 5
+# A unit run again waits up to this many seconds times its run number (random, so the
+# units that collided do not collide again in step).
+RETRY_BACKOFF_SEC = 0.02
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+MAX_CAUSE_LENGTH = 200
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether the database aborted the work for a deadlock or a serialization failure."""
+    return (
+        isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
+    )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A lost connection, or a database busy past its timeout (SQLite's write lock)."""
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    )
+
+
+def cause_of(exc: DBAPIError) -> str:
+    """What the database said went wrong, in one line ("deadlock detected",
+    "duplicate key value violates unique constraint …"): the driver's message, never
+    the statement, its parameters or PostgreSQL's DETAIL (which quotes row values)."""
+    source: BaseException = exc.orig if exc.orig is not None else exc
+    lines = str(source).strip().splitlines()
+    return (lines[0] if lines else source.__class__.__name__)[:MAX_CAUSE_LENGTH]
+
+
+@dataclass(eq=False, slots=True)
+class _Unit:
+    work: Work
+    transient: bool
+    answer: asyncio.Future[Any]
+    runs: int = 0
+    # Set when the unit's savepoint was released; the caller learns it at the commit.
+    result: Any = None
+    done: bool = field(default=False)
+
+
+class _BatchBroken(Exception):
+    """The batch's connection or transaction is unusable: no unit of it can commit."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class GroupWriter:
+    """Runs write units of work in batches, each unit in a savepoint, one commit a batch.
+
+    ``begin`` opens the batch's connection and transaction (``BEGIN IMMEDIATE`` on
+    SQLite); ``turn`` is held around a whole batch (the process's SQLite write turn).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        batchers: int,
+        turn: asyncio.Lock | None = None,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._engine = engine
+        self._batchers = batchers
+        self._turn = turn
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Unit] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Units waiting to run again, by the timer that will queue them.
+        self._retries: dict[asyncio.TimerHandle, _Unit] = {}
+        self.batches = 0
+        self.units = 0
+
+    async def run(self, work: Work, *, transient: bool = False) -> Any:
+        """Run ``work`` in the next batch; its result once the batch has committed."""
+        loop = asyncio.get_running_loop()
+        self._start(loop)
+        unit = _Unit(work=work, transient=transient, answer=loop.create_future())
+        self._queue.put_nowait(unit)
+        return await unit.answer
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is loop and all(not task.done() for task in self._tasks):
+            return
+        if self._loop is not loop:
+            # A new event loop (each CLI command runs one): the old queue belongs to the old.
+            self._queue = asyncio.Queue()
+            self._retries.clear()
+        self._loop = loop
+        self._tasks = [task for task in self._tasks if not task.done() and task.get_loop() is loop]
+        while len(self._tasks) < self._batchers:
+            self._tasks.append(loop.create_task(self._batcher(), name="maskline-writer"))
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop the batchers (never mid-batch)."""
+        for handle, unit in self._retries.items():
+            handle.cancel()
+            if not unit.answer.done():
+                unit.answer.set_exception(RuntimeError("the database was closed"))
+        self._retries.clear()
+        tasks, self._tasks = self._tasks, []
+        current = asyncio.get_running_loop()
+        mine = [task for task in tasks if task.get_loop() is current]
+        if not mine:
+            return
+        await self._queue.join()
+        for task in mine:
+            task.cancel()
+        await asyncio.gather(*mine, return_exceptions=True)
+
+    async def _batcher(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                # Shielded: a batch is never cancelled half-way (see kit/loops.py); a
+                # cancelled batcher stops once its batch is done.
+                await asyncio.shield(self._run_batch(batch))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _run_batch(self, batch: list[_Unit]) -> None:
+        live = [unit for unit in batch if not unit.answer.done()]
+        if not live:
+            return
+        if self._turn is None:
+            await self._batch_on_connection(live)
+            return
+        async with self._turn:
+            await self._batch_on_connection(live)
+
+    async def _batch_on_connection(self, batch: list[_Unit]) -> None:
+        for unit in batch:
+            unit.runs += 1
+        committing = False
+        try:
+            async with self._engine.connect() as conn:
+                await conn.begin()
+                for unit in batch:
+                    await self._run_unit(conn, unit)
+                committing = True
+                await conn.commit()
+        except _BatchBroken as broken:
+            self._fail_batch(batch, broken.cause, committing=False)
+            return
+        except Exception as exc:
+            self._fail_batch(batch, exc, committing=committing)
+            return
+        except BaseException as exc:
+            self._fail_batch(batch, exc, committing=committing)
+            raise
+        self.batches += 1
+        for unit in batch:
+            if unit.done and not unit.answer.done():
+                self.units += 1
+                unit.answer.set_result(unit.result)
+
+    async def _run_unit(self, conn: AsyncConnection, unit: _Unit) -> None:
+        """Run one unit in a savepoint; its own failure is its caller's alone."""
+        if unit.answer.done():
+            return
+        session = AsyncSession(
+            bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        try:
+            result = await unit.work(session)
+            await session.commit()  # RELEASE SAVEPOINT: kept, committed with the batch
+        except Exception as exc:
+            try:
+                await session.rollback()  # ROLLBACK TO SAVEPOINT
+            except Exception as unusable:
+                raise _BatchBroken(unusable) from exc
+            if is_transient(exc) and conn.invalidated:
+                raise _BatchBroken(exc) from None
+            self._unit_failed(unit, exc)
+            return
+        finally:
+            await session.close()
+        unit.result, unit.done = result, True
+
+    def _unit_failed(self, unit: _Unit, exc: BaseException) -> None:
+        if is_retryable(exc) and unit.runs < TRANSACTION_RUNS:
+            assert isinstance(exc, DBAPIError)
+            log.info("transaction failed (%s), running it again", cause_of(exc))
+            self._again(unit)
+            return
+        if not unit.answer.done():
+            unit.answer.set_exception(exc)
+
+    def _fail_batch(self, batch: list[_Unit], exc: BaseException, *, committing: bool) -> None:
+        """The batch did not commit (or may not have): nobody's work is acknowledged.
+
+        Before the commit, a unit is run again when the failure is one it may be run
+        again for (a deadlock; a lost connection or a busy database when it said it is
+        ``transient``); during the commit, which may have landed, never.
+        """
+        for unit in batch:
+            if unit.answer.done():
+                continue
+            again = not committing and (is_retryable(exc) or (unit.transient and is_transient(exc)))
+            if again and unit.runs < TRANSACTION_RUNS:
+                if isinstance(exc, DBAPIError):
+                    log.info("transaction failed (%s), running it again", cause_of(exc))
+                unit.done, unit.result = False, None
+                self._again(unit)
+            else:
+                unit.answer.set_exception(exc)
+
+    def _again(self, unit: _Unit) -> None:
+        loop = asyncio.get_running_loop()
+        delay = random.uniform(0, RETRY_BACKOFF_SEC * unit.runs)
+
+        def requeue() -> None:
+            self._retries.pop(handle, None)
+            if not unit.answer.done():
+                self._queue.put_nowait(unit)
+
+        handle = loop.call_later(delay, requeue)
+        self._retries[handle] = unit
