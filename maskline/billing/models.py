@@ -16,11 +16,15 @@ class Wallet(Base):
         CheckConstraint("balance >= 0", name="balance_non_negative"),
         CheckConstraint("reserved >= 0", name="reserved_non_negative"),
         CheckConstraint("reserved <= balance", name="reserved_within_balance"),
+        CheckConstraint("live_calls >= 0", name="live_calls_non_negative"),
     )
 
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
     balance: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Calls accepted and not yet ended: the live-call cap, kept beside the hold it goes
+    # with so that one conditional statement checks and takes both (SPEC §4, §7).
+    live_calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -9,8 +9,9 @@ writes its ledger entry in the same transaction.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing.models import LedgerEntry, Wallet
@@ -148,10 +149,53 @@ async def hold(session: AsyncSession, org_id: str, amount: int, *, now: datetime
     return held is not None
 
 
-async def can_hold(session: AsyncSession, org_id: str, amount: int) -> bool:
-    """Whether ``hold`` of ``amount`` would succeed now (a read: nothing is reserved)."""
+class CallHold(Enum):
+    """The outcome of holding a new call's first minute (SPEC §1's order: money first)."""
+
+    HELD = "held"
+    NO_BALANCE = "no_balance"
+    TOO_MANY_LIVE = "too_many_live"
+
+
+async def hold_call(
+    session: AsyncSession, org_id: str, amount: int, *, max_live_calls: int, now: datetime
+) -> CallHold:
+    """Reserve a new call's ``amount`` and count it live, in one conditional statement:
+    only when the balance covers it and fewer than ``max_live_calls`` calls are live.
+    The wallet's row lock makes both limits exact under concurrency."""
+    if amount <= 0:
+        raise ValueError("a hold must be positive")
+    held = (
+        await session.execute(
+            update(Wallet)
+            .where(
+                owned_by(Wallet, org_id),
+                Wallet.balance - Wallet.reserved >= amount,
+                Wallet.live_calls < max_live_calls,
+            )
+            .values(
+                reserved=Wallet.reserved + amount,
+                live_calls=Wallet.live_calls + 1,
+                updated_at=now,
+            )
+            .returning(Wallet.reserved)
+        )
+    ).scalar_one_or_none()
+    if held is not None:
+        return CallHold.HELD
+    return await could_hold_call(session, org_id, amount, max_live_calls=max_live_calls)
+
+
+async def could_hold_call(
+    session: AsyncSession, org_id: str, amount: int, *, max_live_calls: int
+) -> CallHold:
+    """What ``hold_call`` would answer now (a read: nothing is reserved)."""
     wallet = await get_wallet(session, org_id)
-    return wallet.balance - wallet.reserved >= amount
+    if wallet.balance - wallet.reserved < amount:
+        return CallHold.NO_BALANCE
+    if wallet.live_calls >= max_live_calls:
+        return CallHold.TOO_MANY_LIVE
+    return CallHold.HELD
 
 
 async def settle_hold(
@@ -164,7 +208,8 @@ async def settle_hold(
     call_sid: str,
     reference: str | None = None,
 ) -> LedgerEntry | None:
-    """Release a hold of ``held`` paise and charge ``charge`` (≤ held) in one statement."""
+    """At a call's end: release its hold of ``held`` paise, charge ``charge`` (≤ held)
+    and count it no longer live, in one statement."""
     if not 0 <= charge <= held:
         raise ValueError("a settled charge must be within its hold")
     row = (
@@ -174,6 +219,7 @@ async def settle_hold(
             .values(
                 balance=Wallet.balance - charge,
                 reserved=Wallet.reserved - held,
+                live_calls=case((Wallet.live_calls > 0, Wallet.live_calls - 1), else_=0),
                 updated_at=now,
             )
             .returning(Wallet.balance)

@@ -18,17 +18,16 @@ from maskline.calls.models import Call
 from maskline.calls.schemas import CallOut, talk_seconds
 from maskline.numbers.pool import release_number
 from maskline.recordings import repository as recordings
-from maskline.webhooks.models import CallEvent
 from maskline.webhooks.outbox import record_event
 
 
 async def record_call_event(
     session: AsyncSession, call: Call, event: str, *, public_url: str, now: datetime
-) -> CallEvent:
+) -> None:
     """Store ``event`` for ``call`` in the outbox, with the call object as it now stands
     (SPEC §6)."""
     call.event_seq += 1
-    row, _ = await record_event(
+    await record_event(
         session,
         org_id=call.org_id,
         event=event,
@@ -38,7 +37,6 @@ async def record_call_event(
         webhook_url=call.webhook_url,
         now=now,
     )
-    return row
 
 
 def pricing_of(call: Call) -> Pricing:
@@ -99,7 +97,7 @@ async def apply_state(
         talk = talk_seconds(call)
         call.talk_sec = talk or 0
         await talktime.settle(session, call, pricing_of(call), talk_sec=talk, now=now)
-        await release_number(session, call.call_sid)
+        await release_number(session, call.call_sid, now=now)
         if call.bridged_at is None:
             call.recording_status = "none"
         elif call.record:

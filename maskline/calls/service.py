@@ -6,7 +6,7 @@ import json
 import uuid
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing import wallet
@@ -14,15 +14,16 @@ from maskline.calls import idempotency, repository
 from maskline.calls.flow import EVENT_NAMES, Emit, HangupRequested, Status, step
 from maskline.calls.idempotency import StoredResponse
 from maskline.calls.intake import NewCall
-from maskline.calls.lifecycle import apply_state, record_call_event, state_of
-from maskline.calls.models import LIVE_STATUSES, TERMINAL_STATUSES, Call
+from maskline.calls.lifecycle import apply_state, state_of
+from maskline.calls.models import TERMINAL_STATUSES, Call
 from maskline.calls.schemas import CallOut
 from maskline.errors import InsufficientBalance, NoMaskedNumber, NotFound, RateLimited
 from maskline.kit.ids import new_call_sid
 from maskline.kit.money import pulse_price_paise
-from maskline.kit.scope import owned_by, scoped
-from maskline.numbers.pool import lease_number, touch_number
+from maskline.kit.scope import scoped
+from maskline.numbers.pool import lease_number
 from maskline.orgs.service import get_org
+from maskline.webhooks.outbox import record_event
 
 TOO_MANY_LIVE = "Too many live calls for this organisation."
 API_OWNER = "api"
@@ -67,10 +68,9 @@ async def create_call(
     )
     if masked is None:
         # SPEC §1's order: a call that could not be paid for is 402 before it is 503.
-        if not await wallet.can_hold(session, org_id, minute):
-            raise InsufficientBalance()
-        if await _live_calls(session, org_id) >= org.max_live_calls:
-            raise RateLimited(TOO_MANY_LIVE, headers={"Retry-After": "5"})
+        _refuse(
+            await wallet.could_hold_call(session, org_id, minute, max_live_calls=org.max_live_calls)
+        )
         raise NoMaskedNumber()
     call = Call(
         call_sid=call_sid,
@@ -95,42 +95,42 @@ async def create_call(
         price_paise=0,
         talk_sec=0,
         recording_status="pending" if request.record else "none",
-        event_seq=0,
+        event_seq=1,
     )
-    session.add(call)
-    # The call row is inserted with the event's flush (one statement fewer on the hot path).
-    await record_call_event(
-        session, call, EVENT_NAMES[Status.INITIATED], public_url=public_url, now=now
+    data = CallOut.build(call, public_url=public_url).model_dump(mode="json")
+    # The call's row, its event and the event's delivery: one statement on PostgreSQL.
+    await record_event(
+        session,
+        org_id=org_id,
+        event=EVENT_NAMES[Status.INITIATED],
+        call_sid=call_sid,
+        sequence=call.event_seq,
+        data=data,
+        webhook_url=call.webhook_url,
+        now=now,
+        before=[repository.insert_call(call)],
     )
-    # The rows every call of the organisation shares (its wallet) and every call on the
-    # number shares are locked last, so they are held only until the commit that follows:
-    # concurrent requests queue for the least time. A failure rolls everything back.
-    if not await wallet.hold(session, org_id, minute, now=now):
-        raise InsufficientBalance()
-    # Counted under the wallet's lock, this call included: the cap holds exactly.
-    if await _live_calls(session, org_id) > org.max_live_calls:
-        raise RateLimited(TOO_MANY_LIVE, headers={"Retry-After": "5"})
-    await touch_number(session, masked, now=now)
-    body = json.dumps(
-        {"data": CallOut.build(call, public_url=public_url).model_dump(mode="json")},
-        separators=(",", ":"),
-        ensure_ascii=False,
+    # The row every call of the organisation shares (its wallet) is written last, so it
+    # is held for the least time before the commit. The balance and the live-call cap
+    # are checked and taken by the same statement: both hold exactly under concurrency.
+    # A refusal rolls back everything above.
+    _refuse(
+        await wallet.hold_call(session, org_id, minute, max_live_calls=org.max_live_calls, now=now)
     )
-    response = StoredResponse(201, body)
+    response = StoredResponse(
+        201, json.dumps({"data": data}, separators=(",", ":"), ensure_ascii=False)
+    )
     if idempotency_key is not None:
         await idempotency.store_response(session, org_id, idempotency_key, response)
     return response
 
 
-async def _live_calls(session: AsyncSession, org_id: str) -> int:
-    live: int = (
-        await session.execute(
-            select(func.count())
-            .select_from(Call)
-            .where(owned_by(Call, org_id), Call.status.in_(LIVE_STATUSES))
-        )
-    ).scalar_one()
-    return live
+def _refuse(hold: wallet.CallHold) -> None:
+    """The error for a new call that cannot be held (402 before 429, SPEC §1)."""
+    if hold is wallet.CallHold.NO_BALANCE:
+        raise InsufficientBalance()
+    if hold is wallet.CallHold.TOO_MANY_LIVE:
+        raise RateLimited(TOO_MANY_LIVE, headers={"Retry-After": "5"})
 
 
 def _valid_sid(call_sid: str) -> bool:

@@ -98,7 +98,7 @@ def test(org_ref: str, as_json: bool) -> None:
             endpoint = await service.get_endpoint(session, found.id)
             if endpoint is None or not endpoint.url:
                 raise InvalidRequest("This organisation has no webhook URL: run 'webhook set'.")
-            event, delivery = await record_event(
+            recorded = await record_event(
                 session,
                 org_id=found.id,
                 event="webhook.test",
@@ -108,16 +108,17 @@ def test(org_ref: str, as_json: bool) -> None:
                 webhook_url=None,
                 now=now,
             )
-            assert delivery is not None
+            assert recorded.delivery_id is not None
+            assert recorded.url is not None
             return Job(
-                delivery.id,
+                recorded.delivery_id,
                 found.id,
-                delivery.url,
-                event.id,
-                event.payload.encode(),
+                recorded.url,
+                recorded.event_id,
+                recorded.payload.encode(),
                 0,
                 True,
-                delivery.next_attempt_at,
+                now,
             )
 
         # Queued and committed first; the attempt (network) follows, once.

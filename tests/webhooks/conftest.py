@@ -7,8 +7,7 @@ import pytest
 
 from maskline.kit.clock import ScaledClock
 from maskline.webhooks import service
-from maskline.webhooks.models import CallEvent, WebhookDelivery
-from maskline.webhooks.outbox import record_event
+from maskline.webhooks.outbox import Recorded, record_event
 from tests.calls.conftest import call_settings
 from tests.support.api import Api, OrgHandle, running_api
 
@@ -30,9 +29,7 @@ async def point_at(api: Api, org: OrgHandle, url: str) -> None:
         )
 
 
-async def webhook_test_events(
-    api: Api, org: OrgHandle, count: int = 1
-) -> list[tuple[CallEvent, WebhookDelivery | None]]:
+async def webhook_test_events(api: Api, org: OrgHandle, count: int = 1) -> list[Recorded]:
     """``count`` ``webhook.test`` events for the organisation, in one transaction. They
     belong to no call, so nothing orders them: all are due at once."""
     async with api.runtime.db.write() as session:

@@ -410,17 +410,18 @@ class TestAttemptsThatRaise:
             org = await api.make_org("hook-raises")
             await point_at(api, org, "http://127.0.0.1:9/hooks")
             runtime = api.runtime
-            [(event, delivery)] = await webhook_test_events(api, org)
-            assert delivery is not None
+            [recorded] = await webhook_test_events(api, org)
+            assert recorded.delivery_id is not None
+            assert recorded.url is not None
             job = Job(
-                delivery.id,
+                recorded.delivery_id,
                 org.id,
-                delivery.url,
-                event.id,
-                event.payload.encode(),
+                recorded.url,
+                recorded.event_id,
+                recorded.payload.encode(),
                 0,
                 True,
-                delivery.next_attempt_at,
+                runtime.clock.now(),
             )
             async with httpx.AsyncClient(transport=httpx.MockTransport(broken)) as client:
                 await deliver(
