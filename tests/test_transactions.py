@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from maskline.errors import InsufficientBalance
 from maskline.kit.db import Database
 from tests.calls.conftest import call_settings
 from tests.conftest import TEST_SECRET_KEY, Cli
@@ -118,3 +120,63 @@ class TestAbortedUnitsRunAgain:
             assert await _count(own_database, "calls", org.id) == 1
             wallet = await billing(api, org)
             assert (wallet["balance"], wallet["reserved"]) == (100, wallet["minimum_balance"])
+
+
+class TestGroupCommit:
+    """ARCHITECTURE §3: units of work queued together share one transaction, each in a
+    savepoint: one that fails answers its own caller, the rest commit."""
+
+    async def test_a_unit_failing_inside_a_batch_fails_alone(self, own_database: str) -> None:
+        db = Database(own_database, pool_size=2)
+        try:
+            async with db.write() as session:
+                await session.execute(text("CREATE TABLE probe (id int PRIMARY KEY, note text)"))
+            holding = asyncio.Event()
+            release = asyncio.Event()
+
+            async def first(session: AsyncSession) -> str:
+                await session.execute(text("INSERT INTO probe VALUES (1, 'first')"))
+                # The writer is busy with this batch: the units below queue for the next.
+                holding.set()
+                await release.wait()
+                return "first"
+
+            def insert(row_id: int, note: str) -> Callable[[AsyncSession], Awaitable[str]]:
+                async def unit(session: AsyncSession) -> str:
+                    await session.execute(
+                        text("INSERT INTO probe VALUES (:id, :note)"), {"id": row_id, "note": note}
+                    )
+                    return note
+
+                return unit
+
+            async def refused(session: AsyncSession) -> str:
+                await session.execute(text("INSERT INTO probe VALUES (3, 'written, then refused')"))
+                raise InsufficientBalance()
+
+            batches = db.writer.batches
+            started = asyncio.create_task(db.transaction(first))
+            await holding.wait()
+            queued = [
+                asyncio.create_task(db.transaction(unit))
+                for unit in (
+                    insert(2, "second"),
+                    refused,
+                    insert(2, "a duplicate of the second"),
+                    insert(4, "fourth"),
+                )
+            ]
+            await asyncio.sleep(0)  # every unit is queued before the writer is free
+            release.set()
+            outcomes = await asyncio.gather(started, *queued, return_exceptions=True)
+            async with db.read() as session:
+                rows = dict((await session.execute(text("SELECT id, note FROM probe"))).all())
+        finally:
+            await db.dispose()
+        assert outcomes[:2] == ["first", "second"]
+        assert isinstance(outcomes[2], InsufficientBalance)
+        assert isinstance(outcomes[3], IntegrityError)
+        assert outcomes[4] == "fourth"
+        # The four queued units were one batch: one commit after the first's.
+        assert db.writer.batches == batches + 2
+        assert rows == {1: "first", 2: "second", 4: "fourth"}
