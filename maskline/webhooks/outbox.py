@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Executable, Integer, and_, case, literal, select
+from sqlalchemy import Boolean, Executable, Integer, case, literal, select
 from sqlalchemy import insert as core_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from maskline.kit.clock import rfc3339
 from maskline.kit.ids import new_id
+from maskline.kit.scope import owned_by
 from maskline.webhooks.models import CallEvent, WebhookDelivery, WebhookEndpoint
 
 
@@ -71,13 +72,8 @@ def _delivery(
         WebhookEndpoint.url.label("url"),
         literal(True, Boolean()).label("to_endpoint"),
         case((WebhookEndpoint.enabled, "pending"), else_="paused").label("status"),
-    ).where(
-        and_(
-            WebhookEndpoint.org_id == org_id,
-            WebhookEndpoint.url.is_not(None),
-            WebhookEndpoint.url != "",
-        )
-    )
+    ).where(owned_by(WebhookEndpoint, org_id), WebhookEndpoint.url.is_not(None))
+    endpoint = endpoint.where(WebhookEndpoint.url != "")
     names = [*fixed, "url", "to_endpoint", "status"]
     return core_insert(WebhookDelivery).from_select(names, endpoint)
 
