@@ -232,7 +232,7 @@ def create_app(
             db = Database(settings.database_url)
             started.push_async_callback(db.dispose)
             runtime_clock = clock or SystemClock()
-            limiter = RateLimiter(settings.redis_url)
+            limiter = RateLimiter(settings.redis_url, clock=runtime_clock)
             started.callback(limiter.close)
             data_dir = Path(settings.data_dir)
             spool = Spool(data_dir / "spool")
