@@ -35,6 +35,7 @@ from maskline.errors import (
     envelope,
     list_errors,
 )
+from maskline.keys.principals import PrincipalCache
 from maskline.kit.bodies import BODY_METHODS, BodyLimitMiddleware
 from maskline.kit.clock import Clock, SystemClock
 from maskline.kit.crypto import KeyedDigest, SecretBox, resolve_secret_key
@@ -230,7 +231,8 @@ def create_app(
         async with contextlib.AsyncExitStack() as started:
             db = Database(settings.database_url)
             started.push_async_callback(db.dispose)
-            limiter = RateLimiter(settings.redis_url)
+            runtime_clock = clock or SystemClock()
+            limiter = RateLimiter(settings.redis_url, clock=runtime_clock)
             started.callback(limiter.close)
             data_dir = Path(settings.data_dir)
             spool = Spool(data_dir / "spool")
@@ -239,9 +241,10 @@ def create_app(
             runtime = Runtime(
                 settings=settings,
                 db=db,
-                clock=clock or SystemClock(),
+                clock=runtime_clock,
                 box=SecretBox(secret_key),
                 limiter=limiter,
+                principals=PrincipalCache(runtime_clock),
                 signer=UrlSigner(secret_key),
                 storage=LocalStorage(data_dir / "recordings"),
                 spool=spool,

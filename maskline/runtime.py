@@ -14,6 +14,7 @@ from maskline.calls.engine import CallEngine
 from maskline.calls.idempotency import InFlight
 from maskline.calls.router import CallsServices
 from maskline.keys.auth import AuthServices
+from maskline.keys.principals import PrincipalCache
 from maskline.kit.clock import Clock
 from maskline.kit.crypto import KeyedDigest, SecretBox
 from maskline.kit.db import Database
@@ -49,6 +50,8 @@ class Runtime(
     clock: Clock
     box: SecretBox
     limiter: RateLimiter
+    # Keys that authenticated in this process in the last second (keys/principals.py).
+    principals: PrincipalCache
     signer: UrlSigner
     storage: Storage
     spool: Spool

@@ -9,6 +9,7 @@ from maskline.kit.clock import SystemClock
 from maskline.settings import Settings
 from tests.conftest import Cli
 from tests.support.api import Api, ShiftedClock, running_api
+from tests.support.waits import eventually_value
 
 BILLING = "/v1/masking/billing"
 
@@ -80,7 +81,17 @@ class TestKeyLifecycle:
         assert revoked["id"] == first_id
         assert isinstance(revoked["revoked_at"], str)
 
-        await _unauthorized(api, org.auth, "The API key has been revoked.")
+        # Every API process stops accepting it within a second (it remembers keys that
+        # authenticated for that long).
+        refused = await eventually_value(
+            lambda: api.client.get(BILLING, headers=org.auth),
+            lambda r: r.status_code != 200,
+            what="the revoked key to be refused",
+        )
+        assert refused.status_code == 401
+        assert refused.json() == {
+            "error": {"code": "unauthorized", "message": "The API key has been revoked."}
+        }
         assert (await api.client.get(BILLING, headers=second_auth)).status_code == 200
 
     async def test_expired_key_is_401(self, api: Api, cli: Cli, settings: Settings) -> None:

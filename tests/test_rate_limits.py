@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 
+from maskline.keys import service as keys
 from maskline.keys.service import generate_key
 from maskline.orgs.service import OrgTerms
 from maskline.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, Cli
-from tests.support.api import Api, running_api
+from tests.support.api import Api, ManualClock, running_api
 from tests.support.server import running_server
+from tests.support.waits import eventually
 
 BILLING = "/v1/masking/billing"
+REDIS = ("127.0.0.1", 6379)
+# A Redis database no other test uses, so that MONITOR sees only this test's commands.
+MONITORED_DB = 12
 
 
 async def _spend(client: httpx.AsyncClient, auth: dict[str, str], count: int) -> list[int]:
@@ -137,3 +148,159 @@ class TestFailedAuthenticationBehindProxies:
             one = self._codes(server.base_url, ["198.51.100.9"] * 4)
         # Four clients, each with its own budget; one client, limited after three.
         assert (others, one) == ([401, 401, 401, 401], [401, 401, 401, 429])
+
+
+def _quarter_past_a_second() -> ManualClock:
+    """A clock standing 0.25 s into a whole second, so each header value is exact."""
+    return ManualClock(datetime.now(UTC).replace(microsecond=250_000))
+
+
+def _budget(response: httpx.Response) -> tuple[int, str, str, str, str | None]:
+    headers = response.headers
+    return (
+        response.status_code,
+        headers["RateLimit-Limit"],
+        headers["RateLimit-Remaining"],
+        headers["RateLimit-Reset"],
+        headers.get("Retry-After"),
+    )
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> str | None:
+    """Where the budgets are counted: this process's memory, or Redis."""
+    return None if request.param == "memory" else "redis://127.0.0.1:6379/0"
+
+
+class TestTheWindow:
+    """The window moves with the clock in whole seconds: a request leaves it at the end
+    of the 60th second after its own began, and the headers say exactly when."""
+
+    async def test_headers_and_refusals_follow_the_apps_clock(
+        self, settings: Settings, store: str | None
+    ) -> None:
+        clock = _quarter_past_a_second()
+        limited = settings.model_copy(update={"redis_url": store, "rate_limit_per_minute": 3})
+        async with running_api(limited, clock=clock, role="api") as api:
+            org = await api.make_org(f"rl-window-{uuid.uuid4().hex[:6]}")
+
+            async def draw() -> tuple[int, str, str, str, str | None]:
+                return _budget(await api.client.get(BILLING, headers=org.auth))
+
+            at_0 = await draw()
+            clock.advance(10)
+            at_10 = await draw()
+            clock.advance(20)
+            at_30 = [await draw(), await draw()]
+            # 29.5 s later the first request (0.25 s into second 0) is still in the window.
+            clock.advance(29.5)
+            at_59_75 = await draw()
+            # At 60.0 its second has left the window: one request fits again.
+            clock.advance(0.25)
+            at_60 = [await draw(), await draw()]
+        assert at_0 == (200, "3", "2", "60", None)
+        assert at_10 == (200, "3", "1", "60", None)
+        # Refused: one more fits when second 0 leaves, 29.75 s away (rounded up); the
+        # budget is whole when second 30 leaves, 59.75 s away.
+        assert at_30 == [(200, "3", "0", "60", None), (429, "3", "0", "60", "30")]
+        assert at_59_75 == (429, "3", "0", "31", "1")
+        assert at_60 == [(200, "3", "0", "60", None), (429, "3", "0", "60", "10")]
+
+
+@contextmanager
+def _monitoring() -> Iterator[list[str]]:
+    """Every command Redis runs meanwhile (MONITOR), one line each as Redis prints it."""
+    sock = socket.create_connection(REDIS)
+    reader = sock.makefile("rb")
+    sock.sendall(b"MONITOR\r\n")
+    assert reader.readline() == b"+OK\r\n"
+    lines: list[str] = []
+
+    def read() -> None:
+        for raw in reader:
+            lines.append(raw.decode(errors="replace").rstrip("\r\n"))
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    try:
+        yield lines
+    finally:
+        sock.shutdown(socket.SHUT_RDWR)
+        thread.join(timeout=5)
+        reader.close()
+        sock.close()
+
+
+def _source(line: str) -> tuple[str, str]:
+    """A MONITOR line's database and whether a client or a Lua script sent it:
+    ``+1796245396.639374 [12 127.0.0.1:37614] "EVALSHA" ...``, ``... [12 lua] ...``."""
+    db, _, sender = line.partition("[")[2].partition("]")[0].partition(" ")
+    return db, "lua" if sender == "lua" else "client"
+
+
+def _redis(*command: str) -> bytes:
+    """One command on its own connection; its raw answer."""
+    with socket.create_connection(REDIS) as sock:
+        parts = [f"*{len(command)}\r\n".encode()]
+        for arg in command:
+            parts.append(f"${len(arg.encode())}\r\n{arg}\r\n".encode())
+        sock.sendall(b"".join(parts))
+        return sock.recv(65536)
+
+
+class TestRedisBudgets:
+    async def test_each_request_costs_one_round_trip_to_redis(self, settings: Settings) -> None:
+        clock = _quarter_past_a_second()
+        shared = settings.model_copy(
+            update={
+                "redis_url": f"redis://127.0.0.1:6379/{MONITORED_DB}",
+                "rate_limit_per_minute": 3,
+            }
+        )
+        bad = {"Authorization": f"Bearer {generate_key(test=False)}"}
+        async with running_api(shared, clock=clock, role="api") as api:
+            org = await api.make_org(f"rl-trips-{uuid.uuid4().hex[:6]}")
+            async with api.runtime.db.read() as session:
+                (key,) = await keys.list_keys(session, org.id)
+            # Connected, and the script known to Redis, before counting.
+            assert (await api.client.get(BILLING, headers=bad)).status_code == 401
+            with _monitoring() as seen:
+                answers = [await api.client.get(BILLING, headers=org.auth) for _ in range(4)]
+                refused_key = await api.client.get(BILLING, headers=bad)
+                marker = f"rl-trips-done-{uuid.uuid4().hex}"
+                _redis("ECHO", marker)
+                await eventually(lambda: any(marker in line for line in seen), what="the marker")
+        assert [_budget(a) for a in answers] == [
+            (200, "3", "2", "60", None),
+            (200, "3", "1", "60", None),
+            (200, "3", "0", "60", None),
+            (429, "3", "0", "60", "60"),
+        ]
+        assert refused_key.status_code == 401
+        # What clients sent to the database (the script's own commands show as "lua").
+        ours = [line for line in seen if _source(line) == (str(MONITORED_DB), "client")]
+        commands = [line.split("] ", 1)[1].split(" ")[0] for line in ours]
+        # One EVALSHA per request (four on the key's budget, one on the address's budget
+        # for failed authentication), and nothing else.
+        assert commands == ['"EVALSHA"'] * 5, ours
+        key_budget = f"maskline:budget:key:{key.id}:default"
+        assert [key_budget in line for line in ours] == [True] * 4 + [False]
+        assert "maskline:budget:auth-failure:127.0.0.1" in ours[4]
+
+    async def test_a_redis_that_forgot_the_script_is_taught_it_again(
+        self, settings: Settings
+    ) -> None:
+        clock = _quarter_past_a_second()
+        shared = settings.model_copy(
+            update={"redis_url": "redis://127.0.0.1:6379/0", "rate_limit_per_minute": 3}
+        )
+        async with running_api(shared, clock=clock, role="api") as api:
+            org = await api.make_org(f"rl-noscript-{uuid.uuid4().hex[:6]}")
+            first = await api.client.get(BILLING, headers=org.auth)
+            # As after a restart of Redis: EVALSHA answers NOSCRIPT.
+            assert _redis("SCRIPT", "FLUSH") == b"+OK\r\n"
+            second = await api.client.get(BILLING, headers=org.auth)
+        assert [_budget(first), _budget(second)] == [
+            (200, "3", "2", "60", None),
+            (200, "3", "1", "60", None),
+        ]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.errors import NotFound, Unauthorized
 from maskline.keys.models import ApiKey
+from maskline.keys.principals import CallTerms, KeyGrant, Principal, PrincipalCache
 from maskline.kit.ids import ALPHABET, new_id, random_base62
 from maskline.kit.scope import owned_by, scoped
 from maskline.orgs.models import Organisation
@@ -23,9 +23,6 @@ DISPLAY_PREFIX_LENGTH = 4
 KEY_PATTERN = re.compile(
     rf"vp_(live|test)_([A-Za-z0-9]{{{BODY_LENGTH}}})([A-Za-z0-9]{{{CHECKSUM_LENGTH}}})"
 )
-# last_used_at is a hint for operators, not an audit log: refresh it at most this often
-# so that authentication does not turn every read into a write.
-LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 def _checksum(text: str) -> str:
@@ -59,17 +56,6 @@ def display_prefix(raw: str) -> str:
     return raw[: len("vp_live_") + DISPLAY_PREFIX_LENGTH]
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: the key and its organisation."""
-
-    key_id: str
-    org_id: str
-    is_sandbox: bool
-    rate_limit: int | None
-    needs_touch: bool
-
-
 async def create_key(
     session: AsyncSession,
     org: Organisation,
@@ -95,30 +81,68 @@ async def create_key(
     return key, raw
 
 
-async def authenticate(session: AsyncSession, raw: str, *, now: datetime) -> Principal:
+def key_hash_of(raw: str) -> str:
+    """The hash a key is stored and remembered under; 401 for a malformed key (no lookup)."""
     if not is_well_formed(raw):
         raise Unauthorized("The API key is malformed.")
+    return hash_key(raw)
+
+
+async def find_grant(session: AsyncSession, key_hash: str) -> KeyGrant:
+    """The key stored under ``key_hash`` with its organisation's call terms, in one
+    joined SELECT; 401 if there is none. Revocation and expiry are ``admit``'s."""
     row = (
         await session.execute(
-            select(ApiKey, Organisation.is_sandbox)
+            select(
+                ApiKey.id,
+                ApiKey.org_id,
+                ApiKey.rate_limit,
+                ApiKey.revoked_at,
+                ApiKey.expires_at,
+                ApiKey.last_used_at,
+                Organisation.is_sandbox,
+                Organisation.rate_paise,
+                Organisation.pulse_sec,
+                Organisation.max_live_calls,
+            )
             .join(Organisation, owned_by(ApiKey, Organisation.id))
-            .where(ApiKey.key_hash == hash_key(raw))
+            .where(ApiKey.key_hash == key_hash)
         )
     ).one_or_none()
     if row is None:
         raise Unauthorized("The API key is not valid.")
-    key, is_sandbox = row
-    if key.revoked_at is not None:
+    return KeyGrant(
+        key_id=row.id,
+        org_id=row.org_id,
+        rate_limit=row.rate_limit,
+        terms=CallTerms(
+            is_sandbox=row.is_sandbox,
+            rate_paise=row.rate_paise,
+            pulse_sec=row.pulse_sec,
+            max_live_calls=row.max_live_calls,
+        ),
+        revoked_at=row.revoked_at,
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+    )
+
+
+def admit(grant: KeyGrant, *, now: datetime, principals: PrincipalCache) -> Principal:
+    """The principal ``grant`` gives at ``now``; 401 if the key is revoked or has expired.
+
+    Checked on every request, also for a remembered grant: a key expires on time in
+    every process, however recently it was looked up.
+    """
+    if grant.revoked_at is not None:
         raise Unauthorized("The API key has been revoked.")
-    if key.expires_at is not None and key.expires_at <= now:
+    if grant.expires_at is not None and grant.expires_at <= now:
         raise Unauthorized("The API key has expired.")
-    stale = key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION
     return Principal(
-        key_id=key.id,
-        org_id=key.org_id,
-        is_sandbox=is_sandbox,
-        rate_limit=key.rate_limit,
-        needs_touch=stale,
+        key_id=grant.key_id,
+        org_id=grant.org_id,
+        rate_limit=grant.rate_limit,
+        terms=grant.terms,
+        needs_touch=principals.needs_touch(grant, now=now),
     )
 
 
@@ -131,11 +155,24 @@ async def list_keys(session: AsyncSession, org_id: str) -> list[ApiKey]:
     return list(result.scalars())
 
 
-async def revoke_key(session: AsyncSession, key_id: str, *, now: datetime) -> ApiKey:
+async def revoke_key(
+    session: AsyncSession,
+    key_id: str,
+    *,
+    now: datetime,
+    principals: PrincipalCache | None = None,
+) -> ApiKey:
+    """Revoke a key (again: no change). ``principals``, the calling process's cache if it
+    serves requests, forgets the key at once; other processes stop accepting it within
+    ``PRINCIPAL_TTL_SEC`` of the commit."""
     key = await session.get(ApiKey, key_id)
     if key is None:
         raise NotFound(f"No API key with id {key_id!r}.")
     if key.revoked_at is None:
         key.revoked_at = now
         await session.flush()
+    if principals is not None:
+        # A request of this process that reloads the key before the commit may remember
+        # it once more, for at most the TTL: the bound every other process has anyway.
+        principals.forget(key.key_hash)
     return key

@@ -1,21 +1,81 @@
-"""Request budgets on a moving window (SPEC §7), backed by the `limits` library.
+"""Request budgets on a moving window of whole seconds (SPEC §7).
 
-In memory for one process; in Redis when ``MASKLINE_REDIS_URL`` is set, so
-that every API process draws on the same budget.
+A budget counts its requests per second of the clock; the window is the last
+``WINDOW_SEC`` seconds, so a request leaves it between 59 and 60 s after it was made.
+One draw reads the counts, drops the ones that left, counts the request if it fits and
+answers everything the headers need, in one step: in this process's memory, or, when
+``MASKLINE_REDIS_URL`` is set (so that every API process draws on the same budget), in
+one Lua script on Redis (one round trip). The two run the same rule (``_draw`` and
+``DRAW_SCRIPT``) and are tested alike.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
+from typing import cast
 
 import coredis
-from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from cachetools import TTLCache
+
+from maskline.kit.clock import Clock
 
 WINDOW_SEC = 60
+# Budgets counted at once in one process's memory, the least recently used dropped
+# first past it (that budget starts whole again).
+MEMORY_BUDGETS = 100_000
+
+# KEYS[1]: the budget's hash of counts by second. ARGV: limit, now in ms, window in s.
+# Returns {counted (1/0), requests in the window, newest second, second whose leaving
+# lets one more in (-1 if one fits now)}. Mirrors ``_draw``.
+DRAW_SCRIPT = """
+local limit = tonumber(ARGV[1])
+local now_ms = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local current = math.floor(now_ms / 1000)
+local first = current - window + 1
+local flat = redis.call('HGETALL', KEYS[1])
+local seconds, counts, gone = {}, {}, {}
+local total = 0
+for i = 1, #flat, 2 do
+  local second = tonumber(flat[i])
+  if second < first then
+    gone[#gone + 1] = flat[i]
+  else
+    local n = tonumber(flat[i + 1])
+    seconds[#seconds + 1] = second
+    counts[second] = n
+    total = total + n
+  end
+end
+if #gone > 0 then
+  redis.call('HDEL', KEYS[1], unpack(gone))
+end
+local counted = 0
+if total < limit then
+  counted = 1
+  total = total + 1
+  if counts[current] == nil then
+    seconds[#seconds + 1] = current
+    counts[current] = 0
+  end
+  counts[current] = counts[current] + 1
+  redis.call('HINCRBY', KEYS[1], current, 1)
+  redis.call('PEXPIRE', KEYS[1], window * 1000)
+end
+table.sort(seconds)
+local newest = seconds[#seconds] or -1
+local free = -1
+local excess = total - limit + 1
+for _, second in ipairs(seconds) do
+  if excess <= 0 then
+    break
+  end
+  excess = excess - counts[second]
+  free = second
+end
+return {counted, total, newest, free}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,37 +96,87 @@ class Budget:
         }
 
 
+def _draw(counts: dict[int, int], *, limit: int, now_ms: int) -> tuple[bool, int, int, int]:
+    """``DRAW_SCRIPT`` on one budget's counts by second, changed in place."""
+    current = now_ms // 1000
+    first = current - WINDOW_SEC + 1
+    for second in [s for s in counts if s < first]:
+        del counts[second]
+    total = sum(counts.values())
+    counted = total < limit
+    if counted:
+        total += 1
+        counts[current] = counts.get(current, 0) + 1
+    seconds = sorted(counts)
+    newest = seconds[-1] if seconds else -1
+    free = -1
+    excess = total - limit + 1
+    for second in seconds:
+        if excess <= 0:
+            break
+        excess -= counts[second]
+        free = second
+    return counted, total, newest, free
+
+
+def _seconds_until(second: int, now_ms: int) -> int:
+    """Whole seconds from ``now_ms`` until the requests of ``second`` leave the window."""
+    return math.ceil(((second + WINDOW_SEC) * 1000 - now_ms) / 1000)
+
+
+def _budget(
+    *, limit: int, now_ms: int, counted: bool, total: int, newest: int, free: int
+) -> Budget:
+    return Budget(
+        allowed=counted,
+        limit=limit,
+        remaining=max(0, limit - total),
+        # Whole again when the newest request leaves: 60 s after a counted one.
+        reset_sec=max(0, _seconds_until(newest, now_ms)) if newest >= 0 else 0,
+        # One more fits when enough of the oldest requests have left.
+        retry_after_sec=max(1, _seconds_until(free, now_ms)) if free >= 0 else 1,
+    )
+
+
 class RateLimiter:
-    def __init__(self, redis_url: str | None = None, *, namespace: str = "maskline") -> None:
-        storage: Storage
-        # Our own pool, so that the lifespan can close its connections.
+    """Budgets of ``limit`` requests per ``WINDOW_SEC``, by name, on ``clock``: in Redis
+    when ``redis_url`` is given, else in this process's memory."""
+
+    def __init__(self, redis_url: str | None, *, clock: Clock, namespace: str = "maskline") -> None:
+        self._clock = clock
+        self._prefix = f"{namespace}:budget:"
         self._pool: coredis.ConnectionPool | None = None
+        self._script: coredis.commands.Script[bytes] | None = None
         if redis_url:
+            # Our own pool, so that the lifespan can close its connections.
             self._pool = coredis.ConnectionPool.from_url(redis_url)
-            # limits types its options as scalars, but passes the pool through to coredis.
-            storage = RedisStorage("async+redis://", connection_pool=self._pool)  # type: ignore[arg-type]
-        else:
-            storage = MemoryStorage()
-        self._storage = storage
-        self._limiter = MovingWindowRateLimiter(storage)
-        self._namespace = namespace
+            client: coredis.Redis[bytes] = coredis.Redis(connection_pool=self._pool)
+            # EVALSHA; on NOSCRIPT (a restarted Redis) SCRIPT LOAD and EVALSHA again.
+            self._script = client.register_script(DRAW_SCRIPT)
+        # A budget whose newest request has left the window is gone (reset on each count).
+        self._memory: TTLCache[str, dict[int, int]] = TTLCache(
+            MEMORY_BUDGETS, WINDOW_SEC, timer=clock.monotonic
+        )
 
     async def hit(self, bucket: str, limit: int) -> Budget:
         """Draw one request from ``bucket`` whose budget is ``limit`` a minute."""
-        item = RateLimitItemPerMinute(limit, namespace=self._namespace)
-        allowed = await self._limiter.hit(item, bucket)
-        stats = await self._limiter.get_window_stats(item, bucket)
-        # When the oldest request in the window leaves it, one more fits.
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        # A request was just counted, so the budget is whole one window from now;
-        # a refused request was not counted, so it is whole when the newest leaves,
-        # at most one window from now.
-        return Budget(
-            allowed=allowed,
-            limit=limit,
-            remaining=max(0, stats.remaining),
-            reset_sec=WINDOW_SEC,
-            retry_after_sec=retry_after,
+        now_ms = int(self._clock.now().timestamp() * 1000)
+        if self._script is None:
+            counts = self._memory.get(bucket)
+            if counts is None:
+                counts = {}
+            counted, total, newest, free = _draw(counts, limit=limit, now_ms=now_ms)
+            if counted:
+                self._memory[bucket] = counts
+        else:
+            answer = await self._script(
+                keys=[self._prefix + bucket], args=[limit, now_ms, WINDOW_SEC]
+            )
+            # A Lua table of numbers comes back as a list of integers.
+            counted_flag, total, newest, free = cast(list[int], answer)
+            counted = counted_flag == 1
+        return _budget(
+            limit=limit, now_ms=now_ms, counted=counted, total=total, newest=newest, free=free
         )
 
     def close(self) -> None:
