@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -125,6 +126,14 @@ class Cli:
         assert result.stderr == ""
         payload: dict[str, object] = result.json
         return payload
+
+    # From a coroutine, the command runs in a thread: an app serving on this event loop
+    # may be inside a write transaction (SQLite's lock) that only the loop can finish.
+    async def run_async(self, *args: str) -> CliResult:
+        return await asyncio.to_thread(self, *args)
+
+    async def ok_async(self, *args: str) -> dict[str, object]:
+        return await asyncio.to_thread(self.ok, *args)
 
 
 @pytest.fixture

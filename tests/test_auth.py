@@ -69,15 +69,15 @@ class TestKeyLifecycle:
         self, api: Api, cli: Cli
     ) -> None:
         org = await api.make_org("auth-rotation", balance="10")
-        second = cli.ok("key", "create", "--org", org.name)
+        second = await cli.ok_async("key", "create", "--org", org.name)
         second_auth = {"Authorization": f"Bearer {second['api_key']}"}
         assert (await api.client.get(BILLING, headers=org.auth)).status_code == 200
         assert (await api.client.get(BILLING, headers=second_auth)).status_code == 200
 
-        listed = cli.ok("key", "list", "--org", org.id)["keys"]
+        listed = (await cli.ok_async("key", "list", "--org", org.id))["keys"]
         assert isinstance(listed, list)
         first_id = next(k["id"] for k in listed if k["id"] != second["id"])
-        revoked = cli.ok("key", "revoke", first_id)
+        revoked = await cli.ok_async("key", "revoke", first_id)
         assert revoked["id"] == first_id
         assert isinstance(revoked["revoked_at"], str)
 
@@ -96,7 +96,7 @@ class TestKeyLifecycle:
 
     async def test_expired_key_is_401(self, api: Api, cli: Cli, settings: Settings) -> None:
         org = await api.make_org("auth-expiry")
-        created = cli.ok("key", "create", "--org", org.name, "--expires-in", "1")
+        created = await cli.ok_async("key", "create", "--org", org.name, "--expires-in", "1")
         auth = {"Authorization": f"Bearer {created['api_key']}"}
         assert (await api.client.get(BILLING, headers=auth)).status_code == 200
         later = ShiftedClock(SystemClock(), timedelta(days=1, seconds=5))
@@ -107,11 +107,11 @@ class TestKeyLifecycle:
 
     async def test_use_is_recorded_as_last_used_at(self, api: Api, cli: Cli) -> None:
         org = await api.make_org("auth-last-used")
-        (before,) = cli.ok("key", "list", "--org", org.name)["keys"]  # type: ignore[misc]
+        (before,) = (await cli.ok_async("key", "list", "--org", org.name))["keys"]  # type: ignore[misc]
         assert before["last_used_at"] is None
         assert before["prefix"] == org.api_key[:12]
         assert (await api.client.get(BILLING, headers=org.auth)).status_code == 200
-        (after,) = cli.ok("key", "list", "--org", org.name)["keys"]  # type: ignore[misc]
+        (after,) = (await cli.ok_async("key", "list", "--org", org.name))["keys"]  # type: ignore[misc]
         assert isinstance(after["last_used_at"], str)
 
 
@@ -119,7 +119,7 @@ class TestOrganisationIsolation:
     async def test_each_key_sees_only_its_own_wallet_and_invoices(self, api: Api, cli: Cli) -> None:
         first = await api.make_org("iso-first", balance="100")
         second = await api.make_org("iso-second", balance="7")
-        cli.ok("wallet", "topup", "--org", first.name, "50")
+        (await cli.ok_async("wallet", "topup", "--org", first.name, "50"))
 
         one = (await api.client.get(BILLING, headers=first.auth)).json()["data"]
         two = (await api.client.get(BILLING, headers=second.auth)).json()["data"]

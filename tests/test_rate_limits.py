@@ -60,7 +60,7 @@ class TestKeyBudget:
 
     async def test_a_per_key_override_sets_the_budget(self, api: Api, cli: Cli) -> None:
         org = await api.make_org("rl-override")
-        created = cli.ok("key", "create", "--org", org.name, "--rate-limit", "5")
+        created = await cli.ok_async("key", "create", "--org", org.name, "--rate-limit", "5")
         auth = {"Authorization": f"Bearer {created['api_key']}"}
         assert await _spend(api.client, auth, 6) == [200] * 5 + [429]
         # The organisation's other key has its own, default budget.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from typing import Protocol
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,12 +18,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from maskline.billing.models import LedgerEntry, Wallet
 from maskline.kit.money import pulse_price_paise
 from maskline.kit.scope import owned_by, scoped
-from maskline.orgs.models import Organisation
 
 LOW_BALANCE_MINUTES = 10
 
 
-def minute_price_paise(org: Organisation) -> int:
+class Tariff(Protocol):
+    """What a price is made of: an organisation's row or its cached call terms."""
+
+    @property
+    def rate_paise(self) -> int: ...
+
+    @property
+    def pulse_sec(self) -> int: ...
+
+
+def minute_price_paise(org: Tariff) -> int:
     """What one minute of talk costs: the pulses that cover 60 s, at the pulse price."""
     pulses_per_minute = -(-60 // org.pulse_sec)
     return pulses_per_minute * pulse_price_paise(org.rate_paise, org.pulse_sec)

@@ -106,6 +106,7 @@ async def create_call(
         return await service.create_call(
             session,
             principal.org_id,
+            principal.terms,
             new_call,
             default_carrier=settings.carrier,
             public_url=settings.public_url,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,16 +23,27 @@ from maskline.kit.ids import new_call_sid
 from maskline.kit.money import pulse_price_paise
 from maskline.kit.scope import scoped
 from maskline.numbers.pool import lease_number
-from maskline.orgs.service import get_org
 from maskline.webhooks.outbox import record_event
 
 TOO_MANY_LIVE = "Too many live calls for this organisation."
 API_OWNER = "api"
 
 
+class Terms(wallet.Tariff, Protocol):
+    """The organisation's terms a new call is placed on (the authenticated key's
+    cached copy: at most a second old)."""
+
+    @property
+    def is_sandbox(self) -> bool: ...
+
+    @property
+    def max_live_calls(self) -> int: ...
+
+
 async def create_call(
     session: AsyncSession,
     org_id: str,
+    org: Terms,
     request: NewCall,
     *,
     default_carrier: str,
@@ -55,7 +67,6 @@ async def create_call(
         )
         if stored is not None:
             return stored
-    org = await get_org(session, org_id)
     minute = wallet.minute_price_paise(org)
     call_sid = new_call_sid()
     masked = await lease_number(

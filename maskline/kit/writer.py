@@ -105,7 +105,9 @@ class GroupWriter:
         self._batchers = batchers
         self._turn = turn
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[_Unit] = asyncio.Queue()
+        # None: a batcher's signal to stop, queued behind every unit accepted before it.
+        self._queue: asyncio.Queue[_Unit | None] = asyncio.Queue()
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         # Units waiting to run again, by the timer that will queue them.
@@ -115,6 +117,8 @@ class GroupWriter:
 
     async def run(self, work: Work, *, transient: bool = False) -> Any:
         """Run ``work`` in the next batch; its result once the batch has committed."""
+        if self._stopping:
+            raise RuntimeError("the database was closed")
         loop = asyncio.get_running_loop()
         self._start(loop)
         unit = _Unit(work=work, transient=transient, answer=loop.create_future())
@@ -134,7 +138,9 @@ class GroupWriter:
             self._tasks.append(loop.create_task(self._batcher(), name="maskline-writer"))
 
     async def stop(self) -> None:
-        """Finish what is queued, then stop the batchers (never mid-batch)."""
+        """Finish every unit accepted so far, then stop the batchers (never mid-batch:
+        a transaction left open on a closed loop would keep SQLite's write lock)."""
+        self._stopping = True
         for handle, unit in self._retries.items():
             handle.cancel()
             if not unit.answer.done():
@@ -142,27 +148,27 @@ class GroupWriter:
         self._retries.clear()
         tasks, self._tasks = self._tasks, []
         current = asyncio.get_running_loop()
-        mine = [task for task in tasks if task.get_loop() is current]
-        if not mine:
-            return
-        await self._queue.join()
-        for task in mine:
-            task.cancel()
+        mine = [task for task in tasks if task.get_loop() is current and not task.done()]
+        for _ in mine:
+            self._queue.put_nowait(None)
         await asyncio.gather(*mine, return_exceptions=True)
 
     async def _batcher(self) -> None:
         while True:
             first = await self._queue.get()
+            if first is None:
+                return
             batch = [first]
+            stop = False
             while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                # Shielded: a batch is never cancelled half-way (see kit/loops.py); a
-                # cancelled batcher stops once its batch is done.
-                await asyncio.shield(self._run_batch(batch))
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+                unit = self._queue.get_nowait()
+                if unit is None:
+                    stop = True
+                    break
+                batch.append(unit)
+            await self._run_batch(batch)
+            if stop:
+                return
 
     async def _run_batch(self, batch: list[_Unit]) -> None:
         live = [unit for unit in batch if not unit.answer.done()]

@@ -150,7 +150,7 @@ class TestTopUpInvoices:
     async def test_invoices_are_listed_newest_first_with_pages(self, api: Api, cli: Cli) -> None:
         org = await api.make_org("gst-list")
         for amount in ("10", "20", "30"):
-            cli.ok("wallet", "topup", "--org", org.name, amount)
+            (await cli.ok_async("wallet", "topup", "--org", org.name, amount))
         response = await api.client.get(
             "/v1/masking/billing/invoices?per_page=2&page=1", headers=org.auth
         )
