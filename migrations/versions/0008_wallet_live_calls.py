@@ -15,8 +15,6 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-# calls.models.LIVE_STATUSES when this revision was written.
-LIVE = "('initiated', 'ringing', 'answered', 'in-progress')"
 
 
 def upgrade() -> None:
@@ -28,8 +26,10 @@ def upgrade() -> None:
             op.f("ck_wallets_live_calls_non_negative"), "live_calls >= 0"
         )
     op.execute(
+        # The live statuses (calls.models.LIVE_STATUSES) when this revision was written.
         "UPDATE wallets SET live_calls = (SELECT count(*) FROM calls "
-        f"WHERE calls.org_id = wallets.org_id AND calls.status IN {LIVE})"
+        "WHERE calls.org_id = wallets.org_id "
+        "AND calls.status IN ('initiated', 'ringing', 'answered', 'in-progress'))"
     )
 
 
