@@ -16,15 +16,10 @@ branch_labels = None
 depends_on = None
 
 
-
 def upgrade() -> None:
     with op.batch_alter_table("wallets") as batch:
-        batch.add_column(
-            sa.Column("live_calls", sa.Integer(), nullable=False, server_default="0")
-        )
-        batch.create_check_constraint(
-            op.f("ck_wallets_live_calls_non_negative"), "live_calls >= 0"
-        )
+        batch.add_column(sa.Column("live_calls", sa.Integer(), nullable=False, server_default="0"))
+        batch.create_check_constraint(op.f("ck_wallets_live_calls_non_negative"), "live_calls >= 0")
     op.execute(
         # The live statuses (calls.models.LIVE_STATUSES) when this revision was written.
         "UPDATE wallets SET live_calls = (SELECT count(*) FROM calls "
