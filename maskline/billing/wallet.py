@@ -8,11 +8,12 @@ writes its ledger entry in the same transaction.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import BigInteger, Integer, String, bindparam, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing.models import LedgerEntry, Wallet
@@ -167,6 +168,27 @@ class CallHold(Enum):
     TOO_MANY_LIVE = "too_many_live"
 
 
+@functools.cache
+def _hold_call_statement() -> Any:
+    # The table, not the mapped class: an ORM update would read its parameters as rows.
+    wallets = Wallet.metadata.tables[Wallet.__tablename__]
+    amount = bindparam("hold_amount", type_=BigInteger())
+    return (
+        update(wallets)
+        .where(
+            owned_by(Wallet, bindparam("hold_org_id", type_=String())),
+            wallets.c.balance - wallets.c.reserved >= amount,
+            wallets.c.live_calls < bindparam("hold_max_live_calls", type_=Integer()),
+        )
+        .values(
+            reserved=wallets.c.reserved + amount,
+            live_calls=wallets.c.live_calls + 1,
+            updated_at=bindparam("hold_now", type_=wallets.c.updated_at.type),
+        )
+        .returning(wallets.c.reserved)
+    )
+
+
 async def hold_call(
     session: AsyncSession, org_id: str, amount: int, *, max_live_calls: int, now: datetime
 ) -> CallHold:
@@ -175,22 +197,13 @@ async def hold_call(
     The wallet's row lock makes both limits exact under concurrency."""
     if amount <= 0:
         raise ValueError("a hold must be positive")
-    held = (
-        await session.execute(
-            update(Wallet)
-            .where(
-                owned_by(Wallet, org_id),
-                Wallet.balance - Wallet.reserved >= amount,
-                Wallet.live_calls < max_live_calls,
-            )
-            .values(
-                reserved=Wallet.reserved + amount,
-                live_calls=Wallet.live_calls + 1,
-                updated_at=now,
-            )
-            .returning(Wallet.reserved)
-        )
-    ).scalar_one_or_none()
+    params = {
+        "hold_org_id": org_id,
+        "hold_amount": amount,
+        "hold_max_live_calls": max_live_calls,
+        "hold_now": now,
+    }
+    held = (await session.execute(_hold_call_statement(), params)).scalar_one_or_none()
     if held is not None:
         return CallHold.HELD
     return await could_hold_call(session, org_id, amount, max_live_calls=max_live_calls)

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ScalarSelect, Select, and_, case, func, insert, inspect, or_, select, union
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    union,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
@@ -14,6 +28,7 @@ from maskline.calls.models import LIVE_STATUSES, Call
 from maskline.kit.daterange import DateRange
 from maskline.kit.pagination import Page
 from maskline.kit.scope import owned_by, scoped
+from maskline.webhooks.outbox import Prior
 
 
 def _filtered(
@@ -57,18 +72,33 @@ async def page_of_calls(
     return list(rows.scalars()), total
 
 
-def insert_call(call: Call) -> Insert:
-    """A new call's row as one Core insert (no unit-of-work flush on the hot path)."""
+@functools.cache
+def _call_insert() -> Insert:
+    table = Call.metadata.tables[Call.__tablename__]
+    return insert(table).values(
+        {
+            column.name: bindparam(f"c_{column.name}", type_=column.type)
+            for column in table.columns
+            if column.name != "id"
+        }
+    )
+
+
+def insert_call(call: Call) -> Prior:
+    """A new call's row as one Core insert, built once per process (no unit-of-work
+    flush, no statement to build on the hot path)."""
     values = {
-        column.name: value
+        f"c_{column.name}": getattr(call, attr.key)
         for attr in inspect(Call).column_attrs
         for column in attr.columns
-        if (value := getattr(call, attr.key)) is not None
+        if column.name != "id"
     }
-    return insert(Call.metadata.tables[Call.__tablename__]).values(values)
+    return Prior(_call_insert(), values)
 
 
-def pair_number(org_id: str, a: str, b: str) -> ScalarSelect[str]:
+def pair_number(
+    org_id: str | ColumnElement[str], a: str | ColumnElement[str], b: str | ColumnElement[str]
+) -> ScalarSelect[str]:
     """The masked number of the pair's latest call (either way round), as a subquery: the
     number pool offers it first, so that a party can call the other back on it."""
     pair = or_(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import update
+from sqlalchemy import String, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing import wallet
@@ -22,11 +23,23 @@ from maskline.errors import InsufficientBalance, NoMaskedNumber, NotFound, RateL
 from maskline.kit.ids import new_call_sid
 from maskline.kit.money import pulse_price_paise
 from maskline.kit.scope import scoped
+from maskline.numbers import pool
 from maskline.numbers.pool import lease_number
 from maskline.webhooks.outbox import record_event
 
 TOO_MANY_LIVE = "Too many live calls for this organisation."
 API_OWNER = "api"
+
+
+@functools.cache
+def _lease_statement(dialect: str) -> Any:
+    """The number pool's pick-and-lease statement, with the pair's last number first."""
+    previous = repository.pair_number(
+        bindparam("lease_org_id", type_=String()),
+        bindparam("lease_party_a", type_=String()),
+        bindparam("lease_party_b", type_=String()),
+    )
+    return pool.lease_statement(dialect, previous)
 
 
 class Terms(wallet.Tariff, Protocol):
@@ -71,11 +84,11 @@ async def create_call(
     call_sid = new_call_sid()
     masked = await lease_number(
         session,
+        _lease_statement(session.get_bind().dialect.name),
         org_id=org_id,
         party_a=request.party_a,
         party_b=request.party_b,
         call_sid=call_sid,
-        previous=repository.pair_number(org_id, request.party_a, request.party_b),
     )
     if masked is None:
         # SPEC §1's order: a call that could not be paid for is 402 before it is 503.
@@ -119,7 +132,7 @@ async def create_call(
         data=data,
         webhook_url=call.webhook_url,
         now=now,
-        before=[repository.insert_call(call)],
+        prior=repository.insert_call(call),
     )
     # The row every call of the organisation shares (its wallet) is written last, so it
     # is held for the least time before the commit. The balance and the live-call cap

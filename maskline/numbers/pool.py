@@ -8,8 +8,10 @@ a read: two racing calls cannot both take it, on SQLite or PostgreSQL.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, String, case, delete, exists, literal, select, true, update
+from sqlalchemy import ColumnElement, String, bindparam, case, delete, exists, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.kit.scope import owned_by_or_shared, unowned
@@ -19,12 +21,12 @@ from maskline.numbers.models import MaskedNumber, NumberLease
 CANDIDATES = 20
 
 
-def _usable_by(org_id: str) -> ColumnElement[bool]:
+def _usable_by(org_id: Any) -> ColumnElement[bool]:
     """The organisation's own numbers and the shared pool."""
     return owned_by_or_shared(MaskedNumber, org_id)
 
 
-def _free_for(parties: tuple[str, str]) -> ColumnElement[bool]:
+def _free_for(parties: tuple[Any, Any]) -> ColumnElement[bool]:
     """No live call of either party uses the number."""
     return ~exists().where(
         NumberLease.number == MaskedNumber.number, NumberLease.party.in_(parties)
@@ -40,47 +42,42 @@ _LEAST_RECENTLY_USED = (
 )
 
 
-async def _lease_best(
-    session: AsyncSession,
-    *,
-    org_id: str,
-    parties: tuple[str, str],
-    call_sid: str,
-    previous: ColumnElement[str],
-) -> tuple[str | None, int]:
-    """Pick the best free number and lease it to both parties, in one statement: the
-    number and how many of the two leases were taken (2, unless a concurrent call took
-    one of them first)."""
+def lease_statement(dialect: str, previous: ColumnElement[str]) -> Any:
+    """The statement that picks the best free number and leases it to both parties:
+    built once per process by its caller (``previous``, the pair's last number, is the
+    calls domain's subquery), run by ``lease_number`` (its parameters are ``lease_*``).
+    It returns the number once per lease taken: twice, unless a concurrent call took
+    one of them first."""
+    parties = (
+        bindparam("lease_party_a", type_=String()),
+        bindparam("lease_party_b", type_=String()),
+    )
     best = (
         select(MaskedNumber.number)
-        .where(_usable_by(org_id), _free_for(parties))
+        .where(_usable_by(bindparam("lease_org_id", type_=String())), _free_for(parties))
         # The pair's previous number first, wherever it stands in the least-recently-used
         # order (once used, it is the most recently used).
         .order_by(case((MaskedNumber.number == previous, 0), else_=1), *_LEAST_RECENTLY_USED)
         .limit(1)
         .subquery()
     )
-    party = select(literal(parties[0], String).label("party")).union_all(
-        select(literal(parties[1], String))
-    )
+    party = select(parties[0].label("party")).union_all(select(parties[1]))
     both = party.subquery()
     rows = (
-        select(best.c.number, both.c.party, literal(call_sid, String))
+        select(best.c.number, both.c.party, bindparam("lease_call_sid", type_=String()))
         .select_from(best.join(both, true()))
         # SQLite reads ``ON CONFLICT`` after a join's ``ON`` only past a WHERE.
         .where(true())
     )
-    taken = list(
-        (
-            await session.execute(
-                insert_for(session, NumberLease)
-                .from_select(["number", "party", "call_sid"], rows)
-                .on_conflict_do_nothing()
-                .returning(NumberLease.number)
-            )
-        ).scalars()
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    # The table, not the mapped class: an ORM insert would read its parameters as rows.
+    leases = NumberLease.metadata.tables[NumberLease.__tablename__]
+    return (
+        insert(leases)
+        .from_select(["number", "party", "call_sid"], rows)
+        .on_conflict_do_nothing()
+        .returning(leases.c.number)
     )
-    return (taken[0] if taken else None), len(taken)
 
 
 async def _try_lease(
@@ -104,29 +101,31 @@ async def _try_lease(
 
 async def lease_number(
     session: AsyncSession,
+    statement: Any,
     *,
     org_id: str,
     party_a: str,
     party_b: str,
     call_sid: str,
-    previous: ColumnElement[str],
 ) -> str | None:
     """Lease a masked number to a new call, or None when none is free for both parties.
 
-    ``previous`` is the number the pair had last, for call-backs: a SQL expression the
-    calls domain builds (a subquery, so that finding it costs no query of its own).
-
-    One statement picks and leases the number. Only when a concurrent call (another
-    transaction, on PostgreSQL) leased it to one of the parties first does a second
-    pass try the next candidates one by one. The number's own row is not written here
-    (``release_number`` dates its use): it is shared by every call on the number.
+    ``statement`` is ``lease_statement``'s (built once): one statement picks and leases
+    the number. Only when a concurrent call (another transaction, on PostgreSQL) leased
+    it to one of the parties first does a second pass try the next candidates one by
+    one. The number's own row is not written here (``release_number`` dates its use):
+    it is shared by every call on the number.
     """
     parties = (party_a, party_b)
-    number, taken = await _lease_best(
-        session, org_id=org_id, parties=parties, call_sid=call_sid, previous=previous
-    )
-    if number is None or taken == len(parties):
-        return number
+    params = {
+        "lease_org_id": org_id,
+        "lease_party_a": party_a,
+        "lease_party_b": party_b,
+        "lease_call_sid": call_sid,
+    }
+    taken = list((await session.execute(statement, params)).scalars())
+    if not taken or len(taken) == len(parties):
+        return taken[0] if taken else None
     await session.execute(delete(NumberLease).where(NumberLease.call_sid == call_sid))
     candidates = list(
         (

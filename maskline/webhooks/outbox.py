@@ -7,18 +7,19 @@ disabled by a 410). No target, no delivery: the event is still in the feed.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Executable, Integer, case, literal, select
-from sqlalchemy import insert as core_insert
+from sqlalchemy import Boolean, Table, bindparam, case, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from maskline.kit.clock import rfc3339
+from maskline.kit.db import Base
 from maskline.kit.ids import new_id
 from maskline.kit.scope import owned_by
 from maskline.webhooks.models import CallEvent, WebhookDelivery, WebhookEndpoint
@@ -34,48 +35,78 @@ class Recorded:
     url: str | None
 
 
-def _delivery(
-    *,
-    org_id: str,
-    event_id: str,
-    event: str,
-    call_sid: str | None,
-    sequence: int,
-    webhook_url: str | None,
-    now: datetime,
-) -> Insert:
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """An insert of the change itself (a new call's row) to write before its event: a
+    statement built once with bound parameters, and this time's values."""
+
+    statement: Insert
+    values: dict[str, Any]
+
+
+def _bound(table: Table, prefix: str, names: Sequence[str]) -> dict[str, Any]:
+    return {name: bindparam(f"{prefix}{name}", type_=table.c[name].type) for name in names}
+
+
+_EVENT = ("id", "org_id", "call_sid", "sequence", "event", "payload", "created_at")
+_DELIVERY = (
+    "id",
+    "org_id",
+    "event_id",
+    "event",
+    "call_sid",
+    "sequence",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
+
+
+@functools.cache
+def _event_insert() -> Insert:
+    table = _table(CallEvent)
+    return insert(table).values(_bound(table, "e_", _EVENT))
+
+
+@functools.cache
+def _delivery_insert(to_endpoint: bool) -> Insert:
     """The event's delivery: to the call's own URL, else to the organisation's endpoint
     when it has a URL (paused while a 410 disabled it), read by the insert itself."""
-    fixed = {
-        "id": new_id("dlv"),
-        "org_id": org_id,
-        "event_id": event_id,
-        "event": event,
-        "call_sid": call_sid,
-        "sequence": sequence,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
-    table = WebhookDelivery.__table__
-    if webhook_url is not None:
-        return core_insert(WebhookDelivery).values(
-            **fixed, url=webhook_url, to_endpoint=False, status="pending"
+    table = _table(WebhookDelivery)
+    fixed = _bound(table, "d_", _DELIVERY)
+    if not to_endpoint:
+        statement = insert(table).values(
+            **fixed,
+            url=bindparam("d_url", type_=table.c.url.type),
+            to_endpoint=False,
+            status="pending",
         )
-    types = {"sequence": Integer(), "attempts": Integer()}
-    columns = [
-        literal(value, types.get(name, table.c[name].type)).label(name)
-        for name, value in fixed.items()
-    ]
-    endpoint = select(
-        *columns,
-        WebhookEndpoint.url.label("url"),
-        literal(True, Boolean()).label("to_endpoint"),
-        case((WebhookEndpoint.enabled, "pending"), else_="paused").label("status"),
-    ).where(owned_by(WebhookEndpoint, org_id), WebhookEndpoint.url.is_not(None))
-    endpoint = endpoint.where(WebhookEndpoint.url != "")
-    names = [*fixed, "url", "to_endpoint", "status"]
-    return core_insert(WebhookDelivery).from_select(names, endpoint)
+    else:
+        endpoint = select(
+            *(value.label(name) for name, value in fixed.items()),
+            WebhookEndpoint.url.label("url"),
+            literal(True, Boolean()).label("to_endpoint"),
+            case((WebhookEndpoint.enabled, "pending"), else_="paused").label("status"),
+        ).where(
+            owned_by(WebhookEndpoint, bindparam("d_org_id")),
+            WebhookEndpoint.url.is_not(None),
+            WebhookEndpoint.url != "",
+        )
+        statement = insert(table).from_select([*fixed, "url", "to_endpoint", "status"], endpoint)
+    return statement.returning(table.c.id, table.c.url)
+
+
+@functools.cache
+def _in_one(prior: Insert | None, to_endpoint: bool) -> Insert:
+    """PostgreSQL: the prior insert and the event's as data-modifying CTEs of the
+    delivery's, one statement and one round trip."""
+    inserts = [_event_insert()] if prior is None else [prior, _event_insert()]
+    ctes = [stmt.cte(f"written_{n}") for n, stmt in enumerate(inserts)]
+    return _delivery_insert(to_endpoint).add_cte(*ctes)
+
+
+def _table(model: type[Base]) -> Table:
+    return model.metadata.tables[model.__tablename__]
 
 
 async def record_event(
@@ -88,11 +119,11 @@ async def record_event(
     data: dict[str, Any],
     webhook_url: str | None,
     now: datetime,
-    before: Sequence[Insert] = (),
+    prior: Prior | None = None,
 ) -> Recorded:
-    """Store the event and its delivery (``before``: inserts of the change itself, such
-    as a new call's row, written first). On PostgreSQL all of it is one statement (one
-    round trip): the earlier inserts as data-modifying CTEs of the delivery's."""
+    """Store the event and its delivery (``prior``: an insert of the change itself, such
+    as a new call's row, written first). The statements are built once per process;
+    on PostgreSQL all of it is one statement."""
     event_id = new_id("evt")
     payload = json.dumps(
         {
@@ -106,36 +137,40 @@ async def record_event(
         separators=(",", ":"),
         ensure_ascii=False,
     )
-    inserts: list[Insert] = [
-        *before,
-        core_insert(CallEvent).values(
-            id=event_id,
-            org_id=org_id,
-            call_sid=call_sid,
-            sequence=sequence,
-            event=event,
-            payload=payload,
-            created_at=now,
-        ),
-    ]
-    delivery = _delivery(
-        org_id=org_id,
-        event_id=event_id,
-        event=event,
-        call_sid=call_sid,
-        sequence=sequence,
-        webhook_url=webhook_url,
-        now=now,
-    ).returning(WebhookDelivery.id, WebhookDelivery.url)
-    statements: list[Executable]
+    of_event: dict[str, Any] = {
+        "e_id": event_id,
+        "e_org_id": org_id,
+        "e_call_sid": call_sid,
+        "e_sequence": sequence,
+        "e_event": event,
+        "e_payload": payload,
+        "e_created_at": now,
+    }
+    of_delivery: dict[str, Any] = {
+        "d_id": new_id("dlv"),
+        "d_org_id": org_id,
+        "d_event_id": event_id,
+        "d_event": event,
+        "d_call_sid": call_sid,
+        "d_sequence": sequence,
+        "d_attempts": 0,
+        "d_next_attempt_at": now,
+        "d_created_at": now,
+    }
+    to_endpoint = webhook_url is None
+    if not to_endpoint:
+        of_delivery["d_url"] = webhook_url
     if session.get_bind().dialect.name == "postgresql":
-        ctes = [stmt.cte(f"written_{n}") for n, stmt in enumerate(inserts)]
-        statements = [delivery.add_cte(*ctes)]
+        last: Insert = _in_one(None if prior is None else prior.statement, to_endpoint)
+        of_delivery.update(of_event)
+        if prior is not None:
+            of_delivery.update(prior.values)
     else:
-        statements = [*inserts, delivery]
-    for statement in statements[:-1]:
-        await session.execute(statement)
-    row = (await session.execute(statements[-1])).one_or_none()
+        if prior is not None:
+            await session.execute(prior.statement, prior.values)
+        await session.execute(_event_insert(), of_event)
+        last = _delivery_insert(to_endpoint)
+    row = (await session.execute(last, of_delivery)).one_or_none()
     return Recorded(
         event_id=event_id,
         payload=payload,
