@@ -48,7 +48,6 @@ from maskline.worker.runner import JobRunner
 log = logging.getLogger("maskline.engine")
 
 CLAIM_BATCH = 50
-POLL_SEC = 1.0
 WATCHDOG_SEC = 5.0
 SHUTDOWN_WAIT_SEC = 10.0
 
@@ -90,7 +89,6 @@ class CallEngine:
             owner=self.engine_id,
             lease=self.lease,
             batch=CLAIM_BATCH,
-            poll_sec=POLL_SEC,
             renew=self._heartbeat,
         )
         self._loops = Loops(clock, log)

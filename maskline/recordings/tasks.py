@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.kit.clock import Clock
@@ -33,14 +33,13 @@ from maskline.recordings.storage import Storage, object_key
 from maskline.settings import Settings
 from maskline.telephony.events import Leg
 from maskline.telephony.media.recorder import Spool
-from maskline.worker.lease import Lease, lease_rows
+from maskline.worker.lease import Lease, lease_rows, unleased
 from maskline.worker.runner import JobRunner
 
 log = logging.getLogger("maskline.recordings")
 
 LEASE = timedelta(minutes=10)
 BATCH = 4
-POLL_SEC = 1.0
 MAX_ATTEMPTS = 3
 RETRY_AFTER = timedelta(seconds=30)
 RETENTION_EVERY_SEC = 600.0
@@ -97,7 +96,6 @@ class RecordingWorker:
             owner=self.worker_id,
             lease=LEASE,
             batch=BATCH,
-            poll_sec=POLL_SEC,
         )
         self._next_retention = 0.0
         self._abort = threading.Event()
@@ -133,7 +131,7 @@ class RecordingWorker:
                 Recording.status == "pending",
                 Recording.attempts < MAX_ATTEMPTS,
                 Recording.next_attempt_at <= lease.now,
-                or_(Recording.lease_expires_at.is_(None), Recording.lease_expires_at < lease.now),
+                unleased(Recording.lease_expires_at, lease.now),
             ],
             order_by=[Recording.next_attempt_at],
             limit=lease.limit,

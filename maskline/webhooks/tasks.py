@@ -28,7 +28,7 @@ from maskline.webhooks import delivery as sending
 from maskline.webhooks.feed import assign_cursors
 from maskline.webhooks.models import CallEvent, WebhookDelivery
 from maskline.webhooks.service import get_endpoint, lock_endpoint, pause_endpoint
-from maskline.worker.lease import Lease, lease_rows
+from maskline.worker.lease import Lease, lease_rows, unleased
 from maskline.worker.runner import JobRunner
 
 log = logging.getLogger("maskline.webhooks")
@@ -36,7 +36,6 @@ log = logging.getLogger("maskline.webhooks")
 LEASE = timedelta(seconds=60)
 BATCH = 50
 CONCURRENCY = 32
-POLL_SEC = 1.0
 UNFINISHED = ("pending", "paused")
 
 
@@ -65,7 +64,7 @@ def _due(now: datetime) -> ColumnElement[bool]:
     return and_(
         WebhookDelivery.status == "pending",
         WebhookDelivery.next_attempt_at <= now,
-        (WebhookDelivery.lease_expires_at.is_(None)) | (WebhookDelivery.lease_expires_at < now),
+        unleased(WebhookDelivery.lease_expires_at, now),
         # For one call and one URL, an event waits until every earlier one is settled.
         (WebhookDelivery.call_sid.is_(None)) | ~blocked,
     )
@@ -171,7 +170,6 @@ class WebhookWorker:
             owner=self.worker_id,
             lease=LEASE,
             batch=BATCH,
-            poll_sec=POLL_SEC,
         )
         self._client = sending.new_client()
         self._slots = asyncio.Semaphore(CONCURRENCY)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Result, select, update
+from sqlalchemy import ColumnElement, Result, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -32,6 +32,13 @@ class Lease:
     until: datetime
     # The most rows one claim takes.
     limit: int
+
+
+def unleased(
+    expires_at: InstrumentedAttribute[datetime | None], now: datetime
+) -> ColumnElement[bool]:
+    """A row no one holds at ``now``: never leased, or its lease has lapsed."""
+    return or_(expires_at.is_(None), expires_at < now)
 
 
 async def lease_rows(

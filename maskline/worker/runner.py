@@ -25,6 +25,9 @@ from maskline.kit.db import Database
 from maskline.kit.loops import Loops
 from maskline.worker.lease import Lease
 
+# How often a runner looks without a wake-up: the safety net for a lost one.
+POLL_SEC = 1.0
+
 J = TypeVar("J")
 T = TypeVar("T")
 
@@ -67,7 +70,7 @@ class JobRunner(Generic[J]):
         owner: str,
         lease: timedelta,
         batch: int,
-        poll_sec: float,
+        poll_sec: float = POLL_SEC,
         renew: Renew | None = None,
     ) -> None:
         self.owner = owner

@@ -15,13 +15,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Integer, String, or_, select
+from sqlalchemy import Integer, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from maskline.kit.clock import Clock, ScaledClock
 from maskline.kit.db import Database, UTCDateTime
-from maskline.worker.lease import Lease, lease_rows
+from maskline.worker.lease import Lease, lease_rows, unleased
 from maskline.worker.runner import JobRunner
 from tests.support.api import ShiftedClock
 from tests.support.databases import fresh_database
@@ -77,7 +77,7 @@ class Chores:
             Chore.id,
             where=[
                 Chore.due_at <= lease.now,
-                or_(Chore.lease_expires_at.is_(None), Chore.lease_expires_at < lease.now),
+                unleased(Chore.lease_expires_at, lease.now),
             ],
             order_by=[Chore.id],
             limit=lease.limit,
