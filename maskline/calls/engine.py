@@ -1,4 +1,5 @@
-"""The call engine: claims accepted calls, runs each through the flow, talks to the carrier.
+"""The call engine: claims accepted calls (the job runner, ``worker/``), runs each through
+the flow, talks to the carrier.
 
 Every call has one runner task that takes events one at a time (carrier events,
 timers, hang-up requests), steps the flow, issues the carrier commands at once
