@@ -1,4 +1,5 @@
-"""The call engine: claims accepted calls, runs each through the flow, talks to the carrier.
+"""The call engine: claims accepted calls (the job runner, ``worker/``), runs each through
+the flow, talks to the carrier.
 
 Every call has one runner task that takes events one at a time (carrier events,
 timers, hang-up requests), steps the flow, issues the carrier commands at once
@@ -14,11 +15,13 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from maskline.billing import talktime
 from maskline.calls.flow import (
@@ -40,11 +43,12 @@ from maskline.settings import Settings
 from maskline.telephony.carrier import Carrier
 from maskline.telephony.events import LegEvent
 from maskline.telephony.media.recorder import Spool
+from maskline.worker.lease import Lease, lease_rows
+from maskline.worker.runner import JobRunner
 
 log = logging.getLogger("maskline.engine")
 
 CLAIM_BATCH = 50
-POLL_SEC = 1.0
 WATCHDOG_SEC = 5.0
 SHUTDOWN_WAIT_SEC = 10.0
 
@@ -70,19 +74,25 @@ class CallEngine:
         self.settings = settings
         self.carriers = carriers
         self.engine_id = f"eng_{random_base62(12)}"
-        # Renewed six times a lease: a heartbeat or two may be late without losing it.
         self.lease = timedelta(seconds=settings.engine_lease_sec)
         self.connect_latencies: deque[float] = deque(maxlen=100_000)
         # Told each connect latency (A answered → B dialled), for the metrics.
         self.on_connect = on_connect
         self._on_events = on_events
         self._runners: dict[str, CallRunner] = {}
+        # Claims accepted calls and renews the leases of those this engine drives.
+        self._claims = JobRunner(
+            self,
+            name="engine claim",
+            db=db,
+            clock=clock,
+            log=log,
+            owner=self.engine_id,
+            lease=self.lease,
+            batch=CLAIM_BATCH,
+            renew=self._heartbeat,
+        )
         self._loops = Loops(clock, log)
-        self._accepting = True
-        # Held while a claim is being made and its runners started, so that stop() can
-        # wait for one in flight: a runner started after stop() had posted Shutdown would
-        # go on writing to a database already disposed of.
-        self._claiming = asyncio.Lock()
         self._runner_tasks: set[asyncio.Task[None]] = set()
         self._sweeper = Watchdog(
             db=db,
@@ -105,18 +115,17 @@ class CallEngine:
             for carrier in ready:
                 await carrier.close()
             raise
-        self._loops.start("engine claim", self._claim_once, POLL_SEC, wakeable=True)
-        heartbeat_sec = self.lease.total_seconds() / 6
-        self._loops.start("engine heartbeat", self._heartbeat, heartbeat_sec)
+        await self._claims.start()
         self._loops.start(
             "engine watchdog", self._watchdog, min(WATCHDOG_SEC, self.lease.total_seconds() / 2)
         )
 
     async def stop(self) -> None:
         """Stop taking calls; after the grace period end live ones with SYSTEM_SHUTDOWN."""
-        self._accepting = False
-        async with self._claiming:
-            pass  # a claim in flight has started its runners: they are ended below
+        # A claim in flight has started its runners once this returns: they are ended
+        # below (a runner started after Shutdown was posted would go on writing to a
+        # database already disposed of). Hang-up requests are still carried out.
+        await self._claims.stop_claiming()
         log.info(
             "engine stopping: no new calls; %d live calls may continue for up to %s s",
             len(self._runners),
@@ -131,12 +140,12 @@ class CallEngine:
             runner.post(Shutdown(now))
         if self._runner_tasks:
             await asyncio.wait(set(self._runner_tasks), timeout=SHUTDOWN_WAIT_SEC)
-        await self._loops.stop()
+        await asyncio.gather(self._claims.stop(), self._loops.stop())
         for carrier in self.carriers.values():
             await carrier.close()
 
     def wake(self) -> None:
-        self._loops.wake()
+        self._claims.wake()
 
     def carrier_for(self, name: str) -> Carrier:
         return self.carriers[name]
@@ -187,58 +196,33 @@ class CallEngine:
         if events and self._on_events is not None:
             self._on_events()
 
-    # -- claiming, heartbeats, hang-up requests ------------------------------
+    # -- claiming (the job runner's queue), heartbeats, hang-up requests -----
 
-    async def _claim_once(self) -> bool:
-        async with self._claiming:
-            # A stopping engine claims nothing new, but its live calls (in the shutdown
-            # grace) still end when a hang-up is asked for.
-            claimed = await self._claim() if self._accepting else 0
+    async def tend(self) -> None:
+        # A stopping engine claims nothing new, but its live calls (in the shutdown grace)
+        # still end when a hang-up is asked for.
         await self._deliver_hangup_requests()
-        return claimed == CLAIM_BATCH
 
-    async def _claim(self) -> int:
-        """Claim a batch of accepted calls and start their runners (once the claim is
-        committed); how many."""
+    async def claim(self, session: AsyncSession, lease: Lease) -> Sequence[Call]:
+        """Accepted calls that no engine has claimed, oldest first."""
+        # A call accepted longer ago than its lifetime is not dialled now: the watchdog
+        # ends it.
+        oldest = lease.now - timedelta(seconds=self.settings.call_max_lifetime_sec)
+        claimed = await lease_rows(
+            session,
+            Call.id,
+            where=[Call.status == "initiated", Call.engine_id.is_(None), Call.created_at >= oldest],
+            order_by=[Call.id],
+            limit=lease.limit,
+            stamp={Call.engine_id: lease.owner, **_renewal(lease)},
+            returning=[Call],
+        )
+        return list(claimed.scalars())
 
-        async def claim(session: AsyncSession) -> tuple[list[Call], datetime]:
-            # The time once the write turn is ours: a lease dated from before a wait for
-            # the lock could have lapsed already when it is committed.
-            now = self.clock.now()
-            # A call accepted longer ago than its lifetime is not dialled now: the watchdog
-            # ends it.
-            oldest = now - timedelta(seconds=self.settings.call_max_lifetime_sec)
-            pending = (
-                select(Call.id)
-                .where(
-                    Call.status == "initiated",
-                    Call.engine_id.is_(None),
-                    Call.created_at >= oldest,
-                )
-                .order_by(Call.id)
-                .limit(CLAIM_BATCH)
-                .with_for_update(skip_locked=True)
-            )
-            claimed = list(
-                (
-                    await session.execute(
-                        update(Call)
-                        .where(Call.id.in_(pending.scalar_subquery()))
-                        .values(
-                            engine_id=self.engine_id,
-                            lease_expires_at=now + self.lease,
-                            heartbeat_at=now,
-                        )
-                        .returning(Call)
-                    )
-                ).scalars()
-            )
-            return claimed, now
-
-        claimed, now = await self.db.transaction(claim)
-        for call in claimed:
-            self._start_runner(call, now)
-        return len(claimed)
+    async def take(self, jobs: Sequence[Call], lease: Lease) -> None:
+        """Start the claimed calls' runners (the claim is committed)."""
+        for call in jobs:
+            self._start_runner(call, lease.now)
 
     def _start_runner(self, call: Call, now: datetime) -> None:
         info = CallInfo(
@@ -285,40 +269,31 @@ class CallEngine:
                 runner.hangup_posted = True
                 runner.post(HangupRequested(now))
 
-    async def _heartbeat(self) -> bool:
+    async def _heartbeat(self) -> None:
         if not self._runners:
-            return False
+            return
         # Only calls with a runner: a call whose runner died must let its lease lapse, so
         # the watchdog ends it. Rows a runner is writing right now are skipped: its own
         # write renews the lease, and waiting for them could deadlock with its wallet update.
         driven = list(self._runners)
-        mine = (
-            select(Call.id)
-            .where(
-                Call.engine_id == self.engine_id,
-                Call.call_sid.in_(driven),
-                Call.status.in_(LIVE_STATUSES),
-            )
-            .with_for_update(skip_locked=True)
-        )
 
-        async def renew(session: AsyncSession) -> set[str]:
-            now = self.clock.now()  # once the write turn is ours, as in _claim
-            return set(
-                (
-                    await session.execute(
-                        update(Call)
-                        .where(Call.id.in_(mine.scalar_subquery()))
-                        .values(lease_expires_at=now + self.lease, heartbeat_at=now)
-                        .returning(Call.call_sid)
-                    )
-                ).scalars()
+        async def renew(session: AsyncSession, lease: Lease) -> set[str]:
+            renewed = await lease_rows(
+                session,
+                Call.id,
+                where=[
+                    Call.engine_id == lease.owner,
+                    Call.call_sid.in_(driven),
+                    Call.status.in_(LIVE_STATUSES),
+                ],
+                stamp=_renewal(lease),
+                returning=[Call.call_sid],
             )
+            return set(renewed.scalars())
 
-        renewed = await self.db.transaction(renew)
+        renewed = await self._claims.leased(renew)
         if missed := [sid for sid in driven if sid not in renewed]:
             await self._let_go_of_lost(missed)
-        return False
 
     async def _let_go_of_lost(self, sids: list[str]) -> None:
         """Runners whose call another engine took over (its watchdog thought us dead)
@@ -342,3 +317,8 @@ class CallEngine:
                 runner.lifetime_posted = True
                 runner.post(LifetimeExceeded(self.clock.now()))
         return await self._sweeper.sweep(lambda: set(self._runners))
+
+
+def _renewal(lease: Lease) -> dict[InstrumentedAttribute[Any], object]:
+    """What a heartbeat writes on the calls this engine holds."""
+    return {Call.lease_expires_at: lease.until, Call.heartbeat_at: lease.now}

@@ -28,6 +28,7 @@ from maskline.kit.writer import is_retryable
 from maskline.settings import Settings
 from maskline.telephony.carrier import Carrier
 from maskline.telephony.events import Dialog
+from maskline.worker.lease import unleased
 
 log = logging.getLogger("maskline.watchdog")
 
@@ -90,10 +91,7 @@ class Watchdog:
                 .where(
                     Call.status.in_(LIVE_STATUSES),
                     or_(
-                        and_(
-                            Call.engine_id.is_not(None),
-                            or_(Call.lease_expires_at.is_(None), Call.lease_expires_at < now),
-                        ),
+                        and_(Call.engine_id.is_not(None), unleased(Call.lease_expires_at, now)),
                         # Accepted but never claimed (no engine has been running).
                         and_(Call.engine_id.is_(None), Call.created_at < oldest),
                     ),

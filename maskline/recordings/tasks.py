@@ -13,19 +13,18 @@ import asyncio
 import enum
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.kit.clock import Clock
 from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
 from maskline.kit.logging import call_sid_var
-from maskline.kit.loops import Loops
 from maskline.recordings.calls import Calls
 from maskline.recordings.encode import Aborted, SpoolMissing, encode_mp3
 from maskline.recordings.models import Recording
@@ -34,12 +33,13 @@ from maskline.recordings.storage import Storage, object_key
 from maskline.settings import Settings
 from maskline.telephony.events import Leg
 from maskline.telephony.media.recorder import Spool
+from maskline.worker.lease import Lease, lease_rows, unleased
+from maskline.worker.runner import JobRunner
 
 log = logging.getLogger("maskline.recordings")
 
 LEASE = timedelta(minutes=10)
 BATCH = 4
-POLL_SEC = 1.0
 MAX_ATTEMPTS = 3
 RETRY_AFTER = timedelta(seconds=30)
 RETENTION_EVERY_SEC = 600.0
@@ -87,71 +87,74 @@ class RecordingWorker:
         self.calls = calls
         self.worker_id = f"rec_{random_base62(12)}"
         self._on_events = on_events
-        self._loops = Loops(clock, log)
+        self._runner = JobRunner(
+            self,
+            name="recording worker",
+            db=db,
+            clock=clock,
+            log=log,
+            owner=self.worker_id,
+            lease=LEASE,
+            batch=BATCH,
+        )
         self._next_retention = 0.0
         self._abort = threading.Event()
 
     async def start(self) -> None:
-        self._loops.start("recording worker", self._work_once, POLL_SEC, wakeable=True)
+        await self._runner.start()
 
     def wake(self) -> None:
-        self._loops.wake()
+        self._runner.wake()
 
     async def stop(self) -> None:
         self._abort.set()  # an encode in progress gives its job back instead of finishing
-        await self._loops.stop()
+        await self._runner.stop()
 
-    async def _work_once(self) -> bool:
+    # -- the job runner's queue ----------------------------------------------
+
+    async def tend(self) -> None:
         if self.clock.monotonic() >= self._next_retention:
             await self.apply_retention()
             self._next_retention = self.clock.monotonic() + RETENTION_EVERY_SEC
-        jobs = await self._claim()
-        for job in jobs:
-            if self._loops.stopping:
-                break  # the lease lapses and the next worker picks it up
-            await self._encode(job)
-        return len(jobs) == BATCH
-
-    async def _claim(self) -> list[Job]:
-        now = self.clock.now()
-
-        async def claim(session: AsyncSession) -> tuple[list[Job], list[str]]:
-            stuck = await self._fail_exhausted(session, now)
-            due = (
-                select(Recording.call_sid)
-                .where(
-                    Recording.status == "pending",
-                    Recording.attempts < MAX_ATTEMPTS,
-                    Recording.next_attempt_at <= now,
-                    or_(Recording.lease_expires_at.is_(None), Recording.lease_expires_at < now),
-                )
-                .order_by(Recording.next_attempt_at)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
-            )
-            rows = (
-                await session.execute(
-                    update(Recording)
-                    .where(Recording.call_sid.in_(due.scalar_subquery()))
-                    .values(
-                        lease_owner=self.worker_id,
-                        lease_expires_at=now + LEASE,
-                        attempts=Recording.attempts + 1,
-                    )
-                    .returning(Recording.call_sid, Recording.org_id, Recording.attempts)
-                )
-            ).all()
-            return [Job(r.call_sid, r.org_id, r.attempts) for r in rows], stuck
-
-        jobs, failed = await self.db.transaction(claim)
+        failed = await self.db.transaction(self._fail_exhausted)
         # Their audio goes once the failure is committed.
         for call_sid in failed:
             self.spool.discard(call_sid)
-        return jobs
 
-    async def _fail_exhausted(self, session: AsyncSession, now: datetime) -> list[str]:
+    async def claim(self, session: AsyncSession, lease: Lease) -> Sequence[Job]:
+        """Pending recordings due for an attempt, the longest due first; the attempt is
+        counted as it is claimed."""
+        rows = await lease_rows(
+            session,
+            Recording.call_sid,
+            where=[
+                Recording.status == "pending",
+                Recording.attempts < MAX_ATTEMPTS,
+                Recording.next_attempt_at <= lease.now,
+                unleased(Recording.lease_expires_at, lease.now),
+            ],
+            order_by=[Recording.next_attempt_at],
+            limit=lease.limit,
+            stamp={
+                Recording.lease_owner: lease.owner,
+                Recording.lease_expires_at: lease.until,
+                Recording.attempts: Recording.attempts + 1,
+            },
+            returning=[Recording.call_sid, Recording.org_id, Recording.attempts],
+        )
+        return [Job(r.call_sid, r.org_id, r.attempts) for r in rows]
+
+    async def take(self, jobs: Sequence[Job], lease: Lease) -> None:
+        """Encode the claimed recordings one after the other."""
+        for job in jobs:
+            if self._runner.stopping:
+                break  # the lease lapses and the next worker picks it up
+            await self._encode(job)
+
+    async def _fail_exhausted(self, session: AsyncSession) -> list[str]:
         """Jobs whose every attempt died with its worker (a crash, not an error) fail;
         returns their calls, whose spooled audio the caller discards after the commit."""
+        now = self.clock.now()
         stuck = list(
             (
                 await session.execute(

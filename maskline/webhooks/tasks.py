@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -23,19 +23,19 @@ from maskline.kit.clock import Clock
 from maskline.kit.crypto import SecretBox
 from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
-from maskline.kit.loops import Loops
 from maskline.settings import Settings
 from maskline.webhooks import delivery as sending
 from maskline.webhooks.feed import assign_cursors
 from maskline.webhooks.models import CallEvent, WebhookDelivery
 from maskline.webhooks.service import get_endpoint, lock_endpoint, pause_endpoint
+from maskline.worker.lease import Lease, lease_rows, unleased
+from maskline.worker.runner import JobRunner
 
 log = logging.getLogger("maskline.webhooks")
 
 LEASE = timedelta(seconds=60)
 BATCH = 50
 CONCURRENCY = 32
-POLL_SEC = 1.0
 UNFINISHED = ("pending", "paused")
 
 
@@ -53,7 +53,7 @@ class Job:
     due_at: datetime | None
 
 
-def _due(now: datetime) -> object:
+def _due(now: datetime) -> ColumnElement[bool]:
     earlier = aliased(WebhookDelivery)
     blocked = exists().where(
         earlier.call_sid == WebhookDelivery.call_sid,
@@ -64,7 +64,7 @@ def _due(now: datetime) -> object:
     return and_(
         WebhookDelivery.status == "pending",
         WebhookDelivery.next_attempt_at <= now,
-        (WebhookDelivery.lease_expires_at.is_(None)) | (WebhookDelivery.lease_expires_at < now),
+        unleased(WebhookDelivery.lease_expires_at, now),
         # For one call and one URL, an event waits until every earlier one is settled.
         (WebhookDelivery.call_sid.is_(None)) | ~blocked,
     )
@@ -161,87 +161,97 @@ class WebhookWorker:
         self.worker_id = f"wrk_{random_base62(12)}"
         # Told each attempt's lag (seconds from due to sent) and the delivery's new status.
         self.on_attempt = on_attempt
-        self._loops = Loops(clock, log)
+        self._runner = JobRunner(
+            self,
+            name="webhook worker",
+            db=db,
+            clock=clock,
+            log=log,
+            owner=self.worker_id,
+            lease=LEASE,
+            batch=BATCH,
+        )
         self._client = sending.new_client()
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._inflight: set[asyncio.Task[None]] = set()
         self._inflight_ids: set[str] = set()
 
     async def start(self) -> None:
-        self._loops.start("webhook worker", self._work_once, POLL_SEC, wakeable=True)
+        await self._runner.start()
 
     def wake(self) -> None:
-        self._loops.wake()
+        self._runner.wake()
 
     async def stop(self) -> None:
-        await self._loops.stop()
+        await self._runner.stop()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=sending.TIMEOUT_SEC + 1)
         await self._client.aclose()
 
-    async def _work_once(self) -> bool:
+    # -- the job runner's queue ----------------------------------------------
+
+    async def tend(self) -> None:
         await self.db.transaction(assign_cursors)
-        jobs = await self._claim()
+
+    async def claim(self, session: AsyncSession, lease: Lease) -> Sequence[Job]:
+        """Due deliveries, the longest due first; for one call and one URL, only the
+        earliest unsettled event (SPEC §6)."""
+        rows = (
+            await lease_rows(
+                session,
+                WebhookDelivery.id,
+                where=[
+                    _due(lease.now),
+                    # Never our own attempts still in flight, whatever their lease says.
+                    WebhookDelivery.id.not_in(self._inflight_ids),
+                ],
+                order_by=[WebhookDelivery.next_attempt_at, WebhookDelivery.sequence],
+                limit=lease.limit,
+                stamp={
+                    WebhookDelivery.lease_owner: lease.owner,
+                    WebhookDelivery.lease_expires_at: lease.until,
+                },
+                returning=[
+                    WebhookDelivery.id,
+                    WebhookDelivery.org_id,
+                    WebhookDelivery.url,
+                    WebhookDelivery.event_id,
+                    WebhookDelivery.attempts,
+                    WebhookDelivery.to_endpoint,
+                    WebhookDelivery.next_attempt_at,
+                ],
+            )
+        ).all()
+        if not rows:
+            return []
+        found = await session.execute(
+            select(CallEvent.id, CallEvent.payload).where(
+                CallEvent.id.in_([r.event_id for r in rows])
+            )
+        )
+        payloads = {event_id: payload for event_id, payload in found}
+        return [
+            Job(
+                r.id,
+                r.org_id,
+                r.url,
+                r.event_id,
+                payloads[r.event_id].encode(),
+                r.attempts,
+                r.to_endpoint,
+                r.next_attempt_at,
+            )
+            for r in rows
+        ]
+
+    async def take(self, jobs: Sequence[Job], lease: Lease) -> None:
+        """Send each delivery in a task of its own, at most ``CONCURRENCY`` at once."""
         for job in jobs:
             self._inflight_ids.add(job.delivery_id)
             await self._slots.acquire()
             task = asyncio.create_task(self._deliver(job))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
-        return len(jobs) == BATCH
-
-    async def _claim(self) -> list[Job]:
-        now = self.clock.now()
-
-        async def claim(session: AsyncSession) -> list[Job]:
-            due = (
-                select(WebhookDelivery.id)
-                .where(_due(now))  # type: ignore[arg-type]
-                # Never our own attempts still in flight, whatever their lease says.
-                .where(WebhookDelivery.id.not_in(self._inflight_ids))
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.sequence)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
-            )
-            rows = (
-                await session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id.in_(due.scalar_subquery()))
-                    .values(lease_owner=self.worker_id, lease_expires_at=now + LEASE)
-                    .returning(
-                        WebhookDelivery.id,
-                        WebhookDelivery.org_id,
-                        WebhookDelivery.url,
-                        WebhookDelivery.event_id,
-                        WebhookDelivery.attempts,
-                        WebhookDelivery.to_endpoint,
-                        WebhookDelivery.next_attempt_at,
-                    )
-                )
-            ).all()
-            if not rows:
-                return []
-            found = await session.execute(
-                select(CallEvent.id, CallEvent.payload).where(
-                    CallEvent.id.in_([r.event_id for r in rows])
-                )
-            )
-            payloads = {event_id: payload for event_id, payload in found}
-            return [
-                Job(
-                    r.id,
-                    r.org_id,
-                    r.url,
-                    r.event_id,
-                    payloads[r.event_id].encode(),
-                    r.attempts,
-                    r.to_endpoint,
-                    r.next_attempt_at,
-                )
-                for r in rows
-            ]
-
-        return await self.db.transaction(claim)
 
     async def _deliver(self, job: Job) -> None:
         sent_at = self.clock.now()
@@ -264,7 +274,7 @@ class WebhookWorker:
             self._inflight_ids.discard(job.delivery_id)
             self._slots.release()
             # An earlier event settled: a later one of the same call may be due now.
-            self._loops.wake()
+            self._runner.wake()
 
 
 async def deliver(
