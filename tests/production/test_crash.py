@@ -17,22 +17,11 @@ import pytest
 
 from tests.conftest import Cli
 from tests.support.receiver import Receiver
-from tests.support.stack import get_data, production_env, running_stack
+from tests.support.stack import count_calls, get_data, production_env, running_stack
 from tests.support.waits import eventually_blocking, eventually_value
 
 CALLS = 50
 TERMINAL = "completed,failed,no-answer"
-
-
-def _count(base: str, auth: dict[str, str], status: str) -> int:
-    meta = httpx.get(
-        f"{base}/v1/masking/call-logs",
-        headers=auth,
-        params={"status": status, "per_page": 1},
-        timeout=10,
-    ).json()["meta"]
-    total: int = meta["total"]
-    return total
 
 
 async def _wait_for_heartbeats(database_url: str, org_id: str) -> None:
@@ -130,7 +119,7 @@ class TestCrash:
                 )
                 assert created.status_code == 201, created.text
             eventually_blocking(
-                lambda: _count(base, auth, "in-progress"),
+                lambda: count_calls(base, auth, "in-progress"),
                 lambda n: n == CALLS,
                 what="every call in progress",
                 within=60,
@@ -152,7 +141,7 @@ class TestCrash:
 
             # Leases last 6 s: the new engine's watchdog ends every call well within 60 s.
             eventually_blocking(
-                lambda: _count(base, auth, TERMINAL),
+                lambda: count_calls(base, auth, TERMINAL),
                 lambda n: n == CALLS,
                 what="every call ended",
                 within=60,

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import TEST_SECRET_KEY, Cli
 from tests.support.databases import KIND
-from tests.support.stack import Stack, get_data, production_env, running_stack
+from tests.support.stack import Stack, count_calls, get_data, production_env, running_stack
 from tests.support.waits import eventually_blocking
 
 REQUESTS = 240
@@ -57,17 +57,6 @@ class _Load:
         self.answers[n] = response
         if response is not None and response.status_code == 201:
             self.acknowledged.release()
-
-
-def _count(base: str, auth: dict[str, str], status: str) -> int:
-    meta = httpx.get(
-        f"{base}/v1/masking/call-logs",
-        headers=auth,
-        params={"status": status, "per_page": 1},
-        timeout=10,
-    ).json()["meta"]
-    total: int = meta["total"]
-    return total
 
 
 def _crash_under_load(stack: Stack, name: str, auth: dict[str, str]) -> _Load:
@@ -137,7 +126,7 @@ class TestKilledMidBatch:
 
             # One call per key, every one of them stored, and every one ends.
             eventually_blocking(
-                lambda: _count(base, auth, TERMINAL),
+                lambda: count_calls(base, auth, TERMINAL),
                 lambda n: n == REQUESTS,
                 what="every call ended",
                 within=90,

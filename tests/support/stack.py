@@ -65,3 +65,15 @@ def get_data(base: str, path: str, auth: dict[str, str], **params: Any) -> Any:
     response = httpx.get(f"{base}{path}", headers=auth, params=params, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()["data"]
+
+
+def count_calls(base: str, auth: dict[str, str], status: str) -> int:
+    """How many of the organisation's calls have one of ``status`` (comma-separated)."""
+    meta = httpx.get(
+        f"{base}/v1/masking/call-logs",
+        headers=auth,
+        params={"status": status, "per_page": 1},
+        timeout=10,
+    ).json()["meta"]
+    total: int = meta["total"]
+    return total
