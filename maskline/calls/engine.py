@@ -32,7 +32,7 @@ from maskline.calls.flow import (
     Start,
 )
 from maskline.calls.lifecycle import apply_state, load_call, pricing_of, state_of
-from maskline.calls.models import LIVE_STATUSES, Call
+from maskline.calls.models import LIVE_STATUSES, TERMINAL_STATUSES, Call
 from maskline.calls.runner import CallInfo, CallRunner, LeaseLost
 from maskline.calls.watchdog import Watchdog
 from maskline.kit.clock import Clock
@@ -169,7 +169,9 @@ class CallEngine:
 
         async def store(session: AsyncSession) -> int | None:
             call = await load_call(session, runner.info.call_sid)
-            if call.engine_id != self.engine_id:
+            # Another engine took it over, or a watchdog (this process's too, whose
+            # engine id is ours) ended it while its lease had lapsed: never end it twice.
+            if call.engine_id != self.engine_id or call.status in TERMINAL_STATUSES:
                 raise LeaseLost(call.call_sid)
             now = self.clock.now()
             call.lease_expires_at = now + self.lease
