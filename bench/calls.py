@@ -39,9 +39,10 @@ def _cli(env: dict[str, str], *args: str) -> dict[str, object]:
     return result
 
 
-def parties() -> Iterator[int]:
-    """Ordinary numbers: none ends in one of the sim's magic endings (0000–0003)."""
-    return (n for n in itertools.count(7_000_012_345) if n % 10_000 > 3)
+def parties(first: int = 7_000_012_345) -> Iterator[int]:
+    """Ordinary numbers from ``first`` on: none ends in one of the sim's magic endings
+    (0000–0003)."""
+    return (n for n in itertools.count(first) if n % 10_000 > 3)
 
 
 def server_env(database_url: str, tmp: Path, **extra: str) -> dict[str, str]:
@@ -56,12 +57,20 @@ def server_env(database_url: str, tmp: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def unlimited_key(env: dict[str, str]) -> str:
-    """An organisation (made with the CLI) that no limit gets in the way of, with one masked
-    number of its own; its API key."""
-    _cli(env, "org", "create", "bench", "--balance", "10000000", "--max-live-calls", "1000000")
-    _cli(env, "numbers", "add", "918099000001", "--org", "bench")
-    return str(_cli(env, "key", "create", "--org", "bench", "--rate-limit", "1000000")["api_key"])
+def unlimited_key(
+    env: dict[str, str],
+    org: str = "bench",
+    *,
+    numbers: tuple[str, ...] = ("918099000001",),
+    webhook_url: str | None = None,
+) -> str:
+    """An organisation ``org`` (made with the CLI) that no limit gets in the way of, with
+    ``numbers`` as its masked numbers and, if given, its webhook endpoint; its API key."""
+    _cli(env, "org", "create", org, "--balance", "10000000", "--max-live-calls", "1000000")
+    _cli(env, "numbers", "add", *numbers, "--org", org)
+    if webhook_url is not None:
+        _cli(env, "webhook", "set", "--org", org, "--url", webhook_url)
+    return str(_cli(env, "key", "create", "--org", org, "--rate-limit", "1000000")["api_key"])
 
 
 async def unlimited_org(runtime: Runtime, name: str, pool: list[str]) -> str:

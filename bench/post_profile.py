@@ -32,15 +32,8 @@ from sqlalchemy import event
 
 from bench.calls import SECRET, parties, unlimited_org
 from bench.loadgen import WrkRun, run_wrk
-from bench.post import (
-    CONNECTIONS,
-    REDIS_URL,
-    THREADS,
-    WARMUP_SEC,
-    Running,
-    embedded_sqlite,
-    postgresql_apis,
-)
+from bench.post import CONNECTIONS, THREADS, WARMUP_SEC
+from bench.setups import REDIS_URL, Running, embedded_sqlite, postgresql_apis
 from bench.stats import percentile
 from maskline.app import create_app
 from maskline.settings import Settings
