@@ -4,18 +4,17 @@ the parties, a server's environment, an organisation no limit gets in the way of
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
+from bench.numbers import parties
 from bench.stats import summary_ms
 from maskline.app import create_app
 from maskline.keys import service as keys
@@ -37,12 +36,6 @@ def _cli(env: dict[str, str], *args: str) -> dict[str, object]:
     )
     result: dict[str, object] = json.loads(done.stdout)
     return result
-
-
-def parties(first: int = 7_000_012_345) -> Iterator[int]:
-    """Ordinary numbers from ``first`` on: none ends in one of the sim's magic endings
-    (0000–0003)."""
-    return (n for n in itertools.count(first) if n % 10_000 > 3)
 
 
 def server_env(database_url: str, tmp: Path, **extra: str) -> dict[str, str]:

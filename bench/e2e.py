@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import itertools
 import platform
+import sys
 import tempfile
 import threading
 import time
@@ -47,6 +48,7 @@ from sqlalchemy import func, select
 
 from bench.calls import unlimited_key
 from bench.nginx import NginxReceiver, nginx_receiver
+from bench.numbers import masked_numbers
 from bench.openloop import Outcome, finish, start_open_loop
 from bench.post_profile import py_spy_record, read_collapsed, summary
 from bench.procstat import Sampler, Usage, children, pids_with_cmdline
@@ -272,9 +274,11 @@ class Probe:
     def run(self, rate: float, seconds: float) -> Step:
         n = next(self._orgs)
         org = f"e2e-{n}"
-        numbers = tuple(f"918{n:03d}{i:06d}" for i in range(MASKED_NUMBERS))
         key = unlimited_key(
-            self.running.env, org, numbers=numbers, webhook_url=self.receiver.url(org)
+            self.running.env,
+            org,
+            numbers=masked_numbers(n, MASKED_NUMBERS),
+            webhook_url=self.receiver.url(org),
         )
         sampler = Sampler(_groups(self.running, self.receiver))
         sampler.start()
@@ -379,7 +383,7 @@ def e2e(
     with tempfile.TemporaryDirectory() as tmp, probing(kind, Path(tmp), record=record) as probe:
         for rate in rates:
             steps.append(probe.run(rate, seconds))
-            print(_row(steps[-1]), flush=True)
+            print(f"{kind}: {_row(steps[-1])}", file=sys.stderr, flush=True)
             if steps[-1].failures():
                 break
     held = [s for s in steps if not s.failures()]

@@ -9,20 +9,25 @@ backlog, the server) shows as latency. Neither oha nor vegeta (both open-loop, i
 Go) is packaged by Debian 12 or PyPI, and wrk2 is not packaged at all, so this sender is
 Python: asyncio streams on uvloop, HTTP/1.1 written and read by hand (no client library on
 the path: a few tens of microseconds a request), in a process of its own so that its CPU
-is measured apart. It reports its schedule lag (how late it was in sending each request),
-which says whether it kept its schedule at all.
+is measured apart, at a real-time priority where it may (root). It reports its schedule
+lag (how late it was in starting each request), which says whether it kept its schedule
+at all: against nginx on a loaded 2-core VM, p99 under 1.1 ms at 100, 300 and 1,000
+requests/s, at 4 %, 8 % and 18 % of a core.
 
 ``python -m bench.openloop --target HOST:PORT [--target …] --key KEY --rate R --seconds S
---first-party N [--record]`` prints one JSON object (``Outcome``); ``run_open_loop`` runs it.
-Each request has a new pair of ordinary mobile numbers (``bench.calls.parties``) from
-``--first-party`` on; the targets take the requests in turn, as behind a load balancer.
+--first-party N [--record]`` prints one JSON object (``Outcome``); ``start_open_loop``
+starts it and ``finish`` reads it. Each request has a new pair of ordinary mobile numbers
+(``bench.numbers.parties``) from ``--first-party`` on; the targets take the requests in
+turn, as behind a load balancer.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import re
 import resource
 import subprocess
@@ -34,7 +39,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench.calls import parties
+from bench.numbers import parties
 from bench.stats import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +48,8 @@ TIMEOUT_SEC = 10.0
 # uvicorn closes a connection idle for 5 s (its keep-alive timeout): older idle ones are
 # not reused, so that a request is not sent on a socket the server is closing.
 IDLE_SEC = 4.0
+# SCHED_FIFO priority (1-99) of the sender process: the lowest real-time class is enough.
+REALTIME_PRIORITY = 1
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 _CLOSE = re.compile(rb"\r\nconnection:[ \t]*close", re.IGNORECASE)
 
@@ -136,11 +143,10 @@ class _Sender:
         return int(head[9:12]), body, _CLOSE.search(head) is None
 
     async def one(self, target: _Target, request: bytes, due: float) -> None:
-        loop = asyncio.get_running_loop()
         conn: _Conn | None = None
         try:
-            async with asyncio.timeout_at(due + TIMEOUT_SEC):
-                conn = target.take_idle(loop.time())
+            async with asyncio.timeout(due + TIMEOUT_SEC - time.monotonic()):
+                conn = target.take_idle(time.monotonic())
                 reused = conn is not None
                 if conn is None:
                     conn = await target.connect()
@@ -164,10 +170,10 @@ class _Sender:
             if conn is not None:
                 conn.close()
             return
-        self.latencies.append(loop.time() - due)
+        self.latencies.append(time.monotonic() - due)
         self.statuses[str(status)] += 1
         if keep:
-            conn.idle_since = loop.time()
+            conn.idle_since = time.monotonic()
             target.idle.append(conn)
         else:
             conn.close()
@@ -176,26 +182,26 @@ class _Sender:
 async def _run(
     targets: list[str], key: str, *, rate: float, seconds: float, first_party: int, record: bool
 ) -> Outcome:
-    loop = asyncio.get_running_loop()
+    # Times come from time.monotonic(): uvloop's loop.time() counts whole milliseconds.
     sender = _Sender(targets, key, record=record)
     # A few connections ready before the first request is due, as a client with a pool.
     for target in sender.targets:
         for conn in await asyncio.gather(*(target.connect() for _ in range(4))):
-            conn.idle_since = loop.time()
+            conn.idle_since = time.monotonic()
             target.idle.append(conn)
     numbers = parties(first_party)
     count = round(rate * seconds)
     cpu = time.process_time()
-    start = loop.time() + 0.05
-    epoch_offset = time.time() - loop.time()
+    start = time.monotonic() + 0.05
+    epoch_offset = time.time() - time.monotonic()
     lags: list[float] = []
     tasks: set[asyncio.Task[None]] = set()
     for i in range(count):
         due = start + i / rate
-        wait = due - loop.time()
+        wait = due - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        lags.append(max(0.0, loop.time() - due))
+        lags.append(max(0.0, time.monotonic() - due))
         request = sender.request(next(numbers), next(numbers))
         task = asyncio.create_task(sender.one(sender.targets[i % len(targets)], request, due))
         tasks.add(task)
@@ -260,6 +266,16 @@ def main() -> None:
     parser.add_argument("--first-party", type=int, required=True)
     parser.add_argument("--record", action="store_true", help='"record": true in each body')
     args = parser.parse_args()
+    # The sender is judged by its schedule, on cores it shares with the servers under test
+    # (and, here, with other work): a real-time priority keeps it (p99 lag about 1 ms up
+    # to 1,000 requests/s, where nice -10 still saw 20-120 ms on a loaded machine) for the
+    # little CPU it takes; the kernel's real-time throttling bounds it whatever happens.
+    # Only root may: then it runs at nice -10 if it can, as it is otherwise.
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+    except PermissionError:
+        with contextlib.suppress(PermissionError):
+            os.nice(-10)
     # Open loop: every request that finds no idle connection opens one of its own.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -30,8 +30,9 @@ import uvicorn
 import uvloop
 from sqlalchemy import event
 
-from bench.calls import SECRET, parties, unlimited_org
+from bench.calls import SECRET, unlimited_org
 from bench.loadgen import WrkRun, run_wrk
+from bench.numbers import parties
 from bench.post import CONNECTIONS, THREADS, WARMUP_SEC
 from bench.setups import REDIS_URL, Running, embedded_sqlite, postgresql_apis
 from bench.stats import percentile
