@@ -32,7 +32,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import itertools
+import os
 import platform
 import sys
 import tempfile
@@ -40,7 +42,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -99,7 +100,7 @@ SETUPS: dict[str, tuple[str, Callable[[Path], contextlib.AbstractContextManager[
 }
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Step:
     """One rate, run and judged."""
 
@@ -119,8 +120,11 @@ class Step:
     dial_delay_ms: tuple[float, float]
     # From an event's commit time (created_at) to its arrival at nginx.
     webhook_delay_ms: tuple[float, float]
+    # Over the load: each process's, and the machine's (100 % a core).
     usage: dict[str, Usage]
     machine_percent: float
+    # Over the load and the drain after it.
+    until_drained: dict[str, Usage] = dataclasses.field(default_factory=dict)
 
     @property
     def placed(self) -> int:
@@ -292,10 +296,13 @@ class Probe:
             record=self.record,
         )
         sent = finish(sender, seconds)
-        usage = sampler.stop()
-        return asyncio.run(
+        usage = sampler.read()
+        step = asyncio.run(
             _drain_and_count(self.running.database_url, org, self.receiver, sent, usage)
         )
+        # The calls' work goes on after the load: CPU a call counts it until the drain.
+        until_drained, _machine = sampler.stop()
+        return dataclasses.replace(step, until_drained=until_drained)
 
     def profile(self, rate: float, role: str, output: Path) -> str:
         """py-spy on the process of ``role`` for PROFILE_SEC while ``rate`` runs (from 5 s
@@ -334,7 +341,9 @@ def _row(step: Step) -> str:
 def _usage_row(step: Step) -> str:
     cells = [u.cell() for u in step.usage.values()]
     # maskline's processes and its database, not the shared Redis or the receiver.
-    serving = sum(u.cpu_sec for name, u in step.usage.items() if name not in ("Redis", "nginx"))
+    serving = sum(
+        u.cpu_sec for name, u in step.until_drained.items() if name not in ("Redis", "nginx")
+    )
     return (
         f"| {step.sent.rate:g} | {' | '.join(cells)} "
         f"| {100 * step.sent.cpu_sec / step.sent.seconds:.0f}% | {step.machine_percent:.0f}% "
@@ -353,13 +362,19 @@ def table(title: str, steps: list[Step]) -> str:
         "|" + " ---: |" * 12 + " --- |",
         *(_row(s) for s in steps),
         "",
+        "CPU (100 % a core) and peak memory of each process over the load (RSS; PSS summed "
+        "for several processes); CPU a call: maskline's processes and PostgreSQL from the "
+        "load's start until drained, over the calls placed",
+        "",
         f"| offered/s | {' | '.join(processes)} | sender | machine | CPU a call |",
         "| ---: |" + " ---: |" * (len(processes) + 3),
         *(_usage_row(s) for s in steps),
     ]
     extras = [
-        f"- {s.sent.rate:g}/s: calls {s.outcomes}; deliveries {s.deliveries}; "
-        f"duplicates {s.duplicates}; events stored {s.stored}"
+        f"- {s.sent.rate:g}/s: calls {s.outcomes}; events stored {s.stored}; deliveries "
+        f"{s.deliveries}; {s.duplicates} duplicate arrivals; p50 dial delay "
+        f"{s.dial_delay_ms[0]:.0f} ms, webhook delay {s.webhook_delay_ms[0]:.0f} ms; sender "
+        f"{s.sent.connections} connections, errors {s.sent.errors or 0}"
         for s in steps
     ]
     return "\n".join([*lines, "", *extras])
@@ -377,7 +392,7 @@ def e2e(
     name, _setup = SETUPS[kind]
     conditions = (
         f"sim ring {RING_SEC} s a leg, talk {TALK_SEC} s, record {str(record).lower()}; "
-        f"webhooks to nginx"
+        f"webhooks to nginx; load average {os.getloadavg()[0]:.1f} at the start"
     )
     steps: list[Step] = []
     with tempfile.TemporaryDirectory() as tmp, probing(kind, Path(tmp), record=record) as probe:

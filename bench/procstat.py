@@ -137,10 +137,14 @@ class Sampler:
         self._thread.start()
 
     def stop(self) -> tuple[dict[str, Usage], float]:
-        """Each group's usage over the window, and the machine's (100 % a core, as for
-        the processes: at most 100 % × the number of cores)."""
+        """``read()``, and no more sampling."""
         self._stop.set()
         self._thread.join()
+        return self.read()
+
+    def read(self) -> tuple[dict[str, Usage], float]:
+        """Each group's usage since ``start()``, and the machine's (100 % a core, as for
+        the processes: at most 100 % × the number of cores)."""
         self._sample()
         wall = time.monotonic() - self._wall
         busy, total = (
