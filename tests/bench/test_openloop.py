@@ -24,7 +24,7 @@ class HoldingServer:
 
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
-        self.bodies: list[dict[str, object]] = []
+        self.bodies: list[dict[str, str | bool]] = []
         self._arrived = threading.Condition()
         self._threads: list[threading.Thread] = []
 
@@ -84,7 +84,7 @@ def test_every_request_goes_at_its_time_while_none_is_answered() -> None:
     # 4 connections opened before the first request, then one for each request that found
     # them all waiting.
     assert outcome.connections == REQUESTS
-    parties = [body[p] for body in server.bodies for p in ("party_a", "party_b")]
+    parties = [str(body[p]) for body in server.bodies for p in ("party_a", "party_b")]
     # New parties for every call, none ending in the sim's magic 0000-0003 (9998, 9999,
     # then 0000-0003 skipped, 0004 …).
     assert sorted(parties) == [str(n) for n in range(7_000_009_998, 7_000_010_000)] + [
