@@ -32,8 +32,10 @@ SECRET = "bench-secret-key-for-a-throwaway-database"  # noqa: S105 - a throwaway
 
 def _cli(env: dict[str, str], *args: str) -> dict[str, object]:
     done = subprocess.run(
-        [str(MASKLINE), *args, "--json"], env=env, capture_output=True, text=True, check=True
+        [str(MASKLINE), *args, "--json"], env=env, capture_output=True, text=True, check=False
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"maskline {' '.join(args)} failed ({done.returncode}): {done.stderr}")
     result: dict[str, object] = json.loads(done.stdout)
     return result
 

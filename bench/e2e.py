@@ -64,7 +64,7 @@ from tests.support.waits import eventually, eventually_value
 
 RING_SEC = 1
 TALK_SEC = 3
-RATES = (5.0, 10.0, 15.0, 20.0, 25.0, 35.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0)
+RATES = (2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 35.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0)
 STEP_SEC = 30.0
 HOLD_SEC = 60.0
 WARMUP_RATE = 5.0
