@@ -113,6 +113,8 @@ class Step:
     stored: dict[str, int]
     arrived: dict[str, int]
     duplicates: int
+    # Connections the webhooks came on (a delivery per connection: as many as arrivals).
+    webhook_connections: int
     # Webhook deliveries by status (pending, succeeded, failed), as the database has them.
     deliveries: dict[str, int]
     # Seconds from the last POST's due moment until every call had ended and every event
@@ -273,6 +275,7 @@ async def _drain_and_count(
         stored=dict(Counter(e.event for e in events)),
         arrived=dict(Counter(e.event for e in reached)),
         duplicates=arrivals.duplicates,
+        webhook_connections=arrivals.connections,
         deliveries={status: count for status, count in deliveries},
         drain_sec=drain_sec,
         dial_delay_ms=_ms_p50_p99(
@@ -394,7 +397,8 @@ def table(title: str, steps: list[Step]) -> str:
     ]
     extras = [
         f"- {s.sent.rate:g}/s: calls {s.outcomes}; events stored {s.stored}; deliveries "
-        f"{s.deliveries}; {s.duplicates} duplicate arrivals; p50 dial delay "
+        f"{s.deliveries}; {s.duplicates} duplicate arrivals, on {s.webhook_connections} "
+        f"connections; p50 dial delay "
         f"{s.dial_delay_ms[0]:.0f} ms, webhook delay {s.webhook_delay_ms[0]:.0f} ms; sender "
         f"{s.sent.connections} connections, errors {s.sent.errors or 0}"
         for s in steps

@@ -4,7 +4,8 @@ every POST to ``/hooks/<name>`` with 204, a C server that costs the machine next
 It runs in the foreground (``daemon off``) on a free loopback port, with a configuration,
 logs and temporary directories of its own in a directory the caller gives, and stops with
 the context. Its access log has one line per request: the arrival time, the status, the
-path and the ``webhook-id`` header (the event's id, SPEC §6); ``arrivals`` reads it.
+the number of the request on its connection, the path and the ``webhook-id`` header (the
+event's id, SPEC §6); ``arrivals`` reads it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
     keepalive_requests 1000000;
-    log_format hooks '$msec $status $uri $http_webhook_id';
+    log_format hooks '$msec $status $connection_requests $uri $http_webhook_id';
     server {{
         listen 127.0.0.1:{port};
         location /hooks/ {{
@@ -58,6 +59,8 @@ class Arrivals:
 
     first: dict[str, float] = field(default_factory=dict)
     duplicates: int = 0
+    # Requests that came on a new connection (nginx's $connection_requests is 1).
+    connections: int = 0
 
 
 @dataclass
@@ -81,11 +84,12 @@ class NginxReceiver:
         complete = chunk.rfind(b"\n") + 1
         self._offset += complete
         for line in chunk[:complete].decode().splitlines():
-            at, status, path, webhook_id = line.split(" ", 3)
+            at, status, requests, path, webhook_id = line.split(" ", 4)
             self.statuses[status] += 1
             if status != "204":
                 continue
             seen = self._seen.setdefault(path.removeprefix("/hooks/"), Arrivals())
+            seen.connections += requests == "1"
             if webhook_id in seen.first:
                 seen.duplicates += 1
             else:

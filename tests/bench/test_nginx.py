@@ -32,5 +32,7 @@ def test_arrivals_by_path_and_webhook_id(tmp_path: Path) -> None:
             lambda: receiver.arrivals("r1"), lambda seen: seen.duplicates == 1, what="r1's repeat"
         )
         assert sorted(r1.first) == ["evt_1", "evt_2"]
+        # httpx.post opens a connection for each request.
+        assert r1.connections == 3
         assert list(receiver.arrivals("r2").first) == ["evt_3"]
         assert receiver.arrivals("r3").first == {}
