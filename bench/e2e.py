@@ -24,7 +24,10 @@ its own schedule (lag p99 under ``SENDER_LAG_MAX_MS``), or the run says nothing.
 
 ``make bench-e2e`` (``python -m bench.e2e [postgresql] [sqlite] [--rates 5,10,…]
 [--seconds 30] [--hold 60] [--record] [--profile]``) prints a table per set-up: what each
-rate did, then the CPU and peak RSS of each process over the load.
+rate did, then the CPU and peak RSS of each process over the load. With ``--profile``
+the first rate that failed runs once more on the fresh start, with py-spy on the busiest
+maskline process (``bench/post_profile.py`` sums its stacks by area) and, on PostgreSQL,
+``pg_stat_activity`` sampled: where the time goes where it breaks.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from bench.calls import unlimited_key
 from bench.nginx import NginxReceiver, nginx_receiver
 from bench.numbers import masked_numbers
 from bench.openloop import Outcome, finish, start_open_loop
-from bench.post_profile import py_spy_record, read_collapsed, summary
+from bench.post_profile import ConnectionStates, py_spy_record, read_collapsed, summary
 from bench.procstat import Sampler, Usage, children, pids_with_cmdline
 from bench.setups import Running, embedded_sqlite, postgresql_apis
 from bench.stats import percentile
@@ -331,13 +334,18 @@ class Probe:
 
     def profile(self, rate: float, role: str, output: Path) -> str:
         """py-spy on the process of ``role`` for PROFILE_SEC while ``rate`` runs (from 5 s
-        into the load to 5 s before its end)."""
+        into the load to 5 s before its end), and on PostgreSQL what its connections do."""
         load = threading.Thread(target=self.run, args=(rate, PROFILE_SEC + 10))
         load.start()
         time.sleep(5)
-        py_spy_record(self.running.processes[role].pid, output, seconds=PROFILE_SEC)
+        with contextlib.ExitStack() as stack:
+            states = None
+            if self.running.database_url.startswith("postgresql"):
+                states = stack.enter_context(ConnectionStates(self.running.database_url))
+            py_spy_record(self.running.processes[role].pid, output, seconds=PROFILE_SEC)
         load.join()
-        return summary(read_collapsed(output), seconds=PROFILE_SEC)
+        found = summary(read_collapsed(output), seconds=PROFILE_SEC)
+        return found if states is None else f"{found}\n\n{states.summary()}"
 
 
 @contextlib.contextmanager
@@ -453,12 +461,14 @@ def e2e(
                 else f"held for {hold:g} s on {kind}: neither {best:g} nor the rate below"
             )
             if profile:
-                usage = confirmed[0].usage
+                # Where it breaks: the first rate that failed in the ramp, if one did.
+                rate = steps[-1].sent.rate
+                usage = steps[-1].usage
                 busiest = max(probe.running.processes, key=lambda r: usage[r].cpu_percent)
                 output = Path(tmp) / f"e2e-{kind}-{busiest.replace(' ', '-')}.txt"
                 parts.append(
-                    f"py-spy on the busiest maskline process ({busiest}) at {best:g}/s:\n\n"
-                    + probe.profile(best, busiest, output)
+                    f"py-spy on the busiest maskline process ({busiest}) at {rate:g}/s:\n\n"
+                    + probe.profile(rate, busiest, output)
                 )
     return "\n\n".join(parts)
 
