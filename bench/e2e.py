@@ -118,8 +118,10 @@ class Step:
     duplicates: int
     # Connections the webhooks came on (a delivery per connection: as many as arrivals).
     webhook_connections: int
-    # Webhook deliveries by status (pending, succeeded, failed), as the database has them.
+    # Webhook deliveries by status (pending, succeeded, failed), as the database has them,
+    # and the attempts they took (one each when none failed).
     deliveries: dict[str, int]
+    attempts: int
     # Seconds from the last POST's due moment until every call had ended and every event
     # had arrived; None when that had not happened after DRAIN_WATCH_SEC.
     drain_sec: float | None
@@ -264,7 +266,7 @@ async def _drain_and_count(
             ).all()
             deliveries = (
                 await session.execute(
-                    select(WebhookDelivery.status, func.count())
+                    select(WebhookDelivery.status, func.count(), func.sum(WebhookDelivery.attempts))
                     .where(WebhookDelivery.org_id == org_id)
                     .group_by(WebhookDelivery.status)
                 )
@@ -279,7 +281,8 @@ async def _drain_and_count(
         arrived=dict(Counter(e.event for e in reached)),
         duplicates=arrivals.duplicates,
         webhook_connections=arrivals.connections,
-        deliveries={status: count for status, count in deliveries},
+        deliveries={status: count for status, count, _attempts in deliveries},
+        attempts=sum(attempts for _status, _count, attempts in deliveries),
         drain_sec=drain_sec,
         dial_delay_ms=_ms_p50_p99(
             [(c.started_at - c.created_at).total_seconds() for c in calls if c.started_at]
@@ -405,10 +408,10 @@ def table(title: str, steps: list[Step]) -> str:
     ]
     extras = [
         f"- {s.sent.rate:g}/s: calls {s.outcomes}; events stored {s.stored}; deliveries "
-        f"{s.deliveries}; {s.duplicates} duplicate arrivals, on {s.webhook_connections} "
-        f"connections; p50 dial delay "
-        f"{s.dial_delay_ms[0]:.0f} ms, webhook delay {s.webhook_delay_ms[0]:.0f} ms; sender "
-        f"{s.sent.connections} connections, errors {s.sent.errors or 0}"
+        f"{s.deliveries} in {s.attempts} attempts, arrived on {s.webhook_connections} "
+        f"connections, {s.duplicates} twice; p50 dial delay {s.dial_delay_ms[0]:.0f} ms, "
+        f"webhook delay {s.webhook_delay_ms[0]:.0f} ms; sender {s.sent.connections} "
+        f"connections, errors {s.sent.errors or 0}"
         for s in steps
     ]
     return "\n".join([*lines, "", *extras])
