@@ -411,7 +411,8 @@ def table(title: str, steps: list[Step]) -> str:
         f"{s.deliveries} in {s.attempts} attempts, arrived on {s.webhook_connections} "
         f"connections, {s.duplicates} twice; p50 dial delay {s.dial_delay_ms[0]:.0f} ms, "
         f"webhook delay {s.webhook_delay_ms[0]:.0f} ms; sender {s.sent.connections} "
-        f"connections, errors {s.sent.errors or 0}"
+        f"connections, errors {s.sent.errors or 0}, slowest POSTs (number, ms) "
+        f"{[tuple(x) for x in s.sent.slowest]}"
         for s in steps
     ]
     return "\n".join([*lines, "", *extras])

@@ -77,6 +77,8 @@ class Outcome:
     cpu_sec: float
     # Wall-clock (epoch) time of the last request's due moment: the load stops there.
     last_due_epoch: float
+    # The slowest responses: [request number from 0, latency ms], slowest first.
+    slowest: list[tuple[int, float]]
 
     def accepted(self, status: str = "201") -> int:
         return self.statuses.get(status, 0)
@@ -127,7 +129,8 @@ class _Sender:
         self.record = b"true" if record else b"false"
         self.statuses: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
-        self.latencies: list[float] = []
+        # (request number, seconds from due to response)
+        self.latencies: list[tuple[int, float]] = []
 
     def request(self, a: int, b: int) -> bytes:
         body = b'{"party_a":"%d","party_b":"%d","record":%s}' % (a, b, self.record)
@@ -142,7 +145,7 @@ class _Sender:
         body = await conn.reader.readexactly(int(length[1]))
         return int(head[9:12]), body, _CLOSE.search(head) is None
 
-    async def one(self, target: _Target, request: bytes, due: float) -> None:
+    async def one(self, number: int, target: _Target, request: bytes, due: float) -> None:
         conn: _Conn | None = None
         try:
             async with asyncio.timeout(due + TIMEOUT_SEC - time.monotonic()):
@@ -170,7 +173,7 @@ class _Sender:
             if conn is not None:
                 conn.close()
             return
-        self.latencies.append(time.monotonic() - due)
+        self.latencies.append((number, time.monotonic() - due))
         self.statuses[str(status)] += 1
         if keep:
             conn.idle_since = time.monotonic()
@@ -203,7 +206,7 @@ async def _run(
             await asyncio.sleep(wait)
         lags.append(max(0.0, time.monotonic() - due))
         request = sender.request(next(numbers), next(numbers))
-        task = asyncio.create_task(sender.one(sender.targets[i % len(targets)], request, due))
+        task = asyncio.create_task(sender.one(i, sender.targets[i % len(targets)], request, due))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     last_due = start + (count - 1) / rate
@@ -212,7 +215,8 @@ async def _run(
     for target in sender.targets:
         for conn in target.idle:
             conn.close()
-    ms = [v * 1000 for v in sender.latencies]
+    ms = [v * 1000 for _i, v in sender.latencies]
+    slowest = sorted(sender.latencies, key=lambda latency: -latency[1])[:5]
     lag_ms = [v * 1000 for v in lags]
     return Outcome(
         rate=rate,
@@ -229,6 +233,7 @@ async def _run(
         connections=sum(t.opened for t in sender.targets),
         cpu_sec=time.process_time() - cpu,
         last_due_epoch=last_due + epoch_offset,
+        slowest=[(i, round(v * 1000, 1)) for i, v in slowest],
     )
 
 
