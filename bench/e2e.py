@@ -462,7 +462,9 @@ def e2e(
             parts.append(
                 f"held for {hold:g} s on {kind}: {holding[0]:g} calls/s"
                 if holding
-                else f"held for {hold:g} s on {kind}: neither {best:g} nor the rate below"
+                else f"held for {hold:g} s on {kind}: none of "
+                + " and ".join(f"{s.sent.rate:g}" for s in confirmed)
+                + " calls/s"
             )
             if profile:
                 # Where it breaks: the first rate that failed in the ramp, if one did.
