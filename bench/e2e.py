@@ -116,7 +116,7 @@ class Step:
     stored: dict[str, int]
     arrived: dict[str, int]
     duplicates: int
-    # Connections the webhooks came on (a delivery per connection: as many as arrivals).
+    # New connections the webhooks came on (as many as arrivals if each opens its own).
     webhook_connections: int
     # Webhook deliveries by status (pending, succeeded, failed), as the database has them,
     # and the attempts they took (one each when none failed).
