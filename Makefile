@@ -9,8 +9,8 @@ PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 # the tests and pytest's assertion rewrites from source again (collection: 12 s → 6 s).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-fast test-sqlite test-postgres lint format bench bench-post lock \
-	clean
+.PHONY: run test test-fast test-sqlite test-postgres lint format bench bench-post bench-e2e \
+	lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,13 @@ bench: $(STAMP)
 # yardstick and maskline's three set-ups, about two minutes.
 bench-post: $(STAMP)
 	$(BIN)/python -m bench.post
+
+# Issue 14's end-to-end probe (docs/benchmarks.md): calls placed open-loop at rising
+# rates on the sim, webhooks to nginx (Debian's nginx-light), the best rate held 60 s; for
+# the PostgreSQL roles and the embedded process, about 15 minutes. E2E_ARGS passes options
+# (`--rates 5,10 --seconds 10 --hold 0`, `--record`, `--profile`, `sqlite`).
+bench-e2e: $(STAMP)
+	$(BIN)/python -m bench.e2e $(E2E_ARGS)
 
 # sippy declares the needs of its web UI and RTP generator, which maskline never
 # imports (its UA and transaction layer need only elperiodic and pycryptodome).

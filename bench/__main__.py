@@ -6,7 +6,7 @@ import platform
 import sys
 from datetime import UTC, datetime
 
-from bench import call_logs, calls, post, recordings, sip, webhooks
+from bench import call_logs, calls, e2e, post, recordings, sip, webhooks
 
 
 def main() -> None:
@@ -25,6 +25,7 @@ def main() -> None:
         print(sip.sip_concurrent_media(kind, calls=50), flush=True)
         print(webhooks.webhooks_bench(kind), flush=True)
         print(call_logs.call_logs_latency(kind), flush=True)
+        print(e2e.e2e(kind), flush=True)
 
 
 if __name__ == "__main__":

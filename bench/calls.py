@@ -4,18 +4,17 @@ the parties, a server's environment, an organisation no limit gets in the way of
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
+from bench.numbers import parties
 from bench.stats import summary_ms
 from maskline.app import create_app
 from maskline.keys import service as keys
@@ -33,15 +32,12 @@ SECRET = "bench-secret-key-for-a-throwaway-database"  # noqa: S105 - a throwaway
 
 def _cli(env: dict[str, str], *args: str) -> dict[str, object]:
     done = subprocess.run(
-        [str(MASKLINE), *args, "--json"], env=env, capture_output=True, text=True, check=True
+        [str(MASKLINE), *args, "--json"], env=env, capture_output=True, text=True, check=False
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"maskline {' '.join(args)} failed ({done.returncode}): {done.stderr}")
     result: dict[str, object] = json.loads(done.stdout)
     return result
-
-
-def parties() -> Iterator[int]:
-    """Ordinary numbers: none ends in one of the sim's magic endings (0000–0003)."""
-    return (n for n in itertools.count(7_000_012_345) if n % 10_000 > 3)
 
 
 def server_env(database_url: str, tmp: Path, **extra: str) -> dict[str, str]:
@@ -56,12 +52,20 @@ def server_env(database_url: str, tmp: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def unlimited_key(env: dict[str, str]) -> str:
-    """An organisation (made with the CLI) that no limit gets in the way of, with one masked
-    number of its own; its API key."""
-    _cli(env, "org", "create", "bench", "--balance", "10000000", "--max-live-calls", "1000000")
-    _cli(env, "numbers", "add", "918099000001", "--org", "bench")
-    return str(_cli(env, "key", "create", "--org", "bench", "--rate-limit", "1000000")["api_key"])
+def unlimited_key(
+    env: dict[str, str],
+    org: str = "bench",
+    *,
+    numbers: tuple[str, ...] = ("918099000001",),
+    webhook_url: str | None = None,
+) -> str:
+    """An organisation ``org`` (made with the CLI) that no limit gets in the way of, with
+    ``numbers`` as its masked numbers and, if given, its webhook endpoint; its API key."""
+    _cli(env, "org", "create", org, "--balance", "10000000", "--max-live-calls", "1000000")
+    _cli(env, "numbers", "add", *numbers, "--org", org)
+    if webhook_url is not None:
+        _cli(env, "webhook", "set", "--org", org, "--url", webhook_url)
+    return str(_cli(env, "key", "create", "--org", org, "--rate-limit", "1000000")["api_key"])
 
 
 async def unlimited_org(runtime: Runtime, name: str, pool: list[str]) -> str:

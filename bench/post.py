@@ -29,29 +29,16 @@ import asyncpg
 import httpx
 
 from bench.bare import SCHEMA
-from bench.calls import server_env, unlimited_key
 from bench.loadgen import WrkRun, run_wrk
+from bench.setups import API_PROCESSES, embedded_sqlite, postgresql_apis
 from tests.support.databases import fresh_database
-from tests.support.server import free_port, running_server
+from tests.support.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECTIONS = 32
 THREADS = 2
 SECONDS = 15.0
 WARMUP_SEC = 3.0
-API_PROCESSES = 2
-REDIS_URL = "redis://127.0.0.1:6379/14"
-
-
-@dataclass(frozen=True)
-class Running:
-    """maskline running for a case: the processes that serve the API, their
-    ``host:port``s, the key of an organisation no limit gets in the way of, the database."""
-
-    api_processes: list[subprocess.Popen[str]]
-    addresses: list[str]
-    key: str
-    database_url: str
 
 
 @dataclass(frozen=True)
@@ -108,10 +95,6 @@ async def _create_table(dsn: str) -> None:
         await conn.close()
 
 
-def _address(base_url: str) -> str:
-    return base_url.removeprefix("http://")
-
-
 def bare_case() -> Case:
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -122,38 +105,11 @@ def bare_case() -> Case:
     return Case(f"bare FastAPI + asyncpg, one INSERT, {API_PROCESSES} uvicorn workers", run)
 
 
-@contextlib.contextmanager
-def postgresql_apis(tmp: Path, *, stack: bool) -> Iterator[Running]:
-    """``API_PROCESSES`` maskline API processes (and, with ``stack``, an engine and a worker)
-    on a fresh PostgreSQL database, with Redis for the rate limits."""
-    with fresh_database(tmp, kind="postgresql") as url:
-        env = server_env(url, tmp, MASKLINE_REDIS_URL=REDIS_URL)
-        key = unlimited_key(env)
-        with contextlib.ExitStack() as running:
-            apis = [
-                running.enter_context(running_server(env, tmp, extra_args=("--role", "api")))
-                for _ in range(API_PROCESSES)
-            ]
-            for role in ("engine", "worker") if stack else ():
-                running.enter_context(running_server(env, tmp, extra_args=("--role", role)))
-            yield Running([a.process for a in apis], [_address(a.base_url) for a in apis], key, url)
-
-
 def postgresql_case(*, stack: bool) -> Case:
     with tempfile.TemporaryDirectory() as tmp, postgresql_apis(Path(tmp), stack=stack) as running:
         run = _measure(running.addresses, running.key)
     extra = " + engine + worker" if stack else ""
     return Case(f"maskline, PostgreSQL, {API_PROCESSES} api processes{extra}", run)
-
-
-@contextlib.contextmanager
-def embedded_sqlite(tmp: Path) -> Iterator[Running]:
-    """One ``maskline serve`` (api, engine and worker) on a fresh SQLite file."""
-    with fresh_database(tmp, kind="sqlite") as url:
-        env = server_env(url, tmp)
-        key = unlimited_key(env)
-        with running_server(env, tmp) as server:
-            yield Running([server.process], [_address(server.base_url)], key, url)
 
 
 def sqlite_case() -> Case:

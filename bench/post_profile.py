@@ -30,17 +30,11 @@ import uvicorn
 import uvloop
 from sqlalchemy import event
 
-from bench.calls import SECRET, parties, unlimited_org
+from bench.calls import SECRET, unlimited_org
 from bench.loadgen import WrkRun, run_wrk
-from bench.post import (
-    CONNECTIONS,
-    REDIS_URL,
-    THREADS,
-    WARMUP_SEC,
-    Running,
-    embedded_sqlite,
-    postgresql_apis,
-)
+from bench.numbers import parties
+from bench.post import CONNECTIONS, THREADS, WARMUP_SEC
+from bench.setups import REDIS_URL, Running, embedded_sqlite, postgresql_apis
 from bench.stats import percentile
 from maskline.app import create_app
 from maskline.settings import Settings
@@ -272,18 +266,22 @@ def _profile_under_load(running: Running, output: Path) -> WrkRun:
     )
     load.start()
     time.sleep(MARGIN_SEC)
+    py_spy_record(running.api_processes[0].pid, output, seconds=PROFILE_SEC)
+    load.join()
+    return measured[0]
+
+
+def py_spy_record(pid: int, output: Path, *, seconds: float) -> None:
+    """Record ``pid`` for ``seconds`` at ``RATE_HZ`` into ``output`` (collapsed stacks)."""
     # --gil: only the thread holding the GIL is sampled. Without it py-spy counts threads
     # blocked in a lock (the thread pool's idle workers, aiosqlite's threads waiting for
     # work) as busy.
     command = [
-        str(PY_SPY), "record", "--pid", str(running.api_processes[0].pid), "--gil",
-        "--duration", str(PROFILE_SEC), "--rate", str(RATE_HZ), "--format", "raw",
-        "--output", str(output),
+        str(PY_SPY), "record", "--pid", str(pid), "--gil", "--duration", f"{seconds:g}",
+        "--rate", str(RATE_HZ), "--format", "raw", "--output", str(output),
     ]  # fmt: skip
     print("$", " ".join(command), flush=True)
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    load.join()
-    return measured[0]
 
 
 def profile_post(kind: str, directory: Path) -> str:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.calls import SECRET, parties
+from bench.calls import SECRET
+from bench.numbers import parties
 from bench.stats import summary_ms
 from maskline.app import create_app
 from maskline.keys import service as keys

@@ -1,0 +1,78 @@
+"""maskline's set-ups under benchmark, each a context manager that starts it on a fresh
+database and stops it afterwards: the production roles on PostgreSQL (``API_PROCESSES``
+``maskline serve --role api`` processes with Redis rate limits, and with ``stack`` an
+engine and a worker), and the embedded ``maskline serve`` on SQLite (api, engine and worker
+in one process). ``bench/post.py``, ``bench/post_profile.py`` and ``bench/e2e.py`` share them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.calls import server_env, unlimited_key
+from tests.support.databases import fresh_database
+from tests.support.server import running_server
+
+API_PROCESSES = 2
+REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+@dataclass(frozen=True)
+class Running:
+    """maskline running: its processes by role (``api 1``, ``engine``, ``embedded``, …),
+    the ``host:port`` of each API process, the key of an organisation no limit gets in the
+    way of, the database, and the environment the processes run with (for the CLI)."""
+
+    processes: dict[str, subprocess.Popen[str]]
+    addresses: list[str]
+    key: str
+    database_url: str
+    env: dict[str, str]
+
+    @property
+    def api_processes(self) -> list[subprocess.Popen[str]]:
+        return [
+            p for role, p in self.processes.items() if not role.startswith(("engine", "worker"))
+        ]
+
+
+def _address(base_url: str) -> str:
+    return base_url.removeprefix("http://")
+
+
+@contextlib.contextmanager
+def postgresql_apis(tmp: Path, *, stack: bool, **extra_env: str) -> Iterator[Running]:
+    """``API_PROCESSES`` maskline API processes (and, with ``stack``, an engine and a worker)
+    on a fresh PostgreSQL database, with Redis for the rate limits; ``extra_env`` is more
+    of their environment (``MASKLINE_…``)."""
+    with fresh_database(tmp, kind="postgresql") as url:
+        env = server_env(url, tmp, MASKLINE_REDIS_URL=REDIS_URL, **extra_env)
+        key = unlimited_key(env)
+        with contextlib.ExitStack() as running:
+            servers = {
+                f"api {n}": running.enter_context(
+                    running_server(env, tmp, extra_args=("--role", "api"))
+                )
+                for n in range(1, API_PROCESSES + 1)
+            }
+            addresses = [_address(s.base_url) for s in servers.values()]
+            for role in ("engine", "worker") if stack else ():
+                servers[role] = running.enter_context(
+                    running_server(env, tmp, extra_args=("--role", role))
+                )
+            processes = {role: s.process for role, s in servers.items()}
+            yield Running(processes, addresses, key, url, env)
+
+
+@contextlib.contextmanager
+def embedded_sqlite(tmp: Path, **extra_env: str) -> Iterator[Running]:
+    """One ``maskline serve`` (api, engine and worker) on a fresh SQLite file."""
+    with fresh_database(tmp, kind="sqlite") as url:
+        env = server_env(url, tmp, **extra_env)
+        key = unlimited_key(env)
+        with running_server(env, tmp) as server:
+            yield Running({"embedded": server.process}, [_address(server.base_url)], key, url, env)
