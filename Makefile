@@ -9,7 +9,7 @@ PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 # the tests and pytest's assertion rewrites from source again (collection: 12 s → 6 s).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-fast test-sqlite test-postgres lint format bench bench-post bench-e2e \
+.PHONY: run test test-fast test-sqlite test-postgres lint format bench bench-post bench-profile bench-e2e \
 	lock clean
 
 $(STAMP): pyproject.toml requirements.lock
@@ -71,6 +71,11 @@ bench: $(STAMP)
 # yardstick and maskline's three set-ups, about two minutes.
 bench-post: $(STAMP)
 	$(BIN)/python -m bench.post
+
+# Where a POST's time goes (docs/benchmarks.md): py-spy on an API process under wrk,
+# PostgreSQL's connection states, SQLite's write turn, one POST's statements.
+bench-profile: $(STAMP)
+	$(BIN)/python -m bench.post_profile
 
 # Issue 14's end-to-end probe (docs/benchmarks.md): calls placed open-loop at rising
 # rates on the sim, webhooks to nginx (Debian's nginx-light), the best rate held 60 s; for
