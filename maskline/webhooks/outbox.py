@@ -92,6 +92,13 @@ def _delivery_insert(to_endpoint: bool) -> Insert:
             WebhookEndpoint.url.is_not(None),
             WebhookEndpoint.url != "",
         )
+        # FOR SHARE (PostgreSQL): a 410 pausing the endpoint holds its row FOR UPDATE
+        # while it pauses the pending deliveries. Without this lock, an event recorded
+        # meanwhile read the endpoint as enabled and left a pending delivery that the
+        # pause never saw, stuck behind the paused ones for good. With it, the event
+        # waits for the pause and reads it, or the pause waits for the event's commit
+        # and pauses its delivery too. SQLite's single writer already orders them.
+        endpoint = endpoint.with_for_update(read=True)
         statement = insert(table).from_select([*fixed, "url", "to_endpoint", "status"], endpoint)
     return statement.returning(table.c.id, table.c.url)
 
