@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.errors import InsufficientBalance
 from maskline.kit.db import Database
+from maskline.kit.writer import defer_to_batch
 from tests.calls.conftest import call_settings
 from tests.conftest import TEST_SECRET_KEY, Cli
 from tests.support.api import running_api
@@ -180,3 +182,61 @@ class TestGroupCommit:
         # The four queued units were one batch: one commit after the first's.
         assert db.writer.batches == batches + 2
         assert rows == {1: "first", 2: "second", 4: "fourth"}
+
+    async def test_a_step_refusing_a_units_ask_answers_it_and_commits_the_others(
+        self, own_database: str
+    ) -> None:
+        db = Database(own_database, pool_size=2)
+        try:
+            async with db.write() as session:
+                await session.execute(text("CREATE TABLE probe (id int PRIMARY KEY, note text)"))
+                await session.execute(text("CREATE TABLE tally (n int)"))
+                await session.execute(text("INSERT INTO tally VALUES (0)"))
+            holding, release = asyncio.Event(), asyncio.Event()
+            seen: list[list[int]] = []
+
+            async def first(session: AsyncSession) -> str:
+                holding.set()
+                await release.wait()
+                return "first"
+
+            async def add_up(
+                conn: AsyncConnection, asks: Sequence[Any]
+            ) -> list[BaseException | None]:
+                # Refuses odd asks; writes the sum of the rest once for the whole batch.
+                seen.append(list(asks))
+                granted = [ask for ask in asks if ask % 2 == 0]
+                await conn.execute(text("UPDATE tally SET n = n + :n"), {"n": sum(granted)})
+                return [None if ask % 2 == 0 else InsufficientBalance() for ask in asks]
+
+            def asking(row_id: int) -> Callable[[AsyncSession], Awaitable[int]]:
+                async def unit(session: AsyncSession) -> int:
+                    await session.execute(
+                        text("INSERT INTO probe VALUES (:id, 'asked')"), {"id": row_id}
+                    )
+                    assert defer_to_batch(session, add_up, row_id)
+                    return row_id
+
+                return unit
+
+            started = asyncio.create_task(db.transaction(first))
+            await holding.wait()
+            queued = [asyncio.create_task(db.transaction(asking(n))) for n in (2, 3, 4, 5)]
+            await asyncio.sleep(0)  # every unit is queued before the writer is free
+            release.set()
+            outcomes = await asyncio.gather(started, *queued, return_exceptions=True)
+            async with db.read() as session:
+                rows = (await session.execute(text("SELECT id FROM probe ORDER BY id"))).all()
+                tally = (await session.execute(text("SELECT n FROM tally"))).scalar_one()
+            async with db.write() as session:
+                # Outside a batch there is none to leave the ask to.
+                assert not defer_to_batch(session, add_up, 6)
+        finally:
+            await db.dispose()
+        assert outcomes[0] == "first"
+        assert (outcomes[1], outcomes[3]) == (2, 4)
+        assert isinstance(outcomes[2], InsufficientBalance)
+        assert isinstance(outcomes[4], InsufficientBalance)
+        # The step ran once with every ask; then, without the refused units, once more.
+        assert seen == [[2, 3, 4, 5], [2, 4]]
+        assert ([row.id for row in rows], tally) == ([2, 4], 6)

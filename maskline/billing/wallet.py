@@ -9,12 +9,14 @@ writes its ledger entry in the same transaction.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
 
 from sqlalchemy import BigInteger, Integer, String, bindparam, case, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.billing.models import LedgerEntry, Wallet
 from maskline.kit.money import pulse_price_paise
@@ -169,24 +171,37 @@ class CallHold(Enum):
 
 
 @functools.cache
-def _hold_call_statement() -> Any:
+def _hold_calls_statement() -> Any:
     # The table, not the mapped class: an ORM update would read its parameters as rows.
     wallets = Wallet.metadata.tables[Wallet.__tablename__]
     amount = bindparam("hold_amount", type_=BigInteger())
+    count = bindparam("hold_calls", type_=Integer())
     return (
         update(wallets)
         .where(
             owned_by(Wallet, bindparam("hold_org_id", type_=String())),
             wallets.c.balance - wallets.c.reserved >= amount,
-            wallets.c.live_calls < bindparam("hold_max_live_calls", type_=Integer()),
+            wallets.c.live_calls + count <= bindparam("hold_max_live_calls", type_=Integer()),
         )
         .values(
             reserved=wallets.c.reserved + amount,
-            live_calls=wallets.c.live_calls + 1,
+            live_calls=wallets.c.live_calls + count,
             updated_at=bindparam("hold_now", type_=wallets.c.updated_at.type),
         )
         .returning(wallets.c.reserved)
     )
+
+
+def _hold_params(
+    org_id: str, amount: int, calls: int, max_live_calls: int, now: datetime
+) -> dict[str, Any]:
+    return {
+        "hold_org_id": org_id,
+        "hold_amount": amount,
+        "hold_calls": calls,
+        "hold_max_live_calls": max_live_calls,
+        "hold_now": now,
+    }
 
 
 async def hold_call(
@@ -197,16 +212,74 @@ async def hold_call(
     The wallet's row lock makes both limits exact under concurrency."""
     if amount <= 0:
         raise ValueError("a hold must be positive")
-    params = {
-        "hold_org_id": org_id,
-        "hold_amount": amount,
-        "hold_max_live_calls": max_live_calls,
-        "hold_now": now,
-    }
-    held = (await session.execute(_hold_call_statement(), params)).scalar_one_or_none()
+    params = _hold_params(org_id, amount, 1, max_live_calls, now)
+    held = (await session.execute(_hold_calls_statement(), params)).scalar_one_or_none()
     if held is not None:
         return CallHold.HELD
     return await could_hold_call(session, org_id, amount, max_live_calls=max_live_calls)
+
+
+@dataclass(frozen=True, slots=True)
+class CallHoldAsk:
+    """One new call's hold, left to its batch (``hold_calls``); ``refusal`` is the error
+    its caller gets when it cannot be held."""
+
+    org_id: str
+    amount: int
+    max_live_calls: int
+    now: datetime
+    refusal: Callable[[CallHold], BaseException]
+
+
+async def hold_calls(
+    conn: AsyncConnection, asks: Sequence[CallHoldAsk]
+) -> list[BaseException | None]:
+    """The new calls of a batch held at once, as ``hold_call`` holds one: one conditional
+    UPDATE per organisation, run just before the batch commits, so its wallet row is
+    locked for the commit alone.
+
+    When an organisation's calls do not all fit, its wallet row is read under lock and
+    the calls are taken in order while the balance and the live-call cap allow; each of
+    the others gets its refusal (the batch then runs again without them).
+    """
+    refusals: list[BaseException | None] = [None] * len(asks)
+    by_org: dict[str, list[int]] = {}
+    for index, ask in enumerate(asks):
+        if ask.amount <= 0:
+            raise ValueError("a hold must be positive")
+        by_org.setdefault(ask.org_id, []).append(index)
+    for org_id in sorted(by_org):  # one order for every batch: no deadlock among them
+        mine = [asks[index] for index in by_org[org_id]]
+        params = _hold_params(
+            org_id,
+            sum(ask.amount for ask in mine),
+            len(mine),
+            min(ask.max_live_calls for ask in mine),
+            max(ask.now for ask in mine),
+        )
+        if (await conn.execute(_hold_calls_statement(), params)).first() is not None:
+            continue
+        row = (
+            await conn.execute(
+                select(Wallet.balance - Wallet.reserved, Wallet.live_calls)
+                .where(owned_by(Wallet, org_id))
+                .with_for_update()
+            )
+        ).one()
+        available, live = int(row[0]), int(row[1])
+        for index, ask in zip(by_org[org_id], mine, strict=True):
+            if available < ask.amount:
+                refusals[index] = ask.refusal(CallHold.NO_BALANCE)
+            elif live >= ask.max_live_calls:
+                refusals[index] = ask.refusal(CallHold.TOO_MANY_LIVE)
+            else:
+                available, live = available - ask.amount, live + 1
+        if all(refusals[index] is None for index in by_org[org_id]):
+            # The row changed between the two statements: under its lock now, all fit.
+            held = await conn.execute(_hold_calls_statement(), params)
+            if held.first() is None:
+                raise RuntimeError(f"wallet of {org_id} refused a hold its locked row allows")
+    return refusals
 
 
 async def could_hold_call(

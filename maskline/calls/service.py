@@ -23,6 +23,7 @@ from maskline.errors import InsufficientBalance, NoMaskedNumber, NotFound, RateL
 from maskline.kit.ids import new_call_sid
 from maskline.kit.money import pulse_price_paise
 from maskline.kit.scope import scoped
+from maskline.kit.writer import defer_to_batch
 from maskline.numbers import pool
 from maskline.numbers.pool import lease_number
 from maskline.webhooks.outbox import record_event
@@ -138,9 +139,15 @@ async def create_call(
     # is held for the least time before the commit. The balance and the live-call cap
     # are checked and taken by the same statement: both hold exactly under concurrency.
     # A refusal rolls back everything above.
-    _refuse(
-        await wallet.hold_call(session, org_id, minute, max_live_calls=org.max_live_calls, now=now)
-    )
+    # In a batch (kit/writer.py), the hold is taken for all its new calls at once, just
+    # before the commit, so the wallet row is locked for the commit alone.
+    ask = wallet.CallHoldAsk(org_id, minute, org.max_live_calls, now, _refusal)
+    if not defer_to_batch(session, wallet.hold_calls, ask):
+        _refuse(
+            await wallet.hold_call(
+                session, org_id, minute, max_live_calls=org.max_live_calls, now=now
+            )
+        )
     response = StoredResponse(
         201, json.dumps({"data": data}, separators=(",", ":"), ensure_ascii=False)
     )
@@ -149,12 +156,16 @@ async def create_call(
     return response
 
 
-def _refuse(hold: wallet.CallHold) -> None:
+def _refusal(hold: wallet.CallHold) -> BaseException:
     """The error for a new call that cannot be held (402 before 429, SPEC §1)."""
     if hold is wallet.CallHold.NO_BALANCE:
-        raise InsufficientBalance()
-    if hold is wallet.CallHold.TOO_MANY_LIVE:
-        raise RateLimited(TOO_MANY_LIVE, headers={"Retry-After": "5"})
+        return InsufficientBalance()
+    return RateLimited(TOO_MANY_LIVE, headers={"Retry-After": "5"})
+
+
+def _refuse(hold: wallet.CallHold) -> None:
+    if hold is not wallet.CallHold.HELD:
+        raise _refusal(hold)
 
 
 def _valid_sid(call_sid: str) -> bool:

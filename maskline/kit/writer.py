@@ -12,6 +12,13 @@ transaction, each in a SAVEPOINT of its own and with a session of its own:
 - a unit the database aborted for a deadlock or a serialization failure runs
   again in a later batch (as ``Database.transaction`` always did).
 
+A unit may also hand the batch a write to make for all its units at once
+(``defer_to_batch``): after the last unit and just before the commit, each such
+step runs once with every unit's ask, e.g. one wallet UPDATE per organisation for
+all the batch's new calls. A hot row it writes is then locked for the commit
+alone, not from the first unit that touched it. A step that refuses a unit's ask
+answers that unit's caller with its refusal, and the batch runs again without it.
+
 Nothing waits on purpose to fill a batch: while one batch runs, the next
 queues up, so the batch grows with the load and a lone unit commits at once.
 On SQLite the batcher is the process's single writer; on PostgreSQL a few run
@@ -23,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +40,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 log = logging.getLogger("maskline.db")
 
 Work = Callable[[AsyncSession], Awaitable[Any]]
+# A write made once for the asks of every unit of a batch: the refusal each ask gets
+# (its caller's error), or None where it was granted; in the order of the asks.
+BatchStep = Callable[[AsyncConnection, Sequence[Any]], Awaitable[Sequence[BaseException | None]]]
+_ASKS = "maskline.writer.asks"
 # PostgreSQL keeps the first 64 subtransactions of a transaction in shared memory;
 # past that, every snapshot taken anywhere consults pg_subtrans (a known slowdown).
 MAX_BATCH = 64
@@ -67,6 +78,17 @@ def cause_of(exc: DBAPIError) -> str:
     return (lines[0] if lines else source.__class__.__name__)[:MAX_CAUSE_LENGTH]
 
 
+def defer_to_batch(session: AsyncSession, step: BatchStep, ask: Any) -> bool:
+    """Leave ``ask`` to ``step``, which the batch runs once for all its units' asks just
+    before its commit. False when ``session`` is not a unit's of a batch (the caller
+    then makes the write itself)."""
+    asks: list[tuple[BatchStep, Any]] | None = session.info.get(_ASKS)
+    if asks is None:
+        return False
+    asks.append((step, ask))
+    return True
+
+
 @dataclass(eq=False, slots=True)
 class _Unit:
     work: Work
@@ -76,6 +98,8 @@ class _Unit:
     # Set when the unit's savepoint was released; the caller learns it at the commit.
     result: Any = None
     done: bool = field(default=False)
+    # What the unit left to the batch's steps in its latest run (``defer_to_batch``).
+    asks: list[tuple[BatchStep, Any]] = field(default_factory=list)
 
 
 class _BatchBroken(Exception):
@@ -183,40 +207,73 @@ class GroupWriter:
     async def _batch_on_connection(self, batch: list[_Unit]) -> None:
         for unit in batch:
             unit.runs += 1
-        committing = False
-        try:
-            async with self._engine.connect() as conn:
-                await conn.begin()
-                for unit in batch:
-                    await self._run_unit(conn, unit)
-                committing = True
-                await conn.commit()
-        except _BatchBroken as broken:
-            self._fail_batch(batch, broken.cause, committing=False)
+        while batch:
+            committing = False
+            try:
+                async with self._engine.connect() as conn:
+                    await conn.begin()
+                    for unit in batch:
+                        await self._run_unit(conn, unit)
+                    if await self._run_steps(conn, batch):
+                        # Some asks were refused (their callers have their answer): the
+                        # others run again without them, in a new transaction.
+                        await conn.rollback()
+                        batch = [u for u in batch if u.done and not u.answer.done()]
+                        for unit in batch:
+                            unit.done, unit.result = False, None
+                        continue
+                    committing = True
+                    await conn.commit()
+            except _BatchBroken as broken:
+                self._fail_batch(batch, broken.cause, committing=False)
+                return
+            except Exception as exc:
+                self._fail_batch(batch, exc, committing=committing)
+                return
+            except BaseException as exc:
+                self._fail_batch(batch, exc, committing=committing)
+                raise
+            self.batches += 1
+            for unit in batch:
+                if unit.done and not unit.answer.done():
+                    self.units += 1
+                    unit.answer.set_result(unit.result)
             return
-        except Exception as exc:
-            self._fail_batch(batch, exc, committing=committing)
-            return
-        except BaseException as exc:
-            self._fail_batch(batch, exc, committing=committing)
-            raise
-        self.batches += 1
+
+    @staticmethod
+    async def _run_steps(conn: AsyncConnection, batch: list[_Unit]) -> bool:
+        """Run each step once for the asks of the batch's units that succeeded; whether
+        any ask was refused (its unit is answered with the refusal)."""
+        by_step: dict[BatchStep, list[tuple[_Unit, Any]]] = {}
         for unit in batch:
             if unit.done and not unit.answer.done():
-                self.units += 1
-                unit.answer.set_result(unit.result)
+                for step, ask in unit.asks:
+                    by_step.setdefault(step, []).append((unit, ask))
+        refused = False
+        for step, asks in by_step.items():
+            outcomes = await step(conn, [ask for _, ask in asks])
+            for (unit, _), refusal in zip(asks, outcomes, strict=True):
+                if refusal is not None and not unit.answer.done():
+                    unit.answer.set_exception(refusal)
+                    refused = True
+        return refused
 
     async def _run_unit(self, conn: AsyncConnection, unit: _Unit) -> None:
         """Run one unit in a savepoint; its own failure is its caller's alone."""
         if unit.answer.done():
             return
+        unit.asks = []
         session = AsyncSession(
-            bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+            bind=conn,
+            join_transaction_mode="create_savepoint",
+            expire_on_commit=False,
+            info={_ASKS: unit.asks},
         )
         try:
             result = await unit.work(session)
             await session.commit()  # RELEASE SAVEPOINT: kept, committed with the batch
         except Exception as exc:
+            unit.asks.clear()
             try:
                 await session.rollback()  # ROLLBACK TO SAVEPOINT
             except Exception as unusable:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import pytest
 
 from maskline.billing import wallet
+from maskline.orgs.service import OrgTerms
 from tests.calls.conftest import call_settings
 from tests.support.api import Api, OrgHandle, running_api
 from tests.support.calls import billing, place
@@ -123,6 +124,62 @@ class TestAcceptance:
         await place(steady_api, org, party_a="9876540000", ring_timeout_sec=120)
         wallet = await billing(steady_api, org)
         assert (wallet["balance"], wallet["reserved"], wallet["available"]) == (10, 1.5, 8.5)
+
+
+class TestConcurrentHolds:
+    """SPEC §4: the wallet never goes negative and the live-call cap holds exactly, however
+    many new calls arrive at once (a batch holds them together, kit/writer.py)."""
+
+    @staticmethod
+    async def _at_once(api: Api, org: OrgHandle, count: int) -> list[Any]:
+        return await asyncio.gather(
+            *[
+                api.client.post(
+                    CALLS,
+                    headers=org.auth,
+                    json={
+                        "party_a": f"98765{n:05d}",
+                        "party_b": f"91234{n:05d}",
+                        "ring_timeout_sec": 120,
+                    },
+                )
+                for n in range(count)
+            ]
+        )
+
+    async def test_calls_past_the_balance_are_402_and_leave_nothing(self, steady_api: Api) -> None:
+        org = await steady_api.make_org("hold-race", balance="7.5", numbers=2)
+        responses = await self._at_once(steady_api, org, 12)
+        assert sorted(r.status_code for r in responses) == [201] * 5 + [402] * 7
+        refused = [r.json() for r in responses if r.status_code == 402]
+        assert (
+            refused
+            == [
+                error(
+                    "insufficient_balance",
+                    "Insufficient balance. Please add funds to continue making calls.",
+                )
+            ]
+            * 7
+        )
+        money = await billing(steady_api, org)
+        assert (money["balance"], money["reserved"], money["available"]) == (7.5, 7.5, 0)
+        listed = await steady_api.client.get("/v1/masking/call-logs", headers=org.auth)
+        placed = {r.json()["data"]["call_sid"] for r in responses if r.status_code == 201}
+        assert {c["call_sid"] for c in listed.json()["data"]} == placed
+
+    async def test_calls_past_the_live_call_cap_are_429(self, steady_api: Api) -> None:
+        org = await steady_api.make_org(
+            "cap-race", balance="100", numbers=2, terms=OrgTerms(max_live_calls=3)
+        )
+        responses = await self._at_once(steady_api, org, 8)
+        assert sorted(r.status_code for r in responses) == [201] * 3 + [429] * 5
+        refused = [r for r in responses if r.status_code == 429]
+        assert {r.headers["Retry-After"] for r in refused} == {"5"}
+        assert {r.json()["error"]["message"] for r in refused} == {
+            "Too many live calls for this organisation."
+        }
+        assert (await billing(steady_api, org))["reserved"] == 4.5
 
 
 class TestBadInput:
