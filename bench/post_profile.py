@@ -248,7 +248,8 @@ class ConnectionStates:
         return "\n".join(lines)
 
 
-def _profile_under_load(running: Running, output: Path) -> WrkRun:
+def _profile_under_load(running: Running, output: Path, role: str | None = None) -> WrkRun:
+    """Profile the process of ``role`` (the first API process when None) under wrk."""
     targets, key = running.addresses, running.key
     run_wrk(targets, key, block=0, connections=CONNECTIONS, threads=THREADS, seconds=WARMUP_SEC)
     measured: list[WrkRun] = []
@@ -266,7 +267,8 @@ def _profile_under_load(running: Running, output: Path) -> WrkRun:
     )
     load.start()
     time.sleep(MARGIN_SEC)
-    py_spy_record(running.api_processes[0].pid, output, seconds=PROFILE_SEC)
+    process = running.api_processes[0] if role is None else running.processes[role]
+    py_spy_record(process.pid, output, seconds=PROFILE_SEC)
     load.join()
     return measured[0]
 
@@ -285,8 +287,10 @@ def py_spy_record(pid: int, output: Path, *, seconds: float) -> None:
 
 
 def profile_post(kind: str, directory: Path) -> str:
-    """Profile one API process (PostgreSQL: the first of 2, with Redis limits; SQLite: the
-    embedded process) while wrk loads every API process."""
+    """Profile one process while wrk loads every API process: ``postgresql``, the first
+    of 2 API processes (with Redis limits); ``engine``, the engine process beside them
+    (and a worker), which dials every accepted call on the sim; ``sqlite``, the embedded
+    process."""
     directory.mkdir(parents=True, exist_ok=True)
     output = directory / f"post-{kind}.txt"
     states = ""
@@ -298,6 +302,9 @@ def profile_post(kind: str, directory: Path) -> str:
             ):
                 run = _profile_under_load(running, output)
             states = "\n\n" + seen.summary()
+        elif kind == "engine":
+            with postgresql_apis(Path(tmp), stack=True) as running:
+                run = _profile_under_load(running, output, role="engine")
         else:
             with embedded_sqlite(Path(tmp)) as running:
                 run = _profile_under_load(running, output)
@@ -499,9 +506,10 @@ def statements_per_post(kind: str) -> str:
 
 
 def main() -> None:
-    kinds = sys.argv[1:] or ["postgresql", "sqlite"]
+    kinds = sys.argv[1:] or ["postgresql", "engine", "sqlite"]
     for kind in kinds:
-        print(statements_per_post(kind), flush=True)
+        if kind != "engine":
+            print(statements_per_post(kind), flush=True)
         print(profile_post(kind, PROFILE_DIR), flush=True)
         if kind == "sqlite":
             print(write_turn(), flush=True)

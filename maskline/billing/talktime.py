@@ -85,8 +85,7 @@ async def grant_pulses(
             continue
         call.hold_paise += extra
         call.granted_pulses += pulses
-        await session.flush()
-        return pulses
+        return pulses  # the call's row is written with the rest of its change
     return 0
 
 
@@ -98,17 +97,19 @@ async def settle(
     talk_sec: int | None,
     now: datetime,
 ) -> None:
-    """At the end: charge the billed pulses in one ledger entry, release the rest."""
+    """At the end: charge the billed pulses in one ledger entry, release the rest. The
+    call's money fields are set first, so its row is written once, with the rest of its
+    change."""
     billed = (
         0
         if talk_sec is None
         else pricing.billed_pulses(talk_sec=talk_sec, granted=call.granted_pulses)
     )
     charge = billed * pricing.pulse_price
-    await wallet.settle_hold(
-        session, call.org_id, held=call.hold_paise, charge=charge, now=now, call_sid=call.call_sid
-    )
+    held = call.hold_paise
     call.hold_paise = 0
     call.billed_pulses = billed
     call.price_paise = charge
-    await session.flush()
+    await wallet.settle_hold(
+        session, call.org_id, held=held, charge=charge, now=now, call_sid=call.call_sid
+    )

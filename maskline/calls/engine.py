@@ -180,7 +180,11 @@ class CallEngine:
                 call.sip_dialogs = runner.dialogs
             granted = None
             if grant and not state.ended:
-                await talktime.grant_pulses(session, call, pricing_of(call), now=self.clock.now())
+                # The call's row is written once, by apply_state, with all of its change.
+                with session.no_autoflush:
+                    await talktime.grant_pulses(
+                        session, call, pricing_of(call), now=self.clock.now()
+                    )
                 granted = call.granted_pulses
             await apply_state(
                 session,

@@ -82,26 +82,45 @@ async def apply_state(
     now: datetime,
 ) -> None:
     """Store ``state`` on ``call``; at the end, settle and free the number first, so the
-    terminal event carries the final price."""
-    call.status = state.status.value
-    call.started_at = state.started_at
-    call.answered_at = state.answered_at
-    call.bridged_at = state.bridged_at
-    call.ended_at = state.ended_at
-    if state.ended:
-        call.hangup_cause = state.hangup_cause.value if state.hangup_cause else None
-        call.hangup_by = state.hangup_by
-        call.failed_leg = state.failed_leg.value if state.failed_leg else None
-        call.sip_code = state.sip_code
-        call.lease_expires_at = None
-        talk = talk_seconds(call)
-        call.talk_sec = talk or 0
-        await talktime.settle(session, call, pricing_of(call), talk_sec=talk, now=now)
-        await release_number(session, call.call_sid, now=now)
-        if call.bridged_at is None:
-            call.recording_status = "none"
-        elif call.record:
-            recordings.enqueue(session, call_sid=call.call_sid, org_id=call.org_id, now=now)
-    await session.flush()
-    for event in events:
-        await record_call_event(session, call, event, public_url=public_url, now=now)
+    terminal event carries the final price.
+
+    Every field of the call's row is set before anything is written, so the row is
+    written once (one UPDATE) however many statements the change makes.
+    """
+    with session.no_autoflush:
+        call.status = state.status.value
+        call.started_at = state.started_at
+        call.answered_at = state.answered_at
+        call.bridged_at = state.bridged_at
+        call.ended_at = state.ended_at
+        first_sequence = call.event_seq + 1
+        call.event_seq += len(events)
+        if state.ended:
+            call.hangup_cause = state.hangup_cause.value if state.hangup_cause else None
+            call.hangup_by = state.hangup_by
+            call.failed_leg = state.failed_leg.value if state.failed_leg else None
+            call.sip_code = state.sip_code
+            call.lease_expires_at = None
+            talk = talk_seconds(call)
+            call.talk_sec = talk or 0
+            if call.bridged_at is None:
+                call.recording_status = "none"
+            elif call.record:
+                recordings.enqueue(session, call_sid=call.call_sid, org_id=call.org_id, now=now)
+            await talktime.settle(session, call, pricing_of(call), talk_sec=talk, now=now)
+            await release_number(session, call.call_sid, now=now)
+        await session.flush()
+    if not events:
+        return
+    data = CallOut.build(call, public_url=public_url).model_dump(mode="json")
+    for offset, event in enumerate(events):
+        await record_event(
+            session,
+            org_id=call.org_id,
+            event=event,
+            call_sid=call.call_sid,
+            sequence=first_sequence + offset,
+            data=data,
+            webhook_url=call.webhook_url,
+            now=now,
+        )

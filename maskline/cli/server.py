@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import gc
+
 import click
 
 from maskline.cli.context import Command, run
@@ -32,6 +34,10 @@ def serve(host: str, port: int, role: str) -> None:
         secrets=(settings.secret_key, settings.sip_password, settings.metrics_token),
     )
     app = create_app(settings, role=role)
+    # What is loaded by now (modules, models, compiled schemas) lives as long as the
+    # process: out of the collector's sight, a full collection under load scans only what
+    # requests and calls create (measured: 6 of them took 1.3 s of an engine's 18 s CPU).
+    gc.freeze()
     config = uvicorn.Config(
         app,
         host=host,

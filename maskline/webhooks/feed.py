@@ -7,7 +7,10 @@ grow, and a reader that follows ``next_cursor`` sees every event once, in order.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text, update
+import functools
+from typing import Any
+
+from sqlalchemy import BigInteger, String, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.kit.scope import owned_by, scoped
@@ -15,6 +18,18 @@ from maskline.kit.upsert import insert_for
 from maskline.webhooks.models import CallEvent, EventFeedCounter
 
 BATCH = 500
+
+
+@functools.cache
+def _set_cursor() -> Any:
+    # The table, not the mapped class: an ORM update of many parameter sets would be
+    # read as a bulk update by primary key.
+    events = CallEvent.metadata.tables[CallEvent.__tablename__]
+    return (
+        update(events)
+        .where(events.c.id == bindparam("event_id", type_=String()))
+        .values(cursor=bindparam("cursor", type_=BigInteger()))
+    )
 
 
 async def assign_cursors(session: AsyncSession) -> int:
@@ -56,10 +71,14 @@ async def assign_cursors(session: AsyncSession) -> int:
             )
         ).scalar_one()
         first = last - len(events) + 1
-        for offset, event_id in enumerate(events):
-            await session.execute(
-                update(CallEvent).where(CallEvent.id == event_id).values(cursor=first + offset)
-            )
+        # One statement for them all, its rows sent together (the driver's executemany).
+        await session.execute(
+            _set_cursor(),
+            [
+                {"event_id": event_id, "cursor": first + offset}
+                for offset, event_id in enumerate(events)
+            ],
+        )
         assigned += len(events)
     return assigned
 
