@@ -179,8 +179,10 @@ class TestGroupCommit:
         assert isinstance(outcomes[2], InsufficientBalance)
         assert isinstance(outcomes[3], IntegrityError)
         assert outcomes[4] == "fourth"
-        # The four queued units were one batch: one commit after the first's.
+        # The four queued units were one batch: one commit after the first's. It ran once
+        # without savepoints, and again with one per unit when a unit failed.
         assert db.writer.batches == batches + 2
+        assert db.writer.reruns == 1
         assert rows == {1: "first", 2: "second", 4: "fourth"}
 
     async def test_a_step_refusing_a_units_ask_answers_it_and_commits_the_others(

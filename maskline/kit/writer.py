@@ -3,10 +3,13 @@
 Callers hand a unit (a coroutine function of a session) to ``GroupWriter.run``
 and wait. A batcher task takes every unit queued when it is free, up to
 ``MAX_BATCH``, and runs them one after another on one connection in one
-transaction, each in a SAVEPOINT of its own and with a session of its own:
+transaction, each with a session of its own:
 
-- a unit that raises is rolled back to its savepoint and its caller gets its
-  exception; the units before and after it commit;
+- units rarely fail, so a batch first runs them without savepoints; when one
+  raises, the transaction is rolled back and the batch runs again with each unit
+  in a SAVEPOINT of its own, where a unit that raises is rolled back to its
+  savepoint and its caller gets its exception; the units before and after it
+  commit (a lone unit needs no savepoint: its failure is its transaction's);
 - after the last unit, one COMMIT: every caller is answered only then, so a
   crash (kill -9) loses only work nobody was told was done;
 - a unit the database aborted for a deadlock or a serialization failure runs
@@ -102,6 +105,14 @@ class _Unit:
     asks: list[tuple[BatchStep, Any]] = field(default_factory=list)
 
 
+class _Unsaved(Exception):
+    """A unit failed outside a savepoint: the batch's transaction cannot commit."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class _BatchBroken(Exception):
     """The batch's connection or transaction is unusable: no unit of it can commit."""
 
@@ -111,7 +122,8 @@ class _BatchBroken(Exception):
 
 
 class GroupWriter:
-    """Runs write units of work in batches, each unit in a savepoint, one commit a batch.
+    """Runs write units of work in batches, one commit a batch; a unit's failure is its
+    own (with a savepoint per unit when one fails).
 
     ``begin`` opens the batch's connection and transaction (``BEGIN IMMEDIATE`` on
     SQLite); ``turn`` is held around a whole batch (the process's SQLite write turn).
@@ -138,6 +150,8 @@ class GroupWriter:
         self._retries: dict[asyncio.TimerHandle, _Unit] = {}
         self.batches = 0
         self.units = 0
+        # Batches run again with a savepoint per unit, after one of them failed without.
+        self.reruns = 0
 
     async def run(self, work: Work, *, transient: bool = False) -> Any:
         """Run ``work`` in the next batch; its result once the batch has committed."""
@@ -207,13 +221,27 @@ class GroupWriter:
     async def _batch_on_connection(self, batch: list[_Unit]) -> None:
         for unit in batch:
             unit.runs += 1
+        # First without savepoints (units rarely fail); when one does, the transaction is
+        # rolled back, and a batch of several runs again with a savepoint per unit.
+        savepoints = False
         while batch:
             committing = False
             try:
                 async with self._engine.connect() as conn:
                     await conn.begin()
-                    for unit in batch:
-                        await self._run_unit(conn, unit)
+                    try:
+                        for unit in batch:
+                            await self._run_unit(conn, unit, savepoint=savepoints)
+                    except _Unsaved as failed:
+                        await conn.rollback()
+                        for unit in batch:
+                            unit.done, unit.result = False, None
+                        if len(batch) == 1:
+                            self._unit_failed(batch[0], failed.cause)
+                            return
+                        self.reruns += 1
+                        savepoints = True
+                        continue
                     if await self._run_steps(conn, batch):
                         # Some asks were refused (their callers have their answer): the
                         # others run again without them, in a new transaction.
@@ -258,28 +286,34 @@ class GroupWriter:
                     refused = True
         return refused
 
-    async def _run_unit(self, conn: AsyncConnection, unit: _Unit) -> None:
-        """Run one unit in a savepoint; its own failure is its caller's alone."""
+    async def _run_unit(self, conn: AsyncConnection, unit: _Unit, *, savepoint: bool) -> None:
+        """Run one unit; in a savepoint, its own failure is its caller's alone; without
+        one, its failure (``_Unsaved``) is the whole transaction's."""
         if unit.answer.done():
             return
         unit.asks = []
         session = AsyncSession(
             bind=conn,
-            join_transaction_mode="create_savepoint",
+            # rollback_only: the session's commit leaves the batch's transaction open.
+            join_transaction_mode="create_savepoint" if savepoint else "rollback_only",
             expire_on_commit=False,
             info={_ASKS: unit.asks},
         )
         try:
             result = await unit.work(session)
-            await session.commit()  # RELEASE SAVEPOINT: kept, committed with the batch
+            # With a savepoint: RELEASE SAVEPOINT, kept, committed with the batch. Without:
+            # the unit's last changes flushed.
+            await session.commit()
         except Exception as exc:
             unit.asks.clear()
+            if is_transient(exc) and conn.invalidated:
+                raise _BatchBroken(exc) from None
+            if not savepoint:
+                raise _Unsaved(exc) from None
             try:
                 await session.rollback()  # ROLLBACK TO SAVEPOINT
             except Exception as unusable:
                 raise _BatchBroken(unusable) from exc
-            if is_transient(exc) and conn.invalidated:
-                raise _BatchBroken(exc) from None
             self._unit_failed(unit, exc)
             return
         finally:
