@@ -66,7 +66,7 @@ def bare_server(dsn: str, workers: int) -> Iterator[str]:
         [
             sys.executable, "-m", "uvicorn", "--factory", "bench.bare:create_app",
             "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
-            "--no-access-log", "--log-level", "warning",
+            "--http", "httptools", "--no-access-log", "--log-level", "warning",
         ],
         env=env,
         cwd=ROOT,

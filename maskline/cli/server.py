@@ -43,6 +43,9 @@ def serve(host: str, port: int, role: str) -> None:
         host=host,
         port=port,
         loop="uvloop",
+        # HTTP/1.1 parsed in C (llhttp), not by h11 in Python: h11 was 9% of an API
+        # process's CPU under load.
+        http="httptools",
         lifespan="on",
         log_config=None,
         access_log=False,
