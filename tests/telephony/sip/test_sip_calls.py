@@ -295,6 +295,34 @@ async def test_an_unanswered_leg_is_cancelled_at_the_ring_timeout(
     assert requests_seen(sipp) == ["INVITE", "CANCEL", "ACK"]
 
 
+async def test_a_leg_waiting_for_its_dial_slot_still_rings_for_the_whole_ring_timeout(
+    database_url: str, tmp_path: Path
+) -> None:
+    # One new leg a second: the third call's INVITE waits two real seconds for its slot,
+    # twice its ring timeout (10 s on a clock ten times faster). Its ring time starts once
+    # the INVITE is out, so it too rings, is cancelled, and is a no-answer with 487.
+    sipp = Sipp("no_answer.xml", tmp_path / "sipp", calls=3)
+    try:
+        async with sip_api(
+            database_url, tmp_path, sipp, clock=ScaledClock(10), sip_max_cps=1
+        ) as api:
+            org = await api.make_org("sip-slot", balance="10", numbers=3)
+            placed = [
+                await place(
+                    api, org, party_a=f"98765432{n}1", party_b=f"91234567{n}1", ring_timeout_sec=10
+                )
+                for n in range(3)
+            ]
+            calls = [await wait_for(api, org, call["call_sid"], within=30) for call in placed]
+            assert await sipp.finished() == 0, sipp.errors()
+    finally:
+        sipp.close()
+    assert [outcome(call) for call in calls] == [
+        ("no-answer", "NO_ANSWER", "system", "party_a", 487, 0, 0)
+    ] * 3
+    assert sorted(requests_seen(sipp)) == ["ACK"] * 3 + ["CANCEL"] * 3 + ["INVITE"] * 3
+
+
 async def test_a_digest_challenge_is_answered_with_the_trunk_credentials(
     database_url: str, tmp_path: Path
 ) -> None:
