@@ -17,6 +17,7 @@ from maskline.telephony.events import (
     Cause,
     Leg,
     LegAnswered,
+    LegDialled,
     LegEvent,
     LegFailed,
     LegHungUp,
@@ -133,6 +134,7 @@ Event = (
     | CreditExhausted
     | Shutdown
     | LifetimeExceeded
+    | LegDialled
     | LegRinging
     | LegAnswered
     | LegFailed
@@ -285,20 +287,20 @@ def step(state: CallState, event: Event) -> Step:
     if phase is Phase.ACCEPTED:
         if isinstance(event, Start):
             new = replace(state, phase=Phase.DIALLING_A, started_at=event.at)
-            return new, [DialLeg(Leg.A, event.at), StartRingTimer(Leg.A, event.at)]
+            return new, [DialLeg(Leg.A, event.at)]
         return unchanged
 
     if phase in (Phase.DIALLING_A, Phase.RINGING_A):
+        if isinstance(event, LegDialled) and event.leg is Leg.A:
+            # The ring time counts from the INVITE, however long the dial took to go out
+            # (a claim's commit, the carrier's pacing): a leg is never given up unrung.
+            return state, [StartRingTimer(Leg.A, event.at)]
         if isinstance(event, LegRinging) and event.leg is Leg.A and phase is Phase.DIALLING_A:
             return _move(state, Phase.RINGING_A), [Emit(EVENT_NAMES[Status.RINGING])]
         if isinstance(event, LegAnswered) and event.leg is Leg.A:
             new = _move(state, Phase.DIALLING_B, answered_at=event.at)
             # Dial B first: the gap between A's answer and B's dial is the connect latency.
-            return new, [
-                DialLeg(Leg.B, event.at),
-                StartRingTimer(Leg.B, event.at),
-                Emit(EVENT_NAMES[Status.ANSWERED]),
-            ]
+            return new, [DialLeg(Leg.B, event.at), Emit(EVENT_NAMES[Status.ANSWERED])]
         if isinstance(event, LegFailed) and event.leg is Leg.A:
             return _a_failed(state, event)
         if isinstance(event, RingTimeout) and event.leg is Leg.A:
@@ -315,6 +317,8 @@ def step(state: CallState, event: Event) -> Step:
         return unchanged
 
     if phase is Phase.DIALLING_B:
+        if isinstance(event, LegDialled) and event.leg is Leg.B:
+            return state, [StartRingTimer(Leg.B, event.at)]
         if isinstance(event, LegAnswered) and event.leg is Leg.B:
             new = _move(state, Phase.BRIDGED, bridged_at=event.at)
             return new, [

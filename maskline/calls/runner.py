@@ -115,10 +115,11 @@ class CallRunner:
             self.dialogs = {**self.dialogs, event.leg.value: event.dialog.to_json()}
         arrived = time.perf_counter()
         new, commands = step(self.state, event)
-        if new is self.state:
-            return
+        changed = new is not self.state
         self.state = new
         self._carry_out(commands, arrived)
+        if not changed:
+            return  # e.g. a leg dialled: a timer to start, nothing to store
         self.writes.put_nowait(
             _Write(
                 state=new,

@@ -2,9 +2,11 @@
 recordings' retention.
 
 Encoding is CPU work and runs in a thread, one recording at a time per worker,
-never on a call's path. A pending row is claimed by lease; a worker that dies
-mid-encode leaves the lease to lapse and another encodes it again from the
-spool, which is only removed once the outcome is committed.
+never on a call's path. A pending row is claimed by lease, which the worker
+renews while it holds the job (encoding it, or waiting its turn in the batch), so
+a slow encode is never taken by a second worker; a worker that dies mid-encode
+leaves the lease to lapse and another encodes it again from the spool, which is
+only removed once the outcome is committed.
 """
 
 from __future__ import annotations
@@ -96,7 +98,10 @@ class RecordingWorker:
             owner=self.worker_id,
             lease=LEASE,
             batch=BATCH,
+            renew=self._renew_leases,
         )
+        # The jobs this worker has claimed and not yet settled: their leases are renewed.
+        self._held: set[str] = set()
         self._next_retention = 0.0
         self._abort = threading.Event()
 
@@ -146,10 +151,37 @@ class RecordingWorker:
 
     async def take(self, jobs: Sequence[Job], lease: Lease) -> None:
         """Encode the claimed recordings one after the other."""
-        for job in jobs:
-            if self._runner.stopping:
-                break  # the lease lapses and the next worker picks it up
-            await self._encode(job)
+        self._held.update(job.call_sid for job in jobs)
+        try:
+            for job in jobs:
+                if self._runner.stopping:
+                    break  # the lease lapses and the next worker picks it up
+                await self._encode(job)
+                self._held.discard(job.call_sid)
+        finally:
+            self._held.difference_update(job.call_sid for job in jobs)
+
+    async def _renew_leases(self) -> None:
+        """Extend the leases of the jobs this worker holds. An encode may outlast the
+        lease on a slow machine; lapsed, another worker would claim and encode it too."""
+        held = list(self._held)
+        if not held:
+            return
+
+        async def renew(session: AsyncSession, lease: Lease) -> None:
+            await lease_rows(
+                session,
+                Recording.call_sid,
+                where=[
+                    Recording.call_sid.in_(held),
+                    Recording.lease_owner == lease.owner,
+                    Recording.status == "pending",
+                ],
+                stamp={Recording.lease_expires_at: lease.until},
+                returning=[Recording.call_sid],
+            )
+
+        await self._runner.leased(renew)
 
     async def _fail_exhausted(self, session: AsyncSession) -> list[str]:
         """Jobs whose every attempt died with its worker (a crash, not an error) fail;

@@ -46,7 +46,9 @@ class Carrier(Protocol):
         ...
 
     def dial(self, request: Dial) -> None:
-        """Start dialling a leg. Must return at once: the result arrives as events."""
+        """Start dialling a leg. Must return at once: the result arrives as events,
+        first ``LegDialled`` once the leg's request has gone out (its ring time starts
+        then), unless the leg fails or is hung up before that."""
         ...
 
     def hangup(

@@ -46,6 +46,12 @@ class LegEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class LegDialled(LegEvent):
+    """The leg's request has gone out (the SIP INVITE was sent) at ``at``: its ring
+    time starts now, not when the engine asked for the dial."""
+
+
+@dataclass(frozen=True, slots=True)
 class LegRinging(LegEvent):
     pass
 

@@ -33,6 +33,7 @@ from maskline.telephony.events import (
     Cause,
     Leg,
     LegAnswered,
+    LegDialled,
     LegEvent,
     LegFailed,
     LegHungUp,
@@ -70,6 +71,8 @@ STATES = {
 
 EVENTS: dict[str, Event] = {
     "start": Start(AT),
+    "a_dialled": LegDialled(SID, Leg.A, AT),
+    "b_dialled": LegDialled(SID, Leg.B, AT),
     "a_ringing": LegRinging(SID, Leg.A, AT),
     "b_ringing": LegRinging(SID, Leg.B, AT),
     "a_answered": LegAnswered(SID, Leg.A, AT),
@@ -144,13 +147,22 @@ def system(phase: Phase, cause: Cause) -> tuple[object, list[Command]]:
 TABLE: dict[tuple[Phase, str], tuple[object, list[Command]]] = {
     (Phase.ACCEPTED, "start"): (
         (Phase.DIALLING_A, Status.INITIATED),
-        [DialLeg(Leg.A, AT), StartRingTimer(Leg.A, AT)],
+        [DialLeg(Leg.A, AT)],
+    ),
+    # A leg's ring time starts once its INVITE has gone out, not when it was asked for.
+    **{
+        (phase, "a_dialled"): ((phase, STATES[phase].status), [StartRingTimer(Leg.A, AT)])
+        for phase in (Phase.DIALLING_A, Phase.RINGING_A)
+    },
+    (Phase.DIALLING_B, "b_dialled"): (
+        (Phase.DIALLING_B, Status.ANSWERED),
+        [StartRingTimer(Leg.B, AT)],
     ),
     (Phase.DIALLING_A, "a_ringing"): ((Phase.RINGING_A, Status.RINGING), [Emit("call.ringing")]),
     **{
         (phase, "a_answered"): (
             (Phase.DIALLING_B, Status.ANSWERED),
-            [DialLeg(Leg.B, AT), StartRingTimer(Leg.B, AT), Emit("call.answered")],
+            [DialLeg(Leg.B, AT), Emit("call.answered")],
         )
         for phase in (Phase.DIALLING_A, Phase.RINGING_A)
     },

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,9 @@ from maskline.calls.models import Call
 from maskline.kit.clock import ScaledClock
 from maskline.telephony.events import Leg
 from maskline.telephony.sim.carrier import TraceEntry
-from tests.calls.conftest import SPEED, call_settings
+from tests.calls.conftest import call_settings
 from tests.calls.test_outcomes import trace
-from tests.support.api import Api, ShiftedClock, running_api
+from tests.support.api import Api, ManualClock, ShiftedClock, running_api
 from tests.support.calls import DEFAULT_LEASE, billing, place, wait_for
 from tests.support.waits import eventually_value
 
@@ -66,33 +65,34 @@ class TestMaxLifetime:
     async def test_a_call_older_than_the_lifetime_is_ended_and_its_talk_billed(
         self, own_database: str, tmp_path: Path
     ) -> None:
-        # A database of its own: the engine claims every waiting call it finds, and other
-        # tests' unclaimed calls (dated by clocks of their own) held this one back past its
-        # 3 real seconds. 300 s is 3 real seconds on this clock.
+        # A clock that moves only when the test moves it: the call's times are exact,
+        # however slow the machine (on a fast clock, a stall before the bridge ate into the
+        # lifetime, and one past it left the call unclaimed). A database of its own: the
+        # engine claims every waiting call it finds, other tests' too.
         settings = call_settings(
             own_database, tmp_path / "data", sim_talk_sec=3600, call_max_lifetime_sec=300
         )
-        async with running_api(settings, clock=ScaledClock(SPEED)) as api:
+        clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
+        async with running_api(settings, clock=clock) as api:
             org = await api.make_org("lifetime", balance="10", numbers=1)
-            # Unrecorded: it tests money and the end, and encoding five minutes of audio
-            # kept a loaded machine busy past the wait.
+            # Unrecorded: it tests money and the end.
             placed = await place(api, org, record=False)
+            # Each party rings 2 s (real ones too, as the clock stands still), then answers.
+            bridged = await wait_for(api, org, placed["call_sid"], ("in-progress",))
+            clock.advance(301)
+            # The engine's watchdog, on its next round, finds the call past its lifetime.
             call = await wait_for(api, org, placed["call_sid"])
         assert (call["status"], call["hangup_cause"], call["hangup_by"]) == (
             "completed",
             "ALLOTTED_TIMEOUT",
             "system",
         )
-        assert _seconds(call["ended_at"], call["created_at"]) >= 300
-        # The talk from the bridge up to the watchdog's tick is billed in whole 60 s pulses
-        # at Rs 1.5. (How much of the 300 s went to ringing depends on the machine's load:
-        # on a clock 100 times faster, a 0.1 s stall is 10 s of the call's time.)
-        talk = call["talk_duration_sec"]
-        assert talk > 0
-        # (The wire's timestamps are whole seconds; the talk is counted from exact ones.)
-        assert talk - 1 <= _seconds(call["ended_at"], call["bridged_at"]) <= talk + 1
-        pulses = math.ceil(talk / 60)
-        assert (call["bill_duration_sec"], call["price"]) == (pulses * 60, pulses * 1.5)
+        assert _seconds(bridged["bridged_at"], call["created_at"]) == 4
+        assert _seconds(call["ended_at"], call["created_at"]) == 301
+        # The talk from the bridge to the watchdog's round, billed in whole 60 s pulses at
+        # Rs 1.5.
+        assert call["talk_duration_sec"] == 297
+        assert (call["bill_duration_sec"], call["price"]) == (300, 7.5)
 
     async def test_a_call_no_engine_claimed_within_the_lifetime_is_failed_not_dialled(
         self, database_url: str, tmp_path: Path

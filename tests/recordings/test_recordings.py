@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import httpx
 import pytest
 
 from maskline.kit.clock import ScaledClock
+from maskline.recordings.storage import Storage
+from maskline.recordings.tasks import LEASE
 from tests.calls.conftest import SPEED, call_settings
 from tests.support.api import Api, OrgHandle, ShiftedClock, running_api
 from tests.support.audio import decode_mp3, dominant_hz
@@ -424,3 +427,59 @@ async def test_a_file_that_could_not_be_removed_is_swept_by_the_worker(
     assert recorder is not None
     await recorder.apply_retention()
     assert not stored.exists()
+
+
+class HeldStorage:
+    """The workers' storage, holding every ``put`` until the test lets it go: an encode
+    that lasts as long as the test wants, however fast the machine."""
+
+    def __init__(self, inner: Storage) -> None:
+        self._inner = inner
+        self.puts: list[str] = []
+        self.release = threading.Event()
+
+    def put(self, key: str, source: Path) -> int:
+        self.puts.append(key)
+        if not self.release.wait(timeout=60):
+            raise TimeoutError("the test never released the storage")
+        return self._inner.put(key, source)
+
+    def local_path(self, key: str) -> Path | None:
+        return self._inner.local_path(key)
+
+    def delete(self, key: str) -> None:
+        self._inner.delete(key)
+
+
+@pytest.mark.slow
+async def test_an_encode_that_outlasts_its_lease_is_not_taken_by_another_worker(
+    database_url: str, data_dir: Path
+) -> None:
+    # Two workers; whichever claims the recording holds it, in `put`, for longer than the
+    # job's lease (10 minutes, six real seconds at this speed). Its lease is renewed while
+    # it works: the other worker never claims the job, and it is stored once.
+    settings = call_settings(database_url, data_dir)
+    async with (
+        running_api(settings, clock=ScaledClock(SPEED)) as api,
+        running_api(settings, clock=ScaledClock(SPEED), role="worker") as peer,
+    ):
+        held = HeldStorage(api.runtime.storage)
+        for runtime in (api.runtime, peer.runtime):
+            assert runtime.recorder is not None
+            runtime.recorder.storage = held
+        try:
+            org = await api.make_org("rec-lease", balance="10", numbers=1)
+            sid = (await place(api, org))["call_sid"]
+            await eventually(lambda: held.puts, what="the recording being stored", within=20)
+            # Past the lease the first claim took, and past the other worker's next round
+            # (every real second) after that.
+            clock = api.runtime.clock
+            lapsed = clock.now() + LEASE + timedelta(seconds=2 * SPEED)
+            await eventually(lambda: clock.now() >= lapsed, what="the lease's end", within=20)
+            stored = list(held.puts)
+        finally:
+            held.release.set()
+        call = await wait_for(api, org, sid)
+    assert stored == [f"{org.id}/{sid}.mp3"]
+    assert held.puts == stored
+    assert (call["status"], call["recording_status"]) == ("completed", "ready")

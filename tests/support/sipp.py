@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import subprocess
@@ -88,18 +89,54 @@ class Sipp:
         self.process = subprocess.Popen(
             command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
+        self._stderr = ""
 
     @property
     def trunk(self) -> str:
         return f"{self.host}:{self.port}"
 
     async def finished(self, within: float = 30.0) -> int:
-        """SIPp's exit code once its calls are done (0: every call passed its scenario)."""
-        return await asyncio.wait_for(asyncio.to_thread(self.process.wait), within)
+        """SIPp's exit code once its calls are done (0: every call passed its scenario).
+
+        If it is still running after ``within`` seconds it is stopped, and the
+        ``TimeoutError`` says what it saw (``errors()``)."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.process.wait), within)
+        except TimeoutError:
+            # SIGTERM, not SIGKILL: SIPp writes out its logs as it exits.
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(self.process.wait, 5)
+            raise TimeoutError(
+                f"SIPp did not finish within {within} s (stopped now)\n{self.errors()}"
+            ) from None
 
     def errors(self) -> str:
+        """What went wrong in SIPp's eyes, for a failure message: its error log, its
+        stderr once it has exited, and every message it sent and received, in order."""
         path = self.workdir / "errors.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        logged = path.read_text(errors="replace").strip() if path.exists() else ""
+        stderr = ""
+        if self.process.poll() is not None and self.process.stderr is not None:
+            with contextlib.suppress(ValueError):  # closed by close()
+                stderr = self.process.stderr.read().decode(errors="replace").strip()
+                self._stderr = stderr
+        stderr = stderr or self._stderr
+        start = None
+        lines = []
+        for m in self.messages():
+            start = m.at if start is None else start
+            arrow = "-> SIPp" if m.received else "<- SIPp"
+            lines.append(f"  {m.at - start:7.3f} s {arrow} {m.first_line} ({m.header('CSeq')})")
+        return "\n".join(
+            [
+                f"SIPp exit code: {self.process.poll()}",
+                f"SIPp errors: {logged or '(none)'}",
+                f"SIPp stderr: {stderr or '(none)'}",
+                "SIPp messages (-> received from maskline, <- sent to it):",
+                *(lines or ["  (none)"]),
+            ]
+        )
 
     def messages(self) -> list[Message]:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -22,6 +22,7 @@ from maskline.telephony.events import (
     Dialog,
     Leg,
     LegAnswered,
+    LegDialled,
     LegEvent,
     LegFailed,
     LegHungUp,
@@ -125,6 +126,7 @@ class SimCarrier:
         sid, leg, start = request.call_sid, request.leg, request.at
         suffix = request.number[-4:]
         try:
+            self._emit(LegDialled(sid, leg, start))
             magic = MAGIC.get(suffix)
             if magic is not None and not magic[2]:
                 await sleep_until(self._clock, start + FAIL_AFTER)

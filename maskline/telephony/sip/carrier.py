@@ -24,6 +24,7 @@ from maskline.telephony.events import (
     Dialog,
     Leg,
     LegAnswered,
+    LegDialled,
     LegFailed,
     LegHungUp,
     LegMediaTimeout,
@@ -212,6 +213,13 @@ class SipCarrier:
                 await asyncio.sleep(wait)
             if leg not in call.ended:  # not hung up while it waited for its slot
                 await self._invite(call, request)
+        except Exception:
+            # Its ring timer starts only once the INVITE is out: the leg must end here.
+            log.exception("cannot send the INVITE: failing the leg")
+            if leg not in call.ended:
+                call.ended.add(leg)
+                cause = Cause.NORMAL_TEMPORARY_FAILURE
+                self._emit(LegFailed(sid, leg, self._clock.now(), cause))
         finally:
             call.dialling.discard(leg)
             self._close_if_done(sid, call)
@@ -245,6 +253,7 @@ class SipCarrier:
         if leg in call.ended:  # hung up while the INVITE was being built
             self._thread.call(call.uacs[leg].hangup)
             return
+        self._emit(LegDialled(sid, leg, self._clock.now()))
         timer = asyncio.create_task(self._expect_response(sid, call, leg))
         self._response_timers.add(timer)
         timer.add_done_callback(self._response_timers.discard)

@@ -140,9 +140,10 @@ async def test_an_answered_call_relays_and_records_both_parties(
     database_url: str, tmp_path: Path
 ) -> None:
     phones = {Leg.A: Phone(), Leg.B: Phone()}
-    # A hangs up 6 s after answering: time for the 2 s of paced packets on a busy machine.
-    sipp = answering(tmp_path, phones, a=("send_bye",), b=("wait_bye",), pause_ms=6000)
+    # A hangs up once the test has heard both phones' audio, not after a fixed time.
+    sipp = answering(tmp_path, phones, a=("bye_when_told",), b=("wait_bye",))
     hooks = Receiver()
+    told = Phone()
     try:
         async with sip_api(database_url, tmp_path, sipp) as api:
             org = await api.make_org("sip-answer", balance="10", numbers=1)
@@ -163,6 +164,7 @@ async def test_an_answered_call_relays_and_records_both_parties(
                 pcmu(tone_frames(440, 0, PACKETS))[i * 160 : (i + 1) * 160] for i in range(PACKETS)
             ]
             assert len(await heard[Leg.A]) == PACKETS
+            tell_a_to_hang_up(sipp, told)
             call = await wait_for(api, org, sid)
             assert await sipp.finished() == 0, sipp.errors()
             recording = await api.client.get(f"/v1/masking/calls/{sid}/recording", headers=org.auth)
@@ -172,7 +174,7 @@ async def test_an_answered_call_relays_and_records_both_parties(
     finally:
         hooks.close()
         sipp.close()
-        for phone in phones.values():
+        for phone in (*phones.values(), told):
             phone.close()
 
     assert (call["status"], call["hangup_cause"], call["hangup_by"]) == (
@@ -182,7 +184,8 @@ async def test_an_answered_call_relays_and_records_both_parties(
     )
     assert (call["failed_leg"], call["sip_code"], call["recording_status"]) == (None, None, "ready")
     assert (call["bill_duration_sec"], call["price"]) == (60, 1.5)
-    assert 5 <= call["talk_duration_sec"] <= 7
+    # The bridge lasted at least the phones' 2 s of paced audio (A hung up after it).
+    assert call["talk_duration_sec"] >= PACKETS * 0.02
     # The webhooks of a real call are those of a sandbox one (SPEC §6).
     assert [r.json["event"] for r in delivered] == LIFECYCLE
     assert delivered[-1].json["data"] == call
@@ -200,7 +203,38 @@ async def test_an_answered_call_relays_and_records_both_parties(
     for invite in invites:
         assert f"sip:{masked}@" in (invite.header("From") or "")
         assert f"sip:{masked}@" in (invite.header("P-Asserted-Identity") or "")
-    assert requests_seen(sipp) == ["INVITE", "ACK", "INVITE", "ACK", "SIP/2.0", "BYE"]
+    # (The OPTIONS is the test's, telling A to hang up.)
+    assert requests_seen(sipp) == ["INVITE", "ACK", "INVITE", "ACK", "OPTIONS", "SIP/2.0", "BYE"]
+
+
+def tell_a_to_hang_up(sipp: Sipp, told: Phone) -> None:
+    """Send SIPp an OPTIONS in party A's dialog (the ``bye_when_told`` fragment): A then
+    sends its BYE. (SIPp answers it to the call's peer, maskline, which drops the stray
+    200: the call ending is the test's sign that it arrived.)"""
+    seen = sipp.messages()
+    invite = next(
+        m for m in seen if m.received and m.first_line.startswith(f"INVITE sip:+91{PARTY_A}@")
+    )
+    call_id = invite.header("Call-ID")
+    answer = next(
+        m
+        for m in seen
+        if not m.received
+        and m.first_line.startswith("SIP/2.0 200")
+        and m.header("Call-ID") == call_id
+    )
+    lines = [
+        f"OPTIONS sip:{sipp.trunk} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{told.port};branch=z9hG4bK-test-hang-up",
+        f"From: {invite.header('From')}",
+        f"To: {answer.header('To')}",
+        f"Call-ID: {call_id}",
+        "CSeq: 900 OPTIONS",
+        "Max-Forwards: 70",
+        "Content-Length: 0",
+    ]
+    host, port = sipp.trunk.split(":")
+    told.send(("\r\n".join(lines) + "\r\n\r\n").encode(), Endpoint(host, int(port)))
 
 
 def outcome(call: dict[str, Any]) -> tuple[object, ...]:
@@ -293,6 +327,34 @@ async def test_an_unanswered_leg_is_cancelled_at_the_ring_timeout(
     call = await one_call(database_url, tmp_path, sipp, clock=ScaledClock(10), ring_timeout_sec=10)
     assert outcome(call) == ("no-answer", "NO_ANSWER", "system", "party_a", 487, 0, 0)
     assert requests_seen(sipp) == ["INVITE", "CANCEL", "ACK"]
+
+
+async def test_a_leg_waiting_for_its_dial_slot_still_rings_for_the_whole_ring_timeout(
+    database_url: str, tmp_path: Path
+) -> None:
+    # One new leg a second: the third call's INVITE waits two real seconds for its slot,
+    # twice its ring timeout (10 s on a clock ten times faster). Its ring time starts once
+    # the INVITE is out, so it too rings, is cancelled, and is a no-answer with 487.
+    sipp = Sipp("no_answer.xml", tmp_path / "sipp", calls=3)
+    try:
+        async with sip_api(
+            database_url, tmp_path, sipp, clock=ScaledClock(10), sip_max_cps=1
+        ) as api:
+            org = await api.make_org("sip-slot", balance="10", numbers=3)
+            placed = [
+                await place(
+                    api, org, party_a=f"98765432{n}1", party_b=f"91234567{n}1", ring_timeout_sec=10
+                )
+                for n in range(3)
+            ]
+            calls = [await wait_for(api, org, call["call_sid"], within=30) for call in placed]
+            assert await sipp.finished() == 0, sipp.errors()
+    finally:
+        sipp.close()
+    assert [outcome(call) for call in calls] == [
+        ("no-answer", "NO_ANSWER", "system", "party_a", 487, 0, 0)
+    ] * 3
+    assert sorted(requests_seen(sipp)) == ["ACK"] * 3 + ["CANCEL"] * 3 + ["INVITE"] * 3
 
 
 async def test_a_digest_challenge_is_answered_with_the_trunk_credentials(
