@@ -80,6 +80,10 @@ class CallEngine:
         self.on_connect = on_connect
         self._on_events = on_events
         self._runners: dict[str, CallRunner] = {}
+        # Calls claimed by a transaction whose batch has not yet answered: this engine's
+        # already, though no runner drives them yet. A batch can take longer than a
+        # lease, and the watchdog must not end them as orphans meanwhile.
+        self._taking: frozenset[str] = frozenset()
         # Claims accepted calls and renews the leases of those this engine drives.
         self._claims = JobRunner(
             self,
@@ -223,12 +227,15 @@ class CallEngine:
             stamp={Call.engine_id: lease.owner, **_renewal(lease)},
             returning=[Call],
         )
-        return list(claimed.scalars())
+        calls = list(claimed.scalars())
+        self._taking = frozenset(call.call_sid for call in calls)
+        return calls
 
     async def take(self, jobs: Sequence[Call], lease: Lease) -> None:
         """Start the claimed calls' runners (the claim is committed)."""
         for call in jobs:
             self._start_runner(call, lease.now)
+        self._taking = frozenset()
 
     def _start_runner(self, call: Call, now: datetime) -> None:
         info = CallInfo(
@@ -322,7 +329,7 @@ class CallEngine:
             if runner.info.created_at < oldest and not runner.lifetime_posted:
                 runner.lifetime_posted = True
                 runner.post(LifetimeExceeded(self.clock.now()))
-        return await self._sweeper.sweep(lambda: set(self._runners))
+        return await self._sweeper.sweep(lambda: {*self._runners, *self._taking})
 
 
 def _renewal(lease: Lease) -> dict[InstrumentedAttribute[Any], object]:
