@@ -33,7 +33,7 @@ from sqlalchemy import event
 from bench.calls import SECRET, unlimited_org
 from bench.loadgen import WrkRun, run_wrk
 from bench.numbers import parties
-from bench.post import CONNECTIONS, THREADS, WARMUP_SEC
+from bench.post import CONNECTIONS, THREADS, WARMUP_SEC, analyze
 from bench.setups import REDIS_URL, Running, embedded_sqlite, postgresql_apis
 from bench.stats import percentile
 from maskline.app import create_app
@@ -252,6 +252,7 @@ def _profile_under_load(running: Running, output: Path, role: str | None = None)
     """Profile the process of ``role`` (the first API process when None) under wrk."""
     targets, key = running.addresses, running.key
     run_wrk(targets, key, block=0, connections=CONNECTIONS, threads=THREADS, seconds=WARMUP_SEC)
+    asyncio.run(analyze(running.database_url))  # the steady state's plans (bench/post.py)
     measured: list[WrkRun] = []
     load = threading.Thread(
         target=lambda: measured.append(
@@ -360,6 +361,7 @@ async def _serve_timed(url: str, data_dir: Path) -> tuple[list[float], list[floa
         run_wrk, target, key, block=0, connections=CONNECTIONS, threads=THREADS,
         seconds=WARMUP_SEC,
     )  # fmt: skip
+    await analyze(url)
     # The turn is private to the writer (held around each batch); a benchmark may look
     # inside.
     writer = runtime.db.writer
