@@ -31,7 +31,13 @@ from maskline.calls.flow import (
     Shutdown,
     Start,
 )
-from maskline.calls.lifecycle import apply_state, load_call, pricing_of, state_of
+from maskline.calls.lifecycle import (
+    advance_call,
+    apply_state,
+    load_call,
+    pricing_of,
+    state_of,
+)
 from maskline.calls.models import LIVE_STATUSES, TERMINAL_STATUSES, Call
 from maskline.calls.runner import CallInfo, CallRunner, LeaseLost
 from maskline.calls.watchdog import Watchdog
@@ -172,6 +178,22 @@ class CallEngine:
         the runner learns its credit once committed."""
 
         async def store(session: AsyncSession) -> int | None:
+            if not grant and not state.ended:
+                # A step that moves no money: one conditional statement and the events.
+                now = self.clock.now()
+                if not await advance_call(
+                    session,
+                    runner.info.call_sid,
+                    state,
+                    engine_id=self.engine_id,
+                    lease_until=now + self.lease,
+                    dialogs=runner.dialogs,
+                    events=events,
+                    public_url=self.settings.public_url,
+                    now=now,
+                ):
+                    raise LeaseLost(runner.info.call_sid)
+                return None
             call = await load_call(session, runner.info.call_sid)
             # Another engine took it over, or a watchdog (this process's too, whose
             # engine id is ours) ended it while its lease had lapsed: never end it twice.

@@ -6,15 +6,18 @@ every path to the end of a call settles it the same way, exactly once.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Integer, String, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing import talktime
 from maskline.billing.talktime import Pricing
 from maskline.calls.flow import CallState, Phase, Status
-from maskline.calls.models import Call
+from maskline.calls.models import TERMINAL_STATUSES, Call
 from maskline.calls.schemas import CallOut, talk_seconds
 from maskline.numbers.pool import release_number
 from maskline.recordings import repository as recordings
@@ -110,6 +113,20 @@ async def apply_state(
             await talktime.settle(session, call, pricing_of(call), talk_sec=talk, now=now)
             await release_number(session, call.call_sid, now=now)
         await session.flush()
+    await _record_events(session, call, events, first_sequence, public_url=public_url, now=now)
+
+
+async def _record_events(
+    session: AsyncSession,
+    call: Call,
+    events: list[str],
+    first_sequence: int,
+    *,
+    public_url: str,
+    now: datetime,
+) -> None:
+    """The change's events, numbered from ``first_sequence``, each with the call as it
+    now stands (SPEC §6)."""
     if not events:
         return
     data = CallOut.build(call, public_url=public_url).model_dump(mode="json")
@@ -124,3 +141,69 @@ async def apply_state(
             webhook_url=call.webhook_url,
             now=now,
         )
+
+
+@functools.cache
+def _advance_statement(with_dialogs: bool) -> Any:
+    values: dict[Any, Any] = {
+        Call.status: bindparam("adv_status", type_=String()),
+        Call.started_at: bindparam("adv_started_at", type_=Call.started_at.type),
+        Call.answered_at: bindparam("adv_answered_at", type_=Call.answered_at.type),
+        Call.bridged_at: bindparam("adv_bridged_at", type_=Call.bridged_at.type),
+        Call.lease_expires_at: bindparam("adv_lease", type_=Call.lease_expires_at.type),
+        Call.heartbeat_at: bindparam("adv_now", type_=Call.heartbeat_at.type),
+        Call.event_seq: Call.event_seq + bindparam("adv_events", type_=Integer()),
+    }
+    if with_dialogs:
+        values[Call.sip_dialogs] = bindparam("adv_dialogs", type_=Call.sip_dialogs.type)
+    return (
+        update(Call)
+        .where(
+            Call.call_sid == bindparam("adv_sid", type_=String()),
+            Call.engine_id == bindparam("adv_engine", type_=String()),
+            Call.status.not_in(TERMINAL_STATUSES),
+        )
+        .values(values)
+        .returning(Call)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def advance_call(
+    session: AsyncSession,
+    call_sid: str,
+    state: CallState,
+    *,
+    engine_id: str,
+    lease_until: datetime,
+    dialogs: Mapping[str, object] | None,
+    events: list[str],
+    public_url: str,
+    now: datetime,
+) -> bool:
+    """Store a live call's step that moves no money (dialled, ringing, answered) as one
+    conditional ``UPDATE … RETURNING``, then its events: only while ``engine_id`` holds
+    the call and it has not ended. False, and nothing written, when it does not."""
+    if state.ended:
+        raise ValueError("a call's end settles its money: apply_state stores it")
+    params: dict[str, Any] = {
+        "adv_sid": call_sid,
+        "adv_engine": engine_id,
+        "adv_status": state.status.value,
+        "adv_started_at": state.started_at,
+        "adv_answered_at": state.answered_at,
+        "adv_bridged_at": state.bridged_at,
+        "adv_lease": lease_until,
+        "adv_now": now,
+        "adv_events": len(events),
+    }
+    if dialogs:
+        params["adv_dialogs"] = dict(dialogs)
+    call = (
+        (await session.execute(_advance_statement(bool(dialogs)), params)).scalars().one_or_none()
+    )
+    if call is None:
+        return False
+    first_sequence = call.event_seq - len(events) + 1
+    await _record_events(session, call, events, first_sequence, public_url=public_url, now=now)
+    return True
