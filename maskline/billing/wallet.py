@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from maskline.billing.models import LedgerEntry, Wallet
 from maskline.kit.money import pulse_price_paise
 from maskline.kit.scope import owned_by, scoped
+from maskline.kit.writer import defer_to_batch
 
 LOW_BALANCE_MINUTES = 10
 
@@ -294,6 +295,87 @@ async def could_hold_call(
     return CallHold.HELD
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One ended call's settlement, left to its batch (``settle_calls``)."""
+
+    org_id: str
+    held: int
+    charge: int
+    now: datetime
+    call_sid: str
+    reference: str | None = None
+
+
+@functools.cache
+def _settle_calls_statement() -> Any:
+    wallets = Wallet.metadata.tables[Wallet.__tablename__]
+    held = bindparam("settle_held", type_=BigInteger())
+    calls = bindparam("settle_calls", type_=Integer())
+    return (
+        update(wallets)
+        .where(
+            owned_by(Wallet, bindparam("settle_org_id", type_=String())),
+            wallets.c.reserved >= held,
+        )
+        .values(
+            balance=wallets.c.balance - bindparam("settle_charge", type_=BigInteger()),
+            reserved=wallets.c.reserved - held,
+            live_calls=case((wallets.c.live_calls >= calls, wallets.c.live_calls - calls), else_=0),
+            updated_at=bindparam("settle_now", type_=wallets.c.updated_at.type),
+        )
+        .returning(wallets.c.balance)
+    )
+
+
+async def settle_calls(
+    conn: AsyncConnection, settlements: Sequence[Settlement]
+) -> list[BaseException | None]:
+    """The ended calls of a batch settled at once, as ``settle_hold`` settles one: one
+    ``UPDATE`` per organisation just before the batch commits (so its wallet row is
+    locked for the commit alone), then the charges' ledger entries, each with the
+    balance after it in the order of the asks."""
+    outcomes: list[BaseException | None] = [None] * len(settlements)
+    by_org: dict[str, list[int]] = {}
+    for index, settlement in enumerate(settlements):
+        by_org.setdefault(settlement.org_id, []).append(index)
+    entries: list[dict[str, Any]] = []
+    for org_id in sorted(by_org):  # one order for every batch: no deadlock among them
+        mine = [settlements[index] for index in by_org[org_id]]
+        params = {
+            "settle_org_id": org_id,
+            "settle_held": sum(s.held for s in mine),
+            "settle_charge": sum(s.charge for s in mine),
+            "settle_calls": len(mine),
+            "settle_now": max(s.now for s in mine),
+        }
+        balance = (await conn.execute(_settle_calls_statement(), params)).scalar_one_or_none()
+        if balance is None:
+            for index in by_org[org_id]:
+                outcomes[index] = RuntimeError(f"wallet of {org_id} holds less than its calls")
+            continue
+        # The balance after each charge: the last one leaves the row's balance.
+        after = balance + sum(s.charge for s in mine)
+        for settlement in mine:
+            after -= settlement.charge
+            if settlement.charge:
+                entries.append(
+                    {
+                        "org_id": org_id,
+                        "kind": "call_charge",
+                        "amount": -settlement.charge,
+                        "balance_after": after,
+                        "reference": settlement.reference,
+                        "call_sid": settlement.call_sid,
+                        "invoice_id": None,
+                        "created_at": settlement.now,
+                    }
+                )
+    if entries:
+        await conn.execute(LedgerEntry.metadata.tables[LedgerEntry.__tablename__].insert(), entries)
+    return outcomes
+
+
 async def settle_hold(
     session: AsyncSession,
     org_id: str,
@@ -305,9 +387,13 @@ async def settle_hold(
     reference: str | None = None,
 ) -> LedgerEntry | None:
     """At a call's end: release its hold of ``held`` paise, charge ``charge`` (≤ held)
-    and count it no longer live, in one statement."""
+    and count it no longer live, in one statement. In a batch, the batch does it for
+    all its ended calls at once, just before its commit (``settle_calls``); None then."""
     if not 0 <= charge <= held:
         raise ValueError("a settled charge must be within its hold")
+    settlement = Settlement(org_id, held, charge, now, call_sid, reference)
+    if defer_to_batch(session, settle_calls, settlement):
+        return None
     row = (
         await session.execute(
             update(Wallet)

@@ -24,7 +24,7 @@ from maskline.calls.lifecycle import apply_state, state_of
 from maskline.calls.models import LIVE_STATUSES, Call
 from maskline.kit.clock import Clock
 from maskline.kit.db import Database
-from maskline.kit.writer import is_retryable
+from maskline.kit.writer import is_retryable, made_at_once
 from maskline.settings import Settings
 from maskline.telephony.carrier import Carrier
 from maskline.telephony.events import Dialog
@@ -110,8 +110,11 @@ class Watchdog:
                     continue
                 sid = call.call_sid
                 try:
-                    async with session.begin_nested():
-                        await self._end(session, call, now)
+                    # Its settlement is made here, in its savepoint, not by the batch:
+                    # a call that cannot be settled fails alone.
+                    with made_at_once(session):
+                        async with session.begin_nested():
+                            await self._end(session, call, now)
                 except Exception as exc:
                     if is_retryable(exc):
                         raise  # the whole sweep runs again, this call included

@@ -33,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,19 @@ def defer_to_batch(session: AsyncSession, step: BatchStep, ask: Any) -> bool:
         return False
     asks.append((step, ask))
     return True
+
+
+@contextmanager
+def made_at_once(session: AsyncSession) -> Iterator[None]:
+    """Within it, ``defer_to_batch`` declines: the writes are made where they are asked
+    for. For a unit that isolates parts of its work in savepoints of its own, whose
+    failures must happen inside them."""
+    asks = session.info.pop(_ASKS, None)
+    try:
+        yield
+    finally:
+        if asks is not None:
+            session.info[_ASKS] = asks
 
 
 @dataclass(eq=False, slots=True)

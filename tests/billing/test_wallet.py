@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing import wallet
-from maskline.billing.models import Wallet
+from maskline.billing.models import LedgerEntry, Wallet
 from tests.support.api import Api
 
 MINUTE = 150
@@ -72,6 +76,47 @@ class TestConcurrentMoney:
             await wallet.settle_hold(session, org.id, held=750, charge=300, now=now, call_sid="c-1")
         row, ledger = await _state(api, org.id)
         assert (row.balance, row.reserved, ledger) == (700, 0, 700)
+
+    async def test_calls_settled_in_one_batch_each_get_their_ledger_entry(self, api: Api) -> None:
+        org = await api.make_org("wallet-settle-batch", balance="30")
+        db, now = api.runtime.db, api.runtime.clock.now()
+        async with db.write() as session:
+            assert await wallet.hold(session, org.id, 2250, now=now)
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def first(session: AsyncSession) -> None:
+            holding.set()  # the writer is busy: the settlements below queue as one batch
+            await release.wait()
+
+        def settling(sid: str, charge: int) -> Callable[[AsyncSession], Awaitable[None]]:
+            async def unit(session: AsyncSession) -> None:
+                await wallet.settle_hold(
+                    session, org.id, held=750, charge=charge, now=now, call_sid=sid
+                )
+
+            return unit
+
+        started = asyncio.create_task(db.transaction(first))
+        await holding.wait()
+        settled = [
+            asyncio.create_task(db.transaction(settling(sid, charge)))
+            for sid, charge in (("c-1", 300), ("c-2", 0), ("c-3", 150))
+        ]
+        await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(started, *settled)
+        async with db.read() as session:
+            entries = (
+                await session.execute(
+                    select(LedgerEntry.call_sid, LedgerEntry.amount, LedgerEntry.balance_after)
+                    .where(LedgerEntry.org_id == org.id, LedgerEntry.kind == "call_charge")
+                    .order_by(LedgerEntry.id)
+                )
+            ).all()
+        row, ledger = await _state(api, org.id)
+        assert (row.balance, row.reserved, ledger) == (2550, 0, 2550)
+        # In the order the calls ended, each with the balance it left.
+        assert [tuple(entry) for entry in entries] == [("c-1", -300, 2700), ("c-3", -150, 2550)]
 
 
 class TestBillingObject:
