@@ -8,12 +8,13 @@ statement on the wallet row, in the same transaction as the call row's change.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.billing import wallet
 from maskline.billing.models import Wallet
@@ -51,42 +52,99 @@ class Pricing:
         return min(granted, max(1, math.ceil(talk_sec / self.pulse_sec)))
 
 
-async def _release(session: AsyncSession, org_id: str, amount: int, *, now: datetime) -> None:
-    await session.execute(
-        update(Wallet)
-        .where(owned_by(Wallet, org_id), Wallet.reserved >= amount)
-        .values(reserved=Wallet.reserved - amount, updated_at=now)
-    )
+# Stores the new grants of calls in the calls domain's rows (billing never imports calls).
+GrantWriter = Callable[[AsyncConnection, Sequence["Grant"]], Awaitable[None]]
 
 
-async def grant_pulses(
-    session: AsyncSession,
-    call: HeldCall,
-    pricing: Pricing,
-    *,
-    now: datetime,
-) -> int:
-    """Grant the call up to one more chunk of pulses; returns how many were granted.
+@dataclass(eq=False, slots=True)
+class Grant:
+    """One call's request for its next chunk of credit, and once decided, what it got.
 
-    The first grant (at bridge) converts the acceptance hold; later ones hold
-    more. Never past ``max_duration_sec``; fewer when the wallet has less.
+    ``pulses`` (newly granted) and ``extra`` (paise more held; negative when the first
+    grant needs less than the acceptance hold) are set by ``grant_calls``;
+    ``write_call`` stores the call's new grant in the same transaction.
     """
+
+    org_id: str
+    call_sid: str
+    granted: int
+    held: int
+    want: int
+    pulse_price: int
+    now: datetime
+    write_call: GrantWriter
+    pulses: int = 0
+    extra: int = 0
+
+    @property
+    def total(self) -> int:
+        """The call's granted pulses once decided."""
+        return self.granted + self.pulses
+
+    def cost(self, pulses: int) -> int:
+        """What ``pulses`` more hold: the first grant converts the acceptance hold."""
+        if self.granted == 0:
+            return (self.granted + pulses) * self.pulse_price - self.held
+        return pulses * self.pulse_price
+
+
+def request_grant(
+    call: HeldCall, pricing: Pricing, *, now: datetime, write_call: GrantWriter
+) -> Grant:
+    """The call's request for up to one more chunk of pulses (never past
+    ``max_duration_sec``): the first at bridge converts the acceptance hold, later ones
+    hold more."""
     want = CHUNK_PULSES
     if pricing.max_pulses is not None:
         want = min(want, pricing.max_pulses - call.granted_pulses)
-    price = pricing.pulse_price
-    first = call.granted_pulses == 0
-    for pulses in range(want, 0, -1):
-        target_hold = (call.granted_pulses + pulses) * price
-        extra = target_hold - call.hold_paise if first else pulses * price
-        if extra < 0:
-            await _release(session, call.org_id, -extra, now=now)
-        elif extra > 0 and not await wallet.hold(session, call.org_id, extra, now=now):
-            continue
-        call.hold_paise += extra
-        call.granted_pulses += pulses
-        return pulses  # the call's row is written with the rest of its change
-    return 0
+    return Grant(
+        org_id=call.org_id,
+        call_sid=call.call_sid,
+        granted=call.granted_pulses,
+        held=call.hold_paise,
+        want=want,
+        pulse_price=pricing.pulse_price,
+        now=now,
+        write_call=write_call,
+    )
+
+
+async def grant_calls(conn: AsyncConnection, grants: Sequence[Grant]) -> list[None]:
+    """Decide and hold the grants of a batch: per organisation, its wallet row read under
+    lock, each call given the most pulses of its chunk the available balance still
+    covers (in the order asked), and one ``UPDATE`` of the row; then the calls' rows.
+    Run just before the batch commits, so the wallet row is locked for the commit alone;
+    it refuses nothing (a call granted nothing ends when its granted time runs out)."""
+    by_org: dict[str, list[Grant]] = {}
+    for grant in grants:
+        by_org.setdefault(grant.org_id, []).append(grant)
+    for org_id in sorted(by_org):  # one order for every batch: no deadlock among them
+        mine = by_org[org_id]
+        available = (
+            await conn.execute(
+                select(Wallet.balance - Wallet.reserved)
+                .where(owned_by(Wallet, org_id))
+                .with_for_update()
+            )
+        ).scalar_one()
+        for grant in mine:
+            for pulses in range(grant.want, 0, -1):
+                extra = grant.cost(pulses)
+                if extra <= available:  # a release (the first grant's rest) always fits
+                    grant.pulses, grant.extra = pulses, extra
+                    available -= extra
+                    break
+        change = sum(grant.extra for grant in mine)
+        if change:
+            await conn.execute(
+                update(Wallet)
+                .where(owned_by(Wallet, org_id))
+                .values(reserved=Wallet.reserved + change, updated_at=max(g.now for g in mine))
+            )
+    decided = [grant for grant in grants if grant.pulses]
+    if decided:
+        await decided[0].write_call(conn, decided)
+    return [None] * len(grants)
 
 
 async def settle(

@@ -37,6 +37,7 @@ from maskline.calls.lifecycle import (
     load_call,
     pricing_of,
     state_of,
+    store_grants,
 )
 from maskline.calls.models import LIVE_STATUSES, TERMINAL_STATUSES, Call
 from maskline.calls.runner import CallInfo, CallRunner, LeaseLost
@@ -45,6 +46,7 @@ from maskline.kit.clock import Clock
 from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
 from maskline.kit.loops import Loops
+from maskline.kit.writer import defer_to_batch
 from maskline.settings import Settings
 from maskline.telephony.carrier import Carrier
 from maskline.telephony.events import LegEvent
@@ -177,7 +179,7 @@ class CallEngine:
         PostgreSQL aborts it for a deadlock or the database is briefly unreachable or busy;
         the runner learns its credit once committed."""
 
-        async def store(session: AsyncSession) -> int | None:
+        async def store(session: AsyncSession) -> talktime.Grant | None:
             if not grant and not state.ended:
                 # A step that moves no money: one conditional statement and the events.
                 now = self.clock.now()
@@ -206,12 +208,13 @@ class CallEngine:
                 call.sip_dialogs = runner.dialogs
             granted = None
             if grant and not state.ended:
-                # The call's row is written once, by apply_state, with all of its change.
-                with session.no_autoflush:
-                    await talktime.grant_pulses(
-                        session, call, pricing_of(call), now=self.clock.now()
-                    )
-                granted = call.granted_pulses
+                # Decided and held by the batch just before its commit (the wallet row is
+                # locked for the commit alone), or here when there is no batch.
+                granted = talktime.request_grant(
+                    call, pricing_of(call), now=now, write_call=store_grants
+                )
+                if not defer_to_batch(session, talktime.grant_calls, granted):
+                    await talktime.grant_calls(await session.connection(), [granted])
             await apply_state(
                 session,
                 call,
@@ -224,7 +227,7 @@ class CallEngine:
 
         granted = await self.db.transaction(store, transient=True)
         if granted is not None:
-            runner.granted(granted)
+            runner.granted(granted.total)
         if events and self._on_events is not None:
             self._on_events()
 

@@ -7,12 +7,12 @@ every path to the end of a call settles it the same way, exactly once.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, String, bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.billing import talktime
 from maskline.billing.talktime import Pricing
@@ -141,6 +141,30 @@ async def _record_events(
             webhook_url=call.webhook_url,
             now=now,
         )
+
+
+@functools.cache
+def _grant_statement() -> Any:
+    calls = Call.metadata.tables[Call.__tablename__]
+    return (
+        update(calls)
+        .where(calls.c.call_sid == bindparam("grant_sid", type_=String()))
+        .values(
+            granted_pulses=bindparam("grant_pulses", type_=Integer()),
+            hold_paise=bindparam("grant_held", type_=calls.c.hold_paise.type),
+        )
+    )
+
+
+async def store_grants(conn: AsyncConnection, grants: Sequence[talktime.Grant]) -> None:
+    """The calls' new credit, as billing decided it (``talktime.grant_calls``)."""
+    await conn.execute(
+        _grant_statement(),
+        [
+            {"grant_sid": g.call_sid, "grant_pulses": g.total, "grant_held": g.held + g.extra}
+            for g in grants
+        ],
+    )
 
 
 @functools.cache

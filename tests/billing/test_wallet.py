@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from maskline.billing import wallet
+from maskline.billing import talktime, wallet
 from maskline.billing.models import LedgerEntry, Wallet
+from maskline.kit.writer import defer_to_batch
 from tests.support.api import Api
 
 MINUTE = 150
@@ -117,6 +118,42 @@ class TestConcurrentMoney:
         assert (row.balance, row.reserved, ledger) == (2550, 0, 2550)
         # In the order the calls ended, each with the balance it left.
         assert [tuple(entry) for entry in entries] == [("c-1", -300, 2700), ("c-3", -150, 2550)]
+
+    async def test_grants_in_one_batch_take_the_balance_in_order(self, api: Api) -> None:
+        org = await api.make_org("wallet-grant-batch", balance="10")
+        db, now = api.runtime.db, api.runtime.clock.now()
+        holding, release = asyncio.Event(), asyncio.Event()
+        stored: list[list[tuple[str, int, int]]] = []
+
+        async def store(_conn: AsyncConnection, grants: Sequence[talktime.Grant]) -> None:
+            stored.append([(g.call_sid, g.total, g.held + g.extra) for g in grants])
+
+        async def first(session: AsyncSession) -> None:
+            holding.set()  # the writer is busy: the grants below queue as one batch
+            await release.wait()
+
+        def granting(sid: str) -> Callable[[AsyncSession], Awaitable[talktime.Grant]]:
+            async def unit(session: AsyncSession) -> talktime.Grant:
+                # A later chunk: 5 pulses granted and held already, 5 more wanted.
+                grant = talktime.Grant(org.id, sid, 5, 750, 5, MINUTE, now, store)
+                assert defer_to_batch(session, talktime.grant_calls, grant)
+                return grant
+
+            return unit
+
+        started = asyncio.create_task(db.transaction(first))
+        await holding.wait()
+        asked = [
+            asyncio.create_task(db.transaction(granting(sid))) for sid in ("c-1", "c-2", "c-3")
+        ]
+        await asyncio.sleep(0)
+        release.set()
+        _, *grants = await asyncio.gather(started, *asked)
+        row, ledger = await _state(api, org.id)
+        # Rs 10 covers 6 more pulses: all 5 of the first call's chunk, 1 of the second's.
+        assert [(g.pulses, g.total) for g in grants] == [(5, 10), (1, 6), (0, 5)]
+        assert stored == [[("c-1", 10, 1500), ("c-2", 6, 900)]]
+        assert (row.balance, row.reserved, ledger) == (1000, 900, 1000)
 
 
 class TestBillingObject:

@@ -95,7 +95,12 @@ class TestKilledMidBatch:
             env = {**base_env, **settings}
             roles = {"api": "all"}
         cli = Cli(env, tmp_path)
-        org = cli.ok("org", "create", "crash-batch", "--balance", "5000")
+        # Up to all the requests live at once (the killed process's until the watchdog
+        # ends them, and the retries): the cap of live calls is not what is tested here.
+        org = cli.ok(
+            "org", "create", "crash-batch", "--balance", "5000",
+            "--max-live-calls", str(2 * REQUESTS),
+        )  # fmt: skip
         cli.ok("numbers", "add", "918077100001", "918077100002", "--org", "crash-batch")
         auth = {"Authorization": f"Bearer {org['api_key']}"}
         with running_stack(env, tmp_path, roles) as stack:
