@@ -115,11 +115,8 @@ async def grant_calls(conn: AsyncConnection, grants: Sequence[Grant]) -> list[No
     covers (in the order asked), and one ``UPDATE`` of the row; then the calls' rows.
     Run just before the batch commits, so the wallet row is locked for the commit alone;
     it refuses nothing (a call granted nothing ends when its granted time runs out)."""
-    by_org: dict[str, list[Grant]] = {}
-    for grant in grants:
-        by_org.setdefault(grant.org_id, []).append(grant)
-    for org_id in sorted(by_org):  # one order for every batch: no deadlock among them
-        mine = by_org[org_id]
+    for org_id, indexes in wallet.by_organisation([grant.org_id for grant in grants]):
+        mine = [grants[index] for index in indexes]
         available = (
             await conn.execute(
                 select(Wallet.balance - Wallet.reserved)

@@ -205,19 +205,13 @@ def _hold_params(
     }
 
 
-async def hold_call(
-    session: AsyncSession, org_id: str, amount: int, *, max_live_calls: int, now: datetime
-) -> CallHold:
-    """Reserve a new call's ``amount`` and count it live, in one conditional statement:
-    only when the balance covers it and fewer than ``max_live_calls`` calls are live.
-    The wallet's row lock makes both limits exact under concurrency."""
-    if amount <= 0:
-        raise ValueError("a hold must be positive")
-    params = _hold_params(org_id, amount, 1, max_live_calls, now)
-    held = (await session.execute(_hold_calls_statement(), params)).scalar_one_or_none()
-    if held is not None:
-        return CallHold.HELD
-    return await could_hold_call(session, org_id, amount, max_live_calls=max_live_calls)
+def by_organisation(org_ids: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """The indexes of a batch's asks by organisation, organisations in sorted order: the
+    one order in which every batch's steps lock wallet rows (no deadlock among them)."""
+    groups: dict[str, list[int]] = {}
+    for index, org_id in enumerate(org_ids):
+        groups.setdefault(org_id, []).append(index)
+    return sorted(groups.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,13 +238,10 @@ async def hold_calls(
     the others gets its refusal (the batch then runs again without them).
     """
     refusals: list[BaseException | None] = [None] * len(asks)
-    by_org: dict[str, list[int]] = {}
-    for index, ask in enumerate(asks):
-        if ask.amount <= 0:
-            raise ValueError("a hold must be positive")
-        by_org.setdefault(ask.org_id, []).append(index)
-    for org_id in sorted(by_org):  # one order for every batch: no deadlock among them
-        mine = [asks[index] for index in by_org[org_id]]
+    if any(ask.amount <= 0 for ask in asks):
+        raise ValueError("a hold must be positive")
+    for org_id, indexes in by_organisation([ask.org_id for ask in asks]):
+        mine = [asks[index] for index in indexes]
         params = _hold_params(
             org_id,
             sum(ask.amount for ask in mine),
@@ -268,14 +259,14 @@ async def hold_calls(
             )
         ).one()
         available, live = int(row[0]), int(row[1])
-        for index, ask in zip(by_org[org_id], mine, strict=True):
+        for index, ask in zip(indexes, mine, strict=True):
             if available < ask.amount:
                 refusals[index] = ask.refusal(CallHold.NO_BALANCE)
             elif live >= ask.max_live_calls:
                 refusals[index] = ask.refusal(CallHold.TOO_MANY_LIVE)
             else:
                 available, live = available - ask.amount, live + 1
-        if all(refusals[index] is None for index in by_org[org_id]):
+        if all(refusals[index] is None for index in indexes):
             # The row changed between the two statements: under its lock now, all fit.
             held = await conn.execute(_hold_calls_statement(), params)
             if held.first() is None:
@@ -336,12 +327,9 @@ async def settle_calls(
     locked for the commit alone), then the charges' ledger entries, each with the
     balance after it in the order of the asks."""
     outcomes: list[BaseException | None] = [None] * len(settlements)
-    by_org: dict[str, list[int]] = {}
-    for index, settlement in enumerate(settlements):
-        by_org.setdefault(settlement.org_id, []).append(index)
     entries: list[dict[str, Any]] = []
-    for org_id in sorted(by_org):  # one order for every batch: no deadlock among them
-        mine = [settlements[index] for index in by_org[org_id]]
+    for org_id, indexes in by_organisation([s.org_id for s in settlements]):
+        mine = [settlements[index] for index in indexes]
         params = {
             "settle_org_id": org_id,
             "settle_held": sum(s.held for s in mine),
@@ -351,7 +339,7 @@ async def settle_calls(
         }
         balance = (await conn.execute(_settle_calls_statement(), params)).scalar_one_or_none()
         if balance is None:
-            for index in by_org[org_id]:
+            for index in indexes:
                 outcomes[index] = RuntimeError(f"wallet of {org_id} holds less than its calls")
             continue
         # The balance after each charge: the last one leaves the row's balance.
@@ -385,42 +373,17 @@ async def settle_hold(
     now: datetime,
     call_sid: str,
     reference: str | None = None,
-) -> LedgerEntry | None:
+) -> None:
     """At a call's end: release its hold of ``held`` paise, charge ``charge`` (≤ held)
-    and count it no longer live, in one statement. In a batch, the batch does it for
-    all its ended calls at once, just before its commit (``settle_calls``); None then."""
+    and count it no longer live (``settle_calls``). In a batch, the batch does it for
+    all its ended calls at once, just before its commit; otherwise here and now."""
     if not 0 <= charge <= held:
         raise ValueError("a settled charge must be within its hold")
     settlement = Settlement(org_id, held, charge, now, call_sid, reference)
-    if defer_to_batch(session, settle_calls, settlement):
-        return None
-    row = (
-        await session.execute(
-            update(Wallet)
-            .where(owned_by(Wallet, org_id), Wallet.reserved >= held)
-            .values(
-                balance=Wallet.balance - charge,
-                reserved=Wallet.reserved - held,
-                live_calls=case((Wallet.live_calls > 0, Wallet.live_calls - 1), else_=0),
-                updated_at=now,
-            )
-            .returning(Wallet.balance)
-        )
-    ).scalar_one_or_none()
-    if row is None:
-        raise RuntimeError(f"wallet of {org_id} holds less than the call's hold of {held}")
-    if charge == 0:
-        return None
-    return await _append(
-        session,
-        org_id=org_id,
-        kind="call_charge",
-        amount=-charge,
-        balance_after=row,
-        now=now,
-        call_sid=call_sid,
-        reference=reference,
-    )
+    if not defer_to_batch(session, settle_calls, settlement):
+        (refusal,) = await settle_calls(await session.connection(), [settlement])
+        if refusal is not None:
+            raise refusal
 
 
 async def ledger_sum(session: AsyncSession, org_id: str) -> int:

@@ -143,11 +143,9 @@ async def create_call(
     # before the commit, so the wallet row is locked for the commit alone.
     ask = wallet.CallHoldAsk(org_id, minute, org.max_live_calls, now, _refusal)
     if not defer_to_batch(session, wallet.hold_calls, ask):
-        _refuse(
-            await wallet.hold_call(
-                session, org_id, minute, max_live_calls=org.max_live_calls, now=now
-            )
-        )
+        (refusal,) = await wallet.hold_calls(await session.connection(), [ask])
+        if refusal is not None:
+            raise refusal
     response = StoredResponse(
         201, json.dumps({"data": data}, separators=(",", ":"), ensure_ascii=False)
     )
