@@ -21,7 +21,7 @@ from maskline.calls.models import TERMINAL_STATUSES, Call
 from maskline.calls.schemas import CallOut, talk_seconds
 from maskline.numbers.pool import release_number
 from maskline.recordings import repository as recordings
-from maskline.webhooks.outbox import record_event
+from maskline.webhooks.outbox import add_event
 
 
 async def record_call_event(
@@ -30,7 +30,7 @@ async def record_call_event(
     """Store ``event`` for ``call`` in the outbox, with the call object as it now stands
     (SPEC §6)."""
     call.event_seq += 1
-    await record_event(
+    await add_event(
         session,
         org_id=call.org_id,
         event=event,
@@ -131,7 +131,7 @@ async def _record_events(
         return
     data = CallOut.build(call, public_url=public_url).model_dump(mode="json")
     for offset, event in enumerate(events):
-        await record_event(
+        await add_event(
             session,
             org_id=call.org_id,
             event=event,

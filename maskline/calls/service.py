@@ -26,7 +26,7 @@ from maskline.kit.scope import scoped
 from maskline.kit.writer import defer_to_batch
 from maskline.numbers import pool
 from maskline.numbers.pool import lease_number
-from maskline.webhooks.outbox import record_event
+from maskline.webhooks.outbox import add_event
 
 TOO_MANY_LIVE = "Too many live calls for this organisation."
 API_OWNER = "api"
@@ -123,8 +123,9 @@ async def create_call(
         event_seq=1,
     )
     data = CallOut.build(call, public_url=public_url).model_dump(mode="json")
-    # The call's row, its event and the event's delivery: one statement on PostgreSQL.
-    await record_event(
+    # The call's row, its event and the event's delivery: written with every other new
+    # call's of the batch, a few statements for all of them (kit/writer.py).
+    await add_event(
         session,
         org_id=org_id,
         event=EVENT_NAMES[Status.INITIATED],

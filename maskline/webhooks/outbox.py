@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, Table, bindparam, case, insert, literal, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
 from maskline.kit.clock import rfc3339
 from maskline.kit.db import Base
 from maskline.kit.ids import new_id
 from maskline.kit.scope import owned_by
+from maskline.kit.writer import defer_to_batch
 from maskline.webhooks.models import CallEvent, WebhookDelivery, WebhookEndpoint
 
 
@@ -69,7 +70,7 @@ def _event_insert() -> Insert:
 
 
 @functools.cache
-def _delivery_insert(to_endpoint: bool) -> Insert:
+def _delivery_insert(to_endpoint: bool, *, returning: bool = True) -> Insert:
     """The event's delivery: to the call's own URL, else to the organisation's endpoint
     when it has a URL (paused while a 410 disabled it), read by the insert itself."""
     table = _table(WebhookDelivery)
@@ -100,7 +101,7 @@ def _delivery_insert(to_endpoint: bool) -> Insert:
         # and pauses its delivery too. SQLite's single writer already orders them.
         endpoint = endpoint.with_for_update(read=True)
         statement = insert(table).from_select([*fixed, "url", "to_endpoint", "status"], endpoint)
-    return statement.returning(table.c.id, table.c.url)
+    return statement.returning(table.c.id, table.c.url) if returning else statement
 
 
 @functools.cache
@@ -116,8 +117,20 @@ def _table(model: type[Base]) -> Table:
     return model.metadata.tables[model.__tablename__]
 
 
-async def record_event(
-    session: AsyncSession,
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """An event to store: its row's and its delivery's values (and the change's own
+    insert to write before it)."""
+
+    event_id: str
+    payload: str
+    of_event: dict[str, Any]
+    of_delivery: dict[str, Any]
+    to_endpoint: bool
+    prior: Prior | None
+
+
+def _outgoing(
     *,
     org_id: str,
     event: str,
@@ -126,11 +139,8 @@ async def record_event(
     data: dict[str, Any],
     webhook_url: str | None,
     now: datetime,
-    prior: Prior | None = None,
-) -> Recorded:
-    """Store the event and its delivery (``prior``: an insert of the change itself, such
-    as a new call's row, written first). The statements are built once per process;
-    on PostgreSQL all of it is one statement."""
+    prior: Prior | None,
+) -> _Outgoing:
     event_id = new_id("evt")
     payload = json.dumps(
         {
@@ -167,20 +177,98 @@ async def record_event(
     to_endpoint = webhook_url is None
     if not to_endpoint:
         of_delivery["d_url"] = webhook_url
+    return _Outgoing(event_id, payload, of_event, of_delivery, to_endpoint, prior)
+
+
+async def record_event(
+    session: AsyncSession,
+    *,
+    org_id: str,
+    event: str,
+    call_sid: str | None,
+    sequence: int,
+    data: dict[str, Any],
+    webhook_url: str | None,
+    now: datetime,
+    prior: Prior | None = None,
+) -> Recorded:
+    """Store the event and its delivery now, and say what was stored (``prior``: an
+    insert of the change itself, such as a new call's row, written first). The
+    statements are built once per process; on PostgreSQL all of it is one statement."""
+    out = _outgoing(
+        org_id=org_id,
+        event=event,
+        call_sid=call_sid,
+        sequence=sequence,
+        data=data,
+        webhook_url=webhook_url,
+        now=now,
+        prior=prior,
+    )
+    of_delivery = out.of_delivery
     if session.get_bind().dialect.name == "postgresql":
-        last: Insert = _in_one(None if prior is None else prior.statement, to_endpoint)
-        of_delivery.update(of_event)
+        last: Insert = _in_one(None if prior is None else prior.statement, out.to_endpoint)
+        of_delivery = {**of_delivery, **out.of_event}
         if prior is not None:
             of_delivery.update(prior.values)
     else:
         if prior is not None:
             await session.execute(prior.statement, prior.values)
-        await session.execute(_event_insert(), of_event)
-        last = _delivery_insert(to_endpoint)
+        await session.execute(_event_insert(), out.of_event)
+        last = _delivery_insert(out.to_endpoint)
     row = (await session.execute(last, of_delivery)).one_or_none()
     return Recorded(
-        event_id=event_id,
-        payload=payload,
+        event_id=out.event_id,
+        payload=out.payload,
         delivery_id=None if row is None else row.id,
         url=None if row is None else row.url,
     )
+
+
+async def add_event(
+    session: AsyncSession,
+    *,
+    org_id: str,
+    event: str,
+    call_sid: str | None,
+    sequence: int,
+    data: dict[str, Any],
+    webhook_url: str | None,
+    now: datetime,
+    prior: Prior | None = None,
+) -> None:
+    """Store the event and its delivery as ``record_event`` does, but in a batch
+    (kit/writer.py) together with every other unit's events, just before its commit:
+    a few statements for the whole batch instead of one or three per event."""
+    out = _outgoing(
+        org_id=org_id,
+        event=event,
+        call_sid=call_sid,
+        sequence=sequence,
+        data=data,
+        webhook_url=webhook_url,
+        now=now,
+        prior=prior,
+    )
+    if not defer_to_batch(session, write_events, out):
+        await session.flush()
+        await write_events(await session.connection(), [out])
+
+
+async def write_events(conn: AsyncConnection, events: Sequence[Any]) -> list[None]:
+    """The batch's step for ``add_event``: the changes' own rows (grouped by statement,
+    in order), then every event in one executemany, then their deliveries in one per
+    kind of target. On PostgreSQL each executemany is pipelined: one round trip."""
+    outgoing: Sequence[_Outgoing] = events
+    priors: dict[Insert, list[dict[str, Any]]] = {}
+    for out in outgoing:
+        if out.prior is not None:
+            priors.setdefault(out.prior.statement, []).append(out.prior.values)
+    for statement, rows in priors.items():
+        await conn.execute(statement, rows)
+    await conn.execute(_event_insert(), [out.of_event for out in outgoing])
+    for to_endpoint in (False, True):
+        deliveries = [out.of_delivery for out in outgoing if out.to_endpoint is to_endpoint]
+        if deliveries:
+            await conn.execute(_delivery_insert(to_endpoint, returning=False), deliveries)
+    return [None] * len(outgoing)
