@@ -33,13 +33,12 @@ from maskline.calls.flow import (
 )
 from maskline.calls.lifecycle import (
     advance_call,
-    apply_state,
-    load_call,
+    end_call,
     pricing_of,
     state_of,
     store_grants,
 )
-from maskline.calls.models import LIVE_STATUSES, TERMINAL_STATUSES, Call
+from maskline.calls.models import LIVE_STATUSES, Call
 from maskline.calls.runner import CallInfo, CallRunner, LeaseLost
 from maskline.calls.watchdog import Watchdog
 from maskline.kit.clock import Clock
@@ -180,15 +179,15 @@ class CallEngine:
         the runner learns its credit once committed."""
 
         async def store(session: AsyncSession) -> talktime.Grant | None:
-            if not grant and not state.ended:
-                # A step that moves no money: one conditional statement and the events.
-                now = self.clock.now()
-                if not await advance_call(
+            now = self.clock.now()
+            if state.ended:
+                # Another engine took it over, or a watchdog (this process's too, whose
+                # engine id is ours) ended it while its lease had lapsed: never end it twice.
+                if not await end_call(
                     session,
                     runner.info.call_sid,
                     state,
                     engine_id=self.engine_id,
-                    lease_until=now + self.lease,
                     dialogs=runner.dialogs,
                     events=events,
                     public_url=self.settings.public_url,
@@ -196,33 +195,28 @@ class CallEngine:
                 ):
                     raise LeaseLost(runner.info.call_sid)
                 return None
-            call = await load_call(session, runner.info.call_sid)
-            # Another engine took it over, or a watchdog (this process's too, whose
-            # engine id is ours) ended it while its lease had lapsed: never end it twice.
-            if call.engine_id != self.engine_id or call.status in TERMINAL_STATUSES:
-                raise LeaseLost(call.call_sid)
-            now = self.clock.now()
-            call.lease_expires_at = now + self.lease
-            call.heartbeat_at = now
-            if runner.dialogs:
-                call.sip_dialogs = runner.dialogs
-            granted = None
-            if grant and not state.ended:
-                # Decided and held by the batch just before its commit (the wallet row is
-                # locked for the commit alone), or here when there is no batch.
-                granted = talktime.request_grant(
-                    call, pricing_of(call), now=now, write_call=store_grants
-                )
-                if not defer_to_batch(session, talktime.grant_calls, granted):
-                    await talktime.grant_calls(await session.connection(), [granted])
-            await apply_state(
+            call = await advance_call(
                 session,
-                call,
+                runner.info.call_sid,
                 state,
+                engine_id=self.engine_id,
+                lease_until=now + self.lease,
+                dialogs=runner.dialogs,
                 events=events,
                 public_url=self.settings.public_url,
-                now=self.clock.now(),
+                now=now,
             )
+            if call is None:
+                raise LeaseLost(runner.info.call_sid)
+            if not grant:
+                return None
+            # Decided and held by the batch just before its commit (the wallet row is
+            # locked for the commit alone), or here when there is no batch.
+            granted = talktime.request_grant(
+                call, pricing_of(call), now=now, write_call=store_grants
+            )
+            if not defer_to_batch(session, talktime.grant_calls, granted):
+                await talktime.grant_calls(await session.connection(), [granted])
             return granted
 
         granted = await self.db.transaction(store, transient=True)

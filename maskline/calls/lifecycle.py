@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, bindparam, select, update
+from sqlalchemy import Boolean, Integer, String, bindparam, case, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.billing import talktime
@@ -19,6 +19,7 @@ from maskline.billing.talktime import Pricing
 from maskline.calls.flow import CallState, Phase, Status
 from maskline.calls.models import TERMINAL_STATUSES, Call
 from maskline.calls.schemas import CallOut, talk_seconds
+from maskline.kit.writer import defer_to_batch
 from maskline.numbers.pool import release_number
 from maskline.recordings import repository as recordings
 from maskline.webhooks.outbox import add_event
@@ -108,12 +109,20 @@ async def apply_state(
             call.talk_sec = talk or 0
             if call.bridged_at is None:
                 call.recording_status = "none"
-            elif call.record:
-                recordings.enqueue(session, call_sid=call.call_sid, org_id=call.org_id, now=now)
-            await talktime.settle(session, call, pricing_of(call), talk_sec=talk, now=now)
-            await release_number(session, call.call_sid, now=now)
+            await _finish(session, call, talk_sec=talk, now=now)
         await session.flush()
     await _record_events(session, call, events, first_sequence, public_url=public_url, now=now)
+
+
+async def _finish(
+    session: AsyncSession, call: Call, *, talk_sec: int | None, now: datetime
+) -> None:
+    """An ended call's money (settled: its row's money fields set), its number (freed)
+    and its recording (queued): the same for every path to the end of a call."""
+    if call.bridged_at is not None and call.record:
+        recordings.enqueue(session, call_sid=call.call_sid, org_id=call.org_id, now=now)
+    await talktime.settle(session, call, pricing_of(call), talk_sec=talk_sec, now=now)
+    await release_number(session, call.call_sid, call.masked_number, now=now)
 
 
 async def _record_events(
@@ -168,7 +177,7 @@ async def store_grants(conn: AsyncConnection, grants: Sequence[talktime.Grant]) 
 
 
 @functools.cache
-def _advance_statement(with_dialogs: bool) -> Any:
+def _advance_statement(with_dialogs: bool, ending: bool) -> Any:
     values: dict[Any, Any] = {
         Call.status: bindparam("adv_status", type_=String()),
         Call.started_at: bindparam("adv_started_at", type_=Call.started_at.type),
@@ -180,6 +189,22 @@ def _advance_statement(with_dialogs: bool) -> Any:
     }
     if with_dialogs:
         values[Call.sip_dialogs] = bindparam("adv_dialogs", type_=Call.sip_dialogs.type)
+    if ending:
+        values.update(
+            {
+                Call.ended_at: bindparam("adv_ended_at", type_=Call.ended_at.type),
+                Call.hangup_cause: bindparam("adv_cause", type_=String()),
+                Call.hangup_by: bindparam("adv_by", type_=String()),
+                Call.failed_leg: bindparam("adv_failed_leg", type_=String()),
+                Call.sip_code: bindparam("adv_sip_code", type_=Integer()),
+                Call.talk_sec: bindparam("adv_talk_sec", type_=Integer()),
+                # A call that never bridged has no recording to make.
+                Call.recording_status: case(
+                    (bindparam("adv_unbridged", type_=Boolean()), "none"),
+                    else_=Call.recording_status,
+                ),
+            }
+        )
     return (
         update(Call)
         .where(
@@ -193,6 +218,49 @@ def _advance_statement(with_dialogs: bool) -> Any:
     )
 
 
+async def _take(
+    session: AsyncSession,
+    call_sid: str,
+    state: CallState,
+    *,
+    engine_id: str,
+    lease_until: datetime | None,
+    dialogs: Mapping[str, object] | None,
+    events: int,
+    now: datetime,
+) -> Call | None:
+    """Write a live call's new state in one conditional ``UPDATE … RETURNING``: only
+    while ``engine_id`` holds the call and it has not ended. The row as written, or
+    None (nothing written)."""
+    params: dict[str, Any] = {
+        "adv_sid": call_sid,
+        "adv_engine": engine_id,
+        "adv_status": state.status.value,
+        "adv_started_at": state.started_at,
+        "adv_answered_at": state.answered_at,
+        "adv_bridged_at": state.bridged_at,
+        "adv_lease": lease_until,
+        "adv_now": now,
+        "adv_events": events,
+    }
+    if dialogs:
+        params["adv_dialogs"] = dict(dialogs)
+    if state.ended:
+        params.update(
+            {
+                "adv_ended_at": state.ended_at,
+                "adv_cause": state.hangup_cause.value if state.hangup_cause else None,
+                "adv_by": state.hangup_by,
+                "adv_failed_leg": state.failed_leg.value if state.failed_leg else None,
+                "adv_sip_code": state.sip_code,
+                "adv_talk_sec": talk_seconds(state) or 0,
+                "adv_unbridged": state.bridged_at is None,
+            }
+        )
+    statement = _advance_statement(bool(dialogs), state.ended)
+    return (await session.execute(statement, params)).scalars().one_or_none()
+
+
 async def advance_call(
     session: AsyncSession,
     call_sid: str,
@@ -204,30 +272,96 @@ async def advance_call(
     events: list[str],
     public_url: str,
     now: datetime,
-) -> bool:
-    """Store a live call's step that moves no money (dialled, ringing, answered) as one
-    conditional ``UPDATE … RETURNING``, then its events: only while ``engine_id`` holds
-    the call and it has not ended. False, and nothing written, when it does not."""
+) -> Call | None:
+    """Store a live call's step that moves no money of its own (dialled, ringing,
+    answered, bridged: a grant is the caller's) as one conditional ``UPDATE …
+    RETURNING``, then its events: only while ``engine_id`` holds the call and it has not
+    ended. The call as it now stands, or None (nothing written) when it does not."""
     if state.ended:
-        raise ValueError("a call's end settles its money: apply_state stores it")
-    params: dict[str, Any] = {
-        "adv_sid": call_sid,
-        "adv_engine": engine_id,
-        "adv_status": state.status.value,
-        "adv_started_at": state.started_at,
-        "adv_answered_at": state.answered_at,
-        "adv_bridged_at": state.bridged_at,
-        "adv_lease": lease_until,
-        "adv_now": now,
-        "adv_events": len(events),
-    }
-    if dialogs:
-        params["adv_dialogs"] = dict(dialogs)
-    call = (
-        (await session.execute(_advance_statement(bool(dialogs)), params)).scalars().one_or_none()
+        raise ValueError("a call's end settles its money: end_call stores it")
+    call = await _take(
+        session,
+        call_sid,
+        state,
+        engine_id=engine_id,
+        lease_until=lease_until,
+        dialogs=dialogs,
+        events=len(events),
+        now=now,
+    )
+    if call is None:
+        return None
+    first_sequence = call.event_seq - len(events) + 1
+    await _record_events(session, call, events, first_sequence, public_url=public_url, now=now)
+    return call
+
+
+@functools.cache
+def _money_statement() -> Any:
+    calls = Call.metadata.tables[Call.__tablename__]
+    return (
+        update(calls)
+        .where(calls.c.call_sid == bindparam("money_sid", type_=String()))
+        .values(
+            hold_paise=bindparam("money_held", type_=calls.c.hold_paise.type),
+            billed_pulses=bindparam("money_pulses", type_=Integer()),
+            price_paise=bindparam("money_price", type_=calls.c.price_paise.type),
+        )
+    )
+
+
+async def store_money(conn: AsyncConnection, calls: Sequence[Any]) -> list[None]:
+    """The ended calls' money fields, as their settlement set them (one executemany)."""
+    ended: Sequence[Call] = calls
+    await conn.execute(
+        _money_statement(),
+        [
+            {
+                "money_sid": call.call_sid,
+                "money_held": call.hold_paise,
+                "money_pulses": call.billed_pulses,
+                "money_price": call.price_paise,
+            }
+            for call in ended
+        ],
+    )
+    return [None] * len(ended)
+
+
+async def end_call(
+    session: AsyncSession,
+    call_sid: str,
+    state: CallState,
+    *,
+    engine_id: str,
+    dialogs: Mapping[str, object] | None,
+    events: list[str],
+    public_url: str,
+    now: datetime,
+) -> bool:
+    """Store the end of a live call that ``engine_id`` holds: its row in one conditional
+    ``UPDATE … RETURNING``; its settlement, number, money fields and events as the
+    batch's steps (``apply_state`` does the same for a call already locked). False,
+    and nothing written, when the engine no longer holds it or it has ended."""
+    if not state.ended:
+        raise ValueError("end_call stores a call's end")
+    call = await _take(
+        session,
+        call_sid,
+        state,
+        engine_id=engine_id,
+        lease_until=None,
+        dialogs=dialogs,
+        events=len(events),
+        now=now,
     )
     if call is None:
         return False
+    # Its money fields are set below and written by the batch: never by a flush.
+    session.expunge(call)
+    await _finish(session, call, talk_sec=talk_seconds(call), now=now)
+    if not defer_to_batch(session, store_money, call):
+        await store_money(await session.connection(), [call])
     first_sequence = call.event_seq - len(events) + 1
     await _record_events(session, call, events, first_sequence, public_url=public_url, now=now)
     return True

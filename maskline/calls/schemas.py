@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -95,7 +95,15 @@ class CallOut(BaseModel):
         )
 
 
-def talk_seconds(call: Call) -> int | None:
+class _Timed(Protocol):
+    @property
+    def bridged_at(self) -> datetime | None: ...
+
+    @property
+    def ended_at(self) -> datetime | None: ...
+
+
+def talk_seconds(call: _Timed) -> int | None:
     """Whole seconds bridged, or None when the call never bridged."""
     if call.bridged_at is None or call.ended_at is None:
         return None

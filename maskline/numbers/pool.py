@@ -7,15 +7,19 @@ a read: two racing calls cannot both take it, on SQLite or PostgreSQL.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, bindparam, case, delete, exists, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.kit.scope import owned_by_or_shared, unowned
 from maskline.kit.upsert import insert_for
+from maskline.kit.writer import defer_to_batch
 from maskline.numbers.models import MaskedNumber, NumberLease
 
 CANDIDATES = 20
@@ -143,18 +147,50 @@ async def lease_number(
     return None
 
 
-async def release_number(session: AsyncSession, call_sid: str, *, now: datetime) -> None:
-    """Free the call's number and date its use (least recently used numbers are offered
-    first): once, at the end of the call, rather than on the path of every new call."""
-    released = (
-        await session.execute(
-            delete(NumberLease)
-            .where(NumberLease.call_sid == call_sid)
-            .returning(NumberLease.number)
-        )
-    ).scalars()
-    numbers = set(released)
-    if numbers:
-        await session.execute(
-            update(MaskedNumber).where(MaskedNumber.number.in_(numbers)).values(last_used_at=now)
-        )
+@dataclass(frozen=True, slots=True)
+class Release:
+    """An ended call's number to free (its leases) and date (its last use)."""
+
+    call_sid: str
+    number: str
+    now: datetime
+
+
+@functools.cache
+def _release_statements() -> tuple[Any, Any]:
+    leases = NumberLease.metadata.tables[NumberLease.__tablename__]
+    numbers = MaskedNumber.metadata.tables[MaskedNumber.__tablename__]
+    free = delete(leases).where(leases.c.call_sid == bindparam("rel_sid", type_=String()))
+    dated = (
+        update(numbers)
+        .where(numbers.c.number == bindparam("rel_number", type_=String()))
+        .values(last_used_at=bindparam("rel_now", type_=numbers.c.last_used_at.type))
+    )
+    return free, dated
+
+
+async def release_numbers(conn: AsyncConnection, releases: Sequence[Any]) -> list[None]:
+    """Free the ended calls' numbers and date their use (least recently used numbers are
+    offered first): once, at the end of a call, rather than on the path of every new
+    call. In a batch, for all its ended calls at once, just before its commit: a row a
+    number's calls share is written once a batch, and locked for the commit alone."""
+    asks: Sequence[Release] = releases
+    free, dated = _release_statements()
+    await conn.execute(free, [{"rel_sid": release.call_sid} for release in asks])
+    latest: dict[str, datetime] = {}
+    for release in asks:
+        latest[release.number] = max(release.now, latest.get(release.number, release.now))
+    # In the numbers' order: two batches dating the same numbers never wait on each other
+    # in a cycle.
+    await conn.execute(dated, [{"rel_number": n, "rel_now": latest[n]} for n in sorted(latest)])
+    return [None] * len(asks)
+
+
+async def release_number(
+    session: AsyncSession, call_sid: str, number: str, *, now: datetime
+) -> None:
+    """Free the call's number (``release_numbers``): in a batch, with every other ended
+    call's, just before its commit; otherwise here and now."""
+    release = Release(call_sid, number, now)
+    if not defer_to_batch(session, release_numbers, release):
+        await release_numbers(await session.connection(), [release])
