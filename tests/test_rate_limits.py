@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import uuid
@@ -286,6 +287,39 @@ class TestRedisBudgets:
         key_budget = f"maskline:budget:key:{key.id}:default"
         assert [key_budget in line for line in ours] == [True] * 4 + [False]
         assert "maskline:budget:auth-failure:127.0.0.1" in ours[4]
+
+    async def test_concurrent_requests_draw_together_and_exactly(self, settings: Settings) -> None:
+        """Draws asked for while a script call is out go in the next one: fewer round
+        trips than requests, and each draw sees the ones before it (exactly the limit
+        is let through, each with its own remaining count)."""
+        clock = _quarter_past_a_second()
+        shared = settings.model_copy(
+            update={
+                "redis_url": f"redis://127.0.0.1:6379/{MONITORED_DB}",
+                "rate_limit_per_minute": 12,
+            }
+        )
+        async with running_api(shared, clock=clock, role="api") as api:
+            org = await api.make_org(f"rl-together-{uuid.uuid4().hex[:6]}")
+            # Connected, and the script known to Redis, before counting.
+            assert (await api.client.get(BILLING, headers=org.auth)).status_code == 200
+            with _monitoring() as seen:
+                answers = await asyncio.gather(
+                    *(api.client.get(BILLING, headers=org.auth) for _ in range(20))
+                )
+                marker = f"rl-together-done-{uuid.uuid4().hex}"
+                _redis("ECHO", marker)
+                await eventually(lambda: any(marker in line for line in seen), what="the marker")
+        budgets = sorted((_budget(a) for a in answers), key=lambda b: (b[0], -int(b[2])))
+        assert (
+            budgets
+            == [(200, "12", str(left), "60", None) for left in range(10, -1, -1)]
+            + [(429, "12", "0", "60", "60")] * 9
+        )
+        ours = [line for line in seen if _source(line) == (str(MONITORED_DB), "client")]
+        evals = [line for line in ours if line.split("] ", 1)[1].startswith('"EVALSHA"')]
+        assert len(evals) == len(ours)
+        assert 1 <= len(evals) < 20
 
     async def test_a_redis_that_forgot_the_script_is_taught_it_again(
         self, settings: Settings

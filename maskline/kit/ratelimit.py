@@ -11,6 +11,7 @@ one Lua script on Redis (one round trip). The two run the same rule (``_draw`` a
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from typing import cast
@@ -25,56 +26,65 @@ WINDOW_SEC = 60
 # first past it (that budget starts whole again).
 MEMORY_BUDGETS = 100_000
 
-# KEYS[1]: the budget's hash of counts by second. ARGV: limit, now in ms, window in s.
-# Returns {counted (1/0), requests in the window, newest second, second whose leaving
-# lets one more in (-1 if one fits now)}. Mirrors ``_draw``.
+# KEYS: the budgets' hashes of counts by second, in the order drawn. ARGV: now in ms,
+# window in s, then each budget's limit. Returns, for each draw in turn, {counted (1/0),
+# requests in the window, newest second, second whose leaving lets one more in (-1 if
+# one fits now)}, flat. Each draw mirrors ``_draw``; a budget drawn twice sees its first
+# draw in its second.
 DRAW_SCRIPT = """
-local limit = tonumber(ARGV[1])
-local now_ms = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
+local now_ms = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
 local current = math.floor(now_ms / 1000)
 local first = current - window + 1
-local flat = redis.call('HGETALL', KEYS[1])
-local seconds, counts, gone = {}, {}, {}
-local total = 0
-for i = 1, #flat, 2 do
-  local second = tonumber(flat[i])
-  if second < first then
-    gone[#gone + 1] = flat[i]
-  else
-    local n = tonumber(flat[i + 1])
-    seconds[#seconds + 1] = second
-    counts[second] = n
-    total = total + n
+local answers = {}
+for k = 1, #KEYS do
+  local limit = tonumber(ARGV[k + 2])
+  local flat = redis.call('HGETALL', KEYS[k])
+  local seconds, counts, gone = {}, {}, {}
+  local total = 0
+  for i = 1, #flat, 2 do
+    local second = tonumber(flat[i])
+    if second < first then
+      gone[#gone + 1] = flat[i]
+    else
+      local n = tonumber(flat[i + 1])
+      seconds[#seconds + 1] = second
+      counts[second] = n
+      total = total + n
+    end
   end
-end
-if #gone > 0 then
-  redis.call('HDEL', KEYS[1], unpack(gone))
-end
-local counted = 0
-if total < limit then
-  counted = 1
-  total = total + 1
-  if counts[current] == nil then
-    seconds[#seconds + 1] = current
-    counts[current] = 0
+  if #gone > 0 then
+    redis.call('HDEL', KEYS[k], unpack(gone))
   end
-  counts[current] = counts[current] + 1
-  redis.call('HINCRBY', KEYS[1], current, 1)
-  redis.call('PEXPIRE', KEYS[1], window * 1000)
-end
-table.sort(seconds)
-local newest = seconds[#seconds] or -1
-local free = -1
-local excess = total - limit + 1
-for _, second in ipairs(seconds) do
-  if excess <= 0 then
-    break
+  local counted = 0
+  if total < limit then
+    counted = 1
+    total = total + 1
+    if counts[current] == nil then
+      seconds[#seconds + 1] = current
+      counts[current] = 0
+    end
+    counts[current] = counts[current] + 1
+    redis.call('HINCRBY', KEYS[k], current, 1)
+    redis.call('PEXPIRE', KEYS[k], window * 1000)
   end
-  excess = excess - counts[second]
-  free = second
+  table.sort(seconds)
+  local newest = seconds[#seconds] or -1
+  local free = -1
+  local excess = total - limit + 1
+  for _, second in ipairs(seconds) do
+    if excess <= 0 then
+      break
+    end
+    excess = excess - counts[second]
+    free = second
+  end
+  answers[#answers + 1] = counted
+  answers[#answers + 1] = total
+  answers[#answers + 1] = newest
+  answers[#answers + 1] = free
 end
-return {counted, total, newest, free}
+return answers
 """
 
 
@@ -138,9 +148,22 @@ def _budget(
     )
 
 
+@dataclass(eq=False, slots=True)
+class _Draw:
+    key: str
+    limit: int
+    # Counted, total, newest, free (as ``_draw``), and the time the draw was made at.
+    answer: asyncio.Future[tuple[int, int, int, int, int]]
+
+
 class RateLimiter:
     """Budgets of ``limit`` requests per ``WINDOW_SEC``, by name, on ``clock``: in Redis
-    when ``redis_url`` is given, else in this process's memory."""
+    when ``redis_url`` is given, else in this process's memory.
+
+    On Redis, the draws asked for while one script call is out go together in the next
+    (one round trip for all of them, as the database writer batches its units): under
+    load, a request's draw costs a share of a round trip; alone, one round trip.
+    """
 
     def __init__(self, redis_url: str | None, *, clock: Clock, namespace: str = "maskline") -> None:
         self._clock = clock
@@ -157,6 +180,8 @@ class RateLimiter:
         self._memory: TTLCache[str, dict[int, int]] = TTLCache(
             MEMORY_BUDGETS, WINDOW_SEC, timer=clock.monotonic
         )
+        self._pending: list[_Draw] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def hit(self, bucket: str, limit: int) -> Budget:
         """Draw one request from ``bucket`` whose budget is ``limit`` a minute."""
@@ -169,15 +194,40 @@ class RateLimiter:
             if counted:
                 self._memory[bucket] = counts
         else:
-            answer = await self._script(
-                keys=[self._prefix + bucket], args=[limit, now_ms, WINDOW_SEC]
-            )
-            # A Lua table of numbers comes back as a list of integers.
-            counted_flag, total, newest, free = cast(list[int], answer)
+            loop = asyncio.get_running_loop()
+            draw = _Draw(self._prefix + bucket, limit, loop.create_future())
+            self._pending.append(draw)
+            if self._sender is None or self._sender.done():
+                self._sender = loop.create_task(self._send(self._script))
+            counted_flag, total, newest, free, now_ms = await draw.answer
             counted = counted_flag == 1
         return _budget(
             limit=limit, now_ms=now_ms, counted=counted, total=total, newest=newest, free=free
         )
+
+    async def _send(self, script: coredis.commands.Script[bytes]) -> None:
+        """Send the pending draws, one script call at a time, until none is left."""
+        while self._pending:
+            draws, self._pending = self._pending, []
+            # The clock is read when the call goes out: a draw counts in the second it
+            # reaches Redis, as it did when each request made its own call.
+            now_ms = int(self._clock.now().timestamp() * 1000)
+            try:
+                answer = await script(
+                    keys=[draw.key for draw in draws],
+                    args=[now_ms, WINDOW_SEC, *(draw.limit for draw in draws)],
+                )
+            except Exception as exc:
+                for draw in draws:
+                    if not draw.answer.done():
+                        draw.answer.set_exception(exc)
+                continue
+            # A Lua table of numbers comes back as a list of integers.
+            flat = cast(list[int], answer)
+            for n, draw in enumerate(draws):
+                if not draw.answer.done():
+                    counted, total, newest, free = flat[4 * n : 4 * n + 4]
+                    draw.answer.set_result((counted, total, newest, free, now_ms))
 
     def close(self) -> None:
         if self._pool is not None:
