@@ -86,9 +86,9 @@ bench-e2e: $(STAMP)
 
 # sippy declares the needs of its web UI and RTP generator, which maskline never
 # imports (its UA and transaction layer need only elperiodic and pycryptodome).
-# werkzeug stays: schemathesis (dev) needs it.
+# werkzeug stays: schemathesis (dev) needs it; jinja2 stays: the portal's templates.
 SIPPY_UNUSED := $(addprefix --no-emit-package ,flask flask-login websockets rtpsynth g722 \
-	jinja2 itsdangerous blinker)
+	itsdangerous blinker)
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock:

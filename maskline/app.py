@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,10 +14,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from maskline import __version__
+from maskline.accounts import service as accounts
+from maskline.accounts.mail import Mailer
 from maskline.billing.router import router as billing_router
 from maskline.calls.engine import CallEngine
 from maskline.calls.recorded import RecordedCalls
@@ -49,6 +53,7 @@ from maskline.numbers.lookup import PoolLookup
 from maskline.onboarding.sandbox import SandboxCreated, bootstrap_sandbox
 from maskline.ops.metrics import Metrics
 from maskline.ops.router import router as ops_router
+from maskline.portal.router import install_portal
 from maskline.recordings.router import router as recordings_router
 from maskline.recordings.signing import UrlSigner
 from maskline.recordings.storage import LocalStorage
@@ -192,10 +197,18 @@ def _print_sandbox(created: SandboxCreated, public_url: str) -> None:
         f'  curl -H "Authorization: Bearer {created.api_key}" {public_url}/v1/masking/billing\n',
         flush=True,
     )
+    if created.sign_in_link:
+        print(
+            "Open the portal (a one-time sign-in link, for 24 hours):\n\n"
+            f"  {created.sign_in_link}\n",
+            flush=True,
+        )
 
 
 ROLES = ("all", "api", "engine", "worker")
 PAIR_DIGEST_PURPOSE = "maskline/stats-pairs/v1"
+CSRF_DIGEST_PURPOSE = "maskline/portal-csrf/v1"
+SANDBOX_OWNER_EMAIL = "owner@sandbox.localhost"
 
 
 def _carriers(settings: Settings, clock: Clock, db: Database) -> dict[str, Carrier]:
@@ -252,6 +265,8 @@ def create_app(
                 pair_digest=pair_digest,
                 metrics=metrics,
                 recorded_calls=RecordedCalls(public_url=settings.public_url),
+                mailer=Mailer(settings),
+                csrf_digest=KeyedDigest(secret_key, CSRF_DIGEST_PURPOSE),
             )
             # Stopped last: an engine in its shutdown grace still hears of hang-up
             # requests and tells the other processes about the calls it ends.
@@ -260,11 +275,27 @@ def create_app(
             if db.is_sqlite:
                 await upgrade(db)
             if settings.carrier == "sim" or settings.sandbox:
-                created = await db.transaction(
-                    lambda session: bootstrap_sandbox(
-                        session, box=runtime.box, now=runtime.clock.now()
+
+                async def bootstrap(session: AsyncSession) -> SandboxCreated | None:
+                    now = runtime.clock.now()
+                    made = await bootstrap_sandbox(session, box=runtime.box, now=now)
+                    if made is None:
+                        return None
+                    # The sandbox's owner in the portal, signed in by a one-time link.
+                    owner = await accounts.create_user(
+                        session,
+                        email=SANDBOX_OWNER_EMAIL,
+                        name="Sandbox owner",
+                        password_hash=None,
+                        now=now,
+                        verified=True,
                     )
-                )
+                    await accounts.add_member(session, made.org_id, owner, "owner", now=now)
+                    raw = await accounts.issue_link(session, owner.id, "sign_in", now=now)
+                    link = accounts.link_url(settings.public_url, "sign_in", raw)
+                    return dataclasses.replace(made, sign_in_link=link)
+
+                created = await db.transaction(bootstrap)
                 if created is not None:
                     (announce or (lambda c: _print_sandbox(c, settings.public_url)))(created)
             if role in ("all", "worker"):
@@ -338,5 +369,6 @@ def create_app(
     app.include_router(stats_router)
     app.include_router(billing_router)
     app.include_router(webhooks_router)
+    install_portal(app)
     _install_openapi(app)
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from maskline.accounts.mail import Mailer
 from maskline.calls.engine import CallEngine
 from maskline.calls.idempotency import InFlight
 from maskline.calls.router import CallsServices
@@ -22,6 +23,7 @@ from maskline.kit.notify import Broadcast, Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
 from maskline.ops.metrics import Metrics
 from maskline.ops.router import OpsServices
+from maskline.portal.web import PortalServices
 from maskline.recordings.calls import Calls
 from maskline.recordings.router import RecordingsServices
 from maskline.recordings.signing import UrlSigner
@@ -41,6 +43,7 @@ class Runtime(
     AuthServices,
     CallsServices,
     OpsServices,
+    PortalServices,
     RecordingsServices,
     StatsServices,
     WebhooksServices,
@@ -63,6 +66,9 @@ class Runtime(
     metrics: Metrics
     # The calls domain's side of recordings (recordings never import calls).
     recorded_calls: Calls
+    # Portal mail (SPEC §12) and the key of the portal's CSRF tokens.
+    mailer: Mailer
+    csrf_digest: KeyedDigest
     engine: CallEngine | None = None
     worker: WebhookWorker | None = None
     recorder: RecordingWorker | None = None

@@ -219,6 +219,19 @@ def _redis_url(value: str) -> str:
     return value
 
 
+def _smtp_url(value: str) -> str:
+    """``smtp://[user:pass@]host[:port]`` (STARTTLS) or ``smtps://…``; the value is not
+    quoted in the errors: it may carry a password."""
+    wanted = "must be an smtp:// or smtps:// URL, like smtp://user:pass@mail.example.com:587"
+    try:
+        url = AnyUrl(value)
+    except ValidationError:
+        raise ValueError(wanted) from None
+    if url.scheme not in ("smtp", "smtps") or not url.host:
+        raise ValueError(wanted)
+    return value
+
+
 def _number_format(placeholder: str) -> AfterValidator:
     """A ``str.format`` template with ``{placeholder}`` and no other field."""
 
@@ -310,6 +323,16 @@ class Settings(BaseSettings):
 
     log_level: Annotated[LogLevel, BeforeValidator(_log_level)] = "INFO"
 
+    # The customer portal (SPEC §12). Sign-up: unset means open on the embedded SQLite
+    # install, invite otherwise (``signup_mode``).
+    signup: Annotated[
+        Literal["open", "invite", "closed"] | None, BeforeValidator(_unset_if_empty)
+    ] = None
+    smtp_url: Annotated[
+        Annotated[str, AfterValidator(_smtp_url)] | None, BeforeValidator(_unset_if_empty)
+    ] = Field(default=None, repr=False)
+    mail_from: str = "maskline <noreply@localhost>"
+
     @model_validator(mode="after")
     def _trunk_for_sip(self) -> Settings:
         if self.carrier == "sip" and self.sip_trunk is None:
@@ -320,6 +343,13 @@ class Settings(BaseSettings):
     def trusted_proxy_list(self) -> list[str]:
         """``MASKLINE_TRUSTED_PROXIES`` as networks in text (empty: trust no proxy)."""
         return [str(network) for network in self.trusted_proxies]
+
+    @property
+    def signup_mode(self) -> str:
+        """``MASKLINE_SIGNUP``, or its default: ``open`` embedded, ``invite`` otherwise."""
+        if self.signup is not None:
+            return self.signup
+        return "open" if self.is_sqlite else "invite"
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,5 +1,6 @@
 """Every domain's tables, so that ``Base.metadata`` is whole (for Alembic)."""
 
+from maskline.accounts import models as accounts_models
 from maskline.billing import models as billing_models
 from maskline.calls import models as calls_models
 from maskline.keys import models as keys_models
@@ -13,6 +14,7 @@ from maskline.webhooks import models as webhooks_models
 metadata = Base.metadata
 
 __all__ = [
+    "accounts_models",
     "billing_models",
     "calls_models",
     "keys_models",

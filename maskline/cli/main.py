@@ -22,6 +22,7 @@ COMMANDS = {
     "numbers": "maskline.cli.numbers:numbers",
     "webhook": "maskline.cli.webhook:webhook",
     "calls": "maskline.cli.calls:calls",
+    "user": "maskline.cli.users:user",
 }
 
 

@@ -14,6 +14,8 @@ class ApiKey(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
     prefix: Mapped[str] = mapped_column(String(24))
+    # Given in the portal; keys made by the CLI have none.
+    name: Mapped[str | None] = mapped_column(String(100))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     is_test: Mapped[bool] = mapped_column(Boolean, default=False)
     rate_limit: Mapped[int | None] = mapped_column(Integer)

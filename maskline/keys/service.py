@@ -63,6 +63,7 @@ async def create_key(
     now: datetime,
     rate_limit: int | None = None,
     expires_at: datetime | None = None,
+    name: str | None = None,
 ) -> tuple[ApiKey, str]:
     """A new key for ``org``; returns the row and the only copy of the plaintext key."""
     raw = generate_key(test=org.is_sandbox)
@@ -70,6 +71,7 @@ async def create_key(
         id=new_id("key"),
         org_id=org.id,
         prefix=display_prefix(raw),
+        name=name,
         key_hash=hash_key(raw),
         is_test=org.is_sandbox,
         rate_limit=rate_limit,
@@ -153,6 +155,16 @@ async def touch(session: AsyncSession, key_id: str, *, now: datetime) -> None:
 async def list_keys(session: AsyncSession, org_id: str) -> list[ApiKey]:
     result = await session.execute(scoped(ApiKey, org_id).order_by(ApiKey.created_at, ApiKey.id))
     return list(result.scalars())
+
+
+async def find_key(session: AsyncSession, org_id: str, key_id: str) -> ApiKey:
+    """The organisation's key ``key_id``; NotFound for an unknown one or another's."""
+    key = (
+        await session.execute(scoped(ApiKey, org_id).where(ApiKey.id == key_id))
+    ).scalar_one_or_none()
+    if key is None:
+        raise NotFound(f"No API key with id {key_id!r}.")
+    return key
 
 
 async def revoke_key(

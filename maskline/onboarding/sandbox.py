@@ -23,6 +23,8 @@ _BOOTSTRAP_LOCK_ID = 0x6D61736B  # "mask"
 class SandboxCreated:
     org_id: str
     api_key: str
+    # Filled in by the app: the portal sign-in link of the sandbox's owner.
+    sign_in_link: str | None = None
 
 
 async def bootstrap_sandbox(

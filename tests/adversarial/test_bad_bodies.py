@@ -51,9 +51,12 @@ SPEC_ERRORS: dict[int, set[str]] = {
 
 
 def body_routes(api: Api) -> list[tuple[str, str]]:
-    """(method, path) of every route whose method carries a body, ids made unknown."""
+    """(method, path) of every API route whose method carries a body, ids made unknown
+    (the portal's HTML forms answer pages, not the envelope: ``tests/portal``)."""
     found: set[tuple[str, str]] = set()
     for route in iter_route_contexts(api.app.routes):
+        if getattr(route.original_route, "include_in_schema", True) is False:
+            continue
         path = re.sub(r"\{[^}]+\}", UNKNOWN_ID, route.path or "")
         found |= {(m, path) for m in (route.methods or ()) if m in BODY_METHODS}
     return sorted(found)

@@ -50,6 +50,24 @@ CASES: dict[tuple[str, ...], list[tuple[list[str], str]]] = {
         ([], "Missing option '--org'."),
     ],
     ("key", "list"): [(["--org", "nope"], "No organisation with id or name 'nope'.")],
+    ("user", "create"): [
+        (
+            ["--org", ORG, "--email", "a@example.com", "--role", "admin"],
+            "role must be one of owner, developer, billing.",
+        ),
+        (
+            ["--org", ORG, "--email", "not an email"],
+            "email must be an email address, like you@example.com.",
+        ),
+        (["--org", "nope", "--email", "a@example.com"], "No organisation with id or name 'nope'."),
+    ],
+    ("user", "list"): [(["--org", "nope"], "No organisation with id or name 'nope'.")],
+    ("user", "remove"): [
+        (
+            ["--org", ORG, "--email", "ghost@example.com"],
+            "No member with email 'ghost@example.com' in this organisation.",
+        ),
+    ],
     ("key", "revoke"): [(["key\nnope"], "No API key with id 'key\\nnope'.")],
     ("wallet", "topup"): [
         (["--org", ORG, "abc"], "RUPEES: 'abc' is not an amount in rupees."),

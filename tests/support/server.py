@@ -47,9 +47,15 @@ class Server:
 
 @contextmanager
 def running_server(
-    env: dict[str, str], cwd: Path, *, extra_args: tuple[str, ...] = (), ready_timeout: float = 30
+    env: dict[str, str],
+    cwd: Path,
+    *,
+    extra_args: tuple[str, ...] = (),
+    ready_timeout: float = 30,
+    port: int | None = None,
 ) -> Iterator[Server]:
-    port = free_port()
+    """``port``: one chosen beforehand (to name it in ``MASKLINE_PUBLIC_URL``)."""
+    port = port or free_port()
     process = subprocess.Popen(
         [str(MASKLINE), "serve", "--port", str(port), *extra_args],
         env=cli_env(env),

@@ -1,0 +1,1 @@
+"""Portal users, memberships and roles, sessions, one-time links (SPEC §12)."""

@@ -1,0 +1,218 @@
+"""An organisation's pages: Overview, API keys, Calls and a call's page (SPEC §12).
+
+Every page goes through ``org_page``: the signed-in user's membership and role are
+checked on the server, and every read is scoped to the organisation in the URL through
+the same services and repositories the API uses.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from maskline.billing import wallet
+from maskline.billing.schemas import BillingOut
+from maskline.calls import filters, repository
+from maskline.calls import service as calls
+from maskline.calls.models import LIVE_STATUSES
+from maskline.calls.schemas import CallOut
+from maskline.errors import AppError, InvalidRequest, NotFound
+from maskline.keys import service as keys
+from maskline.kit.daterange import DateRange, parse_date_range
+from maskline.kit.india import IST
+from maskline.kit.pagination import Page, PageMeta
+from maskline.orgs import service as orgs
+from maskline.portal.web import (
+    OrgPage,
+    PageError,
+    form_of,
+    fragment,
+    not_found,
+    org_page,
+    redirect,
+    render,
+    services,
+)
+from maskline.stats import service as stats
+from maskline.webhooks.timeline import events_of_call
+
+router = APIRouter(prefix="/o/{org_id}", include_in_schema=False)
+
+CALLS_PER_PAGE = 25
+MAX_KEY_NAME = 100
+MAX_RATE_LIMIT = 1_000_000
+MAX_EXPIRY_DAYS = 3650
+
+
+def _today(now: datetime) -> DateRange:
+    day = now.astimezone(IST).date()
+    start = datetime(day.year, day.month, day.day, tzinfo=IST)
+    return DateRange(start, start + timedelta(days=1))
+
+
+@router.get("")
+async def overview(request: Request, org_id: str) -> Response:
+    page = await org_page(request, org_id, "overview")
+    runtime = services(request)
+    async with runtime.db.read() as session:
+        org = await orgs.get_org(session, org_id)
+        billing = BillingOut.build(org, await wallet.get_wallet(session, org_id))
+        totals, _days = await stats.usage(
+            session, org_id, _today(runtime.clock.now()), digest=runtime.pair_digest
+        )
+    answer_rate = f"{100 * totals.answered / totals.calls:.0f}%" if totals.calls else "–"
+    return render(
+        request,
+        "overview.html",
+        page.context("overview", billing=billing, totals=totals, answer_rate=answer_rate),
+    )
+
+
+async def _keys_page(
+    request: Request, page: OrgPage, *, created: str | None = None, error: str | None = None
+) -> Response:
+    runtime = services(request)
+    async with runtime.db.read() as session:
+        rows = await keys.list_keys(session, page.org.id)
+    context = page.context(
+        "keys", keys=list(reversed(rows)), created=created, error=error, now=runtime.clock.now()
+    )
+    return render(request, "keys.html", context, status=400 if error else 200)
+
+
+@router.get("/keys")
+async def keys_page(request: Request, org_id: str) -> Response:
+    return await _keys_page(request, await org_page(request, org_id, "keys"))
+
+
+def _optional_int(form: dict[str, str], name: str, low: int, high: int, label: str) -> int | None:
+    raw = form.get(name, "").strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdecimal()) or not low <= int(raw) <= high:
+        raise InvalidRequest(f"{label} must be a whole number from {low} to {high}.")
+    return int(raw)
+
+
+@router.post("/keys")
+async def create_key(request: Request, org_id: str) -> Response:
+    page = await org_page(request, org_id, "keys")
+    form = await form_of(request)
+    runtime = services(request)
+    try:
+        name = form.get("name", "").strip()
+        if not name or len(name) > MAX_KEY_NAME or not name.isprintable():
+            raise InvalidRequest(f"name must be 1 to {MAX_KEY_NAME} printable characters.")
+        rate_limit = _optional_int(form, "rate_limit", 1, MAX_RATE_LIMIT, "rate limit")
+        days = _optional_int(form, "expires_in", 1, MAX_EXPIRY_DAYS, "expiry (days)")
+    except AppError as exc:
+        return await _keys_page(request, page, error=exc.message)
+    now = runtime.clock.now()
+    expires_at = now + timedelta(days=days) if days is not None else None
+
+    async def change(session: AsyncSession) -> str:
+        org = await orgs.get_org(session, org_id)
+        _row, raw = await keys.create_key(
+            session, org, now=now, rate_limit=rate_limit, expires_at=expires_at, name=name
+        )
+        return raw
+
+    raw = await runtime.db.transaction(change)
+    # Shown on this answer only: the key is stored hashed and never shown again.
+    return await _keys_page(request, page, created=raw)
+
+
+async def _scoped_key(request: Request, org_id: str, key_id: str) -> Any:
+    runtime = services(request)
+    async with runtime.db.read() as session:
+        try:
+            return await keys.find_key(session, org_id, key_id)
+        except NotFound:
+            raise not_found() from None
+
+
+@router.get("/keys/{key_id}/revoke")
+async def revoke_confirm(request: Request, org_id: str, key_id: str) -> Response:
+    page = await org_page(request, org_id, "keys")
+    key = await _scoped_key(request, org_id, key_id)
+    return render(request, "revoke.html", page.context("keys", key=key))
+
+
+@router.post("/keys/{key_id}/revoke")
+async def revoke(request: Request, org_id: str, key_id: str) -> Response:
+    await org_page(request, org_id, "keys")
+    await form_of(request)
+    runtime = services(request)
+    await _scoped_key(request, org_id, key_id)
+    now = runtime.clock.now()
+    await runtime.db.transaction(
+        lambda s: keys.revoke_key(s, key_id, now=now, principals=runtime.principals)
+    )
+    return redirect(request, f"/o/{org_id}/keys")
+
+
+async def _calls(request: Request, org_id: str) -> dict[str, Any]:
+    """The Calls page's rows for the query string's filters (the call-logs filters)."""
+    query = request.query_params
+    values = {k: query.get(k, "") for k in ("status", "party", "from", "to")}
+    raw_page = query.get("page", "1")
+    number = int(raw_page) if raw_page.isascii() and raw_page.isdecimal() else 1
+    page = Page(page=max(1, min(number, 10_000)), per_page=CALLS_PER_PAGE)
+    runtime = services(request)
+    try:
+        dates = parse_date_range(values["from"] or None, values["to"] or None)
+        statuses = filters.statuses(values["status"] or None)
+        party = filters.party(values["party"] or None)
+    except AppError as exc:
+        return {"filters": values, "error": exc.message, "calls": [], "meta": None}
+    async with runtime.db.read() as session:
+        rows, total = await repository.page_of_calls(
+            session, org_id, page, dates=dates, statuses=statuses, party=party
+        )
+    public_url = runtime.settings.public_url
+    return {
+        "filters": values,
+        "calls": [CallOut.build(r, public_url=public_url) for r in rows],
+        "meta": PageMeta.build(page, total),
+        "live_statuses": LIVE_STATUSES,
+        "query": str(query),
+    }
+
+
+@router.get("/calls")
+async def calls_page(request: Request, org_id: str) -> Response:
+    page = await org_page(request, org_id, "calls")
+    found = await _calls(request, org_id)
+    status = 400 if found.get("error") else 200
+    return render(request, "calls.html", page.context("calls", **found), status=status)
+
+
+@router.get("/calls/rows")
+async def calls_rows(request: Request, org_id: str) -> Response:
+    """The Calls table's rows alone: what the page polls while a call on it is live."""
+    page = await org_page(request, org_id, "calls")
+    return fragment(
+        request, "call_rows.html", page.context("calls", **await _calls(request, org_id))
+    )
+
+
+@router.get("/calls/{call_sid}")
+async def call_page(request: Request, org_id: str, call_sid: str) -> Response:
+    page = await org_page(request, org_id, "calls")
+    runtime = services(request)
+    async with runtime.db.read() as session:
+        try:
+            call = await calls.find_call(session, org_id, call_sid)
+        except NotFound:
+            raise PageError(404, "Call not found", "There is no such call here.") from None
+        events = await events_of_call(session, org_id, call_sid)
+    out = CallOut.build(call, public_url=runtime.settings.public_url)
+    return render(
+        request,
+        "call.html",
+        page.context("calls", call=out, events=events, live=out.status in LIVE_STATUSES),
+    )
