@@ -41,7 +41,7 @@ def rfc3339(moment: datetime | None) -> str | None:
     """``2026-05-11T08:30:00Z``: UTC, whole seconds (SPEC §1)."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 class ScaledClock:

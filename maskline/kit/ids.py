@@ -9,8 +9,18 @@ import uuid
 ALPHABET = string.ascii_letters + string.digits
 
 
+# Random bytes below 248 (4 × 62) map evenly onto the alphabet; the rest are dropped.
+_EVEN = 4 * len(ALPHABET)
+_TO_ALPHABET = bytes(ord(ALPHABET[b % len(ALPHABET)]) for b in range(256))
+_UNEVEN = bytes(range(_EVEN, 256))
+
+
 def random_base62(length: int) -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+    """``length`` characters drawn uniformly from base62, from the system's CSPRNG."""
+    out = b""
+    while len(out) < length:
+        out += secrets.token_bytes(length + 4).translate(_TO_ALPHABET, _UNEVEN)
+    return out[:length].decode("ascii")
 
 
 def new_id(prefix: str, length: int = 20) -> str:
