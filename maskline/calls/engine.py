@@ -32,14 +32,16 @@ from maskline.calls.flow import (
     Start,
 )
 from maskline.calls.lifecycle import (
+    LeaseLost,
     advance_call,
     end_call,
     pricing_of,
     state_of,
+    step_call,
     store_grants,
 )
 from maskline.calls.models import LIVE_STATUSES, Call
-from maskline.calls.runner import CallInfo, CallRunner, LeaseLost
+from maskline.calls.runner import CallInfo, CallRunner
 from maskline.calls.watchdog import Watchdog
 from maskline.kit.clock import Clock
 from maskline.kit.db import Database
@@ -87,6 +89,9 @@ class CallEngine:
         self.on_connect = on_connect
         self._on_events = on_events
         self._runners: dict[str, CallRunner] = {}
+        # Each driven call's row as this engine last stored it (only its engine writes a
+        # live call's state): a step is written from it, with no read of its own.
+        self._rows: dict[str, Call] = {}
         # Calls claimed by a transaction whose batch has not yet answered: this engine's
         # already, though no runner drives them yet. A batch can take longer than a
         # lease, and the watchdog must not end them as orphans meanwhile.
@@ -163,6 +168,7 @@ class CallEngine:
 
     def forget(self, runner: CallRunner) -> None:
         self._runners.pop(runner.info.call_sid, None)
+        self._rows.pop(runner.info.call_sid, None)
 
     def _on_leg_event(self, event: LegEvent) -> None:
         runner = self._runners.get(event.call_sid)
@@ -178,26 +184,45 @@ class CallEngine:
         PostgreSQL aborts it for a deadlock or the database is briefly unreachable or busy;
         the runner learns its credit once committed."""
 
-        async def store(session: AsyncSession) -> talktime.Grant | None:
+        row = self._rows[runner.info.call_sid]
+
+        async def store(session: AsyncSession) -> tuple[Call, talktime.Grant | None]:
             now = self.clock.now()
-            if state.ended:
-                # Another engine took it over, or a watchdog (this process's too, whose
-                # engine id is ours) ended it while its lease had lapsed: never end it twice.
-                if not await end_call(
+            sid = runner.info.call_sid
+            # Another engine took it over, or a watchdog (this process's too, whose engine
+            # id is ours) ended it while its lease had lapsed: LeaseLost, never twice.
+            if not grant and not state.ended:
+                # No money moves: written with the batch's other steps, from our row.
+                call = await step_call(
                     session,
-                    runner.info.call_sid,
+                    row,
+                    state,
+                    engine_id=self.engine_id,
+                    lease_until=now + self.lease,
+                    dialogs=runner.dialogs,
+                    events=events,
+                    public_url=self.settings.public_url,
+                    now=now,
+                )
+                return call, None
+            # Money moves: decided on the row as the database has it.
+            if state.ended:
+                ended = await end_call(
+                    session,
+                    sid,
                     state,
                     engine_id=self.engine_id,
                     dialogs=runner.dialogs,
                     events=events,
                     public_url=self.settings.public_url,
                     now=now,
-                ):
-                    raise LeaseLost(runner.info.call_sid)
-                return None
-            call = await advance_call(
+                )
+                if ended is None:
+                    raise LeaseLost(sid)
+                return ended, None
+            advanced = await advance_call(
                 session,
-                runner.info.call_sid,
+                sid,
                 state,
                 engine_id=self.engine_id,
                 lease_until=now + self.lease,
@@ -206,20 +231,22 @@ class CallEngine:
                 public_url=self.settings.public_url,
                 now=now,
             )
-            if call is None:
-                raise LeaseLost(runner.info.call_sid)
-            if not grant:
-                return None
+            if advanced is None:
+                raise LeaseLost(sid)
             # Decided and held by the batch just before its commit (the wallet row is
             # locked for the commit alone), or here when there is no batch.
             granted = talktime.request_grant(
-                call, pricing_of(call), now=now, write_call=store_grants
+                advanced, pricing_of(advanced), now=now, write_call=store_grants
             )
             if not defer_to_batch(session, talktime.grant_calls, granted):
                 await talktime.grant_calls(await session.connection(), [granted])
-            return granted
+            return advanced, granted
 
-        granted = await self.db.transaction(store, transient=True)
+        stored, granted = await self.db.transaction(store, transient=True)
+        if granted is not None:
+            stored.granted_pulses = granted.total
+            stored.hold_paise = granted.held + granted.extra
+        self._rows[runner.info.call_sid] = stored
         if granted is not None:
             runner.granted(granted.total)
         if events and self._on_events is not None:
@@ -272,6 +299,7 @@ class CallEngine:
         )
         runner = CallRunner(self, info, state_of(call))
         self._runners[info.call_sid] = runner
+        self._rows[info.call_sid] = call
         if call.hangup_requested_at is not None:
             runner.hangup_posted = True
             runner.post(HangupRequested(now))

@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, bindparam, case, select, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Integer,
+    String,
+    any_,
+    bindparam,
+    case,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.billing import talktime
@@ -76,6 +89,30 @@ def state_of(call: Call) -> CallState:
     )
 
 
+def _set_state(call: Call, state: CallState, *, events: int) -> tuple[int, int | None]:
+    """Set ``state`` and the number of new events on ``call`` (the row's fields only);
+    the first new event's sequence number, and the talk time of a call that ended."""
+    call.status = state.status.value
+    call.started_at = state.started_at
+    call.answered_at = state.answered_at
+    call.bridged_at = state.bridged_at
+    call.ended_at = state.ended_at
+    first_sequence = call.event_seq + 1
+    call.event_seq += events
+    if not state.ended:
+        return first_sequence, None
+    call.hangup_cause = state.hangup_cause.value if state.hangup_cause else None
+    call.hangup_by = state.hangup_by
+    call.failed_leg = state.failed_leg.value if state.failed_leg else None
+    call.sip_code = state.sip_code
+    call.lease_expires_at = None
+    talk = talk_seconds(call)
+    call.talk_sec = talk or 0
+    if call.bridged_at is None:
+        call.recording_status = "none"
+    return first_sequence, talk
+
+
 async def apply_state(
     session: AsyncSession,
     call: Call,
@@ -85,30 +122,15 @@ async def apply_state(
     public_url: str,
     now: datetime,
 ) -> None:
-    """Store ``state`` on ``call``; at the end, settle and free the number first, so the
-    terminal event carries the final price.
+    """Store ``state`` on ``call``, a row this transaction has locked; at the end, settle
+    and free the number first, so the terminal event carries the final price.
 
     Every field of the call's row is set before anything is written, so the row is
     written once (one UPDATE) however many statements the change makes.
     """
     with session.no_autoflush:
-        call.status = state.status.value
-        call.started_at = state.started_at
-        call.answered_at = state.answered_at
-        call.bridged_at = state.bridged_at
-        call.ended_at = state.ended_at
-        first_sequence = call.event_seq + 1
-        call.event_seq += len(events)
+        first_sequence, talk = _set_state(call, state, events=len(events))
         if state.ended:
-            call.hangup_cause = state.hangup_cause.value if state.hangup_cause else None
-            call.hangup_by = state.hangup_by
-            call.failed_leg = state.failed_leg.value if state.failed_leg else None
-            call.sip_code = state.sip_code
-            call.lease_expires_at = None
-            talk = talk_seconds(call)
-            call.talk_sec = talk or 0
-            if call.bridged_at is None:
-                call.recording_status = "none"
             await _finish(session, call, talk_sec=talk, now=now)
         await session.flush()
     await _record_events(session, call, events, first_sequence, public_url=public_url, now=now)
@@ -273,9 +295,9 @@ async def advance_call(
     public_url: str,
     now: datetime,
 ) -> Call | None:
-    """Store a live call's step that moves no money of its own (dialled, ringing,
-    answered, bridged: a grant is the caller's) as one conditional ``UPDATE …
-    RETURNING``, then its events: only while ``engine_id`` holds the call and it has not
+    """Store a live call's step that comes with a grant (the bridge, a chunk renewed:
+    the grant is the caller's, decided on the row this returns) as one conditional
+    ``UPDATE … RETURNING``, then its events: only while ``engine_id`` holds the call and it has not
     ended. The call as it now stands, or None (nothing written) when it does not."""
     if state.ended:
         raise ValueError("a call's end settles its money: end_call stores it")
@@ -338,11 +360,12 @@ async def end_call(
     events: list[str],
     public_url: str,
     now: datetime,
-) -> bool:
+) -> Call | None:
     """Store the end of a live call that ``engine_id`` holds: its row in one conditional
     ``UPDATE … RETURNING``; its settlement, number, money fields and events as the
-    batch's steps (``apply_state`` does the same for a call already locked). False,
-    and nothing written, when the engine no longer holds it or it has ended."""
+    batch's steps (``apply_state`` does the same for a call already locked). The row
+    as it now reads, or None (nothing written) when the engine no longer holds it or it
+    has ended."""
     if not state.ended:
         raise ValueError("end_call stores a call's end")
     call = await _take(
@@ -356,7 +379,7 @@ async def end_call(
         now=now,
     )
     if call is None:
-        return False
+        return None
     # Its money fields are set below and written by the batch: never by a flush.
     session.expunge(call)
     await _finish(session, call, talk_sec=talk_seconds(call), now=now)
@@ -364,4 +387,149 @@ async def end_call(
         await store_money(await session.connection(), [call])
     first_sequence = call.event_seq - len(events) + 1
     await _record_events(session, call, events, first_sequence, public_url=public_url, now=now)
-    return True
+    return call
+
+
+class LeaseLost(Exception):
+    """Another engine took the call over (our lease had lapsed), or it has ended: stop
+    touching it."""
+
+
+# The row's fields an engine's step writes; at the end, its money's too.
+_LIVE_FIELDS = (
+    "status",
+    "started_at",
+    "answered_at",
+    "bridged_at",
+    "lease_expires_at",
+    "heartbeat_at",
+    "event_seq",
+    "sip_dialogs",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A step of a live call that ``engine_id`` holds, as the row will read after it."""
+
+    call: Call
+    engine_id: str
+
+
+@functools.cache
+def _columns() -> tuple[str, ...]:
+    return tuple(attr.key for attr in inspect(Call).column_attrs)
+
+
+def _copy(call: Call) -> Call:
+    """A copy of the row (never added to a session): what the step changes, so that a
+    batch run again starts from the row as it was."""
+    return Call(**{key: getattr(call, key) for key in _columns()})
+
+
+@functools.cache
+def _held_statement(dialect: str) -> Any:
+    calls = Call.metadata.tables[Call.__tablename__]
+    if dialect == "postgresql":
+        # One statement text for any number of calls (one prepared statement).
+        among = calls.c.call_sid == any_(bindparam("held_sids", type_=ARRAY(String())))
+    else:
+        among = calls.c.call_sid.in_(bindparam("held_sids", expanding=True))
+    statement = (
+        select(calls.c.call_sid, calls.c.engine_id)
+        .where(among, calls.c.status.not_in(TERMINAL_STATUSES))
+        .order_by(calls.c.call_sid)
+    )
+    # Locked until the commit (in one order: two batches never wait on each other in a
+    # cycle), so that no watchdog takes them over between this check and the write.
+    return statement.with_for_update() if dialect == "postgresql" else statement
+
+
+def _bind_type(column: Any) -> Any:
+    # None in a JSON column is SQL NULL here, as the ORM leaves an unset one.
+    return JSON(none_as_null=True) if isinstance(column.type, JSON) else column.type
+
+
+@functools.cache
+def _change_statement() -> Any:
+    calls = Call.metadata.tables[Call.__tablename__]
+    columns = {attr.key: attr.columns[0] for attr in inspect(Call).column_attrs}
+    return (
+        update(calls)
+        .where(
+            calls.c.call_sid == bindparam("ch_sid", type_=String()),
+            calls.c.engine_id == bindparam("ch_engine", type_=String()),
+        )
+        .values(
+            {
+                columns[field].name: bindparam(f"ch_{field}", type_=_bind_type(columns[field]))
+                for field in _LIVE_FIELDS
+            }
+        )
+    )
+
+
+async def store_changes(
+    conn: AsyncConnection, changes: Sequence[Any]
+) -> list[BaseException | None]:
+    """The batch's step for ``step_call``: which of the calls their engines still hold
+    (one read, locked on PostgreSQL), a refusal (``LeaseLost``) for the others, and when
+    none is refused, every row written in one executemany per kind of step."""
+    asks: Sequence[Change] = changes
+    rows = await conn.execute(
+        _held_statement(conn.dialect.name), {"held_sids": [c.call.call_sid for c in asks]}
+    )
+    held: dict[str, str | None] = {sid: engine for sid, engine in rows}
+    outcomes: list[BaseException | None] = [
+        None if held.get(c.call.call_sid) == c.engine_id else LeaseLost(c.call.call_sid)
+        for c in asks
+    ]
+    if any(outcomes):
+        return outcomes  # the batch runs again without them: nothing is written now
+    await conn.execute(
+        _change_statement(),
+        [
+            {
+                "ch_sid": c.call.call_sid,
+                "ch_engine": c.engine_id,
+                **{f"ch_{field}": getattr(c.call, field) for field in _LIVE_FIELDS},
+            }
+            for c in asks
+        ],
+    )
+    return outcomes
+
+
+async def step_call(
+    session: AsyncSession,
+    row: Call,
+    state: CallState,
+    *,
+    engine_id: str,
+    lease_until: datetime,
+    dialogs: Mapping[str, object] | None,
+    events: list[str],
+    public_url: str,
+    now: datetime,
+) -> Call:
+    """Store a step of a live call that moves no money (dialled, ringing, answered) from
+    ``row``, the row as its engine, ``engine_id``, last stored it (only its engine
+    writes a live call's state): written by the batch with every other call's step
+    (``store_changes``), events too; no statement of its own. The row as it now reads
+    (``row`` is left as it was); ``LeaseLost``, and nothing written, when the engine no
+    longer holds the call or it has ended."""
+    if state.ended:
+        raise ValueError("a call's end settles its money: end_call stores it")
+    call = _copy(row)
+    first_sequence, _ = _set_state(call, state, events=len(events))
+    call.heartbeat_at = now
+    call.lease_expires_at = lease_until
+    if dialogs:
+        call.sip_dialogs = dict(dialogs)
+    change = Change(call, engine_id)
+    if not defer_to_batch(session, store_changes, change):
+        (refusal,) = await store_changes(await session.connection(), [change])
+        if refusal is not None:
+            raise refusal
+    await _record_events(session, call, events, first_sequence, public_url=public_url, now=now)
+    return call

@@ -31,6 +31,7 @@ from maskline.calls.flow import (
     StartRingTimer,
     step,
 )
+from maskline.calls.lifecycle import LeaseLost
 from maskline.kit.clock import sleep_until
 from maskline.kit.logging import call_sid_var
 from maskline.telephony.carrier import Dial, MediaSink
@@ -42,10 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("maskline.engine")
 
 CREDIT_LEAD = timedelta(seconds=10)
-
-
-class LeaseLost(Exception):
-    """Another engine took the call over (our lease had lapsed): stop touching it."""
 
 
 @dataclass(frozen=True, slots=True)

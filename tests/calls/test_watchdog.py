@@ -13,6 +13,7 @@ from maskline.calls.models import Call
 from maskline.kit.clock import ScaledClock
 from maskline.telephony.events import Leg
 from maskline.telephony.sim.carrier import TraceEntry
+from maskline.webhooks.models import CallEvent
 from tests.calls.conftest import call_settings
 from tests.calls.test_outcomes import trace
 from tests.support.api import Api, ManualClock, ShiftedClock, running_api
@@ -170,3 +171,46 @@ class TestDeadEngine:
         assert (ended["status"], ended["hangup_cause"]) == ("completed", "SYSTEM_SHUTDOWN")
         assert stuck["status"] == "in-progress"
         assert (repaired["status"], repaired["hangup_cause"]) == ("completed", "SYSTEM_SHUTDOWN")
+
+
+class TestTakenOver:
+    async def test_a_step_of_a_call_another_engine_holds_writes_nothing_and_drops_the_legs(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        """A step that moves no money is written from the engine's own copy of the row,
+        with its batch: it still writes nothing once another engine holds the call."""
+        settings = call_settings(database_url, tmp_path / "data", sim_ring_sec=3)
+        async with running_api(settings) as api:
+            org = await api.make_org("taken-over", balance="10", numbers=1)
+            placed = await place(api, org, record=False)
+            sid = placed["call_sid"]
+            await wait_for(api, org, sid, ("ringing",))
+            # As a watchdog that thought this engine dead would: the call is another's.
+            async with api.runtime.db.write() as session:
+                await session.execute(
+                    update(Call).where(Call.call_sid == sid).values(engine_id="eng_another")
+                )
+            # A answers: the engine dials B at once, then cannot store the answer.
+            hung_up = await _hung_up(api, sid)
+            async with api.runtime.db.read() as session:
+                row = (await session.execute(select(Call).where(Call.call_sid == sid))).scalar_one()
+                events = list(
+                    (
+                        await session.execute(
+                            select(CallEvent.event)
+                            .where(CallEvent.call_sid == sid)
+                            .order_by(CallEvent.sequence)
+                        )
+                    ).scalars()
+                )
+        assert [(e.leg, e.detail) for e in hung_up] == [
+            (Leg.A, "SYSTEM_SHUTDOWN"),
+            (Leg.B, "SYSTEM_SHUTDOWN"),
+        ]
+        assert (row.status, row.engine_id, row.event_seq, row.answered_at) == (
+            "ringing",
+            "eng_another",
+            2,
+            None,
+        )
+        assert events == ["call.initiated", "call.ringing"]
