@@ -217,9 +217,7 @@ ROLE_PAGES = {
     "keys": ("owner", "developer"),
     "calls": ("owner", "developer"),
     "wallet": ("owner", "billing"),
-    "members": ("owner",),
     "audit": ("owner",),
-    "account": ("owner", "developer", "billing"),
 }
 
 
