@@ -53,6 +53,8 @@ from maskline.numbers.lookup import PoolLookup
 from maskline.onboarding.sandbox import SandboxCreated, bootstrap_sandbox
 from maskline.ops.metrics import Metrics
 from maskline.ops.router import router as ops_router
+from maskline.payments.gateway import Razorpay
+from maskline.payments.router import router as payments_router
 from maskline.portal.router import install_portal
 from maskline.recordings.router import router as recordings_router
 from maskline.recordings.signing import UrlSigner
@@ -267,6 +269,11 @@ def create_app(
                 recorded_calls=RecordedCalls(public_url=settings.public_url),
                 mailer=Mailer(settings),
                 csrf_digest=KeyedDigest(secret_key, CSRF_DIGEST_PURPOSE),
+                razorpay=(
+                    Razorpay(settings)
+                    if settings.razorpay_key_id and settings.razorpay_key_secret
+                    else None
+                ),
             )
             # Stopped last: an engine in its shutdown grace still hears of hang-up
             # requests and tells the other processes about the calls it ends.
@@ -369,6 +376,7 @@ def create_app(
     app.include_router(stats_router)
     app.include_router(billing_router)
     app.include_router(webhooks_router)
+    app.include_router(payments_router)
     install_portal(app)
     _install_openapi(app)
     return app

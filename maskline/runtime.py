@@ -23,6 +23,8 @@ from maskline.kit.notify import Broadcast, Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
 from maskline.ops.metrics import Metrics
 from maskline.ops.router import OpsServices
+from maskline.payments.gateway import Razorpay
+from maskline.payments.router import PaymentsServices
 from maskline.portal.web import PortalServices
 from maskline.recordings.calls import Calls
 from maskline.recordings.router import RecordingsServices
@@ -43,6 +45,7 @@ class Runtime(
     AuthServices,
     CallsServices,
     OpsServices,
+    PaymentsServices,
     PortalServices,
     RecordingsServices,
     StatsServices,
@@ -69,6 +72,8 @@ class Runtime(
     # Portal mail (SPEC §12) and the key of the portal's CSRF tokens.
     mailer: Mailer
     csrf_digest: KeyedDigest
+    # Razorpay (SPEC §13): None when its credentials are not set.
+    razorpay: Razorpay | None = None
     engine: CallEngine | None = None
     worker: WebhookWorker | None = None
     recorder: RecordingWorker | None = None

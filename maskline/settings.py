@@ -333,6 +333,19 @@ class Settings(BaseSettings):
     ] = Field(default=None, repr=False)
     mail_from: str = "maskline <noreply@localhost>"
 
+    # Razorpay (SPEC §13): unset credentials leave payments off (the portal says so).
+    razorpay_key_id: Annotated[str | None, BeforeValidator(_unset_if_empty)] = None
+    razorpay_key_secret: Annotated[str | None, BeforeValidator(_unset_if_empty)] = Field(
+        default=None, repr=False
+    )
+    razorpay_webhook_secret: Annotated[str | None, BeforeValidator(_unset_if_empty)] = Field(
+        default=None, repr=False
+    )
+    razorpay_api_url: Annotated[str, AfterValidator(_http_url)] = "https://api.razorpay.com"
+    razorpay_checkout_url: Annotated[str, AfterValidator(_http_url)] = (
+        "https://checkout.razorpay.com/v1/checkout.js"
+    )
+
     @model_validator(mode="after")
     def _trunk_for_sip(self) -> Settings:
         if self.carrier == "sip" and self.sip_trunk is None:

@@ -105,7 +105,9 @@ class TestOpenApi:
         assert len(routes) >= 12
         for route in routes:
             path = re.sub(
-                r"\{(call_sid|delivery_id)\}", "3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b", route.path
+                r"\{(call_sid|delivery_id|invoice_id)\}",
+                "3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b",
+                route.path,
             )
             assert "{" not in path, route.path
             for method in sorted(route.methods or ()):

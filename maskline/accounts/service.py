@@ -143,7 +143,7 @@ async def organisations_of(session: AsyncSession, user_id: str) -> list[OrgAcces
         .where(Membership.user_id == user_id)
         .order_by(Organisation.is_sandbox, Organisation.name)
     )
-    return [OrgAccess(org, role) for org, role in rows.tuples()]
+    return [OrgAccess(org, role) for org, role in rows]
 
 
 async def twin_of(session: AsyncSession, org_id: str) -> str | None:
@@ -165,7 +165,7 @@ async def members(session: AsyncSession, org_id: str) -> list[tuple[User, str]]:
         .where(owned_by(Membership, org_id))
         .order_by(User.email_key)
     )
-    return list(rows.tuples())
+    return [(user, role) for user, role in rows]
 
 
 async def remove_member(session: AsyncSession, org_id: str, email: str) -> None:

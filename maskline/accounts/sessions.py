@@ -62,7 +62,7 @@ async def current(session: AsyncSession, raw: str, *, now: datetime) -> Current 
     ).one_or_none()
     if row is None:
         return None
-    found, user = row.tuple()
+    found, user = row
     if found.expires_at <= now or found.last_seen_at + IDLE <= now:
         return None
     return Current(

@@ -67,6 +67,7 @@ class Invoice(Base):
     supplier_address: Mapped[str | None] = mapped_column(String(500))
     supplier_gstin: Mapped[str | None] = mapped_column(String(15))
     recipient_name: Mapped[str] = mapped_column(String(100))
+    recipient_address: Mapped[str | None] = mapped_column(String(500))
     gstin: Mapped[str | None] = mapped_column(String(15))
     place_of_supply: Mapped[str] = mapped_column(String(2))
     sac: Mapped[str] = mapped_column(String(10))

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from maskline.billing import repository, wallet
+from maskline.billing.pdf import invoice_pdf
 from maskline.billing.schemas import BillingEnvelope, BillingOut, InvoiceList, InvoiceOut
-from maskline.errors import InvalidRequest, RateLimited, Unauthorized, error_responses
+from maskline.errors import (
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    error_responses,
+)
 from maskline.keys.auth import KeyDep
 from maskline.kit.pagination import PageMeta
 from maskline.kit.query import PageDep
@@ -37,3 +45,24 @@ async def list_invoices(principal: KeyDep, runtime: ServicesDep, page: PageDep) 
     async with runtime.db.read() as session:
         rows, total = await repository.page_of_invoices(session, principal.org_id, page)
     return InvoiceList(data=[InvoiceOut.build(r) for r in rows], meta=PageMeta.build(page, total))
+
+
+@router.get(
+    "/billing/invoices/{invoice_id}.pdf",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "The invoice as a PDF."},
+        **error_responses(NotFound, Unauthorized, RateLimited),
+    },
+)
+async def invoice_as_pdf(principal: KeyDep, runtime: ServicesDep, invoice_id: str) -> Response:
+    """One of the organisation's GST invoices as a PDF (``invoice_id`` is its ``id``)."""
+    async with runtime.db.read() as session:
+        invoice = await repository.find_invoice(session, principal.org_id, invoice_id)
+    if invoice is None:
+        raise NotFound("No invoice with this id.")
+    return Response(
+        invoice_pdf(invoice),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{invoice.id}.pdf"'},
+    )

@@ -43,6 +43,7 @@ class BillingEnvelope(BaseModel):
 
 
 class InvoiceOut(BaseModel):
+    id: str
     invoice_number: str
     invoice_date: str
     supplier_name: str | None
@@ -68,6 +69,7 @@ class InvoiceOut(BaseModel):
         created = rfc3339(invoice.created_at)
         assert created is not None
         return cls(
+            id=invoice.id,
             invoice_number=invoice.invoice_number,
             invoice_date=invoice.invoice_date,
             supplier_name=invoice.supplier_name,

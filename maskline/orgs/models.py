@@ -21,6 +21,9 @@ class Organisation(Base):
     is_sandbox: Mapped[bool] = mapped_column(Boolean, default=False)
     gstin: Mapped[str | None] = mapped_column(String(15))
     state_code: Mapped[str | None] = mapped_column(String(2))
+    # The billing profile (SPEC §12): printed on invoices; the name when unset.
+    legal_name: Mapped[str | None] = mapped_column(String(100))
+    billing_address: Mapped[str | None] = mapped_column(String(500))
     rate_paise: Mapped[int] = mapped_column(Integer, default=150)
     pulse_sec: Mapped[int] = mapped_column(Integer, default=60)
     max_live_calls: Mapped[int] = mapped_column(Integer, default=100)

@@ -98,3 +98,32 @@ async def list_orgs(session: AsyncSession) -> list[Organisation]:
     return list(
         (await session.execute(select(Organisation).order_by(Organisation.created_at))).scalars()
     )
+
+
+MAX_ADDRESS_LENGTH = 500
+
+
+async def set_billing_profile(
+    session: AsyncSession,
+    org: Organisation,
+    *,
+    legal_name: str,
+    address: str,
+    state_code: str,
+    gstin: str,
+) -> Organisation:
+    """The billing profile printed on invoices; an empty GSTIN clears it (unregistered).
+    InvalidRequest names the first field that is not right (the GSTIN checked as §4)."""
+    legal_name = legal_name.strip()
+    if len(legal_name) > MAX_NAME_LENGTH or (legal_name and not legal_name.isprintable()):
+        raise InvalidRequest(f"legal name must be at most {MAX_NAME_LENGTH} printable characters.")
+    address = address.strip().replace("\r\n", "\n")
+    if len(address) > MAX_ADDRESS_LENGTH:
+        raise InvalidRequest(f"address must be at most {MAX_ADDRESS_LENGTH} characters.")
+    terms = validated(OrgTerms(gstin=gstin.strip() or None, state_code=state_code.strip() or None))
+    org.legal_name = legal_name or None
+    org.billing_address = address or None
+    org.gstin = terms.gstin
+    org.state_code = terms.gstin[:2] if terms.gstin else terms.state_code
+    await session.flush()
+    return org

@@ -14,6 +14,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from maskline.audit import service as audit
+from maskline.audit.service import Actor
 from maskline.billing import wallet
 from maskline.billing.schemas import BillingOut
 from maskline.calls import filters, repository
@@ -29,6 +31,7 @@ from maskline.orgs import service as orgs
 from maskline.portal.web import (
     OrgPage,
     PageError,
+    client_address,
     form_of,
     fragment,
     not_found,
@@ -113,11 +116,15 @@ async def create_key(request: Request, org_id: str) -> Response:
         return await _keys_page(request, page, error=exc.message)
     now = runtime.clock.now()
     expires_at = now + timedelta(days=days) if days is not None else None
+    actor = Actor(page.user.email, client_address(request))
 
     async def change(session: AsyncSession) -> str:
         org = await orgs.get_org(session, org_id)
-        _row, raw = await keys.create_key(
+        row, raw = await keys.create_key(
             session, org, now=now, rate_limit=rate_limit, expires_at=expires_at, name=name
+        )
+        await audit.record(
+            session, org_id, actor, "key.created", f"Key {row.prefix}… ({name})", now=now
         )
         return raw
 
@@ -144,14 +151,18 @@ async def revoke_confirm(request: Request, org_id: str, key_id: str) -> Response
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke(request: Request, org_id: str, key_id: str) -> Response:
-    await org_page(request, org_id, "keys")
+    page = await org_page(request, org_id, "keys")
     await form_of(request)
     runtime = services(request)
-    await _scoped_key(request, org_id, key_id)
+    key = await _scoped_key(request, org_id, key_id)
     now = runtime.clock.now()
-    await runtime.db.transaction(
-        lambda s: keys.revoke_key(s, key_id, now=now, principals=runtime.principals)
-    )
+    actor = Actor(page.user.email, client_address(request))
+
+    async def change(session: AsyncSession) -> None:
+        await keys.revoke_key(session, key_id, now=now, principals=runtime.principals)
+        await audit.record(session, org_id, actor, "key.revoked", f"Key {key.prefix}…", now=now)
+
+    await runtime.db.transaction(change)
     return redirect(request, f"/o/{org_id}/keys")
 
 

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from maskline.portal import pages, signin
+from maskline.portal import audit, pages, signin, wallet
 from maskline.portal.web import (
     HERE,
     SECURITY_HEADERS,
@@ -38,6 +38,9 @@ class _Static(StaticFiles):
 def install_portal(app: FastAPI) -> None:
     app.include_router(signin.router)
     app.include_router(pages.router)
+    app.include_router(wallet.router)
+    app.include_router(wallet.invoices_router)
+    app.include_router(audit.router)
     app.mount("/static", _Static(directory=HERE / "static"), name="static")
     app.add_exception_handler(PageError, error_page)
     app.add_exception_handler(SignInRequired, sign_in_redirect)

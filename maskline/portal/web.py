@@ -24,6 +24,7 @@ from maskline.kit.crypto import KeyedDigest, SecretBox
 from maskline.kit.ratelimit import RateLimiter
 from maskline.kit.web import Services
 from maskline.orgs.models import Organisation
+from maskline.payments.gateway import Razorpay
 
 HERE = Path(__file__).parent
 
@@ -66,6 +67,7 @@ class PortalServices(Services, Protocol):
     pair_digest: KeyedDigest
     principals: PrincipalCache
     csrf_digest: KeyedDigest
+    razorpay: Razorpay | None
 
 
 def services(request: Request) -> PortalServices:
@@ -214,6 +216,8 @@ ROLE_PAGES = {
     "overview": ("owner", "developer", "billing"),
     "keys": ("owner", "developer"),
     "calls": ("owner", "developer"),
+    "wallet": ("owner", "billing"),
+    "audit": ("owner",),
 }
 
 

@@ -14,7 +14,9 @@ import httpx
 import pytest
 from fastapi.routing import iter_route_contexts
 
+from maskline.billing import invoices
 from maskline.kit.clock import ScaledClock
+from maskline.orgs import service as orgs
 from maskline.webhooks import service as webhooks
 from tests.calls.conftest import SPEED, call_settings
 from tests.support.api import Api, OrgHandle, running_api
@@ -24,6 +26,7 @@ from tests.support.waits import eventually_value
 
 UNKNOWN_SID = "3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"
 UNKNOWN_DELIVERY = "dlv_unknown0000000000"
+UNKNOWN_INVOICE = "inv_unknown000000000000"
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,16 @@ class Owned:
     cursor: str
     party_a: str
     signed_path: str  # the owner's signed recording URL, as a path
+    invoice_id: str
 
 
 Probe = Callable[[Api, Owned, OrgHandle, bool], Awaitable[httpx.Response]]
 
 
 def _path(template: str, value: str) -> str:
-    return template.replace("{call_sid}", value).replace("{delivery_id}", value)
+    for name in ("{call_sid}", "{delivery_id}", "{invoice_id}"):
+        template = template.replace(name, value)
+    return template
 
 
 def by_key(method: str, template: str, id_of: Callable[[Owned], str], unknown: str) -> Probe:
@@ -89,6 +95,10 @@ def _delivery(owned: Owned) -> str:
     return owned.delivery_id
 
 
+def _invoice(owned: Owned) -> str:
+    return owned.invoice_id
+
+
 # (method, path) of every route with a path parameter → how to probe it, what the
 # intruder must get, and the status the owner gets for the same request.
 CASES: dict[tuple[str, str], tuple[Probe, tuple[int, dict[str, Any]], int]] = {
@@ -124,6 +134,11 @@ CASES: dict[tuple[str, str], tuple[Probe, tuple[int, dict[str, Any]], int]] = {
         by_key("POST", "/v1/webhooks/deliveries/{delivery_id}/replay", _delivery, UNKNOWN_DELIVERY),
         NO_DELIVERY,
         202,
+    ),
+    ("GET", "/v1/masking/billing/invoices/{invoice_id}.pdf"): (
+        by_key("GET", "/v1/masking/billing/invoices/{invoice_id}.pdf", _invoice, UNKNOWN_INVOICE),
+        (404, {"error": {"code": "not_found", "message": "No invoice with this id."}}),
+        200,
     ),
 }
 
@@ -182,6 +197,11 @@ async def owned(api: Api, receiver: Receiver, request: pytest.FixtureRequest) ->
     recording = await api.client.get(
         f"/v1/masking/calls/{call['call_sid']}/recording", headers=owner.auth
     )
+    async with api.runtime.db.write() as session:
+        org = await orgs.get_org(session, owner.id)
+        invoice = await invoices.top_up(
+            session, org, 1000, settings=api.runtime.settings, now=api.runtime.clock.now()
+        )
     url = urlsplit(recording.json()["data"]["url"])
     assert parse_qs(url.query).keys() == {"expires", "signature"}
     return Owned(
@@ -192,6 +212,7 @@ async def owned(api: Api, receiver: Receiver, request: pytest.FixtureRequest) ->
         cursor=await _first_cursor(api, owner),
         party_a=call["party_a"],
         signed_path=f"{url.path}?{url.query}",
+        invoice_id=invoice.id,
     )
 
 

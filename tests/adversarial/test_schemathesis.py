@@ -81,6 +81,8 @@ SEMANTIC_RULES: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/v1/events"): (400,),
     # Only the server can sign a recording URL: a generated signature is a 403.
     ("GET", "/v1/masking/recordings/{call_sid}.mp3"): (403,),
+    # Only Razorpay can sign a webhook body: a generated X-Razorpay-Signature is a 400.
+    ("POST", "/v1/payments/razorpay/webhook"): (400,),
 }
 # Always acceptable answers to a schema-valid request: generated ids name nothing
 # (404), the budget may run out (429).

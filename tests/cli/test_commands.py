@@ -134,6 +134,7 @@ class TestWalletCommands:
         invoice = cli.ok("wallet", "topup", "--org", "cli-wallet", "100", "--reference", "r-9")
         assert sorted(invoice) == sorted(
             [
+                "id",
                 "invoice_number",
                 "invoice_date",
                 "supplier_name",

@@ -13,11 +13,13 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, sync_playwright
+from pypdf import PdfReader
 
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.cli import run_cli
 from tests.support.databases import fresh_database
 from tests.support.mailbox import Mailbox, mailbox
+from tests.support.razorpay import StandIn, razorpay_standin
 from tests.support.server import Server, free_port, running_server
 from tests.support.waits import eventually_blocking
 
@@ -40,6 +42,7 @@ WRONG_CREDENTIALS = "The email or password is not right."
 class Portal:
     server: Server
     mail: Mailbox
+    razorpay: StandIn
     env: dict[str, str]
     cwd: Path
 
@@ -58,7 +61,7 @@ class Portal:
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     directory = tmp_path_factory.mktemp("portal")
     port = free_port()
-    with mailbox() as mail, fresh_database(directory) as url:
+    with mailbox() as mail, razorpay_standin() as razorpay, fresh_database(directory) as url:
         env = {
             "MASKLINE_DATABASE_URL": url,
             "MASKLINE_SECRET_KEY": TEST_SECRET_KEY,
@@ -68,9 +71,10 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
             "MASKLINE_SIGNUP": "open",
             "MASKLINE_SIM_RING_SEC": "1",
             "MASKLINE_SIM_TALK_SEC": "4",
+            **razorpay.env(),
         }
         with running_server(env, directory, port=port) as server:
-            running = Portal(server=server, mail=mail, env=env, cwd=directory)
+            running = Portal(server=server, mail=mail, razorpay=razorpay, env=env, cwd=directory)
             # A shared pool, so the sandbox twins opened by sign-up can place calls.
             running.cli("numbers", "add", "917969002901", "917969002902")
             yield running
@@ -407,3 +411,37 @@ def test_the_sandbox_first_start_printed_a_working_sign_in_link(page: Page, port
     sign_in_by_link(page, match.group(1))
     assert page.locator("#balance").inner_text() == "Rs 500.00"
     eventually_blocking(lambda: page.locator("span.mode.on").count() == 1, what="Test mode")
+
+
+class TestWallet:
+    def test_a_top_up_through_checkout_credits_once_with_its_invoice_pdf(
+        self, page: Page, portal: Portal
+    ) -> None:
+        org = sign_up(page, portal, "payer@example.com", "Payer Co")
+        page.goto(f"{portal.url}/o/{org}/wallet")
+        page.get_by_label("GSTIN (optional, for input tax credit)").fill("27AAPFU0939F1ZV")
+        page.get_by_role("button", name="Save billing profile").click()
+        page.get_by_text("Billing profile saved.").wait_for()
+        page.get_by_label("Amount in rupees").fill("100")
+        page.get_by_role("button", name="Continue to payment").click()
+        page.get_by_role("button", name="Pay Rs 118.00 with Razorpay").click()
+        page.get_by_role("button", name="Pay", exact=True).click()
+        page.locator("#credited").wait_for()
+        assert page.locator("#topup-status").inner_text() == "paid"
+        page.goto(f"{portal.url}/o/{org}/wallet")
+        assert page.locator("#balance").inner_text() == "Rs 600.00"
+        row = page.locator("#invoices tbody tr").first
+        assert row.locator(".igst").inner_text() == "Rs 18.00"
+        assert row.locator(".cgst").inner_text() == "Rs 0.00"
+        with page.expect_download() as download:
+            row.get_by_role("link").click()
+        text = PdfReader(download.value.path()).pages[0].extract_text()
+        assert "GSTIN: 27AAPFU0939F1ZV" in text
+        assert "IGST 18% Rs 18.00" in text
+        assert "Total Rs 118.00" in text
+        # The same payment's webhook afterwards credits nothing more.
+        [payment] = list(portal.razorpay.payments.values())
+        late = portal.razorpay.deliver(portal.url, portal.razorpay.event("order.paid", payment))
+        assert late.json() == {"data": {"outcome": "already_credited"}}
+        page.reload()
+        assert page.locator("#balance").inner_text() == "Rs 600.00"

@@ -39,3 +39,24 @@ if (table) {
   };
   setTimeout(poll, POLL_MS);
 }
+
+// Wallet top-up: open Razorpay Checkout (its own script, loaded by the page) for the
+// order; Checkout posts the payment back to the callback URL (redirect mode).
+const pay = document.querySelector("button[data-razorpay-key]");
+if (pay) {
+  pay.addEventListener("click", () => {
+    const data = pay.dataset;
+    const checkout = new window.Razorpay({
+      key: data.razorpayKey,
+      order_id: data.order,
+      amount: Number(data.amount),
+      currency: data.currency,
+      name: data.name,
+      description: data.description,
+      callback_url: data.callback,
+      redirect: true,
+      prefill: { email: data.email },
+    });
+    checkout.open();
+  });
+}

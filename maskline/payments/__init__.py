@@ -1,0 +1,1 @@
+"""Razorpay top-ups: orders, signatures, webhooks, refunds, credit notes (SPEC §13)."""
