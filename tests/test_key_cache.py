@@ -199,6 +199,20 @@ class TestDatabaseWork:
             assert [a.status_code for a in answers] == [200] * 20
             assert len([s for s in seen if KEY_TOUCH in s]) == 1
 
+    async def test_concurrent_requests_of_a_key_not_remembered_look_it_up_once(
+        self, settings: Settings
+    ) -> None:
+        clock = ManualClock()
+        async with _frozen_api(settings, clock) as api:
+            org = await api.make_org("cache-lookup-race")
+            for _ in range(2):
+                # Unknown first, then forgotten a second later: each time, 20 at once.
+                with _statements(api) as seen:
+                    answers = await asyncio.gather(*(_get(api, org.auth) for _ in range(20)))
+                assert [a.status_code for a in answers] == [200] * 20
+                assert len([s for s in seen if KEY_LOOKUP in s]) == 1
+                clock.advance(1)
+
     async def test_last_used_at_keeps_its_one_minute_resolution(
         self, settings: Settings, cli: Cli
     ) -> None:

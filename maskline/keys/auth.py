@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 
 from maskline.errors import RateLimited, Unauthorized
 from maskline.keys import service
-from maskline.keys.principals import Principal, PrincipalCache
+from maskline.keys.principals import KeyGrant, Principal, PrincipalCache
 from maskline.kit.query import reject_repeated_parameters
 from maskline.kit.ratelimit import RateLimiter
 from maskline.kit.web import STATE_BUDGET_HEADERS, Services, process_services
@@ -42,8 +42,12 @@ async def _principal(request: Request, runtime: AuthServices) -> Principal:
     grant = runtime.principals.get(key_hash)
     if grant is not None:
         return service.admit(grant, now=runtime.clock.now(), principals=runtime.principals)
-    async with runtime.db.read() as session:
-        grant = await service.find_grant(session, key_hash)
+
+    async def find() -> KeyGrant:
+        async with runtime.db.read() as session:
+            return await service.find_grant(session, key_hash)
+
+    grant = await runtime.principals.load(key_hash, find)
     principal = service.admit(grant, now=runtime.clock.now(), principals=runtime.principals)
     # Only a key that authenticated is remembered: a refusal is always asked again.
     runtime.principals.remember(key_hash, grant)

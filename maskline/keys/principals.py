@@ -10,6 +10,8 @@ make a key work a little longer, never make a valid key fail.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -87,6 +89,18 @@ class PrincipalCache:
         self._touched: TTLCache[str, datetime] = TTLCache(
             maxsize, LAST_USED_RESOLUTION.total_seconds(), timer=clock.monotonic
         )
+        self._loading: dict[str, asyncio.Future[KeyGrant]] = {}
+
+    async def load(self, key_hash: str, find: Callable[[], Awaitable[KeyGrant]]) -> KeyGrant:
+        """``find()``'s grant for ``key_hash``: one lookup for all the requests that ask
+        for the same key at once (as when its memory expires under load), not one each."""
+        pending = self._loading.get(key_hash)
+        if pending is None:
+            pending = asyncio.ensure_future(find())
+            self._loading[key_hash] = pending
+            pending.add_done_callback(lambda _done: self._loading.pop(key_hash, None))
+        # A request that goes away does not cancel the others' lookup.
+        return await asyncio.shield(pending)
 
     def get(self, key_hash: str) -> KeyGrant | None:
         """The grant remembered for ``key_hash``, if it is younger than the TTL."""
