@@ -31,14 +31,17 @@ from maskline.orgs import service as orgs
 from maskline.portal.web import (
     OrgPage,
     PageError,
+    clear_flash,
     client_address,
     form_of,
     fragment,
     not_found,
     org_page,
+    read_flash,
     redirect,
     render,
     services,
+    set_flash,
 )
 from maskline.stats import service as stats
 from maskline.webhooks.timeline import events_of_call
@@ -89,7 +92,10 @@ async def _keys_page(
 
 @router.get("/keys")
 async def keys_page(request: Request, org_id: str) -> Response:
-    return await _keys_page(request, await org_page(request, org_id, "keys"))
+    page = await org_page(request, org_id, "keys")
+    response = await _keys_page(request, page, created=read_flash(request))
+    clear_flash(request, response, f"/o/{org_id}/keys")
+    return response
 
 
 def _optional_int(form: dict[str, str], name: str, low: int, high: int, label: str) -> int | None:
@@ -129,8 +135,13 @@ async def create_key(request: Request, org_id: str) -> Response:
         return raw
 
     raw = await runtime.db.transaction(change)
-    # Shown on this answer only: the key is stored hashed and never shown again.
-    return await _keys_page(request, page, created=raw)
+    # POST/redirect/GET: the key rides to the next GET of the keys page (only), so a
+    # reload of that page neither posts again nor shows the key again; it is stored
+    # hashed and never shown again.
+    path = f"/o/{org_id}/keys"
+    response = redirect(request, path)
+    set_flash(request, response, path, raw)
+    return response
 
 
 async def _scoped_key(request: Request, org_id: str, key_id: str) -> Any:
