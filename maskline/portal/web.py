@@ -26,6 +26,10 @@ from maskline.kit.ratelimit import RateLimiter
 from maskline.kit.web import Services
 from maskline.orgs.models import Organisation
 from maskline.payments.gateway import Razorpay
+from maskline.recordings.calls import Calls
+from maskline.recordings.signing import UrlSigner
+from maskline.recordings.storage import Storage
+from maskline.telephony.media.recorder import Spool
 
 HERE = Path(__file__).parent
 FLASH_COOKIE = "maskline_once"
@@ -51,7 +55,8 @@ def templates() -> Jinja2Templates:
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -70,6 +75,12 @@ class PortalServices(Services, Protocol):
     principals: PrincipalCache
     csrf_digest: KeyedDigest
     razorpay: Razorpay | None
+    signer: UrlSigner
+    storage: Storage
+    spool: Spool
+    recorded_calls: Calls
+
+    def wake_worker(self) -> None: ...
 
 
 def services(request: Request) -> PortalServices:
