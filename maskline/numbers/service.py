@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.errors import ConflictError, InvalidRequest, NotFound
-from maskline.kit.scope import owned_by, owned_by_or_shared
+from maskline.kit.scope import owned_by, owned_by_or_shared, unowned
 from maskline.numbers.models import MaskedNumber
 
 _SEPARATORS = re.compile(r"[ \-()]")
@@ -60,7 +60,7 @@ async def numbers_serving(session: AsyncSession, org_id: str) -> list[MaskedNumb
     stmt = (
         select(MaskedNumber)
         .where(owned_by_or_shared(MaskedNumber, org_id))
-        .order_by(MaskedNumber.org_id.is_(None), MaskedNumber.number)
+        .order_by(unowned(MaskedNumber), MaskedNumber.number)
     )
     return list((await session.execute(stmt)).scalars())
 
