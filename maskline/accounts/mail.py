@@ -59,3 +59,13 @@ class Mailer:
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
             log.error("portal mail to %s could not be sent: %s", to, type(exc).__name__)
+
+
+def invitation(org_name: str, role: str, link: str, *, by: str) -> tuple[str, str]:
+    """The subject and body of the mail that brings an invited member in."""
+    return (
+        f"You are invited to {org_name} on maskline",
+        f"{by} added you to {org_name} on maskline as {role}.\n\n"
+        f"Sign in with this link (it works once, for 24 hours):\n\n{link}\n\n"
+        "Then set a password on your Account page.\n",
+    )

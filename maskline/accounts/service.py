@@ -168,13 +168,97 @@ async def members(session: AsyncSession, org_id: str) -> list[tuple[User, str]]:
     return [(user, role) for user, role in rows]
 
 
+LAST_OWNER = "An organisation keeps at least one owner: make another member an owner first."
+
+
+async def _keep_an_owner(session: AsyncSession, org_id: str, leaving: Membership) -> None:
+    """ConflictError when ``leaving`` is the organisation's last owner. The owners' rows
+    are locked (PostgreSQL; SQLite's writer lock does the same), so two owners demoting
+    each other at once cannot leave none."""
+    if leaving.role != "owner":
+        return
+    owners = (
+        await session.execute(
+            scoped(Membership, org_id).where(Membership.role == "owner").with_for_update()
+        )
+    ).scalars()
+    if not any(o.id != leaving.id for o in owners):
+        raise ConflictError(LAST_OWNER)
+
+
+async def member_by_user(session: AsyncSession, org_id: str, user_id: str) -> Membership:
+    found = await membership(session, org_id, user_id)
+    if found is None:
+        raise NotFound("No such member in this organisation.")
+    return found
+
+
+async def change_role(
+    session: AsyncSession, org_id: str, user_id: str, role: str
+) -> tuple[User, str]:
+    """The member's new role (never the last owner demoted); the user and the old role."""
+    role = check_role(role)
+    found = await member_by_user(session, org_id, user_id)
+    old = found.role
+    if role != "owner":
+        await _keep_an_owner(session, org_id, found)
+    found.role = role
+    await session.flush()
+    return await get_user(session, user_id), old
+
+
+async def remove_membership(session: AsyncSession, org_id: str, user_id: str) -> User:
+    """The member leaves the organisation (never its last owner); the account stays."""
+    found = await member_by_user(session, org_id, user_id)
+    await _keep_an_owner(session, org_id, found)
+    await session.delete(found)
+    await session.flush()
+    return await get_user(session, user_id)
+
+
 async def remove_member(session: AsyncSession, org_id: str, email: str) -> None:
+    """The operator's removal (``maskline user remove``): the last owner too, as the
+    operator may need to take an organisation from its owners."""
     user = await find_user(session, email)
     found = None if user is None else await membership(session, org_id, user.id)
     if found is None:
         raise NotFound(f"No member with email {email.strip()!r} in this organisation.")
     await session.delete(found)
     await session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class Invited:
+    user: User
+    role: str
+    link: str  # the only copy of a one-time sign-in link (24 h)
+
+
+async def invite(
+    session: AsyncSession, org_id: str, email: str, role: str, *, now: datetime
+) -> Invited:
+    """Add ``email`` to the organisation as ``role`` (a new user without a password, or
+    an existing one; a member already: the role changes, never the last owner's) and
+    issue a one-time sign-in link for them."""
+    role = check_role(role)
+    address, _key = check_email(email)
+    user = await find_user(session, address)
+    if user is None:
+        user = await create_user(
+            session, email=address, name=address.partition("@")[0], password_hash=None, now=now
+        )
+    existing = await membership(session, org_id, user.id)
+    if existing is not None and role != "owner":
+        await _keep_an_owner(session, org_id, existing)
+    await add_member(session, org_id, user, role, now=now)
+    raw = await issue_link(session, user.id, "sign_in", now=now)
+    return Invited(user=user, role=role, link=raw)
+
+
+async def set_name(session: AsyncSession, user_id: str, name: str) -> str:
+    name = check_person_name(name)
+    await session.execute(update(User).where(User.id == user_id).values(name=name))
+    return name
 
 
 async def _open_named(

@@ -94,3 +94,27 @@ async def purge_expired(session: AsyncSession, *, now: datetime) -> None:
             (PortalSession.expires_at <= now) | (PortalSession.last_seen_at <= now - IDLE)
         )
     )
+
+
+async def of_user(session: AsyncSession, user_id: str, *, now: datetime) -> list[PortalSession]:
+    """The user's live sessions, the most recently seen first."""
+    rows = await session.execute(
+        select(PortalSession)
+        .where(
+            PortalSession.user_id == user_id,
+            PortalSession.expires_at > now,
+            PortalSession.last_seen_at > now - IDLE,
+        )
+        .order_by(PortalSession.last_seen_at.desc(), PortalSession.id)
+    )
+    return list(rows.scalars())
+
+
+async def end_of_user(session: AsyncSession, user_id: str, session_id: str) -> bool:
+    """End one of the user's own sessions; False when it is not theirs (or gone)."""
+    result = await session.execute(
+        delete(PortalSession)
+        .where(PortalSession.user_id == user_id, PortalSession.id == session_id)
+        .returning(PortalSession.id)
+    )
+    return result.first() is not None

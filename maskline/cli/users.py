@@ -6,6 +6,7 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.accounts import service as accounts
+from maskline.accounts.mail import Mailer, invitation
 from maskline.cli.context import Command, run
 from maskline.cli.options import json_option, org_option
 from maskline.cli.output import emit
@@ -58,6 +59,38 @@ def create(org_ref: str, email: str, role: str, name: str | None, as_json: bool)
             }
 
         return await cmd.run_transaction(change)
+
+    emit(run(work), as_json=as_json)
+
+
+@user.command("invite")
+@org_option
+@click.option("--email", required=True, help="The user's email address.")
+@click.option(
+    "--role",
+    default="developer",
+    show_default=True,
+    help="owner, developer or billing.",
+)
+@json_option
+def invite(org_ref: str, email: str, role: str, as_json: bool) -> None:
+    """Add a user to an organisation and mail them a one-time sign-in link (24 hours)
+    through MASKLINE_SMTP_URL (SPEC §12: how users join when sign-up is by invitation)."""
+    accounts.check_role(role)
+    accounts.check_email(email)
+
+    async def work(cmd: Command) -> dict[str, object]:
+        now = cmd.clock.now()
+
+        async def change(session: AsyncSession) -> tuple[str, accounts.Invited]:
+            org = await orgs.resolve_org(session, org_ref)
+            return org.name, await accounts.invite(session, org.id, email, role, now=now)
+
+        org_name, invited = await cmd.run_transaction(change)
+        link = accounts.link_url(cmd.settings.public_url, "sign_in", invited.link)
+        subject, body = invitation(org_name, invited.role, link, by="The operator")
+        await Mailer(cmd.settings).send(invited.user.email, subject, body)
+        return {"id": invited.user.id, "email": invited.user.email, "role": invited.role}
 
     emit(run(work), as_json=as_json)
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.errors import ConflictError, InvalidRequest, NotFound
-from maskline.kit.scope import owned_by
+from maskline.kit.scope import owned_by, owned_by_or_shared, unowned
 from maskline.numbers.models import MaskedNumber
 
 _SEPARATORS = re.compile(r"[ \-()]")
@@ -52,6 +52,16 @@ async def list_numbers(session: AsyncSession, *, org_id: str | None = None) -> l
     stmt = select(MaskedNumber).order_by(MaskedNumber.number)
     if org_id is not None:
         stmt = stmt.where(owned_by(MaskedNumber, org_id))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def numbers_serving(session: AsyncSession, org_id: str) -> list[MaskedNumber]:
+    """The numbers the pool may give the organisation's calls: its own, then the shared."""
+    stmt = (
+        select(MaskedNumber)
+        .where(owned_by_or_shared(MaskedNumber, org_id))
+        .order_by(unowned(MaskedNumber), MaskedNumber.number)
+    )
     return list((await session.execute(stmt)).scalars())
 
 

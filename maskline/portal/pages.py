@@ -28,19 +28,28 @@ from maskline.kit.daterange import DateRange, parse_date_range
 from maskline.kit.india import IST
 from maskline.kit.pagination import Page, PageMeta
 from maskline.orgs import service as orgs
+from maskline.portal.charts import daily_bars
 from maskline.portal.web import (
+    ROLE_PAGES,
     OrgPage,
     PageError,
+    clear_flash,
     client_address,
     form_of,
     fragment,
     not_found,
     org_page,
+    read_flash,
     redirect,
     render,
     services,
+    set_flash,
 )
+from maskline.recordings import service as recordings
 from maskline.stats import service as stats
+from maskline.stats.schemas import StatsOut
+from maskline.webhooks import repository as webhook_log
+from maskline.webhooks.schemas import DeliveryOut
 from maskline.webhooks.timeline import events_of_call
 
 router = APIRouter(prefix="/o/{org_id}", include_in_schema=False)
@@ -61,17 +70,26 @@ def _today(now: datetime) -> DateRange:
 async def overview(request: Request, org_id: str) -> Response:
     page = await org_page(request, org_id, "overview")
     runtime = services(request)
+    now = runtime.clock.now()
+    today = _today(now)
+    assert today.start is not None
+    week = DateRange(today.start - timedelta(days=6), today.end)
     async with runtime.db.read() as session:
         org = await orgs.get_org(session, org_id)
         billing = BillingOut.build(org, await wallet.get_wallet(session, org_id))
-        totals, _days = await stats.usage(
-            session, org_id, _today(runtime.clock.now()), digest=runtime.pair_digest
+        totals, _days = await stats.usage(session, org_id, today, digest=runtime.pair_digest)
+        week_totals, week_days = await stats.usage(
+            session, org_id, week, digest=runtime.pair_digest
         )
     answer_rate = f"{100 * totals.answered / totals.calls:.0f}%" if totals.calls else "–"
+    daily = StatsOut.build(week, week_totals, week_days).daily
+    chart = daily_bars([(d.date, d.calls) for d in daily], unit="calls")
     return render(
         request,
         "overview.html",
-        page.context("overview", billing=billing, totals=totals, answer_rate=answer_rate),
+        page.context(
+            "overview", billing=billing, totals=totals, answer_rate=answer_rate, chart=chart
+        ),
     )
 
 
@@ -89,7 +107,10 @@ async def _keys_page(
 
 @router.get("/keys")
 async def keys_page(request: Request, org_id: str) -> Response:
-    return await _keys_page(request, await org_page(request, org_id, "keys"))
+    page = await org_page(request, org_id, "keys")
+    response = await _keys_page(request, page, created=read_flash(request))
+    clear_flash(request, response, f"/o/{org_id}/keys")
+    return response
 
 
 def _optional_int(form: dict[str, str], name: str, low: int, high: int, label: str) -> int | None:
@@ -129,8 +150,13 @@ async def create_key(request: Request, org_id: str) -> Response:
         return raw
 
     raw = await runtime.db.transaction(change)
-    # Shown on this answer only: the key is stored hashed and never shown again.
-    return await _keys_page(request, page, created=raw)
+    # POST/redirect/GET: the key rides to the next GET of the keys page (only), so a
+    # reload of that page neither posts again nor shows the key again; it is stored
+    # hashed and never shown again.
+    path = f"/o/{org_id}/keys"
+    response = redirect(request, path)
+    set_flash(request, response, path, raw)
+    return response
 
 
 async def _scoped_key(request: Request, org_id: str, key_id: str) -> Any:
@@ -221,9 +247,80 @@ async def call_page(request: Request, org_id: str, call_sid: str) -> Response:
         except NotFound:
             raise PageError(404, "Call not found", "There is no such call here.") from None
         events = await events_of_call(session, org_id, call_sid)
+        deliveries, _total = await webhook_log.page_of_deliveries(
+            session, org_id, Page(page=1, per_page=50), call_sid=call.call_sid
+        )
+        recording = None
+        if page.role in ROLE_PAGES["recordings"] and call.recording_status == "ready":
+            recording = await recordings.ready_recording(
+                session, org_id, call.call_sid, calls=runtime.recorded_calls
+            )
     out = CallOut.build(call, public_url=runtime.settings.public_url)
+    # The signed URL by path (same origin): what the page's media-src 'self' lets load.
+    player = (
+        recordings.describe(
+            recording, signer=runtime.signer, public_url="", now=runtime.clock.now()
+        )
+        if recording is not None
+        else None
+    )
     return render(
         request,
         "call.html",
-        page.context("calls", call=out, events=events, live=out.status in LIVE_STATUSES),
+        page.context(
+            "calls",
+            call=out,
+            events=events,
+            live=out.status in LIVE_STATUSES,
+            deliveries=[DeliveryOut.build(d) for d in deliveries],
+            recording=player,
+            can_replay=page.role in ROLE_PAGES["webhooks"],
+        ),
     )
+
+
+@router.get("/calls/{call_sid}/recording/delete")
+async def recording_delete_confirm(request: Request, org_id: str, call_sid: str) -> Response:
+    page = await org_page(request, org_id, "recordings")
+    call = await _call_of(request, org_id, call_sid)
+    context = page.context(
+        "calls",
+        title="Delete this recording?",
+        text=f"The recording of call {call.call_sid} is deleted for good, and its links stop "
+        "working at once. This cannot be undone.",
+        action=f"/o/{org_id}/calls/{call.call_sid}/recording/delete",
+        button="Delete recording",
+        back=f"/o/{org_id}/calls/{call.call_sid}",
+    )
+    return render(request, "confirm.html", context)
+
+
+@router.post("/calls/{call_sid}/recording/delete")
+async def recording_delete(request: Request, org_id: str, call_sid: str) -> Response:
+    """Delete the call's recording for good, as DELETE …/recording does."""
+    await org_page(request, org_id, "recordings")
+    await form_of(request)
+    runtime = services(request)
+    call = await _call_of(request, org_id, call_sid)
+    try:
+        await recordings.delete_for_good(
+            runtime.db,
+            org_id,
+            call.call_sid,
+            calls=runtime.recorded_calls,
+            storage=runtime.storage,
+            spool=runtime.spool,
+            now=runtime.clock.now(),
+        )
+    except NotFound:
+        raise PageError(404, "No recording", recordings.NOTHING_TO_DELETE) from None
+    return redirect(request, f"/o/{org_id}/calls/{call.call_sid}")
+
+
+async def _call_of(request: Request, org_id: str, call_sid: str) -> Any:
+    runtime = services(request)
+    async with runtime.db.read() as session:
+        try:
+            return await calls.find_call(session, org_id, call_sid)
+        except NotFound:
+            raise PageError(404, "Call not found", "There is no such call here.") from None

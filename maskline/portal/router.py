@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
-from maskline.portal import audit, pages, signin, wallet
+from maskline.portal import account, audit, members, pages, signin, usage, wallet, webhooks
 from maskline.portal.web import (
     HERE,
     SECURITY_HEADERS,
@@ -41,6 +41,10 @@ def install_portal(app: FastAPI) -> None:
     app.include_router(wallet.router)
     app.include_router(wallet.invoices_router)
     app.include_router(audit.router)
+    app.include_router(members.router)
+    app.include_router(account.router)
+    app.include_router(webhooks.router)
+    app.include_router(usage.router)
     app.mount("/static", _Static(directory=HERE / "static"), name="static")
     app.add_exception_handler(PageError, error_page)
     app.add_exception_handler(SignInRequired, sign_in_redirect)

@@ -19,14 +19,20 @@ from maskline.accounts import service as accounts
 from maskline.accounts import sessions
 from maskline.accounts.mail import Mailer
 from maskline.accounts.models import User
+from maskline.errors import ConfigurationError
 from maskline.keys.principals import PrincipalCache
 from maskline.kit.crypto import KeyedDigest, SecretBox
 from maskline.kit.ratelimit import RateLimiter
 from maskline.kit.web import Services
 from maskline.orgs.models import Organisation
 from maskline.payments.gateway import Razorpay
+from maskline.recordings.calls import Calls
+from maskline.recordings.signing import UrlSigner
+from maskline.recordings.storage import Storage
+from maskline.telephony.media.recorder import Spool
 
 HERE = Path(__file__).parent
+FLASH_COOKIE = "maskline_once"
 
 
 def _pager(query: Any, page: int) -> str:
@@ -49,7 +55,8 @@ def templates() -> Jinja2Templates:
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -68,6 +75,12 @@ class PortalServices(Services, Protocol):
     principals: PrincipalCache
     csrf_digest: KeyedDigest
     razorpay: Razorpay | None
+    signer: UrlSigner
+    storage: Storage
+    spool: Spool
+    recorded_calls: Calls
+
+    def wake_worker(self) -> None: ...
 
 
 def services(request: Request) -> PortalServices:
@@ -216,9 +229,28 @@ ROLE_PAGES = {
     "overview": ("owner", "developer", "billing"),
     "keys": ("owner", "developer"),
     "calls": ("owner", "developer"),
+    "recordings": ("owner", "developer"),
+    "webhooks": ("owner", "developer"),
+    "usage": ("owner", "developer", "billing"),
+    "numbers": ("owner", "developer"),
     "wallet": ("owner", "billing"),
+    "members": ("owner",),
     "audit": ("owner",),
+    "account": ("owner", "developer", "billing"),
 }
+# The sections in the navigation, in order (a call's recording is on the call's page).
+NAV = [
+    ("overview", "Overview"),
+    ("keys", "API keys"),
+    ("calls", "Calls"),
+    ("webhooks", "Webhooks"),
+    ("usage", "Usage"),
+    ("numbers", "Numbers"),
+    ("wallet", "Wallet"),
+    ("members", "Members"),
+    ("audit", "Audit log"),
+    ("account", "Account"),
+]
 
 
 @dataclass(frozen=True)
@@ -236,7 +268,7 @@ class OrgPage:
         return self.current.user
 
     def context(self, section: str, **values: Any) -> dict[str, Any]:
-        return {"page": self, "section": section, "role_pages": ROLE_PAGES, **values}
+        return {"page": self, "section": section, "role_pages": ROLE_PAGES, "nav": NAV, **values}
 
 
 async def org_page(request: Request, org_id: str, section: str) -> OrgPage:
@@ -268,3 +300,45 @@ async def form_of(request: Request) -> dict[str, str]:
             "This form has expired or did not come from this site. Reload the page and try again.",
         )
     return values
+
+
+def set_flash(request: Request, response: Response, path: str, secret: str) -> None:
+    """Hand ``secret`` to the next GET of ``path`` only (the POST/redirect/GET of a
+    value shown once): encrypted, bound to this session, HttpOnly, for 5 minutes."""
+    basis = request.cookies.get(session_cookie(request), "")
+    sealed = services(request).box.encrypt(f"flash:{csrf_digest_of(request, basis)}:{secret}")
+    response.set_cookie(
+        FLASH_COOKIE,
+        sealed,
+        path=path,
+        max_age=300,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+    )
+
+
+def read_flash(request: Request) -> str | None:
+    """The value ``set_flash`` left for this page (the page's answer must then
+    ``clear_flash``, so a reload shows nothing)."""
+    sealed = request.cookies.get(FLASH_COOKIE)
+    if sealed is None:
+        return None
+    basis = request.cookies.get(session_cookie(request), "")
+    try:
+        opened = services(request).box.decrypt(sealed)
+    except (ConfigurationError, ValueError, UnicodeError):
+        return None
+    prefix = f"flash:{csrf_digest_of(request, basis)}:"
+    return opened.removeprefix(prefix) if opened.startswith(prefix) else None
+
+
+def clear_flash(request: Request, response: Response, path: str) -> None:
+    if FLASH_COOKIE in request.cookies:
+        response.delete_cookie(
+            FLASH_COOKIE, path=path, secure=_secure(request), httponly=True, samesite="lax"
+        )
+
+
+def csrf_digest_of(request: Request, basis: str) -> str:
+    return services(request).csrf_digest(f"flash:{basis}")

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-from functools import partial
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -31,7 +30,6 @@ from maskline.kit.web import Services, process_services
 from maskline.recordings import service
 from maskline.recordings.calls import Calls
 from maskline.recordings.models import Recording
-from maskline.recordings.repository import object_removed
 from maskline.recordings.schemas import RecordingEnvelope
 from maskline.recordings.signing import UrlSigner
 from maskline.recordings.storage import Storage
@@ -86,26 +84,15 @@ async def get_recording(call_sid: str, principal: KeyDep, runtime: RuntimeDep) -
 )
 async def delete_recording(call_sid: str, principal: KeyDep, runtime: RuntimeDep) -> Response:
     """Delete the recording for good; its signed URLs stop working at once."""
-    now = runtime.clock.now()
-    key = await runtime.db.transaction(
-        partial(
-            service.delete_recording,
-            org_id=principal.org_id,
-            call_sid=call_sid,
-            calls=runtime.recorded_calls,
-            now=now,
-        )
+    await service.delete_for_good(
+        runtime.db,
+        principal.org_id,
+        call_sid,
+        calls=runtime.recorded_calls,
+        storage=runtime.storage,
+        spool=runtime.spool,
+        now=runtime.clock.now(),
     )
-    if key is not None:
-        try:
-            await asyncio.to_thread(runtime.storage.delete, key)
-        except OSError:
-            # Already unreachable (the row says deleted); the worker's sweep retries.
-            log.exception("cannot remove a deleted recording's file now")
-        else:
-            await runtime.db.transaction(partial(object_removed, call_sid=call_sid.lower()))
-    # Not encoded yet (or never will be): its raw audio goes too.
-    await asyncio.to_thread(runtime.spool.discard, call_sid.lower())
     return Response(status_code=204)
 
 

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.errors import NotFound
 from maskline.kit.clock import rfc3339
+from maskline.kit.db import Database
 from maskline.kit.scope import scoped
 from maskline.recordings.calls import Calls
 from maskline.recordings.models import Recording
-from maskline.recordings.repository import lock_recording, mark_deleted
+from maskline.recordings.repository import lock_recording, mark_deleted, object_removed
 from maskline.recordings.schemas import RecordingOut
 from maskline.recordings.signing import UrlSigner
+from maskline.recordings.storage import Storage
+from maskline.telephony.media.recorder import Spool
+
+log = logging.getLogger("maskline.recordings")
 
 NOT_READY = "This call has no recording ready."
 NOTHING_TO_DELETE = "This call has no recording to delete."
@@ -64,3 +72,31 @@ async def delete_recording(
     if recording is None or recording.status == "deleted":
         raise NotFound(NOTHING_TO_DELETE)
     return await mark_deleted(session, recording, calls=calls, now=now)
+
+
+async def delete_for_good(
+    db: Database,
+    org_id: str,
+    call_sid: str,
+    *,
+    calls: Calls,
+    storage: Storage,
+    spool: Spool,
+    now: datetime,
+) -> None:
+    """What DELETE …/recording does (the API and the portal alike): the row marked
+    deleted (NotFound when there is nothing to delete), then its file and any raw audio
+    not encoded yet removed."""
+    key = await db.transaction(
+        partial(delete_recording, org_id=org_id, call_sid=call_sid, calls=calls, now=now)
+    )
+    if key is not None:
+        try:
+            await asyncio.to_thread(storage.delete, key)
+        except OSError:
+            # Already unreachable (the row says deleted); the worker's sweep retries.
+            log.exception("cannot remove a deleted recording's file now")
+        else:
+            await db.transaction(partial(object_removed, call_sid=call_sid.lower()))
+    # Not encoded yet (or never will be): its raw audio goes too.
+    await asyncio.to_thread(spool.discard, call_sid.lower())

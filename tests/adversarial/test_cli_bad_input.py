@@ -61,6 +61,17 @@ CASES: dict[tuple[str, ...], list[tuple[list[str], str]]] = {
         ),
         (["--org", "nope", "--email", "a@example.com"], "No organisation with id or name 'nope'."),
     ],
+    ("user", "invite"): [
+        (
+            ["--org", ORG, "--email", "a@example.com", "--role", "admin"],
+            "role must be one of owner, developer, billing.",
+        ),
+        (
+            ["--org", ORG, "--email", "not an email"],
+            "email must be an email address, like you@example.com.",
+        ),
+        (["--org", "nope", "--email", "a@example.com"], "No organisation with id or name 'nope'."),
+    ],
     ("user", "list"): [(["--org", "nope"], "No organisation with id or name 'nope'.")],
     ("user", "remove"): [
         (

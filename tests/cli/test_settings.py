@@ -179,6 +179,10 @@ ARGS: dict[tuple[str, ...], list[str]] = {
     ("webhook", "deliveries"): ["--org", ORG],
     ("webhook", "replay"): ["dlv_x"],
     ("calls", "show"): ["3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"],
+    ("user", "create"): ["--org", ORG, "--email", "dev@example.in"],
+    ("user", "invite"): ["--org", ORG, "--email", "dev@example.in"],
+    ("user", "list"): ["--org", ORG],
+    ("user", "remove"): ["--org", ORG, "--email", "dev@example.in"],
 }
 BAD_SETTING = {"MASKLINE_RTP_PORTS": "20000"}
 BAD_SETTING_LINE = f"error: MASKLINE_RTP_PORTS: {PORTS}'20000'\n"

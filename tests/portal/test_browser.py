@@ -4,6 +4,7 @@ mails the tests follow."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response
 from pypdf import PdfReader
 
 from tests.conftest import TEST_SECRET_KEY
+from tests.portal.axe import axe_script
 from tests.support.cli import run_cli
 from tests.support.databases import fresh_database
 from tests.support.mailbox import Mailbox, mailbox
@@ -445,3 +447,197 @@ class TestWallet:
         assert late.json() == {"data": {"outcome": "already_credited"}}
         page.reload()
         assert page.locator("#balance").inner_text() == "Rs 600.00"
+
+
+# Where the suite writes the screenshots of docs/portal.md when asked (run once by
+# hand: MASKLINE_PORTAL_SCREENSHOTS=docs/portal); unset, nothing is written.
+SHOTS_ENV = "MASKLINE_PORTAL_SCREENSHOTS"
+SHOT_WIDTH = 1000
+NARROW = 360
+
+
+def axe_violations(page: Page) -> list[str]:
+    """The serious and critical violations axe-core finds on the page."""
+    # Through the DevTools protocol, which the page's CSP (no inline script) does not
+    # govern: the page is checked with its real policy on, not bypassed.
+    page.evaluate(axe_script().read_text(encoding="utf-8"))
+    found = page.evaluate(
+        """async () => {
+            const result = await axe.run(document, {resultTypes: ["violations"]});
+            return result.violations
+                .filter(v => v.impact === "serious" || v.impact === "critical")
+                .map(v => `${v.id}: ${v.nodes.map(n => n.target.join(" ")).join(", ")}`);
+        }"""
+    )
+    return list(found)
+
+
+def check_page(page: Page, name: str) -> None:
+    """The page at 1000 px (its screenshot, when asked) and at 360 px: no horizontal
+    scroll, and no serious or critical accessibility violation."""
+    page.set_viewport_size({"width": SHOT_WIDTH, "height": 720})
+    shots = os.environ.get(SHOTS_ENV)
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(shots) / f"{name}.jpg"), full_page=True, quality=70)
+    page.set_viewport_size({"width": NARROW, "height": 720})
+    width = page.evaluate("document.documentElement.scrollWidth")
+    wide = page.evaluate(
+        """limit => [...document.querySelectorAll("body *")]
+            .filter(e => e.getBoundingClientRect().right > limit)
+            .map(e => `${e.tagName}#${e.id}.${e.className}:${e.getBoundingClientRect().right}`)
+            .filter(t => !t.startsWith("A#.:") && !t.startsWith("TD") && !t.startsWith("TH"))
+            .slice(0, 8)""",
+        NARROW,
+    )
+    assert width <= NARROW, f"{name} is {width} px wide at {NARROW} px: {wide}"
+    assert axe_violations(page) == [], name
+
+
+def focus(page: Page, selector: str, *, most: int = 40) -> None:
+    """Tab (the keyboard only) until ``selector`` has the focus."""
+    for _ in range(most):
+        if page.evaluate(f"document.activeElement?.matches({selector!r}) ?? false"):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"{selector} never took the focus")
+
+
+class TestEveryPage:
+    def test_keyboard_only_key_then_a_recorded_call_played_and_deleted_and_every_page_checked(
+        self, browser: Browser, portal: Portal, problems: Problems
+    ) -> None:
+        context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+        page = context.new_page()
+        page.on("console", problems.on_console)
+        page.on("requestfailed", problems.on_failed)
+        page.on("response", problems.on_response)
+        try:
+            self._flow(page, portal)
+        finally:
+            context.close()
+        assert problems.unexpected_console() == []
+        assert problems.failed == []
+
+    def _flow(self, page: Page, portal: Portal) -> None:
+        for name, path in (("sign-in", "/sign-in"), ("sign-up", "/sign-up"), ("reset", "/reset")):
+            page.goto(f"{portal.url}{path}")
+            check_page(page, name)
+        org = sign_up(page, portal, "keys@example.com", "Keyboard Co")
+        page.get_by_role("button", name=re.compile("^Sign out")).click()
+
+        # Keyboard only: sign in, create a key, copy it.
+        page.goto(f"{portal.url}/sign-in")
+        focus(page, "input[name=email]")
+        page.keyboard.type("keys@example.com")
+        page.keyboard.press("Tab")
+        page.keyboard.type(PASSWORD)
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="Overview").wait_for()
+        page.goto(f"{portal.url}/o/{org}/keys")
+        focus(page, "#key-name")
+        page.keyboard.type("typed")
+        page.keyboard.press("Enter")
+        page.locator("#new-key").wait_for()
+        key = page.locator("#new-key").input_value()
+        focus(page, "button[data-copy]")
+        page.keyboard.press("Enter")
+        page.get_by_role("button", name="Copied").wait_for()
+        assert page.evaluate("navigator.clipboard.readText()") == key
+        check_page(page, "keys")
+        page.reload()  # no second key, and the key is not shown again
+        assert page.locator("#new-key").count() == 0
+        assert page.locator("#keys tbody tr td:first-child").all_inner_texts().count("typed") == 1
+
+        # A recorded call: the player plays it, a seek reads by Range, then it is deleted.
+        created = httpx.post(
+            f"{portal.url}/v1/masking/calls",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"party_a": "9876543210", "party_b": "9123456789"},
+        )
+        assert created.status_code == 201, created.text
+        sid = created.json()["data"]["call_sid"]
+
+        def recorded() -> bool:
+            found = httpx.get(
+                f"{portal.url}/v1/masking/calls/{sid}", headers={"Authorization": f"Bearer {key}"}
+            ).json()["data"]
+            return bool(found["recording_status"] == "ready")
+
+        eventually_blocking(recorded, what="the recording", within=60)
+        ranges: list[tuple[str | None, int]] = []
+        page.on(
+            "response",
+            lambda r: (
+                ranges.append((r.request.all_headers().get("range"), r.status))
+                if f"/recordings/{sid}.mp3" in r.url
+                else None
+            ),
+        )
+        page.goto(f"{portal.url}/o/{org}/calls/{sid}")
+        player = page.locator("#player")
+        player.evaluate(
+            "audio => new Promise(done => audio.readyState >= 3 ? done() :"
+            " audio.addEventListener('canplay', done, {once: true}))"
+        )
+        duration = player.evaluate("audio => audio.duration")
+        assert duration > 3
+        player.evaluate(
+            "(audio, to) => new Promise(done => {"
+            " audio.addEventListener('seeked', done, {once: true}); audio.currentTime = to; })",
+            duration - 1,
+        )
+        eventually_blocking(lambda: any(s == 206 for _r, s in ranges), what="a 206")
+        assert all(r is not None and r.startswith("bytes=") for r, _s in ranges), ranges
+        check_page(page, "call")
+        page.set_viewport_size({"width": SHOT_WIDTH, "height": 720})
+        page.locator("#recording-delete").click()
+        page.get_by_role("button", name="Delete recording").click()
+        page.get_by_role("heading", name=f"Call {sid}").wait_for()
+        assert page.locator("#player").count() == 0
+        assert page.locator('[data-field="recording_status"]').inner_text() == "none"
+
+        for name, path in (
+            ("overview", ""),
+            ("calls", "/calls"),
+            ("webhooks", "/webhooks"),
+            ("usage", "/usage"),
+            ("numbers", "/numbers"),
+            ("wallet", "/wallet"),
+            ("members", "/members"),
+            ("audit", "/audit"),
+            ("account", "/account"),
+        ):
+            page.goto(f"{portal.url}/o/{org}{path}")
+            check_page(page, name)
+
+
+class TestMembersInBrowser:
+    def test_an_invitee_gets_the_mail_signs_in_with_the_role_and_cannot_open_recordings(
+        self, page: Page, browser: Browser, portal: Portal, problems: Problems
+    ) -> None:
+        org = sign_up(page, portal, "team@example.com", "Team Co")
+        page.goto(f"{portal.url}/o/{org}/members")
+        page.get_by_label("Email").fill("accounts@example.com")
+        page.get_by_label("Role", exact=True).select_option("billing")
+        page.get_by_role("button", name="Invite").click()
+        page.get_by_text("Invitation sent").wait_for()
+        link = portal.mail.link_to("accounts@example.com", "You are invited to")
+        other = browser.new_context()
+        try:
+            invitee = other.new_page()
+            invitee.on("console", problems.on_console)
+            sign_in_by_link(invitee, link)
+            assert invitee.url.endswith(f"/o/{org}")
+            labels = invitee.locator("nav.tabs a").all_inner_texts()
+            assert labels == ["Overview", "Usage", "Wallet", "Account"]
+            problems.expected_statuses.add(403)
+            for path in ("/keys", "/calls", "/webhooks"):
+                response = invitee.goto(f"{portal.url}/o/{org}{path}")
+                assert response is not None
+                assert response.status == 403, path
+        finally:
+            other.close()
+        page.reload()
+        row = page.locator('tr[data-member="accounts@example.com"]')
+        assert row.get_attribute("data-role") == "billing"
