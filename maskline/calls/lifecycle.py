@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.billing import talktime
 from maskline.billing.talktime import Pricing
+from maskline.calls import tally
 from maskline.calls.flow import CallState, Phase, Status
 from maskline.calls.models import TERMINAL_STATUSES, Call
 from maskline.calls.schemas import CallOut, talk_seconds
@@ -112,6 +113,7 @@ async def apply_state(
                 recordings.enqueue(session, call_sid=call.call_sid, org_id=call.org_id, now=now)
             await talktime.settle(session, call, pricing_of(call), talk_sec=talk, now=now)
             await release_number(session, call.call_sid, now=now)
+            await tally.count_ended_call(session, call)
         await session.flush()
     await _record_events(session, call, events, first_sequence, public_url=public_url, now=now)
 
