@@ -15,7 +15,7 @@ order, so that concurrent batches lock them in one order.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -85,7 +85,13 @@ async def count_new_call(session: AsyncSession, new: NewCall) -> None:
 async def count_new_calls(conn: AsyncConnection, asks: Sequence[NewCall]) -> list[None]:
     """The batch's new calls: their organisations' counts, then their pairs. Refuses
     nothing."""
-    per_org = Counter(ask.org_id for ask in asks)
+    await add_calls(conn, Counter(ask.org_id for ask in asks))
+    await _count_pairs(conn, {(ask.org_id, ask.pair, ask.day) for ask in asks})
+    return [None] * len(asks)
+
+
+async def add_calls(conn: AsyncConnection, per_org: Mapping[str, int]) -> None:
+    """``per_org[org]`` more calls stored for each organisation."""
     insert = _insert(conn, CallCount)
     await conn.execute(
         insert.values(
@@ -95,8 +101,6 @@ async def count_new_calls(conn: AsyncConnection, asks: Sequence[NewCall]) -> lis
             set_={"calls": CallCount.calls + insert.excluded.calls},
         )
     )
-    await _count_pairs(conn, {(ask.org_id, ask.pair, ask.day) for ask in asks})
-    return [None] * len(asks)
 
 
 async def _count_pairs(conn: AsyncConnection, pair_days: Iterable[tuple[str, str, date]]) -> None:
@@ -131,19 +135,25 @@ async def _count_pairs(conn: AsyncConnection, pair_days: Iterable[tuple[str, str
         )
         for org, day, prev in moved:
             firsts[(org, _as_date(day), _as_date(prev) if prev is not None else NEVER)] += 1
-    if firsts:
-        insert = _insert(conn, CallDayPairs)
-        await conn.execute(
-            insert.values(
-                [
-                    {"org_id": org, "day": day, "since": since, "pairs": n}
-                    for (org, day, since), n in sorted(firsts.items())
-                ]
-            ).on_conflict_do_update(
-                index_elements=[CallDayPairs.org_id, CallDayPairs.day, CallDayPairs.since],
-                set_={"pairs": CallDayPairs.pairs + insert.excluded.pairs},
-            )
+    await add_firsts(conn, firsts)
+
+
+async def add_firsts(conn: AsyncConnection, firsts: Mapping[tuple[str, date, date], int]) -> None:
+    """``firsts[(org, day, since)]`` more pairs called on ``day`` after ``since``."""
+    if not firsts:
+        return
+    insert = _insert(conn, CallDayPairs)
+    await conn.execute(
+        insert.values(
+            [
+                {"org_id": org, "day": day, "since": since, "pairs": n}
+                for (org, day, since), n in sorted(firsts.items())
+            ]
+        ).on_conflict_do_update(
+            index_elements=[CallDayPairs.org_id, CallDayPairs.day, CallDayPairs.since],
+            set_={"pairs": CallDayPairs.pairs + insert.excluded.pairs},
         )
+    )
 
 
 def _as_date(value: Any) -> date:

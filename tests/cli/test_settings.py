@@ -179,6 +179,7 @@ ARGS: dict[tuple[str, ...], list[str]] = {
     ("webhook", "deliveries"): ["--org", ORG],
     ("webhook", "replay"): ["dlv_x"],
     ("calls", "show"): ["3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"],
+    ("calls", "seed"): ["--org", ORG, "--count", "5"],
 }
 BAD_SETTING = {"MASKLINE_RTP_PORTS": "20000"}
 BAD_SETTING_LINE = f"error: MASKLINE_RTP_PORTS: {PORTS}'20000'\n"
