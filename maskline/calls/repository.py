@@ -66,6 +66,18 @@ _SIDES = (Call.party_a, Call.party_b)
 CALLS = Listing(Call, Call.created_at, Call.id, name="call-logs", noun="calls")
 
 
+def call_logs_filters(
+    *, dates: DateRange, statuses: list[str] | None, party: str | None
+) -> dict[str, object]:
+    """The call-logs filters as a cursor is bound to them."""
+    return {
+        "start": dates.start,
+        "end": dates.end,
+        "statuses": sorted(set(statuses)) if statuses else None,
+        "party": party,
+    }
+
+
 async def page_of_calls(
     session: AsyncSession,
     org_id: str,
@@ -76,12 +88,7 @@ async def page_of_calls(
     party: str | None,
 ) -> Paged[Call]:
     """A call-logs page, newest first; its total is the kept count when unfiltered."""
-    filters = {
-        "start": dates.start,
-        "end": dates.end,
-        "statuses": sorted(set(statuses)) if statuses else None,
-        "party": party,
-    }
+    filters = call_logs_filters(dates=dates, statuses=statuses, party=party)
     unfiltered = not any(filters.values())
     return await page_of(
         session,

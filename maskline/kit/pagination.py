@@ -191,16 +191,19 @@ async def page_of(
     next_cursor = encode_cursor(listing, filters, rows[-1]) if has_more else None
     capped = False
     if total is None:
-        total = await _count_capped(session, branches)
+        total = await _count_capped(session, branches, order)
         capped = total >= TOTAL_CAP
     meta = PageMeta.build(page, total, has_more=has_more, next_cursor=next_cursor, capped=capped)
     return Paged(rows, meta)
 
 
-async def _count_capped(session: AsyncSession, branches: Sequence[Select[Any]]) -> int:
-    """The rows of the branches' union, counted up to ``TOTAL_CAP``."""
+async def _count_capped(
+    session: AsyncSession, branches: Sequence[Select[Any]], order: Sequence[Any]
+) -> int:
+    """The rows of the branches' union, counted up to ``TOTAL_CAP``: each branch read in
+    the list's order (its index, which it leaves after ``TOTAL_CAP`` entries)."""
     limited = [
-        b.with_only_columns(literal(1).label("one")).order_by(None).limit(TOTAL_CAP)
+        b.with_only_columns(literal(1).label("one")).order_by(*order).limit(TOTAL_CAP)
         for b in branches
     ]
     inner = limited[0] if len(limited) == 1 else union_all(*(select(q.subquery()) for q in limited))
