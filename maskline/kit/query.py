@@ -23,27 +23,28 @@ def reject_repeated_parameters(request: Request) -> None:
 
 
 def _page(
+    request: Request,
     page: Annotated[
-        int | None,
+        int,
         Query(
             ge=1,
             le=1_000_000,
             description="Page number, from 1, within the first 10,000 rows (then use cursor).",
         ),
-    ] = None,
+    ] = 1,
     per_page: Annotated[
         int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page, 1 to 100.")
     ] = 20,
     cursor: Annotated[
-        str | None,
-        Query(max_length=200, description="meta.next_cursor of the previous page."),
-    ] = None,
+        str,
+        Query(min_length=1, max_length=200, description="meta.next_cursor of the previous page."),
+    ] = "",
 ) -> Page:
-    if cursor is not None:
-        if page is not None:
+    if cursor:
+        if "page" in request.query_params:
             raise InvalidRequest("Give page or cursor, not both.")
         return Page(page=None, per_page=per_page, cursor=cursor)
-    return Page(page=page or 1, per_page=per_page)
+    return Page(page=page, per_page=per_page)
 
 
 PageDep = Annotated[Page, Depends(_page)]
