@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,18 @@ from tests.calls.conftest import SPEED, call_settings
 from tests.conftest import Cli
 from tests.support.api import Api, OrgHandle, running_api
 from tests.support.calls import place, wait_for
+from tests.support.databases import fresh_database
 
 USE_CURSOR = "Use cursor to page beyond the first 10,000 calls."
 NOT_A_CURSOR = "cursor is not a cursor of this list with these filters."
+
+
+@pytest.fixture(scope="module")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of this module's own: its thousands of seeded calls are old to the
+    clocks of other tests (whose retention would spend its batches on them)."""
+    with fresh_database(tmp_path_factory.mktemp("db-scale")) as url:
+        yield url
 
 
 @pytest.fixture
