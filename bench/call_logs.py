@@ -1,138 +1,143 @@
-"""Issue 6's figure: call-logs latency with 1,000,000 calls in one organisation."""
+"""Issue 15's figures: call-logs and stats latency over HTTP with 1,000,000 calls in one
+organisation, seeded by ``maskline calls seed``.
+
+``maskline serve`` (embedded on SQLite; ``--role api`` on PostgreSQL) on a fresh
+database; the calls are seeded over 30 days, the planner's statistics gathered (a
+database that has been up a while), then each query is asked ``samples`` times in a
+row over one keep-alive connection.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import random
+import json
+import subprocess
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import insert
+from sqlalchemy import select, text
 
-from bench.calls import SECRET
+from bench.calls import server_env
 from bench.stats import summary_ms
-from maskline.app import create_app
 from maskline.calls.models import Call
-from maskline.keys import service as keys
-from maskline.onboarding import service as onboarding
-from maskline.settings import Settings
+from maskline.calls.repository import CALLS, call_logs_filters
+from maskline.kit.daterange import DateRange
+from maskline.kit.db import Database
+from maskline.kit.india import ist_date
+from maskline.kit.pagination import encode_cursor
+from tests.support.cli import cli_env
 from tests.support.databases import fresh_database
+from tests.support.server import MASKLINE, running_server
 
-STATUSES = ["completed"] * 6 + ["failed"] * 2 + ["no-answer"] * 2
-BATCH = 20_000
-
-
-def _rows(org_id: str, count: int, start: datetime, rng: random.Random) -> list[dict[str, Any]]:
-    rows = []
-    for n in range(count):
-        created = start + timedelta(seconds=n * 2)
-        status = rng.choice(STATUSES)
-        bridged = status == "completed"
-        rows.append(
-            {
-                "call_sid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "org_id": org_id,
-                "carrier": "sim",
-                "party_a": f"98{rng.randrange(10**8):08d}",
-                "party_b": f"97{rng.randrange(10**8):08d}",
-                "masked_number": "917969002801",
-                "status": status,
-                "hangup_cause": "NORMAL_CLEARING" if bridged else "USER_BUSY",
-                "hangup_by": "party_a",
-                "ring_timeout_sec": 30,
-                "record": False,
-                "created_at": created,
-                "started_at": created,
-                "ended_at": created + timedelta(seconds=60),
-                "answered_at": created + timedelta(seconds=5) if bridged else None,
-                "bridged_at": created + timedelta(seconds=8) if bridged else None,
-                "rate_paise": 150,
-                "pulse_sec": 60,
-                "pulse_price_paise": 150,
-                "hold_paise": 0,
-                "granted_pulses": 1 if bridged else 0,
-                "billed_pulses": 1 if bridged else 0,
-                "price_paise": 150 if bridged else 0,
-                "talk_sec": 52 if bridged else 0,
-                "recording_status": "none",
-                "event_seq": 2,
-            }
-        )
-    return rows
+ORG = "logs"
 
 
-async def _measure(url: str, data_dir: Path, count: int, samples: int) -> list[str]:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, database_url=url, secret_key=SECRET, data_dir=data_dir, log_level="WARNING"
+def _cli(env: dict[str, str], cwd: Path, *args: str) -> str:
+    done = subprocess.run(
+        [str(MASKLINE), *args], env=cli_env(env), cwd=cwd, capture_output=True, text=True
     )
-    app = create_app(settings, announce=lambda _c: None, role="api")
-    async with app.router.lifespan_context(app):
-        runtime = app.state.runtime
-        async with runtime.db.write() as session:
-            made = await onboarding.create_org(
-                session, "logs", box=runtime.box, now=runtime.clock.now()
+    if done.returncode != 0:
+        raise RuntimeError(f"maskline {' '.join(args)}: {done.stderr}")
+    return done.stdout
+
+
+async def _prepare(url: str, depth: int) -> tuple[str, str]:
+    """Planner statistics; a cursor ``depth`` rows deep; a customer with calls."""
+    db = Database(url, pool_size=1)
+    try:
+        async with db.engine.connect() as conn:
+            # PostgreSQL: the visibility map too (autovacuum's work on a live database),
+            # so that index-only scans read no heap.
+            vacuum = "VACUUM ANALYZE" if conn.dialect.name == "postgresql" else "ANALYZE"
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text(vacuum))
+        async with db.read() as session:
+            deep = (
+                await session.execute(
+                    select(Call)
+                    .order_by(Call.created_at.desc(), Call.id.desc())
+                    .offset(depth - 1)
+                    .limit(1)
+                )
+            ).scalar_one()
+            newest = (
+                await session.execute(select(Call).order_by(Call.created_at.desc()).limit(1))
+            ).scalar_one()
+        filters = call_logs_filters(dates=DateRange(None, None), statuses=None, party=None)
+        return encode_cursor(CALLS, filters, deep), newest.party_b
+    finally:
+        await db.dispose()
+
+
+def _queries(cursor: str, depth: int, party: str) -> dict[tuple[str, str], dict[str, Any]]:
+    today = ist_date(datetime.now(UTC))
+    week = {
+        "start_date": (today - timedelta(days=14)).isoformat(),
+        "end_date": (today - timedelta(days=8)).isoformat(),
+    }
+    logs = "/v1/masking/call-logs"
+    return {
+        (logs, "page 1"): {},
+        (logs, f"a cursor {depth:,} rows deep"): {"cursor": cursor},
+        (logs, "page 200"): {"page": 200},
+        (logs, "status=no-answer"): {"status": "no-answer"},
+        (logs, "status=failed,no-answer"): {"status": "failed,no-answer"},
+        (logs, "a 7-day date range"): week,
+        (logs, "status=completed + a 7-day range"): {"status": "completed", **week},
+        (logs, "party (either side)"): {"party": party},
+        ("/v1/masking/stats", "stats, the last 30 days"): {},
+    }
+
+
+async def _measure(
+    base_url: str, key: str, queries: dict[Any, dict[str, Any]], n: int
+) -> list[str]:
+    lines = []
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30) as http:
+        for (path, name), params in queries.items():
+            await http.get(path, params=params)  # warm
+            timings = []
+            for _ in range(n):
+                began = time.perf_counter()
+                response = await http.get(path, params=params)
+                timings.append(time.perf_counter() - began)
+                assert response.status_code == 200, response.text
+            meta = response.json().get("meta")
+            total = ""
+            if meta is not None:
+                total = f", total {meta['total']:,}{'+' if meta['total_capped'] else ''}"
+            lines.append(f"  {name}: {summary_ms(timings)}{total}")
+    return lines
+
+
+def call_logs_latency(kind: str, *, count: int = 1_000_000, samples: int = 100) -> str:
+    with tempfile.TemporaryDirectory() as tmp_dir, fresh_database(Path(tmp_dir), kind=kind) as url:
+        tmp = Path(tmp_dir)
+        env = server_env(url, tmp)
+        _cli(env, tmp, "migrate")
+        _cli(env, tmp, "org", "create", ORG, "--sandbox")
+        key = _cli(env, tmp, "key", "create", "--org", ORG, "--rate-limit", "1000000", "--json")
+        api_key = str(json.loads(key)["api_key"])
+        began = time.perf_counter()
+        _cli(env, tmp, "calls", "seed", "--org", ORG, "--count", str(count), "--seed", "15")
+        seed_sec = time.perf_counter() - began
+        depth = count * 9 // 10
+        cursor, party = asyncio.run(_prepare(url, depth))
+        role = ("--role", "api") if kind == "postgresql" else ()
+        with running_server(env, tmp, extra_args=role) as server:
+            lines = asyncio.run(
+                _measure(server.base_url, api_key, _queries(cursor, depth, party), samples)
             )
-            _key, api_key = await keys.create_key(
-                session, made.org, now=runtime.clock.now(), rate_limit=10**6
-            )
-        start = datetime(2026, 1, 1, tzinfo=UTC)
-        seeded = time.perf_counter()
-        rng = random.Random(7)
-        for offset in range(0, count, BATCH):
-            rows = _rows(
-                made.org.id, min(BATCH, count - offset), start + timedelta(seconds=offset * 2), rng
-            )
-            async with runtime.db.write() as session:
-                await session.execute(insert(Call), rows)
-        seed_sec = time.perf_counter() - seeded
-        if runtime.db.engine.dialect.name == "postgresql":
-            async with runtime.db.engine.connect() as conn:
-                await conn.exec_driver_sql("ANALYZE calls")
-        party = await _first_party(app, api_key)
-        queries = {
-            "page 1": {"per_page": 20},
-            "page 2,500 (offset 49,980)": {"per_page": 20, "page": 2500},
-            "status=completed, a date range": {
-                "status": "completed",
-                "start_date": "2026-01-10",
-                "end_date": "2026-01-12",
-            },
-            "party=…": {"party": party},
-        }
-        lines = [f"seeded {count:,} calls in {seed_sec:.0f} s"]
-        transport = httpx.ASGITransport(app=app)
-        headers = {"Authorization": f"Bearer {api_key}"}
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-            for name, params in queries.items():
-                timings = []
-                for _ in range(samples):
-                    began = time.perf_counter()
-                    response = await http.get(
-                        "/v1/masking/call-logs", headers=headers, params=params
-                    )
-                    timings.append(time.perf_counter() - began)
-                    assert response.status_code == 200, response.text
-                lines.append(f"  {name}: {summary_ms(timings)}")
-        return lines
+    head = f"call-logs and stats on {kind}, {count:,} calls seeded in {seed_sec:.1f} s"
+    return head + "\n" + "\n".join(lines)
 
 
-async def _first_party(app: Any, api_key: str) -> str:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
-        response = await http.get(
-            "/v1/masking/call-logs",
-            headers={"Authorization": f"Bearer {api_key}"},
-            params={"per_page": 1},
-        )
-        return str(response.json()["data"][0]["party_a"])
+if __name__ == "__main__":
+    import sys
 
-
-def call_logs_latency(kind: str, *, count: int = 1_000_000, samples: int = 30) -> str:
-    with tempfile.TemporaryDirectory() as tmp, fresh_database(Path(tmp), kind=kind) as url:
-        lines = asyncio.run(_measure(url, Path(tmp) / "data", count, samples))
-    return f"call-logs on {kind}: " + "\n".join(lines)
+    print(call_logs_latency(sys.argv[1], count=int(sys.argv[2]) if len(sys.argv) > 2 else 10**6))

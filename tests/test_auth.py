@@ -130,5 +130,13 @@ class TestOrganisationIsolation:
         assert [i["org_id"] for i in mine.json()["data"]] == [first.id]
         assert theirs.json() == {
             "data": [],
-            "meta": {"page": 1, "per_page": 20, "total": 0, "total_pages": 0, "has_more": False},
+            "meta": {
+                "page": 1,
+                "per_page": 20,
+                "total": 0,
+                "total_pages": 0,
+                "has_more": False,
+                "next_cursor": None,
+                "total_capped": False,
+            },
         }

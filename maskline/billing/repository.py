@@ -1,24 +1,19 @@
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing.models import Invoice, LedgerEntry
-from maskline.kit.pagination import Page
+from maskline.kit.pagination import Listing, Page, Paged, page_of
 from maskline.kit.scope import scoped
 
+INVOICES = Listing(
+    Invoice, Invoice.created_at, Invoice.invoice_number, name="invoices", noun="invoices"
+)
 
-async def page_of_invoices(
-    session: AsyncSession, org_id: str, page: Page
-) -> tuple[list[Invoice], int]:
-    query = scoped(Invoice, org_id)
-    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-    rows = await session.execute(
-        query.order_by(Invoice.created_at.desc(), Invoice.invoice_number.desc())
-        .offset(page.offset)
-        .limit(page.per_page)
-    )
-    return list(rows.scalars()), total
+
+async def page_of_invoices(session: AsyncSession, org_id: str, page: Page) -> Paged[Invoice]:
+    """The organisation's invoices, newest first."""
+    return await page_of(session, INVOICES, [scoped(Invoice, org_id)], page, filters={})
 
 
 async def find_invoice(session: AsyncSession, org_id: str, invoice_id: str) -> Invoice | None:

@@ -14,7 +14,6 @@ from maskline.errors import (
     error_responses,
 )
 from maskline.keys.auth import KeyDep
-from maskline.kit.pagination import PageMeta
 from maskline.kit.query import PageDep
 from maskline.kit.web import ServicesDep
 from maskline.orgs import service as orgs
@@ -43,8 +42,8 @@ async def get_billing(principal: KeyDep, runtime: ServicesDep) -> BillingEnvelop
 async def list_invoices(principal: KeyDep, runtime: ServicesDep, page: PageDep) -> InvoiceList:
     """The organisation's GST invoices for wallet top-ups, newest first."""
     async with runtime.db.read() as session:
-        rows, total = await repository.page_of_invoices(session, principal.org_id, page)
-    return InvoiceList(data=[InvoiceOut.build(r) for r in rows], meta=PageMeta.build(page, total))
+        found = await repository.page_of_invoices(session, principal.org_id, page)
+    return InvoiceList(data=[InvoiceOut.build(r) for r in found.rows], meta=found.meta)
 
 
 @router.get(

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.billing import talktime
 from maskline.billing.talktime import Pricing
+from maskline.calls import tally
 from maskline.calls.flow import CallState, Phase, Status
 from maskline.calls.models import TERMINAL_STATUSES, Call
 from maskline.calls.schemas import CallOut, talk_seconds
@@ -139,12 +140,14 @@ async def apply_state(
 async def _finish(
     session: AsyncSession, call: Call, *, talk_sec: int | None, now: datetime
 ) -> None:
-    """An ended call's money (settled: its row's money fields set), its number (freed)
-    and its recording (queued): the same for every path to the end of a call."""
+    """An ended call's money (settled: its row's money fields set), its number (freed),
+    its recording (queued) and its day's tallies: the same for every path to the end of
+    a call."""
     if call.bridged_at is not None and call.record:
         recordings.enqueue(session, call_sid=call.call_sid, org_id=call.org_id, now=now)
     await talktime.settle(session, call, pricing_of(call), talk_sec=talk_sec, now=now)
     await release_number(session, call.call_sid, call.masked_number, now=now)
+    await tally.count_ended_call(session, call)
 
 
 async def _record_events(

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from maskline.kit.db import Base, UTCDateTime
@@ -17,9 +17,10 @@ class Call(Base):
     __table_args__ = (
         Index("ix_calls_org_created", "org_id", "created_at", "id"),
         Index("ix_calls_status_engine", "status", "engine_id"),
-        Index("ix_calls_org_status_created", "org_id", "status", "created_at"),
-        Index("ix_calls_org_party_a", "org_id", "party_a", "created_at"),
-        Index("ix_calls_org_party_b", "org_id", "party_b", "created_at"),
+        # Each call-logs filter reads its rows in the list's order (created_at, id).
+        Index("ix_calls_org_status_created", "org_id", "status", "created_at", "id"),
+        Index("ix_calls_org_party_a", "org_id", "party_a", "created_at", "id"),
+        Index("ix_calls_org_party_b", "org_id", "party_b", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -82,3 +83,64 @@ class IdempotencyKey(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class CallCount(Base):
+    """How many calls an organisation has stored (the unfiltered call-logs ``total``):
+    counted with each new call in the batch that inserts it, less those retention
+    deleted."""
+
+    __tablename__ = "call_counts"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger)
+    # The first Asia/Kolkata day whose calls' pairs are all in ``CallDayPairs`` (null:
+    # every day; set by the migration that began the tally, for the calls before it).
+    pairs_from: Mapped[date | None] = mapped_column(Date)
+
+
+class CallDayTally(Base):
+    """The figures of an organisation's ended calls per Asia/Kolkata day of creation,
+    added as each call ends, in the batch that ends it; never deleted (usage statistics
+    outlive the calls)."""
+
+    __tablename__ = "call_day_tallies"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer)
+    answered: Mapped[int] = mapped_column(Integer)
+    bridged: Mapped[int] = mapped_column(Integer)
+    completed: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    no_answer: Mapped[int] = mapped_column(Integer)
+    talk_sec: Mapped[int] = mapped_column(BigInteger)
+    bridged_talk_sec: Mapped[int] = mapped_column(BigInteger)
+    billed_sec: Mapped[int] = mapped_column(BigInteger)
+    price_paise: Mapped[int] = mapped_column(BigInteger)
+
+
+class CallPair(Base):
+    """Each A–B pair of an organisation (a keyed digest, never the numbers) with the
+    last two Asia/Kolkata days it was called on."""
+
+    __tablename__ = "call_pairs"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    pair: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_day: Mapped[date] = mapped_column(Date)
+    prev_day: Mapped[date | None] = mapped_column(Date)
+
+
+class CallDayPairs(Base):
+    """How many pairs were called on ``day`` whose previous call was on ``since``
+    (``NEVER`` for a first call). The distinct pairs of the days ``d1``…``d2`` are the
+    sum over those days with ``since < d1``: each pair counts once, on its first day in
+    the range."""
+
+    __tablename__ = "call_day_pairs_since"
+
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    since: Mapped[date] = mapped_column(Date, primary_key=True)
+    pairs: Mapped[int] = mapped_column(Integer)

@@ -19,14 +19,14 @@ from sqlalchemy import (
     inspect,
     or_,
     select,
-    union,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
+from maskline.calls import tally
 from maskline.calls.models import LIVE_STATUSES, Call
 from maskline.kit.daterange import DateRange
-from maskline.kit.pagination import Page
+from maskline.kit.pagination import Listing, Page, Paged, page_of
 from maskline.kit.scope import owned_by, scoped
 from maskline.webhooks.outbox import Prior
 
@@ -34,6 +34,8 @@ from maskline.webhooks.outbox import Prior
 def _filtered(
     org_id: str, *, dates: DateRange, statuses: list[str] | None = None, party: str | None = None
 ) -> Select[Any]:
+    """One query over the organisation's calls in ``dates`` (stats; the statuses and
+    party of the call-logs are ``_branches``)."""
     query = scoped(Call, org_id)
     if dates.start is not None:
         query = query.where(Call.created_at >= dates.start)
@@ -41,14 +43,39 @@ def _filtered(
         query = query.where(Call.created_at < dates.end)
     if statuses:
         query = query.where(Call.status.in_(statuses))
-    if party is not None:
-        # A union of two index lookups: an OR across the two columns would scan every call.
-        either = union(
-            select(Call.id).where(owned_by(Call, org_id), Call.party_a == party),
-            select(Call.id).where(owned_by(Call, org_id), Call.party_b == party),
-        )
-        query = query.where(Call.id.in_(select(either.subquery().c.id)))
     return query
+
+
+def _branches(
+    org_id: str, *, dates: DateRange, statuses: list[str] | None, party: str | None
+) -> list[Select[Any]]:
+    """The call-logs filter as queries whose union is the list, each read by an index in
+    the list's order (``created_at``, ``id``): one per status, and per side of the call
+    for a party (an OR or an IN would read every matching row to sort them)."""
+    base = _filtered(org_id, dates=dates)
+    sides = [base] if party is None else [base.where(column == party) for column in _SIDES]
+    if not statuses:
+        return sides
+    if party is not None:
+        # A party's calls are few: its index, then the statuses among them.
+        return [side.where(Call.status.in_(statuses)) for side in sides]
+    return [base.where(Call.status == status) for status in sorted(set(statuses))]
+
+
+_SIDES = (Call.party_a, Call.party_b)
+CALLS = Listing(Call, Call.created_at, Call.id, name="call-logs", noun="calls")
+
+
+def call_logs_filters(
+    *, dates: DateRange, statuses: list[str] | None, party: str | None
+) -> dict[str, object]:
+    """The call-logs filters as a cursor is bound to them."""
+    return {
+        "start": dates.start,
+        "end": dates.end,
+        "statuses": sorted(set(statuses)) if statuses else None,
+        "party": party,
+    }
 
 
 async def page_of_calls(
@@ -59,17 +86,18 @@ async def page_of_calls(
     dates: DateRange,
     statuses: list[str] | None,
     party: str | None,
-) -> tuple[list[Call], int]:
-    query = _filtered(org_id, dates=dates, statuses=statuses, party=party)
-    total = (
-        await session.execute(select(func.count()).select_from(query.order_by(None).subquery()))
-    ).scalar_one()
-    rows = await session.execute(
-        query.order_by(Call.created_at.desc(), Call.id.desc())
-        .offset(page.offset)
-        .limit(page.per_page)
+) -> Paged[Call]:
+    """A call-logs page, newest first; its total is the kept count when unfiltered."""
+    filters = call_logs_filters(dates=dates, statuses=statuses, party=party)
+    unfiltered = not any(filters.values())
+    return await page_of(
+        session,
+        CALLS,
+        _branches(org_id, dates=dates, statuses=statuses, party=party),
+        page,
+        filters=filters,
+        total=await tally.stored_calls(session, org_id) if unfiltered else None,
     )
-    return list(rows.scalars()), total
 
 
 @functools.cache
@@ -167,15 +195,9 @@ async def totals(session: AsyncSession, org_id: str, dates: DateRange) -> Totals
     return Totals(*(int(value) for value in row))
 
 
-def _ist_day(session: AsyncSession, column: Any) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone("Asia/Kolkata", column))
-    return func.date(column, "+330 minutes")  # SQLite stores naive UTC
-
-
 async def daily(session: AsyncSession, org_id: str, dates: DateRange) -> list[Day]:
     calls = _filtered(org_id, dates=dates).subquery()
-    day = _ist_day(session, calls.c.created_at).label("day")
+    day = tally.ist_day(session, calls.c.created_at).label("day")
     rows = await session.execute(
         select(
             day,

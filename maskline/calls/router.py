@@ -7,7 +7,7 @@ from typing import Annotated, Protocol
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maskline.calls import filters, repository, service
+from maskline.calls import filters, repository, service, tally
 from maskline.calls.idempotency import InFlight, StoredResponse
 from maskline.calls.intake import (
     NEW_CALL_SCHEMA,
@@ -29,8 +29,8 @@ from maskline.errors import (
     error_responses,
 )
 from maskline.keys.auth import CallStatusKeyDep, KeyDep
+from maskline.kit.crypto import KeyedDigest
 from maskline.kit.notify import Broadcast
-from maskline.kit.pagination import PageMeta
 from maskline.kit.query import DateRangeDep, PageDep
 from maskline.kit.web import Services, process_services
 from maskline.webhooks import ssrf
@@ -45,6 +45,8 @@ class CallsServices(Services, Protocol):
     idempotency: InFlight
     # Fired whenever any process commits call events: what the hang-up API waits on.
     call_events: Broadcast
+    # Digests of A–B pairs for the stats (never the numbers).
+    pair_digest: KeyedDigest
 
     def wake_engine(self) -> None: ...
 
@@ -101,6 +103,7 @@ async def create_call(
     if new_call.webhook_url is not None:
         await ssrf.resolve(new_call.webhook_url, allow_private=settings.allow_private_webhooks)
     wait_sec = settings.idempotency_wait_sec
+    pair_key = runtime.pair_digest(tally.pair_text(new_call.party_a, new_call.party_b))
 
     async def accept(session: AsyncSession) -> StoredResponse:
         return await service.create_call(
@@ -111,6 +114,7 @@ async def create_call(
             default_carrier=settings.carrier,
             public_url=settings.public_url,
             now=runtime.clock.now(),
+            pair_key=pair_key,
             idempotency_key=key,
             idempotency_wait_sec=wait_sec,
         )
@@ -189,10 +193,10 @@ async def call_logs(
         str | None, Query(max_length=100, description="One or more, comma-separated.")
     ] = None,
     party: Annotated[str | None, Query(max_length=40, description="Party A or B.")] = None,
-) -> CallList:
+) -> Response:
     """Call history, newest first, with filters on status, creation date and party."""
     async with runtime.db.read() as session:
-        rows, total = await repository.page_of_calls(
+        found = await repository.page_of_calls(
             session,
             principal.org_id,
             page,
@@ -201,7 +205,8 @@ async def call_logs(
             party=filters.party(party),
         )
     public_url = runtime.settings.public_url
-    return CallList(
-        data=[CallOut.build(r, public_url=public_url) for r in rows],
-        meta=PageMeta.build(page, total),
+    listed = CallList(
+        data=[CallOut.build(r, public_url=public_url) for r in found.rows], meta=found.meta
     )
+    # Serialised once: the model is built from the rows, not validated again.
+    return Response(listed.model_dump_json(), media_type="application/json")

@@ -12,7 +12,7 @@ from sqlalchemy import String, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing import wallet
-from maskline.calls import idempotency, repository
+from maskline.calls import idempotency, repository, tally
 from maskline.calls.flow import EVENT_NAMES, Emit, HangupRequested, Status, step
 from maskline.calls.idempotency import StoredResponse
 from maskline.calls.intake import NewCall
@@ -21,6 +21,7 @@ from maskline.calls.models import TERMINAL_STATUSES, Call
 from maskline.calls.schemas import CallOut
 from maskline.errors import InsufficientBalance, NoMaskedNumber, NotFound, RateLimited
 from maskline.kit.ids import new_call_sid
+from maskline.kit.india import ist_date
 from maskline.kit.money import pulse_price_paise
 from maskline.kit.scope import scoped
 from maskline.kit.writer import defer_to_batch
@@ -63,12 +64,14 @@ async def create_call(
     default_carrier: str,
     public_url: str,
     now: datetime,
+    pair_key: str,
     idempotency_key: str | None = None,
     idempotency_wait_sec: float = 10.0,
 ) -> StoredResponse:
     """Accept a call: hold one minute, lease a masked number, store it and ``call.initiated``.
 
     Checks run in SPEC §1's order: idempotency (409), balance (402), number pool (503).
+    ``pair_key`` is the keyed digest of the A–B pair (``tally.pair_text``).
     """
     if idempotency_key is not None:
         stored = await idempotency.claim_key(
@@ -147,6 +150,9 @@ async def create_call(
         (refusal,) = await wallet.hold_calls(await session.connection(), [ask])
         if refusal is not None:
             raise refusal
+    # Counted after the hold: a batch locks the organisation's wallet row before its
+    # tally rows, as every batch does (no lock cycle through them).
+    await tally.count_new_call(session, tally.NewCall(org_id, ist_date(now), pair_key))
     response = StoredResponse(
         201, json.dumps({"data": data}, separators=(",", ":"), ensure_ascii=False)
     )

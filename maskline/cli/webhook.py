@@ -150,10 +150,10 @@ def deliveries(org_ref: str, status: str | None, limit: int, as_json: bool) -> N
     async def work(cmd: Command) -> list[DeliveryOut]:
         async with cmd.db.read() as session:
             found = await orgs.resolve_org(session, org_ref)
-            rows, _total = await page_of_deliveries(
+            page = await page_of_deliveries(
                 session, found.id, Page(page=1, per_page=limit), status=status
             )
-            return [DeliveryOut.build(r) for r in rows]
+            return [DeliveryOut.build(r) for r in page.rows]
 
     emit({"deliveries": [d.model_dump() for d in run(work)]}, as_json=as_json)
 

@@ -23,11 +23,27 @@ def reject_repeated_parameters(request: Request) -> None:
 
 
 def _page(
-    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
+    request: Request,
+    page: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=1_000_000,
+            description="Page number, from 1, within the first 10,000 rows (then use cursor).",
+        ),
+    ] = 1,
     per_page: Annotated[
         int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page, 1 to 100.")
     ] = 20,
+    cursor: Annotated[
+        str,
+        Query(min_length=1, max_length=200, description="meta.next_cursor of the previous page."),
+    ] = "",
 ) -> Page:
+    if cursor:
+        if "page" in request.query_params:
+            raise InvalidRequest("Give page or cursor, not both.")
+        return Page(page=None, per_page=per_page, cursor=cursor)
     return Page(page=page, per_page=per_page)
 
 

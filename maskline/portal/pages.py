@@ -26,7 +26,7 @@ from maskline.errors import AppError, InvalidRequest, NotFound
 from maskline.keys import service as keys
 from maskline.kit.daterange import DateRange, parse_date_range
 from maskline.kit.india import IST
-from maskline.kit.pagination import Page, PageMeta
+from maskline.kit.pagination import MAX_PAGED_ROWS, Page
 from maskline.orgs import service as orgs
 from maskline.portal.charts import daily_bars
 from maskline.portal.web import (
@@ -198,7 +198,7 @@ async def _calls(request: Request, org_id: str) -> dict[str, Any]:
     values = {k: query.get(k, "") for k in ("status", "party", "from", "to")}
     raw_page = query.get("page", "1")
     number = int(raw_page) if raw_page.isascii() and raw_page.isdecimal() else 1
-    page = Page(page=max(1, min(number, 10_000)), per_page=CALLS_PER_PAGE)
+    page = Page(page=max(1, min(number, MAX_PAGED_ROWS // CALLS_PER_PAGE)), per_page=CALLS_PER_PAGE)
     runtime = services(request)
     try:
         dates = parse_date_range(values["from"] or None, values["to"] or None)
@@ -207,14 +207,14 @@ async def _calls(request: Request, org_id: str) -> dict[str, Any]:
     except AppError as exc:
         return {"filters": values, "error": exc.message, "calls": [], "meta": None}
     async with runtime.db.read() as session:
-        rows, total = await repository.page_of_calls(
+        found = await repository.page_of_calls(
             session, org_id, page, dates=dates, statuses=statuses, party=party
         )
     public_url = runtime.settings.public_url
     return {
         "filters": values,
-        "calls": [CallOut.build(r, public_url=public_url) for r in rows],
-        "meta": PageMeta.build(page, total),
+        "calls": [CallOut.build(r, public_url=public_url) for r in found.rows],
+        "meta": found.meta,
         "live_statuses": LIVE_STATUSES,
         "query": str(query),
     }
@@ -247,9 +247,11 @@ async def call_page(request: Request, org_id: str, call_sid: str) -> Response:
         except NotFound:
             raise PageError(404, "Call not found", "There is no such call here.") from None
         events = await events_of_call(session, org_id, call_sid)
-        deliveries, _total = await webhook_log.page_of_deliveries(
-            session, org_id, Page(page=1, per_page=50), call_sid=call.call_sid
-        )
+        deliveries = (
+            await webhook_log.page_of_deliveries(
+                session, org_id, Page(page=1, per_page=50), call_sid=call.call_sid
+            )
+        ).rows
         recording = None
         if page.role in ROLE_PAGES["recordings"] and call.recording_status == "ready":
             recording = await recordings.ready_recording(

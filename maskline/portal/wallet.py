@@ -54,9 +54,7 @@ async def _wallet_page(
         org = await orgs.get_org(session, org_id)
         figures = BillingOut.build(org, await wallet.get_wallet(session, org_id))
         ledger = await billing.latest_ledger(session, org_id)
-        invoices, _total = await billing.page_of_invoices(
-            session, org_id, Page(page=1, per_page=50)
-        )
+        invoices = (await billing.page_of_invoices(session, org_id, Page(page=1, per_page=50))).rows
         topups = await payments.latest_topups(session, org_id)
         notes = await payments.latest_credit_notes(session, org_id)
     context = page.context(

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from maskline.audit import service as audit
 from maskline.audit.service import Actor
 from maskline.errors import AppError, NotFound
-from maskline.kit.pagination import Page, PageMeta
+from maskline.kit.pagination import MAX_PAGED_ROWS, Page
 from maskline.portal.web import (
     OrgPage,
     clear_flash,
@@ -80,10 +80,13 @@ async def _webhooks_page(
     filters = _filters(request)
     raw_page = request.query_params.get("page", "1")
     number = int(raw_page) if raw_page.isascii() and raw_page.isdecimal() else 1
-    paging = Page(page=max(1, min(number, 10_000)), per_page=DELIVERIES_PER_PAGE)
+    paging = Page(
+        page=max(1, min(number, MAX_PAGED_ROWS // DELIVERIES_PER_PAGE)),
+        per_page=DELIVERIES_PER_PAGE,
+    )
     async with runtime.db.read() as session:
         endpoint = await service.get_endpoint(session, org_id)
-        rows, total = await repository.page_of_deliveries(
+        found = await repository.page_of_deliveries(
             session,
             org_id,
             paging,
@@ -103,8 +106,8 @@ async def _webhooks_page(
         overlap_until=endpoint.previous_secret_expires_at if endpoint and overlap else None,
         url_value=url_typed if url_typed is not None else (endpoint.url if endpoint else "") or "",
         secret=secret,
-        deliveries=[DeliveryOut.build(r) for r in rows],
-        meta=PageMeta.build(paging, total),
+        deliveries=[DeliveryOut.build(r) for r in found.rows],
+        meta=found.meta,
         filters=filters,
         statuses=STATUSES,
         events=EVENTS,

@@ -15,6 +15,7 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.billing.models import LedgerEntry
+from maskline.calls import tally
 from maskline.calls.models import TERMINAL_STATUSES, Call, IdempotencyKey
 from maskline.kit.crypto import KeyedDigest
 from maskline.numbers.models import NumberLease
@@ -84,6 +85,7 @@ async def delete_calls(
         update(LedgerEntry).where(LedgerEntry.call_sid.in_(sids)).values(call_sid=None)
     )
     await session.execute(delete(Call).where(Call.call_sid.in_(sids)))
+    await tally.uncount_calls(session, [call.org_id for call in calls])
     return len(sids)
 
 

@@ -10,6 +10,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls.models import Call
+from maskline.calls.tally import pair_text
 from maskline.kit.crypto import KeyedDigest
 from maskline.kit.daterange import DateRange
 from maskline.kit.india import IST, ist_date
@@ -30,11 +31,6 @@ FIGURES = (
     "billed_sec",
     "price_paise",
 )
-
-
-def pair_text(party_a: str, party_b: str) -> str:
-    """An A–B pair as the stats count it (``total_mappings``: A then B, as placed)."""
-    return f"{party_a}-{party_b}"
 
 
 def _figures(call: Call) -> dict[str, int]:

@@ -1,12 +1,20 @@
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.errors import NotFound
-from maskline.kit.pagination import Page
+from maskline.kit.pagination import Listing, Page, Paged, page_of
 from maskline.kit.scope import scoped
 from maskline.webhooks.models import WebhookDelivery
+
+DELIVERIES = Listing(
+    WebhookDelivery,
+    WebhookDelivery.created_at,
+    WebhookDelivery.id,
+    name="deliveries",
+    noun="deliveries",
+)
 
 
 async def page_of_deliveries(
@@ -17,7 +25,8 @@ async def page_of_deliveries(
     status: str | None = None,
     call_sid: str | None = None,
     event: str | None = None,
-) -> tuple[list[WebhookDelivery], int]:
+) -> Paged[WebhookDelivery]:
+    """The organisation's deliveries, newest first, filtered."""
     query = scoped(WebhookDelivery, org_id)
     if status is not None:
         query = query.where(WebhookDelivery.status == status)
@@ -25,13 +34,8 @@ async def page_of_deliveries(
         query = query.where(WebhookDelivery.call_sid == call_sid)
     if event is not None:
         query = query.where(WebhookDelivery.event == event)
-    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-    rows = await session.execute(
-        query.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-        .offset(page.offset)
-        .limit(page.per_page)
-    )
-    return list(rows.scalars()), total
+    filters = {"status": status, "call_sid": call_sid, "event": event}
+    return await page_of(session, DELIVERIES, [query], page, filters=filters)
 
 
 async def find_delivery(

@@ -8,7 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.errors import InvalidRequest, NotFound, RateLimited, Unauthorized, error_responses
 from maskline.keys.auth import KeyDep
-from maskline.kit.pagination import PageMeta
 from maskline.kit.query import PageDep
 from maskline.kit.web import Services, process_services
 from maskline.webhooks import feed, repository, service
@@ -53,10 +52,10 @@ async def list_deliveries(
 ) -> DeliveryList:
     """Every webhook delivery with its attempts and outcome, newest first."""
     async with runtime.db.read() as session:
-        rows, total = await repository.page_of_deliveries(
+        found = await repository.page_of_deliveries(
             session, principal.org_id, page, status=status, call_sid=call_sid, event=event
         )
-    return DeliveryList(data=[DeliveryOut.build(r) for r in rows], meta=PageMeta.build(page, total))
+    return DeliveryList(data=[DeliveryOut.build(r) for r in found.rows], meta=found.meta)
 
 
 @router.post(

@@ -121,6 +121,18 @@ CASES: dict[tuple[str, ...], list[tuple[list[str], str]]] = {
         ),
     ],
     ("webhook", "replay"): [(["dlv_nope"], "No webhook delivery with this id.")],
+    ("calls", "seed"): [
+        (
+            ["--org", ORG, "--count", "5"],
+            f"{ORG} is a live organisation: seed only a sandbox one, or give --force.",
+        ),
+        (["--org", "nope", "--count", "5"], "No organisation with id or name 'nope'."),
+        (
+            ["--org", ORG, "--count", "0"],
+            "Invalid value for '--count': 0 is not in the range 1<=x<=10000000.",
+        ),
+        (["--org", ORG], "Missing option '--count'."),
+    ],
     ("calls", "show"): [
         (
             ["3f1c2a9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"],

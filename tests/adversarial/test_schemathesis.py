@@ -79,6 +79,10 @@ SEMANTIC_RULES: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/v1/masking/stats"): (400,),
     # A cursor this organisation's feed never issued (SPEC §6: 400).
     ("GET", "/v1/events"): (400,),
+    # A list cursor maskline never issued, or page and cursor together; page past the
+    # first 10,000 rows (SPEC §3: 400).
+    ("GET", "/v1/masking/billing/invoices"): (400,),
+    ("GET", "/v1/webhooks/deliveries"): (400,),
     # Only the server can sign a recording URL: a generated signature is a 403.
     ("GET", "/v1/masking/recordings/{call_sid}.mp3"): (403,),
     # Only Razorpay can sign a webhook body: a generated X-Razorpay-Signature is a 400.

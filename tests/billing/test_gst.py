@@ -156,14 +156,25 @@ class TestTopUpInvoices:
         )
         body = response.json()
         assert [i["amount"] for i in body["data"]] == [30, 20]
+        cursor = body["meta"]["next_cursor"]
+        assert isinstance(cursor, str)
         assert body["meta"] == {
             "page": 1,
             "per_page": 2,
             "total": 3,
             "total_pages": 2,
             "has_more": True,
+            "next_cursor": cursor,
+            "total_capped": False,
         }
         page2 = await api.client.get(
             "/v1/masking/billing/invoices?per_page=2&page=2", headers=org.auth
         )
         assert [i["amount"] for i in page2.json()["data"]] == [10]
+        by_cursor = await api.client.get(
+            "/v1/masking/billing/invoices",
+            params={"per_page": 2, "cursor": cursor},
+            headers=org.auth,
+        )
+        assert [i["amount"] for i in by_cursor.json()["data"]] == [10]
+        assert by_cursor.json()["meta"]["next_cursor"] is None

@@ -183,6 +183,7 @@ ARGS: dict[tuple[str, ...], list[str]] = {
     ("user", "invite"): ["--org", ORG, "--email", "dev@example.in"],
     ("user", "list"): ["--org", ORG],
     ("user", "remove"): ["--org", ORG, "--email", "dev@example.in"],
+    ("calls", "seed"): ["--org", ORG, "--count", "5"],
 }
 BAD_SETTING = {"MASKLINE_RTP_PORTS": "20000"}
 BAD_SETTING_LINE = f"error: MASKLINE_RTP_PORTS: {PORTS}'20000'\n"

@@ -85,16 +85,32 @@ class TestCallLogs:
         first = await logs(api, data.org, per_page=3)
         assert first.status_code == 200
         assert sids(first) == [c["w"]["call_sid"], c["z"]["call_sid"], c["y"]["call_sid"]]
+        cursor = first.json()["meta"]["next_cursor"]
+        assert isinstance(cursor, str)
         assert first.json()["meta"] == {
             "page": 1,
             "per_page": 3,
             "total": 4,
             "total_pages": 2,
             "has_more": True,
+            "next_cursor": cursor,
+            "total_capped": False,
         }
         second = await logs(api, data.org, per_page=3, page=2)
         assert sids(second) == [c["x"]["call_sid"]]
         assert second.json()["meta"]["has_more"] is False
+        assert second.json()["meta"]["next_cursor"] is None
+        by_cursor = await logs(api, data.org, per_page=3, cursor=cursor)
+        assert sids(by_cursor) == [c["x"]["call_sid"]]
+        assert by_cursor.json()["meta"] == {
+            "page": None,
+            "per_page": 3,
+            "total": 4,
+            "total_pages": 2,
+            "has_more": False,
+            "next_cursor": None,
+            "total_capped": False,
+        }
         item = second.json()["data"][0]
         assert item == c["x"]
         assert (item["id"], item["caller_number"], item["target_number"]) == (

@@ -1,0 +1,332 @@
+"""Counts kept as calls are placed and end, so that call-logs and stats read a few rows
+instead of counting a million (SPEC §3).
+
+- ``call_counts``: an organisation's stored calls (the unfiltered call-logs total),
+  counted in the batch that inserts the calls;
+- ``call_pairs`` and ``call_day_pairs_since``: the distinct A–B pairs per range of
+  days (``total_mappings``), kept in the same batch;
+- ``call_day_tallies``: the figures of ended calls per Asia/Kolkata day of creation,
+  added in the batch that ends them.
+
+Each is written once per batch (``kit/writer.py``'s batch steps), rows in sorted
+order, so that concurrent batches lock them in one order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import case, func, literal_column, select, union_all, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from maskline.calls.models import (
+    LIVE_STATUSES,
+    Call,
+    CallCount,
+    CallDayPairs,
+    CallDayTally,
+    CallPair,
+)
+from maskline.kit.daterange import DateRange
+from maskline.kit.india import ist_date
+from maskline.kit.scope import owned_by
+from maskline.kit.writer import defer_to_batch
+
+# ``since`` of a pair's first call.
+NEVER = date(1, 1, 1)
+# The figures a day keeps for its ended calls: each is a sum over them (``_figures``).
+FIGURES = (
+    "calls",
+    "answered",
+    "bridged",
+    "completed",
+    "failed",
+    "no_answer",
+    "talk_sec",
+    "bridged_talk_sec",
+    "billed_sec",
+    "price_paise",
+)
+
+
+def pair_text(party_a: str, party_b: str) -> str:
+    """An A–B pair as the stats count it (``total_mappings``: A then B, as placed)."""
+    return f"{party_a}-{party_b}"
+
+
+def _insert(conn: AsyncConnection, model: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """A new call as the tally counts it: its organisation, its IST day of creation and
+    its pair's keyed digest."""
+
+    org_id: str
+    day: date
+    pair: str
+
+
+async def count_new_call(session: AsyncSession, new: NewCall) -> None:
+    """Count a call being inserted in this transaction (in its batch's step, when it
+    has one)."""
+    if not defer_to_batch(session, count_new_calls, new):
+        await count_new_calls(await session.connection(), [new])
+
+
+async def count_new_calls(conn: AsyncConnection, asks: Sequence[NewCall]) -> list[None]:
+    """The batch's new calls: their organisations' counts, then their pairs. Refuses
+    nothing."""
+    await add_calls(conn, Counter(ask.org_id for ask in asks))
+    await _count_pairs(conn, {(ask.org_id, ask.pair, ask.day) for ask in asks})
+    return [None] * len(asks)
+
+
+async def add_calls(conn: AsyncConnection, per_org: Mapping[str, int]) -> None:
+    """``per_org[org]`` more calls stored for each organisation."""
+    insert = _insert(conn, CallCount)
+    await conn.execute(
+        insert.values(
+            [{"org_id": org, "calls": n, "pairs_from": None} for org, n in sorted(per_org.items())]
+        ).on_conflict_do_update(
+            index_elements=[CallCount.org_id],
+            set_={"calls": CallCount.calls + insert.excluded.calls},
+        )
+    )
+
+
+async def _count_pairs(conn: AsyncConnection, pair_days: Iterable[tuple[str, str, date]]) -> None:
+    # A pair called on two days of one batch (around midnight) moves on in two rounds,
+    # the earlier day first: one statement may change a row once.
+    rounds: list[list[tuple[str, str, date]]] = []
+    placed: dict[tuple[str, str], int] = {}
+    for org, pair, day in sorted(pair_days, key=lambda t: (t[2], t[0], t[1])):
+        index = placed.get((org, pair), -1) + 1
+        placed[(org, pair)] = index
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append((org, pair, day))
+    firsts: Counter[tuple[str, date, date]] = Counter()
+    for each in rounds:
+        insert = _insert(conn, CallPair)
+        # A new pair is inserted; a pair called on a later day moves on (and its last
+        # day becomes its previous one); a pair already called that day is left alone.
+        moved = await conn.execute(
+            insert.values(
+                [
+                    {"org_id": org, "pair": pair, "last_day": day, "prev_day": None}
+                    for org, pair, day in sorted(each)
+                ]
+            )
+            .on_conflict_do_update(
+                index_elements=[CallPair.org_id, CallPair.pair],
+                set_={"prev_day": CallPair.last_day, "last_day": insert.excluded.last_day},
+                where=insert.excluded.last_day > CallPair.last_day,
+            )
+            .returning(CallPair.org_id, CallPair.last_day, CallPair.prev_day)
+        )
+        for org, day, prev in moved:
+            firsts[(org, _as_date(day), _as_date(prev) if prev is not None else NEVER)] += 1
+    await add_firsts(conn, firsts)
+
+
+async def add_firsts(conn: AsyncConnection, firsts: Mapping[tuple[str, date, date], int]) -> None:
+    """``firsts[(org, day, since)]`` more pairs called on ``day`` after ``since``."""
+    if not firsts:
+        return
+    insert = _insert(conn, CallDayPairs)
+    await conn.execute(
+        insert.values(
+            [
+                {"org_id": org, "day": day, "since": since, "pairs": n}
+                for (org, day, since), n in sorted(firsts.items())
+            ]
+        ).on_conflict_do_update(
+            index_elements=[CallDayPairs.org_id, CallDayPairs.day, CallDayPairs.since],
+            set_={"pairs": CallDayPairs.pairs + insert.excluded.pairs},
+        )
+    )
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+@dataclass(frozen=True, slots=True)
+class EndedCall:
+    """An ended call's figures, for the day it was created on."""
+
+    org_id: str
+    day: date
+    figures: tuple[int, ...]
+
+
+def figures(
+    *,
+    status: str,
+    answered: bool,
+    bridged: bool,
+    talk_sec: int,
+    billed_sec: int,
+    price_paise: int,
+) -> tuple[int, ...]:
+    """An ended call's contribution to each of ``FIGURES``."""
+    return (
+        1,
+        int(answered),
+        int(bridged),
+        int(status == "completed"),
+        int(status == "failed"),
+        int(status == "no-answer"),
+        talk_sec,
+        talk_sec if bridged else 0,
+        billed_sec,
+        price_paise,
+    )
+
+
+def ended(call: Call) -> EndedCall:
+    return EndedCall(
+        call.org_id,
+        ist_date(call.created_at),
+        figures(
+            status=call.status,
+            answered=call.answered_at is not None,
+            bridged=call.bridged_at is not None,
+            talk_sec=call.talk_sec,
+            billed_sec=call.billed_pulses * call.pulse_sec,
+            price_paise=call.price_paise,
+        ),
+    )
+
+
+async def count_ended_call(session: AsyncSession, call: Call) -> None:
+    """Add an ending call's figures to its day (its row must hold its final figures)."""
+    ask = ended(call)
+    if not defer_to_batch(session, count_ended_calls, ask):
+        await count_ended_calls(await session.connection(), [ask])
+
+
+async def count_ended_calls(conn: AsyncConnection, asks: Sequence[EndedCall]) -> list[None]:
+    """The batch's ended calls, added to their days: one statement. Refuses nothing."""
+    days: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0] * len(FIGURES))
+    for ask in asks:
+        sums = days[(ask.org_id, ask.day)]
+        for index, value in enumerate(ask.figures):
+            sums[index] += value
+    insert = _insert(conn, CallDayTally)
+    await conn.execute(
+        insert.values(
+            [
+                {"org_id": org, "day": day, **dict(zip(FIGURES, sums, strict=True))}
+                for (org, day), sums in sorted(days.items())
+            ]
+        ).on_conflict_do_update(
+            index_elements=[CallDayTally.org_id, CallDayTally.day],
+            set_={
+                name: getattr(CallDayTally, name) + getattr(insert.excluded, name)
+                for name in FIGURES
+            },
+        )
+    )
+    return [None] * len(asks)
+
+
+async def uncount_calls(session: AsyncSession, org_ids: Iterable[str]) -> None:
+    """Calls deleted (retention): one fewer stored per occurrence of its organisation."""
+    conn = await session.connection()
+    for org, n in sorted(Counter(org_ids).items()):
+        await conn.execute(
+            update(CallCount).where(owned_by(CallCount, org)).values(calls=CallCount.calls - n)
+        )
+
+
+async def stored_calls(session: AsyncSession, org_id: str) -> int:
+    """The organisation's stored calls, as counted."""
+    found = await session.scalar(select(CallCount.calls).where(owned_by(CallCount, org_id)))
+    return int(found or 0)
+
+
+@dataclass
+class Tallied:
+    """What the tallies hold for whole days ``first``…``last``: figures (``FIGURES``)
+    per day, ended and live calls together; live figures; the distinct pairs (None when
+    some of those days were not tallied for pairs)."""
+
+    days: dict[date, dict[str, int]]
+    live: int
+    pairs: int | None
+
+
+async def tallied(
+    session: AsyncSession, org_id: str, first: date, last: date, dates: DateRange
+) -> Tallied:
+    """The figures of the calls created on IST days ``first``…``last`` (``dates``, the
+    same days as instants), read in one statement (one snapshot): the ended calls'
+    tallies, the live calls themselves (at most the organisation's live-call cap), and
+    the distinct pairs."""
+    zero: Any = literal_column("0")
+    tally = CallDayTally
+    ended_rows = select(
+        literal_column("'day'"),
+        tally.day,
+        *(getattr(tally, name) for name in FIGURES),
+    ).where(owned_by(tally, org_id), tally.day.between(first, last))
+    live = select(
+        literal_column("'live'"),
+        ist_day(session, Call.created_at),
+        literal_column("1"),
+        case((Call.answered_at.is_not(None), 1), else_=0),
+        case((Call.bridged_at.is_not(None), 1), else_=0),
+        *([zero] * (len(FIGURES) - 3)),
+    ).where(
+        owned_by(Call, org_id),
+        Call.status.in_(LIVE_STATUSES),
+        Call.created_at >= dates.start,
+        Call.created_at < dates.end,
+    )
+    pairs = select(
+        literal_column("'pairs'"),
+        select(CallCount.pairs_from).where(owned_by(CallCount, org_id)).scalar_subquery(),
+        func.coalesce(
+            select(func.sum(CallDayPairs.pairs))
+            .where(
+                owned_by(CallDayPairs, org_id),
+                CallDayPairs.day.between(first, last),
+                CallDayPairs.since < first,
+            )
+            .scalar_subquery(),
+            0,
+        ),
+        *([zero] * (len(FIGURES) - 1)),
+    )
+    found = Tallied(days={}, live=0, pairs=None)
+    tallied_from: Any = None
+    counted_pairs = 0
+    for kind, day, *values in await session.execute(union_all(ended_rows, live, pairs)):
+        if kind == "pairs":
+            tallied_from, counted_pairs = day, int(values[0])
+            continue
+        if kind == "live":
+            found.live += 1
+        sums = found.days.setdefault(_as_date(day), dict.fromkeys(FIGURES, 0))
+        for name, value in zip(FIGURES, values, strict=True):
+            sums[name] += int(value)
+    if tallied_from is None or _as_date(tallied_from) <= first:
+        found.pairs = counted_pairs
+    return found
+
+
+def ist_day(session: AsyncSession, column: Any) -> Any:
+    """The Asia/Kolkata date of a stored instant, in SQL."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("Asia/Kolkata", column))
+    return func.date(column, "+330 minutes")  # SQLite stores naive UTC
