@@ -1,7 +1,7 @@
 """accounts: portal users, memberships, sessions, one-time links; API key names
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-03 04:30:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from maskline.kit.db import UTCDateTime
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
