@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from maskline.settings import Settings
+from maskline.webhooks.delivery import Clients
 from maskline.webhooks.signing import edesy_signature, standard_signature
 from maskline.webhooks.tasks import Job, deliver
 from tests.support.api import Api, running_api
@@ -423,15 +424,18 @@ class TestAttemptsThatRaise:
                 True,
                 runtime.clock.now(),
             )
-            async with httpx.AsyncClient(transport=httpx.MockTransport(broken)) as client:
+            clients = Clients(transport=httpx.MockTransport(broken))
+            try:
                 await deliver(
                     job,
                     db=runtime.db,
                     clock=runtime.clock,
                     box=runtime.box,
-                    client=client,
+                    clients=clients,
                     allow_private=True,
                 )
+            finally:
+                await clients.aclose()
             (row,) = await deliveries(api, org.auth)
         assert (row["status"], row["attempts"], row["last_status_code"], row["last_error"]) == (
             "pending",
