@@ -8,7 +8,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
-import httpx
+import httpcore
 import pytest
 
 from maskline.settings import Settings
@@ -402,10 +402,11 @@ class TestAttemptsThatRaise:
     async def test_an_attempt_that_raises_is_recorded_as_a_failed_attempt(
         self, settings: Settings
     ) -> None:
-        # The API alone (no worker), and a client whose transport fails in a way no
-        # HTTP error covers: the attempt must still be recorded and retried.
-        def broken(request: httpx.Request) -> httpx.Response:
-            raise RuntimeError("a fault of ours")
+        # The API alone (no worker), and a network that fails in a way no HTTP error
+        # covers: the attempt must still be recorded and retried.
+        class Broken(httpcore.AsyncNetworkBackend):
+            async def connect_tcp(self, *args: object, **kwargs: object) -> Any:
+                raise RuntimeError("a fault of ours")
 
         async with running_api(settings, role="api") as api:
             org = await api.make_org("hook-raises")
@@ -424,7 +425,7 @@ class TestAttemptsThatRaise:
                 True,
                 runtime.clock.now(),
             )
-            clients = Clients(transport=httpx.MockTransport(broken))
+            clients = Clients(network=Broken())
             try:
                 await deliver(
                     job,
