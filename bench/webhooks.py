@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import uvloop
 
 from bench.calls import SECRET
 from bench.nginx import NginxReceiver, nginx_receiver
@@ -240,8 +241,10 @@ def webhooks_bench(kind: str, *, events: int = 20_000, calls: int = 100) -> str:
         tempfile.TemporaryDirectory() as tmp,
         fresh_database(Path(tmp), kind=kind) as url,
         _receivers(Path(tmp)) as (nginx, receiver, slow),
+        # On uvloop, as `maskline serve` runs.
+        asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
     ):
-        lines = asyncio.run(
+        lines = runner.run(
             _run(url, Path(tmp) / "data", nginx, receiver, slow, events=events, calls=calls)
         )
     return "\n".join(f"webhooks on {kind}: {line}" for line in lines)

@@ -151,23 +151,35 @@ class Lane:
     open_until: datetime | None = None
     opened_for: timedelta = timedelta(0)
 
+    # Half open: the one attempt let through is in flight.
+    probing: bool = False
+
     def claimable(self, now: datetime) -> bool:
         if self.open_until is not None:
             # Open: nothing; half open (the time is up): one attempt at a time.
             return self.open_until <= now and self.held == 0
         return self.held < PER_ENDPOINT + BACKLOG
 
-    def answered(self, result: sending.AttemptResult, now: datetime) -> None:
-        unavailable = (
-            result.status_code is None
-            or result.status_code in (429,)
-            or (result.status_code >= 500)
-        )
+    def admit(self, now: datetime) -> tuple[bool, bool]:
+        """Whether a claimed delivery may be attempted now, and whether it is the one
+        attempt of a half-open circuit. Those claimed before the circuit opened wait."""
+        if self.open_until is None:
+            return True, False
+        if self.open_until > now or self.probing:
+            return False, False
+        self.probing = True
+        return True, True
+
+    def answered(self, result: sending.AttemptResult, now: datetime, *, probe: bool) -> None:
+        if probe:
+            self.probing = False
+        unavailable = result.status_code is None or result.status_code in (429,)
+        unavailable = unavailable or (result.status_code or 0) >= 500
         if not unavailable:
             self.failures, self.open_until, self.opened_for = 0, None, timedelta(0)
             return
         self.failures += 1
-        if self.failures >= FAILURES_TO_OPEN or self.open_until is not None:
+        if probe or (self.open_until is None and self.failures >= FAILURES_TO_OPEN):
             self.opened_for = min(max(self.opened_for * 2, OPEN_FIRST), OPEN_MOST)
             self.open_until = now + self.opened_for
             log.warning(
@@ -238,6 +250,18 @@ def _record_attempts() -> Any:
     )
 
 
+@functools.cache
+def _release() -> Any:
+    """Give back deliveries claimed and not attempted (their endpoint's circuit opened
+    meanwhile): still due, no attempt spent."""
+    t = _table(WebhookDelivery)
+    return (
+        update(t)
+        .where(t.c.id == bindparam("b_id"), t.c.lease_owner == bindparam("b_owner"))
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     job: Job
@@ -278,9 +302,20 @@ class Outcome:
         }
 
 
-async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+async def record_outcomes(
+    session: AsyncSession,
+    outcomes: Sequence[Outcome],
+    *,
+    released: Sequence[Job] = (),
+    owner: str = "",
+) -> None:
     """Record many attempts in one transaction: one statement for them all, and the
-    rare 410 from an endpoint (which pauses it) one by one, first (its lock order)."""
+    rare 410 from an endpoint (which pauses it) one by one, first (its lock order);
+    and give back the ``released`` deliveries, not attempted, in one more."""
+    if released:
+        await session.execute(
+            _release(), [{"b_id": job.delivery_id, "b_owner": owner} for job in released]
+        )
     for outcome in outcomes:
         if not outcome.simple:
             await record_outcome(session, outcome.job, outcome.result, now=outcome.at)
@@ -402,6 +437,8 @@ class WebhookWorker:
         # Claimed, and not yet recorded: never claimed again, whatever the lease says.
         self._inflight_ids: set[str] = set()
         self._outcomes: list[Outcome] = []
+        # Claimed, not attempted (their circuit opened): to give back.
+        self._released: list[Job] = []
         self._outcome_ready = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
         self._stopping = False
@@ -530,23 +567,29 @@ class WebhookWorker:
     async def _deliver(self, job: Job, lane: Lane) -> None:
         async with lane.slots, self._slots:
             sent_at = self.clock.now()
-            result = await _attempt(
-                job,
-                clients=self._clients,
-                resolver=self._resolver,
-                allow_private=self.settings.allow_private_webhooks,
-                now=sent_at,
-            )
-        answered_at = self.clock.now()
-        lane.answered(result, answered_at)
+            admitted, probe = lane.admit(sent_at)
+            if admitted:
+                result = await _attempt(
+                    job,
+                    clients=self._clients,
+                    resolver=self._resolver,
+                    allow_private=self.settings.allow_private_webhooks,
+                    now=sent_at,
+                )
         lane.held -= 1
         self._held -= 1
-        outcome = Outcome(job, result, answered_at)
-        self._outcomes.append(outcome)
-        self._outcome_ready.set()
-        if self.on_attempt is not None:
-            lag = 0.0 if job.due_at is None else (sent_at - job.due_at).total_seconds()
-            self.on_attempt(lag, outcome.status)
+        if not admitted:
+            self._released.append(job)
+            self._outcome_ready.set()
+        else:
+            answered_at = self.clock.now()
+            lane.answered(result, answered_at, probe=probe)
+            outcome = Outcome(job, result, answered_at)
+            self._outcomes.append(outcome)
+            self._outcome_ready.set()
+            if self.on_attempt is not None:
+                lag = 0.0 if job.due_at is None else (sent_at - job.due_at).total_seconds()
+                self.on_attempt(lag, outcome.status)
         if (job.url in self._left_out and lane.held <= PER_ENDPOINT) or (
             self._all_left_out and self._held <= HELD // 2
         ):
@@ -562,19 +605,24 @@ class WebhookWorker:
         while True:
             await self._outcome_ready.wait()
             self._outcome_ready.clear()
-            while self._outcomes:
+            while self._outcomes or self._released:
                 batch, self._outcomes = self._outcomes[:FLUSH], self._outcomes[FLUSH:]
-                await self._record(batch)
-            if self._stopping and not self._outcomes:
+                released, self._released = self._released[:FLUSH], self._released[FLUSH:]
+                await self._record(batch, released)
+            if self._stopping:
                 return
 
-    async def _record(self, batch: list[Outcome]) -> None:
+    async def _record(self, batch: list[Outcome], released: list[Job]) -> None:
         try:
-            await self.db.transaction(lambda session: record_outcomes(session, batch))
+            await self.db.transaction(
+                lambda session: record_outcomes(
+                    session, batch, released=released, owner=self.worker_id
+                )
+            )
         except Exception:
             # Unrecorded: the leases lapse and the deliveries are sent again (a duplicate,
             # never a loss).
-            log.exception("recording %s webhook outcomes failed", len(batch))
+            log.exception("recording %s webhook outcomes failed", len(batch) + len(released))
             unblocked = False
         else:
             # A settled event of a call lets the call's next one go (SPEC §6 order).
@@ -583,6 +631,8 @@ class WebhookWorker:
             )
         for outcome in batch:
             self._inflight_ids.discard(outcome.job.delivery_id)
+        for job in released:
+            self._inflight_ids.discard(job.delivery_id)
         if unblocked:
             self._runner.wake()
 
