@@ -1,15 +1,32 @@
-"""Issue 5's figures: webhook deliveries a second, and the delay from commit to POST."""
+"""Issue 15's webhook figures: the fan-out rate of a backlog to a keep-alive receiver, the
+same beside a receiver that answers in 2 s, and the delay from commit to POST.
+
+- **Fan-out**: ``events`` independent events queued for one organisation whose endpoint
+  is nginx answering 204 (``bench/nginx.py``), then the worker woken; the rate is the
+  events over the time from the wake-up to the last first arrival in nginx's log.
+- **Beside a slow receiver**: the same, for a second organisation, while a third one's
+  endpoint (a server of this module) answers every POST after ``SLOW_SEC``; its events
+  are queued first, so they are the longest due. The healthy organisation's rate here
+  against its rate alone (same run) is the slow receiver's cost to it.
+- **Delay**: calls placed one at a time over the API; from the POST's answer (its
+  commit) to the arrival of its ``call.initiated`` at a local receiver.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import uvloop
 
 from bench.calls import SECRET
+from bench.nginx import NginxReceiver, nginx_receiver
 from bench.numbers import parties
 from bench.stats import summary_ms
 from maskline.app import create_app
@@ -17,14 +34,131 @@ from maskline.keys import service as keys
 from maskline.numbers import service as numbers
 from maskline.onboarding import service as onboarding
 from maskline.orgs.service import OrgTerms
+from maskline.runtime import Runtime
 from maskline.settings import Settings
 from maskline.webhooks import service as webhooks
 from maskline.webhooks.outbox import record_event
 from tests.support.databases import fresh_database
 from tests.support.receiver import Receiver, receiving
+from tests.support.server import free_port
+
+SLOW_SEC = 2.0
+# Events queued per write transaction.
+CHUNK = 1000
 
 
-async def _run(url: str, data_dir: Path, receiver: Receiver, *, events: int, calls: int) -> str:
+class SlowReceiver:
+    """An HTTP/1.1 keep-alive server on a thread of its own that answers every request
+    with 204 after ``SLOW_SEC`` (the time is slept, not spent)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/slow"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._serve, "127.0.0.1", self.port, backlog=1024)
+        )
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                self.received += 1
+                await asyncio.sleep(SLOW_SEC)
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                await writer.drain()
+        writer.close()
+
+    def __enter__(self) -> SlowReceiver:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+async def _org(
+    runtime: Runtime, name: str, url: str, *, number: str | None = None
+) -> tuple[str, str]:
+    async with runtime.db.write() as session:
+        now = runtime.clock.now()
+        made = await onboarding.create_org(
+            session,
+            name,
+            box=runtime.box,
+            now=now,
+            terms=OrgTerms(max_live_calls=100_000),
+            opening_balance=10**9,
+        )
+        if number is not None:
+            await numbers.add_numbers(session, [number], org_id=made.org.id, now=now)
+        await webhooks.set_url(session, made.org.id, url, box=runtime.box, now=now)
+        _key, api_key = await keys.create_key(session, made.org, now=now, rate_limit=10**6)
+    return made.org.id, api_key
+
+
+async def _queue(runtime: Runtime, org_id: str, count: int) -> None:
+    for start in range(0, count, CHUNK):
+        async with runtime.db.write() as session:
+            for n in range(start, min(count, start + CHUNK)):
+                await record_event(
+                    session,
+                    org_id=org_id,
+                    event="webhook.test",
+                    call_sid=None,
+                    sequence=0,
+                    data={"n": n},
+                    webhook_url=None,
+                    now=runtime.clock.now(),
+                )
+
+
+async def _drained(
+    nginx: NginxReceiver, name: str, events: int, started: float
+) -> tuple[float, float]:
+    """The rate at which ``events`` first arrivals reached ``/hooks/<name>``, and this
+    process's CPU time (all its threads) per delivery meanwhile, in ms: on a shared
+    machine the rate is what the scheduler allowed, the CPU what a delivery costs."""
+    cpu = time.process_time()
+    deadline = time.monotonic() + 900
+    while len(nginx.arrivals(name).first) < events:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name}: {len(nginx.arrivals(name).first)} of {events} arrived")
+        await asyncio.sleep(0.1)
+    last = max(nginx.arrivals(name).first.values())
+    return events / (last - started), (time.process_time() - cpu) * 1000 / events
+
+
+async def _run(
+    url: str,
+    data_dir: Path,
+    nginx: NginxReceiver,
+    receiver: Receiver,
+    slow: SlowReceiver,
+    *,
+    events: int,
+    calls: int,
+) -> list[str]:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         database_url=url,
@@ -36,39 +170,36 @@ async def _run(url: str, data_dir: Path, receiver: Receiver, *, events: int, cal
         log_level="WARNING",
     )
     app = create_app(settings, announce=lambda _c: None)
+    lines = []
     async with app.router.lifespan_context(app):
-        runtime = app.state.runtime
-        async with runtime.db.write() as session:
-            now = runtime.clock.now()
-            made = await onboarding.create_org(
-                session,
-                "hooks",
-                box=runtime.box,
-                now=now,
-                terms=OrgTerms(max_live_calls=100_000),
-                opening_balance=10**9,
-            )
-            await numbers.add_numbers(session, ["918099000003"], org_id=made.org.id, now=now)
-            await webhooks.set_url(session, made.org.id, receiver.url, box=runtime.box, now=now)
-            _key, api_key = await keys.create_key(session, made.org, now=now, rate_limit=10**6)
+        runtime: Runtime = app.state.runtime
+        alone, _ = await _org(runtime, "alone", nginx.url("alone"))
+        beside, _ = await _org(runtime, "beside", nginx.url("beside"))
+        slowpoke, _ = await _org(runtime, "slowpoke", slow.url)
+        _, api_key = await _org(runtime, "delays", receiver.url, number="918099000003")
 
-        # Throughput: a backlog of independent events, drained by the worker.
-        async with runtime.db.write() as session:
-            for n in range(events):
-                await record_event(
-                    session,
-                    org_id=made.org.id,
-                    event="webhook.test",
-                    call_sid=None,
-                    sequence=0,
-                    data={"n": n},
-                    webhook_url=None,
-                    now=runtime.clock.now(),
-                )
-        started = time.perf_counter()
+        await _queue(runtime, alone, events)
+        started = time.time()
         runtime.wake_worker()
-        await asyncio.to_thread(receiver.wait, lambda rs: len(rs) >= events, within=600)
-        rate = events / (time.perf_counter() - started)
+        rate_alone, cpu_alone = await _drained(nginx, "alone", events, started)
+        lines.append(
+            f"fan-out of {events} events to nginx (keep-alive, 204): {rate_alone:.0f}/s, "
+            f"{cpu_alone:.2f} ms of CPU a delivery (a core's worth: {1000 / cpu_alone:.0f}/s)"
+        )
+
+        # The slow receiver's events first: they are the longest due.
+        await _queue(runtime, slowpoke, events // 10)
+        await _queue(runtime, beside, events)
+        started = time.time()
+        runtime.wake_worker()
+        rate_beside, cpu_beside = await _drained(nginx, "beside", events, started)
+        lines.append(
+            f"the same beside a receiver answering in {SLOW_SEC:.0f} s: {rate_beside:.0f}/s "
+            f"({rate_beside / rate_alone:.0%} of alone), {cpu_beside:.2f} ms of CPU a delivery; "
+            f"the slow one got {slow.received}"
+        )
+        connections = nginx.arrivals("alone").connections + nginx.arrivals("beside").connections
+        lines.append(f"nginx: {connections} connections, {nginx.statuses['204']} answers 204")
 
         # Delay: the POST that created call.initiated has committed when it answers.
         delays: list[float] = []
@@ -95,17 +226,34 @@ async def _run(url: str, data_dir: Path, receiver: Receiver, *, events: int, cal
                 )
                 first = next(r for r in arrivals if r.json.get("call_sid") == sid)
                 delays.append(first.at - committed)
-        return (
-            f"{rate:.0f} deliveries/s to a local receiver ({events} events); "
-            f"commit → POST delay {summary_ms(delays)}"
-        )
+        lines.append(f"commit → POST delay, one call at a time: {summary_ms(delays)}")
+    return lines
 
 
-def webhooks_bench(kind: str, *, events: int = 2000, calls: int = 200) -> str:
+@contextlib.contextmanager
+def _receivers(tmp: Path) -> Iterator[tuple[NginxReceiver, Receiver, SlowReceiver]]:
+    with nginx_receiver(tmp / "nginx") as nginx, receiving() as receiver, SlowReceiver() as slow:
+        yield nginx, receiver, slow
+
+
+def webhooks_bench(kind: str, *, events: int = 20_000, calls: int = 100) -> str:
     with (
         tempfile.TemporaryDirectory() as tmp,
         fresh_database(Path(tmp), kind=kind) as url,
-        receiving() as receiver,
+        _receivers(Path(tmp)) as (nginx, receiver, slow),
+        # On uvloop, as `maskline serve` runs.
+        asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
     ):
-        line = asyncio.run(_run(url, Path(tmp) / "data", receiver, events=events, calls=calls))
-    return f"webhooks on {kind}: {line}"
+        lines = runner.run(
+            _run(url, Path(tmp) / "data", nginx, receiver, slow, events=events, calls=calls)
+        )
+    return "\n".join(f"webhooks on {kind}: {line}" for line in lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    kinds = [a for a in sys.argv[1:] if not a.isdigit()] or ["postgresql", "sqlite"]
+    counts = [int(a) for a in sys.argv[1:] if a.isdigit()]
+    for kind in kinds:
+        print(webhooks_bench(kind, events=counts[0] if counts else 20_000), flush=True)

@@ -69,6 +69,7 @@ from maskline.telephony.media.recorder import Spool
 from maskline.telephony.sim.carrier import SimCarrier
 from maskline.telephony.sip.carrier import SipCarrier
 from maskline.webhooks.router import router as webhooks_router
+from maskline.webhooks.ssrf import HostResolver
 from maskline.webhooks.tasks import WebhookWorker
 
 log = logging.getLogger("maskline.app")
@@ -312,6 +313,10 @@ def create_app(
                     settings=settings,
                     box=runtime.box,
                     on_attempt=runtime.metrics.observe_webhook_attempt,
+                    resolver=HostResolver(
+                        now=lambda: runtime.clock.now().timestamp(),
+                        nameservers=settings.webhook_nameservers,
+                    ),
                 )
                 await runtime.worker.start()
                 started.push_async_callback(runtime.worker.stop)

@@ -65,8 +65,10 @@ class HostPort(NamedTuple):
     port: int
 
 
-def _host_port(value: object, *, ip_only: bool, min_port: int) -> object:
-    """``host[:port]`` or ``[v6]:port`` → ``HostPort`` (port 5060 when not given)."""
+def _host_port(
+    value: object, *, ip_only: bool, min_port: int, default_port: int = DEFAULT_SIP_PORT
+) -> object:
+    """``host[:port]`` or ``[v6]:port`` → ``HostPort`` (``default_port`` when not given)."""
     if not isinstance(value, str):
         return value
     value = value.strip()
@@ -86,7 +88,7 @@ def _host_port(value: object, *, ip_only: bool, min_port: int) -> object:
         if ip_only or not _is_host_name(host) or "[" in value:
             raise ValueError(wanted) from None
     if port is None:
-        port = DEFAULT_SIP_PORT
+        port = default_port
     if not min_port <= port <= 65535:
         raise ValueError(f"the port must be within {min_port}-65535, not {port}")
     return HostPort(host, port)
@@ -165,6 +167,18 @@ def _networks(value: object) -> object:
         return tuple(entry for entry in value.split(",") if entry.strip())
     return value
 
+
+# DNS servers for webhook hosts: IP addresses, with an optional port (53).
+Nameservers = Annotated[
+    tuple[
+        Annotated[
+            HostPort,
+            BeforeValidator(lambda v: _host_port(v, ip_only=True, min_port=1, default_port=53)),
+        ],
+        ...,
+    ],
+    BeforeValidator(_networks),
+]
 
 ProxyNetworks = Annotated[
     tuple[Annotated[IPv4Network | IPv6Network, BeforeValidator(_network)], ...],
@@ -292,6 +306,9 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(default=None, repr=False)
     # Addresses or CIDRs, comma-separated, whose X-Forwarded-For gives the client address.
     trusted_proxies: Annotated[ProxyNetworks, BeforeValidator(lambda v: v or ())] = ()
+    # DNS servers (comma-separated ``ip[:port]``) that webhook hosts are resolved with;
+    # unset: the system's resolver.
+    webhook_nameservers: Annotated[Nameservers, BeforeValidator(lambda v: v or ())] = ()
 
     provider_state_code: Annotated[str, AfterValidator(_state_code)] = "24"
     provider_gstin: str | None = None

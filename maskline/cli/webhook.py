@@ -10,7 +10,7 @@ from maskline.errors import InvalidRequest
 from maskline.kit.pagination import Page
 from maskline.orgs import service as orgs
 from maskline.webhooks import service, ssrf
-from maskline.webhooks.delivery import new_client
+from maskline.webhooks.delivery import Clients
 from maskline.webhooks.outbox import record_event
 from maskline.webhooks.repository import page_of_deliveries
 from maskline.webhooks.schemas import DeliveryOut
@@ -123,15 +123,18 @@ def test(org_ref: str, as_json: bool) -> None:
 
         # Queued and committed first; the attempt (network) follows, once.
         job = await cmd.run_transaction(queue)
-        async with new_client() as client:
+        clients = Clients()
+        try:
             row = await deliver(
                 job,
                 db=cmd.db,
                 clock=cmd.clock,
                 box=cmd.box(),
-                client=client,
+                clients=clients,
                 allow_private=cmd.settings.allow_private_webhooks,
             )
+        finally:
+            await clients.aclose()
         return DeliveryOut.build(row)
 
     emit(run(work).model_dump(), as_json=as_json)

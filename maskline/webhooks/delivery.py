@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import select
+import socket
+import ssl
 import time
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 
+import httpcore
 import httpx
 
 from maskline.webhooks import ssrf
@@ -29,6 +37,18 @@ MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 JITTER = 0.10
 # A receiver's Retry-After is honoured up to the schedule's longest delay.
 MAX_RETRY_AFTER = max(RETRY_DELAYS)
+# Kept-alive connections per destination (the worker sends at most this many at once
+# to one endpoint), how long an idle one is kept, and how many destinations are kept.
+CONNECTIONS_PER_DESTINATION = 16
+KEEPALIVE_SEC = 30.0
+DESTINATIONS = 512
+# Of an answer's body, at most this much is read (raw, never unzipped) so that its
+# connection can be used again; past it, the connection is closed instead.
+MAX_BODY_READ = 64 * 1024
+DRAIN_SEC = 1.0
+_TIMEOUTS = dict.fromkeys(("connect", "read", "write", "pool"), TIMEOUT_SEC)
+# What the network or the receiver can make an attempt end with (but a timeout).
+TRANSPORT_ERRORS = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +64,17 @@ class AttemptResult:
         return self.status_code == 410
 
 
-def _retry_after(response: httpx.Response, now: datetime) -> timedelta | None:
-    if response.status_code not in (429, 503):
+def _header(response: httpcore.Response, name: bytes) -> str:
+    for key, value in response.headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _retry_after(status_code: int, value: str, now: datetime) -> timedelta | None:
+    if status_code not in (429, 503):
         return None
-    value = response.headers.get("retry-after", "").strip()
+    value = value.strip()
     if not value:
         return None
     if value.isascii() and value.isdigit():
@@ -63,8 +90,131 @@ def _retry_after(response: httpx.Response, now: datetime) -> timedelta | None:
     return min(max(delay, timedelta(0)), MAX_RETRY_AFTER)
 
 
+class _Stream(httpcore.AsyncNetworkStream):
+    """anyio's stream, with its socket looked up once: httpcore asks every pooled
+    connection whether it is readable (closed by the peer) before each request, and
+    anyio builds a table of its attributes for each question."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        self._socket: socket.socket | None = inner.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 - httpcore's interface
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109 - httpcore's interface
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            if self._socket is None or self._socket.fileno() == -1:
+                return True
+            poll = select.poll()
+            poll.register(self._socket, select.POLLIN)
+            return bool(poll.poll(0))
+        if info == "socket":
+            return self._socket
+        return self._inner.get_extra_info(info)
+
+
+class _Network(httpcore.AsyncNetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return _Stream(
+            await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.UnsupportedProtocol("webhooks are not sent over unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class Clients:
+    """A keep-alive connection pool per destination: its scheme, host and port, and
+    the checked address (SPEC §6). A connection is only ever reused for the host whose
+    name its TLS session was opened for, and a host whose DNS answer changed gets a
+    new pool for the new (checked) address: nothing reaches an address that was not
+    checked for the attempt. The least recently used destinations are closed past
+    ``DESTINATIONS``. httpcore (httpx's own transport) without httpx's client on top:
+    an attempt needs no cookies, redirects, auth or decoding.
+
+    ``network``, for the tests only, replaces the network under every pool.
+    """
+
+    def __init__(self, *, network: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._network = network or _Network()
+        self._ssl = httpx.create_ssl_context()
+        self._pools: OrderedDict[tuple[str, str, int, str], httpcore.AsyncConnectionPool]
+        self._pools = OrderedDict()
+
+    async def for_destination(self, destination: ssrf.Destination) -> httpcore.AsyncConnectionPool:
+        key = (destination.scheme, destination.host, destination.port, destination.address)
+        pool = self._pools.get(key)
+        if pool is not None:
+            self._pools.move_to_end(key)
+            return pool
+        while len(self._pools) >= DESTINATIONS:
+            _, oldest = self._pools.popitem(last=False)
+            await oldest.aclose()
+        pool = httpcore.AsyncConnectionPool(
+            ssl_context=self._ssl,
+            max_connections=CONNECTIONS_PER_DESTINATION,
+            max_keepalive_connections=CONNECTIONS_PER_DESTINATION,
+            keepalive_expiry=KEEPALIVE_SEC,
+            network_backend=self._network,
+        )
+        self._pools[key] = pool
+        return pool
+
+    async def aclose(self) -> None:
+        pools = list(self._pools.values())
+        self._pools.clear()
+        for pool in pools:
+            await pool.aclose()
+
+
+async def _drain(response: httpcore.Response) -> None:
+    """Read what is left of a short answer, so that its connection can be used again.
+    The status is already known: a body that is long, slow or cut off only closes the
+    connection (leaving the stream before the body's end does)."""
+    read = 0
+    with contextlib.suppress(TimeoutError, *TRANSPORT_ERRORS):
+        async with asyncio.timeout(DRAIN_SEC):
+            async for chunk in response.aiter_stream():
+                read += len(chunk)
+                if read > MAX_BODY_READ:
+                    return
+
+
 async def attempt(
-    client: httpx.AsyncClient,
+    clients: Clients,
     *,
     url: str,
     body: bytes,
@@ -73,6 +223,7 @@ async def attempt(
     timestamp: int,
     allow_private: bool,
     now: datetime,
+    resolver: ssrf.HostResolver | None = None,
 ) -> AttemptResult:
     started = time.perf_counter()
 
@@ -80,32 +231,34 @@ async def attempt(
         return round((time.perf_counter() - started) * 1000)
 
     try:
-        destination = await ssrf.resolve(url, allow_private=allow_private)
+        destination = await ssrf.resolve(url, allow_private=allow_private, resolver=resolver)
     except ssrf.RefusedDestination as exc:
         return AttemptResult(False, None, f"refused: {exc.message}"[:300], elapsed())
     headers = signed_headers(secrets=secrets, msg_id=msg_id, timestamp=timestamp, body=body)
     headers["Host"] = destination.host_header
     headers["User-Agent"] = "maskline-webhooks/1"
-    # Only the status and Retry-After count: the body is never read (nor unzipped), so
-    # a receiver cannot make the worker hold more than the headers and one socket read.
+    # Only the status and Retry-After count: the body is read raw (never unzipped) and
+    # only up to MAX_BODY_READ, so that a short answer leaves its connection reusable.
     headers["Accept-Encoding"] = "identity"
+    headers["Content-Length"] = str(len(body))
+    pool = await clients.for_destination(destination)
     try:
         async with (
             asyncio.timeout(TIMEOUT_SEC),
-            client.stream(
+            pool.stream(
                 "POST",
                 destination.connect_url,
                 content=body,
-                headers=headers,
-                extensions={"sni_hostname": destination.host},
+                headers=list(headers.items()),
+                extensions={"sni_hostname": destination.host, "timeout": _TIMEOUTS},
             ) as response,
         ):
-            # Leaving the block unread closes the connection rather than draining it.
-            status_code = response.status_code
-            retry_after = _retry_after(response, now)
-    except (TimeoutError, httpx.TimeoutException):
+            status_code = response.status
+            retry_after = _retry_after(status_code, _header(response, b"retry-after"), now)
+            await _drain(response)
+    except (TimeoutError, httpcore.TimeoutException):
         return AttemptResult(False, None, "timed out after 10 s", elapsed())
-    except httpx.HTTPError as exc:
+    except TRANSPORT_ERRORS as exc:
         return AttemptResult(False, None, f"{exc.__class__.__name__}: {exc}"[:300], elapsed())
     ok = 200 <= status_code < 300
     error = None if ok else f"HTTP {status_code}"
@@ -122,9 +275,3 @@ def next_attempt_at(
         return now + retry_after
     delay = RETRY_DELAYS[attempts_made - 1]
     return now + delay * random.uniform(1 - JITTER, 1 + JITTER)
-
-
-def new_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(TIMEOUT_SEC), follow_redirects=False, trust_env=False
-    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import BigInteger, String, bindparam, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.kit.scope import owned_by, scoped
@@ -21,66 +21,57 @@ BATCH = 500
 
 
 @functools.cache
-def _set_cursor() -> Any:
-    # The table, not the mapped class: an ORM update of many parameter sets would be
-    # read as a bulk update by primary key.
+def _number_events() -> Any:
+    """Give the first ``BATCH`` events without a cursor, in (created_at, call, sequence)
+    order, the cursors that follow their organisation's last: one statement for every
+    organisation at once. The first events of all in that order are, for each
+    organisation, its own first ones, so each gets a prefix of its order."""
     events = CallEvent.metadata.tables[CallEvent.__tablename__]
+    order = (events.c.created_at, events.c.call_sid, events.c.sequence)
+    waiting = select(events.c.id).where(events.c.cursor.is_(None)).order_by(*order).limit(BATCH)
+    numbered = (
+        select(
+            events.c.id,
+            (
+                func.coalesce(EventFeedCounter.last_cursor, 0)
+                + func.row_number().over(partition_by=events.c.org_id, order_by=order)
+            ).label("cursor"),
+        )
+        .select_from(events)
+        .outerjoin(EventFeedCounter, owned_by(EventFeedCounter, events.c.org_id))
+        .where(events.c.id.in_(waiting.scalar_subquery()))
+        .subquery()
+    )
     return (
         update(events)
-        .where(events.c.id == bindparam("event_id", type_=String()))
-        .values(cursor=bindparam("cursor", type_=BigInteger()))
+        .where(events.c.id == numbered.c.id)
+        .values(cursor=numbered.c.cursor)
+        .returning(events.c.org_id, events.c.cursor)
     )
 
 
 async def assign_cursors(session: AsyncSession) -> int:
-    """Give cursors to committed events that have none; returns how many got one."""
-    orgs = list(
-        (
-            await session.execute(
-                select(CallEvent.org_id).where(CallEvent.cursor.is_(None)).distinct().limit(50)
-            )
-        ).scalars()
+    """Give cursors to committed events that have none (up to ``BATCH``); returns how
+    many got one. Two statements whatever the number of events and organisations."""
+    if session.get_bind().dialect.name == "postgresql":
+        # One assigner at a time (SQLite's writer lock does the same).
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('event feed'))"))
+    given = (await session.execute(_number_events())).all()
+    if not given:
+        return 0
+    last: dict[str, int] = {}
+    for org_id, cursor in given:
+        last[org_id] = max(cursor, last.get(org_id, 0))
+    upsert = insert_for(session, EventFeedCounter).values(
+        [{"org_id": org_id, "last_cursor": cursor} for org_id, cursor in last.items()]
     )
-    assigned = 0
-    for org_id in orgs:
-        if session.get_bind().dialect.name == "postgresql":
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"feed:{org_id}"}
-            )
-        events = list(
-            (
-                await session.execute(
-                    select(CallEvent.id)
-                    .where(owned_by(CallEvent, org_id), CallEvent.cursor.is_(None))
-                    .order_by(CallEvent.created_at, CallEvent.call_sid, CallEvent.sequence)
-                    .limit(BATCH)
-                )
-            ).scalars()
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[EventFeedCounter.org_id],
+            set_={"last_cursor": upsert.excluded.last_cursor},
         )
-        if not events:
-            continue
-        last = (
-            await session.execute(
-                insert_for(session, EventFeedCounter)
-                .values(org_id=org_id, last_cursor=len(events))
-                .on_conflict_do_update(
-                    index_elements=[EventFeedCounter.org_id],
-                    set_={"last_cursor": EventFeedCounter.last_cursor + len(events)},
-                )
-                .returning(EventFeedCounter.last_cursor)
-            )
-        ).scalar_one()
-        first = last - len(events) + 1
-        # One statement for them all, its rows sent together (the driver's executemany).
-        await session.execute(
-            _set_cursor(),
-            [
-                {"event_id": event_id, "cursor": first + offset}
-                for offset, event_id in enumerate(events)
-            ],
-        )
-        assigned += len(events)
-    return assigned
+    )
+    return len(given)
 
 
 async def page_of_events(

@@ -11,6 +11,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -43,6 +44,15 @@ class CallEvent(Base):
     __table_args__ = (
         UniqueConstraint("call_sid", "sequence"),
         UniqueConstraint("org_id", "cursor"),
+        # The events the feed has yet to number, in the order it numbers them.
+        Index(
+            "ix_call_events_waiting_for_cursor",
+            "created_at",
+            "call_sid",
+            "sequence",
+            postgresql_where=text("cursor IS NULL"),
+            sqlite_where=text("cursor IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -2,10 +2,12 @@
 addresses. Every URL (the endpoint's, a call's ``webhook_url``) is checked here, when
 it is given and again before each attempt.
 
-The URL's host is resolved once, every address is checked, and the request
-then goes to the checked address (with the original Host and TLS name), so a
-DNS answer that changes between the check and the connection (rebinding)
-cannot send it elsewhere.
+The URL's host is resolved, every address is checked, and the request then goes
+to the checked address (with the original Host and TLS name), so a DNS answer
+that changes between the check and the connection (rebinding) cannot send it
+elsewhere. The worker keeps each host's answer for its TTL (``HostResolver``), but
+the addresses are checked again at every attempt, and a changed answer is checked
+before anything connects to it.
 """
 
 from __future__ import annotations
@@ -13,14 +15,29 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rdatatype
+from cachetools import TLRUCache
 
 from maskline.errors import InvalidRequest
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 MAX_URL_LENGTH = 2048
+
+# How long an answer of the system resolver (which gives no TTL) is kept, and the most
+# any answer is kept whatever its TTL.
+SYSTEM_TTL_SEC = 30.0
+MAX_TTL_SEC = 300.0
+CACHED_HOSTS = 4096
+LOOKUP_TIMEOUT_SEC = 5.0
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
@@ -103,23 +120,93 @@ class Destination:
         return host if self.port == default else f"{host}:{self.port}"
 
 
-async def resolve(url: str, *, allow_private: bool) -> Destination:
-    """Check ``url`` (``check_url``) and every address its host resolves to; pick the
-    one to connect to."""
-    parts = urlsplit(check_url(url, allow_private=allow_private))
-    host = parts.hostname
-    assert host  # check_url refuses a URL without one
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+class HostResolver:
+    """Webhook hosts to addresses, each answer kept for its TTL (at most
+    ``MAX_TTL_SEC``; ``SYSTEM_TTL_SEC`` for the system resolver, which gives none).
+
+    ``nameservers`` (``MASKLINE_WEBHOOK_NAMESERVERS``), when given, are asked over DNS
+    for A and AAAA records instead of the system resolver (``getaddrinfo``, which also
+    reads ``/etc/hosts``). ``now`` is the clock the TTLs run on, in seconds. Only
+    answers are kept: a name that does not resolve is asked again next time.
+    """
+
+    def __init__(
+        self, *, now: Callable[[], float], nameservers: Sequence[tuple[str, int]] = ()
+    ) -> None:
+        self._cache: TLRUCache[str, tuple[tuple[IPAddress, ...], float]] = TLRUCache(
+            maxsize=CACHED_HOSTS, ttu=lambda _host, value, at: at + value[1], timer=now
+        )
+        self._dns: dns.asyncresolver.Resolver | None = None
+        if nameservers:
+            self._dns = dns.asyncresolver.Resolver(configure=False)
+            self._dns.nameservers = [
+                dns.nameserver.Do53Nameserver(address, port) for address, port in nameservers
+            ]
+            self._dns.lifetime = LOOKUP_TIMEOUT_SEC
+
+    async def lookup(self, host: str, port: int) -> tuple[IPAddress, ...]:
+        """Every address ``host`` has now (from the cache while its answer is fresh)."""
+        cached = self._cache.get(host)
+        if cached is not None:
+            return cached[0]
+        if self._dns is None:
+            addresses, ttl = await _system_lookup(host, port), SYSTEM_TTL_SEC
+        else:
+            addresses, ttl = await self._dns_lookup(self._dns, host)
+        if addresses and ttl > 0:
+            self._cache[host] = (addresses, min(ttl, MAX_TTL_SEC))
+        return addresses
+
+    @staticmethod
+    async def _dns_lookup(
+        resolver: dns.asyncresolver.Resolver, host: str
+    ) -> tuple[tuple[IPAddress, ...], float]:
+        try:
+            name = dns.name.from_text(host)
+        except dns.exception.DNSException:
+            return (), 0.0
+        addresses: list[IPAddress] = []
+        ttls: list[int] = []
+        for kind in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            try:
+                answer = await resolver.resolve(name, kind, search=False)
+            except dns.exception.DNSException:
+                continue
+            if answer.rrset is not None:
+                ttls.append(answer.rrset.ttl)
+                addresses.extend(ipaddress.ip_address(r.address) for r in answer.rrset)
+        return tuple(addresses), float(min(ttls, default=0))
+
+
+async def _system_lookup(host: str, port: int) -> tuple[IPAddress, ...]:
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(
             host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
         )
     except (socket.gaierror, UnicodeError):
-        raise RefusedDestination(f"webhook_url host {host!r} does not resolve.") from None
-    addresses: list[IPAddress] = []
-    for info in infos:
-        raw = str(info[4][0]).split("%", 1)[0]
-        addresses.append(ipaddress.ip_address(raw))
+        return ()
+    return tuple(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos)
+
+
+async def resolve(
+    url: str, *, allow_private: bool, resolver: HostResolver | None = None
+) -> Destination:
+    """Check ``url`` (``check_url``) and every address its host resolves to (through
+    ``resolver``'s cache when given); pick the one to connect to."""
+    parts = urlsplit(check_url(url, allow_private=allow_private))
+    host = parts.hostname
+    assert host  # check_url refuses a URL without one
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses: Sequence[IPAddress] = (literal,)
+    elif resolver is not None:
+        addresses = await resolver.lookup(host, port)
+    else:
+        addresses = await _system_lookup(host, port)
     if not addresses:
         raise RefusedDestination(f"webhook_url host {host!r} does not resolve.")
     if not allow_private:

@@ -3,18 +3,31 @@
 A crash between sending and recording leaves the lease to lapse, and the
 delivery is sent again: a duplicate (receivers dedupe on ``webhook-id``),
 never a loss. It also gives event-feed cursors to newly committed events.
+
+At rate (issue 15): connections are kept alive per destination
+(``delivery.Clients``); each endpoint URL has a lane of its own with at most
+``PER_ENDPOINT`` attempts at once and ``BACKLOG`` more claimed behind them, and a
+circuit that stops claiming for a URL that keeps failing (``Lane``), so a slow or
+dead receiver holds its own deliveries back and no one else's; the signing secrets
+are decrypted once per organisation and again only when the stored ones change
+(``SecretCache``); DNS answers are kept for their TTL (``ssrf.HostResolver``) and
+checked at every attempt; the outcomes of many attempts are written together, in
+one statement (``Outcomes``); and the claim loop is woken when an outcome may have
+made a later event due, or when a lane it had to leave out has room again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-import httpx
-from sqlalchemy import ColumnElement, and_, exists, select
+from cachetools import LRUCache
+from sqlalchemy import Boolean, ColumnElement, Table, and_, bindparam, case, exists, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -23,19 +36,38 @@ from maskline.kit.clock import Clock
 from maskline.kit.crypto import SecretBox
 from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
+from maskline.kit.scope import owned_by
 from maskline.settings import Settings
 from maskline.webhooks import delivery as sending
 from maskline.webhooks.feed import assign_cursors
-from maskline.webhooks.models import CallEvent, WebhookDelivery
+from maskline.webhooks.models import CallEvent, WebhookDelivery, WebhookEndpoint
 from maskline.webhooks.service import get_endpoint, lock_endpoint, pause_endpoint
+from maskline.webhooks.ssrf import HostResolver
 from maskline.worker.lease import Lease, lease_rows, unleased
 from maskline.worker.runner import JobRunner
 
 log = logging.getLogger("maskline.webhooks")
 
 LEASE = timedelta(seconds=60)
-BATCH = 50
-CONCURRENCY = 32
+BATCH = 100
+# Attempts at once, all endpoints together, and to one endpoint URL.
+CONCURRENCY = 256
+PER_ENDPOINT = sending.CONNECTIONS_PER_DESTINATION
+# Claimed deliveries of one URL waiting for its lane: few enough that a slow receiver
+# (10 s timeouts, PER_ENDPOINT at once) works through them well within the lease.
+BACKLOG = 48
+# Claimed deliveries held at most, all endpoints together.
+HELD = 2048
+# The circuit of an endpoint URL: open after this many failures in a row (no answer,
+# 5xx, 429), for OPEN_FIRST, doubling each time the one attempt let through (half
+# open) fails too, up to OPEN_MOST. While open nothing is claimed for the URL: its
+# deliveries wait, due, and no attempt of theirs is spent.
+FAILURES_TO_OPEN = 5
+OPEN_FIRST = timedelta(seconds=5)
+OPEN_MOST = timedelta(minutes=5)
+# Outcomes written in one statement at most.
+FLUSH = 512
+SECRETS_CACHED = 4096
 UNFINISHED = ("pending", "paused")
 
 
@@ -51,6 +83,114 @@ class Job:
     # The delivery's next_attempt_at when claimed: another value once the attempt is
     # recorded means `webhook set` (or a replay) made it due anew meanwhile.
     due_at: datetime | None
+    # The organisation's signing secrets as stored when claimed (the worker's); None:
+    # read them when sending (``deliver``).
+    keys: SigningKeys | None = None
+    call_sid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeys:
+    """An organisation's decrypted secrets: the current one, and the previous one
+    until it expires (24 h after a rotation)."""
+
+    current: str
+    previous: str | None
+    previous_expires_at: datetime | None
+
+    def at(self, now: datetime) -> list[str]:
+        """The signing secrets at ``now``, newest first (SPEC §6)."""
+        if (
+            self.previous is not None
+            and self.previous_expires_at is not None
+            and self.previous_expires_at > now
+        ):
+            return [self.current, self.previous]
+        return [self.current]
+
+
+class SecretCache:
+    """Each organisation's secrets, decrypted once. The claim reads the stored
+    (encrypted) values with the deliveries: a rotation, in any process, changes them,
+    and the first delivery claimed after its commit is signed with the new secret."""
+
+    def __init__(self, box: SecretBox) -> None:
+        self._box = box
+        self._keys: LRUCache[str, tuple[tuple[str, str | None, datetime | None], SigningKeys]]
+        self._keys = LRUCache(maxsize=SECRETS_CACHED)
+
+    def keys(
+        self,
+        org_id: str,
+        secret_enc: str,
+        previous_enc: str | None,
+        previous_expires_at: datetime | None,
+    ) -> SigningKeys:
+        stored = (secret_enc, previous_enc, previous_expires_at)
+        cached = self._keys.get(org_id)
+        if cached is not None and cached[0] == stored:
+            return cached[1]
+        keys = SigningKeys(
+            current=self._box.decrypt(secret_enc),
+            previous=None if previous_enc is None else self._box.decrypt(previous_enc),
+            previous_expires_at=previous_expires_at,
+        )
+        self._keys[org_id] = (stored, keys)
+        return keys
+
+
+@dataclass(eq=False, slots=True)
+class Lane:
+    """One endpoint URL in this worker: its attempts at once, what is claimed for it,
+    and its circuit."""
+
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PER_ENDPOINT))
+    # Claimed and not yet answered (waiting for a slot, or in flight).
+    held: int = 0
+    failures: int = 0
+    open_until: datetime | None = None
+    opened_for: timedelta = timedelta(0)
+
+    # Half open: the one attempt let through is in flight.
+    probing: bool = False
+
+    def claimable(self, now: datetime) -> bool:
+        if self.open_until is not None:
+            # Open: nothing; half open (the time is up): one attempt at a time.
+            return self.open_until <= now and self.held == 0
+        return self.held < PER_ENDPOINT + BACKLOG
+
+    def admit(self, now: datetime) -> tuple[bool, bool]:
+        """Whether a claimed delivery may be attempted now, and whether it is the one
+        attempt of a half-open circuit. Those claimed before the circuit opened wait."""
+        if self.open_until is None:
+            return True, False
+        if self.open_until > now or self.probing:
+            return False, False
+        self.probing = True
+        return True, True
+
+    def answered(self, result: sending.AttemptResult, now: datetime, *, probe: bool) -> None:
+        if probe:
+            self.probing = False
+        unavailable = result.status_code is None or result.status_code in (429,)
+        unavailable = unavailable or (result.status_code or 0) >= 500
+        if not unavailable:
+            self.failures, self.open_until, self.opened_for = 0, None, timedelta(0)
+            return
+        self.failures += 1
+        if probe or (self.open_until is None and self.failures >= FAILURES_TO_OPEN):
+            self.opened_for = min(max(self.opened_for * 2, OPEN_FIRST), OPEN_MOST)
+            self.open_until = now + self.opened_for
+            log.warning(
+                "endpoint circuit open for %s s after %s failures in a row",
+                int(self.opened_for.total_seconds()),
+                self.failures,
+            )
+
+    @property
+    def idle(self) -> bool:
+        return self.held == 0 and self.failures == 0
 
 
 def _due(now: datetime) -> ColumnElement[bool]:
@@ -70,23 +210,134 @@ def _due(now: datetime) -> ColumnElement[bool]:
     )
 
 
-async def secrets_for(
-    session: AsyncSession, org_id: str, box: SecretBox, now: datetime
-) -> list[str]:
-    """The signing secrets, newest first (the previous one for 24 h after a rotation)."""
+def _table(model: type[WebhookDelivery]) -> Table:
+    return model.metadata.tables[model.__tablename__]
+
+
+@functools.cache
+def _record_attempts() -> Any:
+    """One attempt's outcome, for many deliveries at once (the driver's executemany):
+    what ``record_outcome`` does for every answer but a 410 from an endpoint."""
+    t = _table(WebhookDelivery)
+    ok = bindparam("b_ok", type_=Boolean())
+    paused = t.c.status == "paused"
+    return (
+        update(t)
+        .where(t.c.id == bindparam("b_id"))
+        .values(
+            attempts=t.c.attempts + 1,
+            last_status_code=bindparam("b_code", type_=t.c.last_status_code.type),
+            last_error=bindparam("b_error", type_=t.c.last_error.type),
+            last_latency_ms=bindparam("b_latency", type_=t.c.last_latency_ms.type),
+            lease_owner=None,
+            lease_expires_at=None,
+            # A delivery paused while its attempt was in flight stays paused unless it
+            # succeeded; a 410 from a per-call URL fails it at once.
+            status=case(
+                (ok, "succeeded"),
+                (paused, "paused"),
+                else_=bindparam("b_status", type_=t.c.status.type),
+            ),
+            succeeded_at=case(
+                (ok, bindparam("b_now", type_=t.c.succeeded_at.type)), else_=t.c.succeeded_at
+            ),
+            next_attempt_at=case(
+                (ok, None),
+                (paused, t.c.next_attempt_at),
+                else_=bindparam("b_next", type_=t.c.next_attempt_at.type),
+            ),
+        )
+    )
+
+
+@functools.cache
+def _release() -> Any:
+    """Give back deliveries claimed and not attempted (their endpoint's circuit opened
+    meanwhile): still due, no attempt spent."""
+    t = _table(WebhookDelivery)
+    return (
+        update(t)
+        .where(t.c.id == bindparam("b_id"), t.c.lease_owner == bindparam("b_owner"))
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    job: Job
+    result: sending.AttemptResult
+    at: datetime
+
+    @property
+    def simple(self) -> bool:
+        """Written by ``_record_attempts``: all but a 410 from the endpoint, which pauses it."""
+        return not (self.result.gone and self.job.to_endpoint)
+
+    @property
+    def status(self) -> str:
+        """The delivery's status once recorded (a paused delivery stays paused)."""
+        if self.result.ok:
+            return "succeeded"
+        if self.result.gone:
+            return "paused" if self.job.to_endpoint else "failed"
+        retry_at = sending.next_attempt_at(self.job.attempts + 1, self.at, None)
+        return "pending" if retry_at is not None else "failed"
+
+    def values(self) -> dict[str, Any]:
+        result = self.result
+        if result.gone:
+            status, retry_at = "failed", None
+        else:
+            retry_at = sending.next_attempt_at(self.job.attempts + 1, self.at, result.retry_after)
+            status = "pending" if retry_at is not None else "failed"
+        return {
+            "b_id": self.job.delivery_id,
+            "b_ok": result.ok,
+            "b_code": result.status_code,
+            "b_error": result.error,
+            "b_latency": result.latency_ms,
+            "b_status": status,
+            "b_now": self.at,
+            "b_next": retry_at,
+        }
+
+
+async def record_outcomes(
+    session: AsyncSession,
+    outcomes: Sequence[Outcome],
+    *,
+    released: Sequence[Job] = (),
+    owner: str = "",
+) -> None:
+    """Record many attempts in one transaction: one statement for them all, and the
+    rare 410 from an endpoint (which pauses it) one by one, first (its lock order);
+    and give back the ``released`` deliveries, not attempted, in one more."""
+    if released:
+        await session.execute(
+            _release(), [{"b_id": job.delivery_id, "b_owner": owner} for job in released]
+        )
+    for outcome in outcomes:
+        if not outcome.simple:
+            await record_outcome(session, outcome.job, outcome.result, now=outcome.at)
+    simple = [outcome.values() for outcome in outcomes if outcome.simple]
+    if simple:
+        await session.execute(_record_attempts(), simple)
+
+
+async def signing_keys(session: AsyncSession, org_id: str, box: SecretBox) -> SigningKeys:
+    """The organisation's signing secrets, read and decrypted now."""
     endpoint = await get_endpoint(session, org_id)
     if endpoint is None:
         # Every organisation is given its endpoint (and secret) when it is created; the
         # exception is the one a lookup that must find its row raises.
         raise NoResultFound(f"organisation {org_id} has no webhook endpoint")
-    secrets = [box.decrypt(endpoint.secret_enc)]
-    if (
-        endpoint.previous_secret_enc
-        and endpoint.previous_secret_expires_at is not None
-        and endpoint.previous_secret_expires_at > now
-    ):
-        secrets.append(box.decrypt(endpoint.previous_secret_enc))
-    return secrets
+    return SigningKeys(
+        current=box.decrypt(endpoint.secret_enc),
+        previous=None
+        if endpoint.previous_secret_enc is None
+        else box.decrypt(endpoint.previous_secret_enc),
+        previous_expires_at=endpoint.previous_secret_expires_at,
+    )
 
 
 async def record_outcome(
@@ -153,6 +404,7 @@ class WebhookWorker:
         settings: Settings,
         box: SecretBox,
         on_attempt: Callable[[float, str], None] | None = None,
+        resolver: HostResolver | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -171,12 +423,28 @@ class WebhookWorker:
             lease=LEASE,
             batch=BATCH,
         )
-        self._client = sending.new_client()
+        self._clients = sending.Clients()
+        self._resolver = resolver or HostResolver(now=lambda: clock.now().timestamp())
+        self._secrets = SecretCache(box)
         self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._lanes: dict[str, Lane] = {}
+        # URLs the last claim left out for want of room in their lane (or all of them,
+        # when HELD were held): the loop is woken when one has room again.
+        self._left_out: set[str] = set()
+        self._all_left_out = False
+        self._held = 0
         self._inflight: set[asyncio.Task[None]] = set()
+        # Claimed, and not yet recorded: never claimed again, whatever the lease says.
         self._inflight_ids: set[str] = set()
+        self._outcomes: list[Outcome] = []
+        # Claimed, not attempted (their circuit opened): to give back.
+        self._released: list[Job] = []
+        self._outcome_ready = asyncio.Event()
+        self._recorder: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
+        self._recorder = asyncio.create_task(self._record_loop(), name="webhook outcomes")
         await self._runner.start()
 
     def wake(self) -> None:
@@ -186,27 +454,44 @@ class WebhookWorker:
         await self._runner.stop()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=sending.TIMEOUT_SEC + 1)
-        await self._client.aclose()
+        self._stopping = True
+        self._outcome_ready.set()
+        if self._recorder is not None:
+            await self._recorder
+        await self._clients.aclose()
 
     # -- the job runner's queue ----------------------------------------------
 
     async def tend(self) -> None:
         await self.db.transaction(assign_cursors)
 
+    def _excluded(self, now: datetime) -> list[str]:
+        excluded = [url for url, lane in self._lanes.items() if not lane.claimable(now)]
+        self._left_out = set(excluded)
+        return excluded
+
     async def claim(self, session: AsyncSession, lease: Lease) -> Sequence[Job]:
         """Due deliveries, the longest due first; for one call and one URL, only the
-        earliest unsettled event (SPEC §6)."""
+        earliest unsettled event (SPEC §6); none for a URL whose lane is full or whose
+        circuit is open."""
+        self._all_left_out = self._held >= HELD
+        if self._all_left_out:
+            return []
+        where = [
+            _due(lease.now),
+            # Never our own attempts still in flight, whatever their lease says.
+            WebhookDelivery.id.not_in(self._inflight_ids),
+        ]
+        excluded = self._excluded(lease.now)
+        if excluded:
+            where.append(WebhookDelivery.url.not_in(excluded))
         rows = (
             await lease_rows(
                 session,
                 WebhookDelivery.id,
-                where=[
-                    _due(lease.now),
-                    # Never our own attempts still in flight, whatever their lease says.
-                    WebhookDelivery.id.not_in(self._inflight_ids),
-                ],
+                where=where,
                 order_by=[WebhookDelivery.next_attempt_at, WebhookDelivery.sequence],
-                limit=lease.limit,
+                limit=min(lease.limit, HELD - self._held),
                 stamp={
                     WebhookDelivery.lease_owner: lease.owner,
                     WebhookDelivery.lease_expires_at: lease.until,
@@ -219,62 +504,168 @@ class WebhookWorker:
                     WebhookDelivery.attempts,
                     WebhookDelivery.to_endpoint,
                     WebhookDelivery.next_attempt_at,
+                    WebhookDelivery.call_sid,
                 ],
             )
         ).all()
         if not rows:
             return []
         found = await session.execute(
-            select(CallEvent.id, CallEvent.payload).where(
-                CallEvent.id.in_([r.event_id for r in rows])
+            select(
+                CallEvent.id,
+                CallEvent.payload,
+                WebhookEndpoint.secret_enc,
+                WebhookEndpoint.previous_secret_enc,
+                WebhookEndpoint.previous_secret_expires_at,
             )
+            .outerjoin(WebhookEndpoint, owned_by(WebhookEndpoint, CallEvent.org_id))
+            .where(CallEvent.id.in_([r.event_id for r in rows]))
         )
-        payloads = {event_id: payload for event_id, payload in found}
-        return [
-            Job(
-                r.id,
+        events = {row.id: row for row in found}
+        jobs = []
+        for r in rows:
+            event = events[r.event_id]
+            if event.secret_enc is None:
+                # Every organisation is given its endpoint (and secret) when it is created.
+                raise NoResultFound(f"organisation {r.org_id} has no webhook endpoint")
+            keys = self._secrets.keys(
                 r.org_id,
-                r.url,
-                r.event_id,
-                payloads[r.event_id].encode(),
-                r.attempts,
-                r.to_endpoint,
-                r.next_attempt_at,
+                event.secret_enc,
+                event.previous_secret_enc,
+                event.previous_secret_expires_at,
             )
-            for r in rows
-        ]
+            jobs.append(
+                Job(
+                    r.id,
+                    r.org_id,
+                    r.url,
+                    r.event_id,
+                    event.payload.encode(),
+                    r.attempts,
+                    r.to_endpoint,
+                    r.next_attempt_at,
+                    keys,
+                    r.call_sid,
+                )
+            )
+        return jobs
 
     async def take(self, jobs: Sequence[Job], lease: Lease) -> None:
-        """Send each delivery in a task of its own, at most ``CONCURRENCY`` at once."""
+        """Send each delivery in a task of its own: at most ``PER_ENDPOINT`` at once to
+        one URL, ``CONCURRENCY`` in all."""
         for job in jobs:
             self._inflight_ids.add(job.delivery_id)
-            await self._slots.acquire()
-            task = asyncio.create_task(self._deliver(job))
+            lane = self._lanes.get(job.url)
+            if lane is None:
+                lane = self._lanes[job.url] = Lane()
+            lane.held += 1
+            self._held += 1
+            task = asyncio.create_task(self._deliver(job, lane))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
-    async def _deliver(self, job: Job) -> None:
-        sent_at = self.clock.now()
-        try:
-            row = await deliver(
-                job,
-                db=self.db,
-                clock=self.clock,
-                box=self.box,
-                client=self._client,
-                allow_private=self.settings.allow_private_webhooks,
-            )
-        except Exception:
-            log.exception("delivery %s failed to run", job.delivery_id)
+    async def _deliver(self, job: Job, lane: Lane) -> None:
+        async with lane.slots, self._slots:
+            sent_at = self.clock.now()
+            admitted, probe = lane.admit(sent_at)
+            if admitted:
+                result = await _attempt(
+                    job,
+                    clients=self._clients,
+                    resolver=self._resolver,
+                    allow_private=self.settings.allow_private_webhooks,
+                    now=sent_at,
+                )
+        lane.held -= 1
+        self._held -= 1
+        if not admitted:
+            self._released.append(job)
+            self._outcome_ready.set()
         else:
+            answered_at = self.clock.now()
+            lane.answered(result, answered_at, probe=probe)
+            outcome = Outcome(job, result, answered_at)
+            self._outcomes.append(outcome)
+            self._outcome_ready.set()
             if self.on_attempt is not None:
                 lag = 0.0 if job.due_at is None else (sent_at - job.due_at).total_seconds()
-                self.on_attempt(lag, row.status)
-        finally:
-            self._inflight_ids.discard(job.delivery_id)
-            self._slots.release()
-            # An earlier event settled: a later one of the same call may be due now.
+                self.on_attempt(lag, outcome.status)
+        if (job.url in self._left_out and lane.held <= PER_ENDPOINT) or (
+            self._all_left_out and self._held <= HELD // 2
+        ):
+            # The last claim left this URL out (or claimed nothing): it has room again.
+            self._left_out.discard(job.url)
+            self._all_left_out = False
             self._runner.wake()
+        if lane.idle and lane.open_until is None:
+            self._lanes.pop(job.url, None)
+
+    async def _record_loop(self) -> None:
+        """Write the outcomes that arrived while the last write ran, together."""
+        while True:
+            await self._outcome_ready.wait()
+            self._outcome_ready.clear()
+            while self._outcomes or self._released:
+                batch, self._outcomes = self._outcomes[:FLUSH], self._outcomes[FLUSH:]
+                released, self._released = self._released[:FLUSH], self._released[FLUSH:]
+                await self._record(batch, released)
+            if self._stopping:
+                return
+
+    async def _record(self, batch: list[Outcome], released: list[Job]) -> None:
+        try:
+            await self.db.transaction(
+                lambda session: record_outcomes(
+                    session, batch, released=released, owner=self.worker_id
+                )
+            )
+        except Exception:
+            # Unrecorded: the leases lapse and the deliveries are sent again (a duplicate,
+            # never a loss).
+            log.exception("recording %s webhook outcomes failed", len(batch) + len(released))
+            unblocked = False
+        else:
+            # A settled event of a call lets the call's next one go (SPEC §6 order).
+            unblocked = any(
+                o.job.call_sid is not None and o.status in ("succeeded", "failed") for o in batch
+            )
+        for outcome in batch:
+            self._inflight_ids.discard(outcome.job.delivery_id)
+        for job in released:
+            self._inflight_ids.discard(job.delivery_id)
+        if unblocked:
+            self._runner.wake()
+
+
+async def _attempt(
+    job: Job,
+    *,
+    clients: sending.Clients,
+    resolver: HostResolver | None,
+    allow_private: bool,
+    now: datetime,
+    keys: SigningKeys | None = None,
+) -> sending.AttemptResult:
+    """One attempt; one that raises is a failed attempt (so the retry schedule runs on:
+    otherwise the lease would lapse and the delivery go out again and again, holding
+    back the call's later events)."""
+    try:
+        keys = keys or job.keys
+        assert keys is not None
+        return await sending.attempt(
+            clients,
+            url=job.url,
+            body=job.body,
+            msg_id=job.event_id,
+            secrets=keys.at(now),
+            timestamp=int(now.timestamp()),
+            allow_private=allow_private,
+            now=now,
+            resolver=resolver,
+        )
+    except Exception as exc:
+        log.exception("delivery %s: the attempt failed to run", job.delivery_id)
+        return sending.AttemptResult(False, None, f"internal error: {exc.__class__.__name__}", 0)
 
 
 async def deliver(
@@ -283,32 +674,16 @@ async def deliver(
     db: Database,
     clock: Clock,
     box: SecretBox,
-    client: httpx.AsyncClient,
+    clients: sending.Clients,
     allow_private: bool,
 ) -> WebhookDelivery:
-    """Make one attempt of ``job`` and record its outcome (used by the worker and the CLI).
-
-    An attempt that raises is recorded as a failed attempt, so the retry schedule
-    runs on: otherwise the lease would lapse and the delivery go out again and again,
-    holding back the call's later events.
-    """
+    """Make one attempt of ``job`` and record its outcome (the CLI's ``webhook test``)."""
     now = clock.now()
-    try:
-        async with db.read() as session:
-            secrets = await secrets_for(session, job.org_id, box, now)
-        result = await sending.attempt(
-            client,
-            url=job.url,
-            body=job.body,
-            msg_id=job.event_id,
-            secrets=secrets,
-            timestamp=int(now.timestamp()),
-            allow_private=allow_private,
-            now=now,
-        )
-    except Exception as exc:
-        log.exception("delivery %s: the attempt failed to run", job.delivery_id)
-        result = sending.AttemptResult(False, None, f"internal error: {exc.__class__.__name__}", 0)
+    async with db.read() as session:
+        keys = await signing_keys(session, job.org_id, box)
+    result = await _attempt(
+        job, clients=clients, resolver=None, allow_private=allow_private, now=now, keys=keys
+    )
     recorded_at = clock.now()
     return await db.transaction(
         lambda session: record_outcome(session, job, result, now=recorded_at)

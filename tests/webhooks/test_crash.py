@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import Cli
-from tests.support.receiver import Receiver
+from tests.support.receiver import Answer, Receiver
 from tests.support.server import running_server
 from tests.support.waits import eventually_blocking
 
@@ -65,3 +67,55 @@ class TestCrashSafety:
             ("call.failed", 2),
         ]
         assert requests[0].headers["webhook-id"] == requests[1].headers["webhook-id"]
+
+    # Slow: the killed worker's leases (60 s) must lapse before the held attempts go again.
+    @pytest.mark.slow
+    def test_a_kill_mid_flight_loses_no_event_of_many_calls(
+        self, cli: Cli, cli_settings_env: dict[str, str], tmp_path: Path, receiver: Receiver
+    ) -> None:
+        env = {**cli_settings_env, "MASKLINE_ALLOW_PRIVATE_WEBHOOKS": "true"}
+        local = Cli(env, cli.cwd)
+        org = local.ok("org", "create", "crash-many", "--balance", "100")
+        numbers = [f"9180720001{n:02d}" for n in range(10)]
+        local.ok("numbers", "add", *numbers, "--org", "crash-many")
+        local.ok("webhook", "set", "--org", "crash-many", "--url", receiver.url)
+        auth = {"Authorization": f"Bearer {org['api_key']}"}
+        # The first attempts are held unanswered: the kill finds them in flight.
+        release = threading.Event()
+        receiver.script = [Answer(200, hold=release) for _ in range(4)]
+        sids = []
+        try:
+            with running_server(env, tmp_path) as server:
+                for n in range(10):
+                    response = httpx.post(
+                        f"{server.base_url}/v1/masking/calls",
+                        headers=auth,
+                        # A party the sim fails at once: call.initiated, then call.failed.
+                        json={"party_a": "9876540002", "party_b": f"91234567{n:02d}"},
+                    )
+                    assert response.status_code == 201, response.text
+                    sids.append(response.json()["data"]["call_sid"])
+                receiver.wait(lambda rs: len(rs) >= 4, within=30)
+                os.killpg(server.process.pid, signal.SIGKILL)
+                server.process.wait(timeout=10)
+        finally:
+            release.set()
+
+        expected = {(sid, event) for sid in sids for event in ("call.initiated", "call.failed")}
+        with running_server(env, tmp_path):
+            requests = receiver.wait(
+                lambda rs: (
+                    {(r.json["call_sid"], r.json["event"]) for r in rs if r.answered == 200}
+                    >= expected
+                ),
+                within=60,
+            )
+        # At least once: every event arrived; a repeat carries the same webhook-id.
+        by_id: dict[str, set[tuple[str, str]]] = {}
+        for r in requests:
+            by_id.setdefault(r.headers["webhook-id"], set()).add(
+                (r.json["call_sid"], r.json["event"])
+            )
+        assert all(len(events) == 1 for events in by_id.values())
+        assert set().union(*by_id.values()) == expected
+        assert len(by_id) == len(expected)

@@ -8,10 +8,11 @@ import threading
 from datetime import datetime
 from typing import Any
 
-import httpx
+import httpcore
 import pytest
 
 from maskline.settings import Settings
+from maskline.webhooks.delivery import Clients
 from maskline.webhooks.signing import edesy_signature, standard_signature
 from maskline.webhooks.tasks import Job, deliver
 from tests.support.api import Api, running_api
@@ -401,10 +402,11 @@ class TestAttemptsThatRaise:
     async def test_an_attempt_that_raises_is_recorded_as_a_failed_attempt(
         self, settings: Settings
     ) -> None:
-        # The API alone (no worker), and a client whose transport fails in a way no
-        # HTTP error covers: the attempt must still be recorded and retried.
-        def broken(request: httpx.Request) -> httpx.Response:
-            raise RuntimeError("a fault of ours")
+        # The API alone (no worker), and a network that fails in a way no HTTP error
+        # covers: the attempt must still be recorded and retried.
+        class Broken(httpcore.AsyncNetworkBackend):
+            async def connect_tcp(self, *args: object, **kwargs: object) -> Any:
+                raise RuntimeError("a fault of ours")
 
         async with running_api(settings, role="api") as api:
             org = await api.make_org("hook-raises")
@@ -423,15 +425,18 @@ class TestAttemptsThatRaise:
                 True,
                 runtime.clock.now(),
             )
-            async with httpx.AsyncClient(transport=httpx.MockTransport(broken)) as client:
+            clients = Clients(network=Broken())
+            try:
                 await deliver(
                     job,
                     db=runtime.db,
                     clock=runtime.clock,
                     box=runtime.box,
-                    client=client,
+                    clients=clients,
                     allow_private=True,
                 )
+            finally:
+                await clients.aclose()
             (row,) = await deliveries(api, org.auth)
         assert (row["status"], row["attempts"], row["last_status_code"], row["last_error"]) == (
             "pending",
