@@ -142,7 +142,7 @@ def sip_connect_latency(kind: str, *, calls: int = 200, rate: float = 10.0) -> s
 # -- shared: an app on the sip carrier, SIPp answering both legs --------------------
 
 
-def answering(tmp: Path, *, calls: int, hold_ms: int, timeout_sec: int) -> Sipp:
+def _answering(tmp: Path, *, calls: int, hold_ms: int, timeout_sec: int) -> Sipp:
     """SIPp answering every A and B leg; A hangs up after ``hold_ms``."""
     return Sipp(
         "answer.xml",
@@ -233,7 +233,7 @@ _GOOD = "completed/NORMAL_CLEARING"
 async def _trial(url: str, tmp: Path, *, rate: float, seconds: float, offset: int) -> str | None:
     """Place calls at ``rate`` for ``seconds``; None if every one completed, else why not."""
     calls = max(1, round(rate * seconds))
-    sipp = answering(tmp, calls=calls, hold_ms=500, timeout_sec=int(seconds) + 120)
+    sipp = _answering(tmp, calls=calls, hold_ms=500, timeout_sec=int(seconds) + 120)
     try:
         async with _sip_app(url, tmp, sipp) as app:
             runtime = app.state.runtime
@@ -356,7 +356,7 @@ def phones_main() -> None:
 async def _concurrent(url: str, tmp: Path, *, calls: int, measure: float) -> str:
     warmup = 2.0
     hold_ms = int((warmup + measure + 8) * 1000)
-    sipp = answering(tmp, calls=calls, hold_ms=hold_ms, timeout_sec=120)
+    sipp = _answering(tmp, calls=calls, hold_ms=hold_ms, timeout_sec=120)
     try:
         async with _sip_app(url, tmp, sipp) as app:
             runtime = app.state.runtime

@@ -6,16 +6,20 @@ sip carrier + a worker on PostgreSQL; one embedded ``maskline serve`` on SQLite)
 rate is a trial of its own on a fresh start (fresh database, fresh processes, a SIPp of
 its own whose exit code judges only that trial's calls):
 
-1. SIPp answers every leg (``bench.sip.answering``: A's INVITE, R-URI +919876543210, and
-   B's; ring 100 ms each), A hangs up after ``TALK_MS``;
+1. SIPp answers every leg (the tests' ``answer.xml``: ring 100 ms, then 200 OK), A hangs
+   up after ``TALK_MS``; it tells A's legs from B's by the number dialled (A's from
+   ``A_FROM`` on, +9198…; B's from ``B_FROM`` on, +9171…);
 2. a warm-up (``WARMUP_RATE`` for ``WARMUP_SEC``) whose calls are left out of the figures;
 3. calls placed open-loop at the rate for the trial's seconds by ``bench/openloop.py``
    in a process of its own (each POST due at its own moment, whatever the earlier ones
-   are doing; party A the scenario's, a new party B each);
+   are doing): call i has party A ``A_FROM`` + i and party B ``B_FROM`` + i, new parties
+   each, as in production (one party A in every call would measure the pool's
+   contention for that party's free numbers instead);
 4. once every call has ended: each call's status and hangup cause from the database,
    SIPp's exit code (0: every leg went through its scenario), and the connect latency on
    the wire, A's 200 OK sent → B's INVITE received, both stamped by SIPp's own clock in
-   its message trace (``-trace_msg``); CPU and peak RSS of each process over the load.
+   its message trace (``-trace_msg``), paired by the call's i; CPU and peak RSS of each
+   process over the load.
 
 A rate holds when every POST is answered 201, every call ends ``completed`` /
 ``NORMAL_CLEARING``, SIPp exits 0 and the sender kept its schedule (lag p99 under
@@ -54,30 +58,33 @@ from bench.openloop import Outcome, finish, start_open_loop
 from bench.post_profile import py_spy_record, read_collapsed, summary
 from bench.procstat import Sampler, Usage, pids_with_cmdline
 from bench.setups import Running, embedded_sqlite, postgresql_apis
-from bench.sip import answering
 from bench.stats import percentile
 from maskline.calls.models import LIVE_STATUSES, Call
 from maskline.kit.db import Database
-from tests.support.sipp import Sipp, free_udp_port
+from tests.support.sipp import SCENARIOS, Sipp, fragment, free_udp_port
 
-PARTY_A = 9876543210  # the scenario's party A (answer.xml); each call has its own party B
+# Call i's parties: A_FROM + i and B_FROM + i (the warm-up's: WARMUP_A_FROM, WARMUP_B_FROM).
+A_FROM, B_FROM = 9_810_000_000, 7_110_000_000
+WARMUP_A_FROM, WARMUP_B_FROM = 9_800_000_000, 7_100_000_000
 TALK_MS = 500
 RATES = (50.0, 100.0, 150.0, 200.0)
 STEP_SEC = 30.0
 HOLD_SEC = 60.0
 WARMUP_RATE = 10.0
 WARMUP_SEC = 3.0
-# Enough masked numbers for every live call at 200/s (a number serves one live call of
-# party A at a time; a call lives about a second here).
-MASKED_NUMBERS = 3000
+# Every call has new parties, so one number would do; a few let the least-recently-used
+# choice spread the calls as in production (as bench/e2e.py).
+MASKED_NUMBERS = 10
 SENDER_LAG_MAX_MS = 50.0
 # How long after the load the calls and SIPp get to finish.
 DRAIN_SEC = 60.0
 PROFILE_SEC = 20.0
 GOOD = "completed/NORMAL_CLEARING"
 _STAMP = re.compile(r"^-{10,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)$", re.MULTILINE)
-_FROM = re.compile(r"^From:.*?sip:(\+\d+)@", re.MULTILINE)
-_TO_A = re.compile(rf"^To:.*sip:\+91{PARTY_A}@", re.MULTILINE)
+_TO_A = re.compile(r"^To:.*?sip:\+91(98\d{8})@", re.MULTILINE)
+_INVITE_B = re.compile(r"^INVITE sip:\+91((?!98)\d{10})@")
+# answer.xml's test for party A's INVITE, and the one here.
+_IS_A = ("^INVITE sip:\\+919876543210@", "^INVITE sip:\\+9198[0-9]{8}@")
 
 Setup = Callable[[Path, dict[str, str]], contextlib.AbstractContextManager[Running]]
 SETUPS: dict[str, tuple[str, str, Setup]] = {
@@ -143,11 +150,35 @@ class Trial:
         return found
 
 
-def timed_gaps(log: str, since: float) -> tuple[list[float], int]:
-    """From SIPp's message trace: (A's 200 sent → B's INVITE received) for each call whose
-    A was answered at or after ``since`` (epoch), matched by the masked number (the From
-    of both INVITEs: one live call at a time has it); and how many such A legs saw no B."""
-    answered: dict[str, float] = {}
+def trunk(tmp: Path, *, calls: int, timeout_sec: int) -> Sipp:
+    """SIPp answering ``calls`` calls (both legs of each), A's legs told by ``_IS_A``."""
+    text = (SCENARIOS / "answer.xml").read_text()
+    assert _IS_A[0] in text, "answer.xml no longer tests party A as this probe expects"
+    workdir = tmp / f"sipp-{time.monotonic_ns()}"
+    workdir.mkdir()
+    scenario = workdir / "answer-pairs.xml"
+    scenario.write_text(text.replace(*_IS_A))
+    return Sipp(
+        # An absolute path: Sipp reads it (SCENARIOS / an absolute path is that path).
+        str(scenario),
+        workdir,
+        calls=2 * calls,
+        pause_ms=TALK_MS,
+        variables={"aport": str(free_udp_port()), "bport": str(free_udp_port())},
+        fill={
+            "A_ANSWERED": fragment("send_bye"),
+            "B_ANSWERED": fragment("wait_bye"),
+            "B_BEFORE_ANSWER": "",
+        },
+        timeout_sec=timeout_sec,
+    )
+
+
+def timed_gaps(log: str) -> tuple[list[float], int]:
+    """From SIPp's message trace: (A's 200 sent → B's INVITE received) for each call of
+    the load (not the warm-up's), paired by the call's i (A_FROM + i, B_FROM + i); and
+    how many of the load's A legs were answered and saw no B."""
+    answered: dict[int, float] = {}
     gaps: list[float] = []
     parts = _STAMP.split(log)
     for stamp, body in zip(parts[1::2], parts[2::2], strict=True):
@@ -155,25 +186,19 @@ def timed_gaps(log: str, since: float) -> tuple[list[float], int]:
         if len(lines) < 3:
             continue
         direction, first = lines[0], lines[2]
-        sent_200 = direction.startswith("UDP message sent") and first.startswith("SIP/2.0 200")
-        b_invite = (
-            direction.startswith("UDP message received")
-            and first.startswith("INVITE")
-            and f"sip:+91{PARTY_A}@" not in first
-        )
-        if not (sent_200 or b_invite):
-            continue
-        caller = _FROM.search(body)
-        if caller is None:
-            continue
-        at = datetime.fromisoformat(stamp).timestamp()
-        if sent_200 and _TO_A.search(body) and caller[1] not in answered:
-            answered[caller[1]] = at
-        elif b_invite and caller[1] in answered:
-            a_at = answered.pop(caller[1])
-            if a_at >= since:
-                gaps.append(at - a_at)
-    return gaps, sum(1 for at in answered.values() if at >= since)
+        if direction.startswith("UDP message sent") and first.startswith("SIP/2.0 200"):
+            to_a = _TO_A.search(body)
+            if to_a is not None and int(to_a[1]) >= A_FROM:
+                answered.setdefault(int(to_a[1]) - A_FROM, _epoch(stamp))
+        elif direction.startswith("UDP message received") and first.startswith("INVITE"):
+            to_b = _INVITE_B.match(first)
+            if to_b is not None and int(to_b[1]) - B_FROM in answered:
+                gaps.append(_epoch(stamp) - answered.pop(int(to_b[1]) - B_FROM))
+    return gaps, len(answered)
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp).timestamp()
 
 
 async def _outcomes(database_url: str, *, within: float) -> Counter[str]:
@@ -218,26 +243,23 @@ def trial(kind: str, rate: float, seconds: float, *, profile: bool = False) -> T
     calls = round(rate * seconds)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        sipp = answering(
-            tmp, calls=warm + calls, hold_ms=TALK_MS, timeout_sec=int(seconds + DRAIN_SEC) + 120
-        )
+        sipp = trunk(tmp, calls=warm + calls, timeout_sec=int(seconds + DRAIN_SEC) + 120)
         try:
             with setup(tmp, _sip_env(sipp.trunk)) as running:
                 targets, key = running.addresses, running.key
                 finish(
                     start_open_loop(
                         targets, key, rate=WARMUP_RATE, seconds=WARMUP_SEC,
-                        first_party=7_000_012_345, party_a=PARTY_A,
+                        first_party=WARMUP_B_FROM, party_a_from=WARMUP_A_FROM,
                     ),
                     WARMUP_SEC,
                 )  # fmt: skip
                 warm_outcomes = asyncio.run(_outcomes(running.database_url, within=DRAIN_SEC))
                 sampler = Sampler(_groups(running, sipp))
                 sampler.start()
-                since = time.time()
                 sender = start_open_loop(
                     targets, key, rate=rate, seconds=seconds,
-                    first_party=7_100_012_345, party_a=PARTY_A,
+                    first_party=B_FROM, party_a_from=A_FROM,
                 )  # fmt: skip
                 spy: threading.Thread | None = None
                 output = tmp / f"sip-{kind}-{rate:g}.txt"
@@ -263,7 +285,7 @@ def trial(kind: str, rate: float, seconds: float, *, profile: bool = False) -> T
                 errors = "" if code == 0 else sipp.errors()[:600]
         finally:
             sipp.close()
-        gaps, unmatched = timed_gaps(sipp.log.read_text(errors="replace"), since)
+        gaps, unmatched = timed_gaps(sipp.log.read_text(errors="replace"))
         found = summary(read_collapsed(output), seconds=spy_sec) if profile else ""
     return Trial(
         sent=sent,
