@@ -9,7 +9,7 @@ PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 # the tests and pytest's assertion rewrites from source again (collection: 12 s → 6 s).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-fast test-sqlite test-postgres lint format bench bench-post bench-profile bench-e2e \
+.PHONY: run test test-fast test-sqlite test-postgres lint format bench bench-post bench-profile bench-e2e bench-sip \
 	lock clean
 
 $(STAMP): pyproject.toml requirements.lock
@@ -83,6 +83,15 @@ bench-profile: $(STAMP)
 # (`--rates 5,10 --seconds 10 --hold 0`, `--record`, `--profile`, `sqlite`).
 bench-e2e: $(STAMP)
 	$(BIN)/python -m bench.e2e $(E2E_ARGS)
+
+# Issue 14's SIP figures (docs/benchmarks.md): the API and the engine in separate processes
+# on PostgreSQL, and embedded SQLite, SIPp (Debian's) as the trunk answering both legs;
+# calls placed open-loop at rising rates, 30 s each on a fresh start, then the best held
+# 60 s: outcomes, connect latency on the wire (SIPp's trace), CPU and RSS of each process;
+# about 15 minutes. SIP_ARGS passes options (`--rates 50,100 --seconds 10 --hold 0`,
+# `--profile`, `postgresql`).
+bench-sip: $(STAMP)
+	$(BIN)/python -m bench.sip_rate $(SIP_ARGS)
 
 # sippy declares the needs of its web UI and RTP generator, which maskline never
 # imports (its UA and transaction layer need only elperiodic and pycryptodome).

@@ -6,7 +6,7 @@ import platform
 import sys
 from datetime import UTC, datetime
 
-from bench import call_logs, calls, e2e, post, recordings, sip, webhooks
+from bench import call_logs, calls, e2e, post, recordings, sip, sip_rate, webhooks
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
         print(calls.connect_latency(kind), flush=True)
         for rate in (10.0, 100.0):
             print(sip.sip_connect_latency(kind, calls=200, rate=rate), flush=True)
-        print(sip.sip_max_rate(kind), flush=True)
+        print(sip_rate.sip_rate(kind, profile=True), flush=True)
         print(sip.sip_concurrent_media(kind, calls=50), flush=True)
         print(webhooks.webhooks_bench(kind), flush=True)
         print(call_logs.call_logs_latency(kind), flush=True)

@@ -15,10 +15,12 @@ at all: against nginx on a loaded 2-core VM, p99 under 1.1 ms at 100, 300 and 1,
 requests/s, at 4 %, 8 % and 18 % of a core.
 
 ``python -m bench.openloop --target HOST:PORT [--target …] --key KEY --rate R --seconds S
---first-party N [--record]`` prints one JSON object (``Outcome``); ``start_open_loop``
-starts it and ``finish`` reads it. Each request has a new pair of ordinary mobile numbers
-(``bench.numbers.parties``) from ``--first-party`` on; the targets take the requests in
-turn, as behind a load balancer.
+--first-party N [--party-a-from A] [--record]`` prints one JSON object (``Outcome``);
+``start_open_loop`` starts it and ``finish`` reads it. Each request has a new pair of
+ordinary mobile numbers (``bench.numbers.parties``) from ``--first-party`` on; with
+``--party-a-from``, request i's party A is A + i and its party B first-party + i (a SIPp
+trunk then tells A's legs from B's, and pairs them, by the numbers alone); the targets
+take the requests in turn, as behind a load balancer.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -183,7 +186,14 @@ class _Sender:
 
 
 async def _run(
-    targets: list[str], key: str, *, rate: float, seconds: float, first_party: int, record: bool
+    targets: list[str],
+    key: str,
+    *,
+    rate: float,
+    seconds: float,
+    first_party: int,
+    record: bool,
+    party_a_from: int | None = None,
 ) -> Outcome:
     # Times come from time.monotonic(): uvloop's loop.time() counts whole milliseconds.
     sender = _Sender(targets, key, record=record)
@@ -193,6 +203,11 @@ async def _run(
             conn.idle_since = time.monotonic()
             target.idle.append(conn)
     numbers = parties(first_party)
+    pairs = (
+        ((next(numbers), next(numbers)) for _ in itertools.count())
+        if party_a_from is None
+        else ((party_a_from + i, first_party + i) for i in itertools.count())
+    )
     count = round(rate * seconds)
     cpu = time.process_time()
     start = time.monotonic() + 0.05
@@ -205,7 +220,7 @@ async def _run(
         if wait > 0:
             await asyncio.sleep(wait)
         lags.append(max(0.0, time.monotonic() - due))
-        request = sender.request(next(numbers), next(numbers))
+        request = sender.request(*next(pairs))
         task = asyncio.create_task(sender.one(i, sender.targets[i % len(targets)], request, due))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -245,12 +260,14 @@ def start_open_loop(
     seconds: float,
     first_party: int,
     record: bool = False,
+    party_a_from: int | None = None,
 ) -> subprocess.Popen[str]:
     """Start the sender in a process of its own; ``finish`` waits for its outcome."""
     command = [
         sys.executable, "-m", "bench.openloop", "--key", key, "--rate", str(rate),
         "--seconds", str(seconds), "--first-party", str(first_party),
         *(a for t in targets for a in ("--target", t)), *(["--record"] if record else []),
+        *([] if party_a_from is None else ["--party-a-from", str(party_a_from)]),
     ]  # fmt: skip
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
 
@@ -270,6 +287,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--first-party", type=int, required=True)
     parser.add_argument("--record", action="store_true", help='"record": true in each body')
+    parser.add_argument("--party-a-from", type=int, help="request i's A is this + i")
     args = parser.parse_args()
     # The sender is judged by its schedule, on cores it shares with the servers under test
     # (and, here, with other work): a real-time priority keeps it (p99 lag about 1 ms up
@@ -292,6 +310,7 @@ def main() -> None:
             seconds=args.seconds,
             first_party=args.first_party,
             record=args.record,
+            party_a_from=args.party_a_from,
         )
     )
     json.dump(asdict(outcome), sys.stdout)

@@ -61,6 +61,10 @@ AREAS: list[tuple[str, tuple[str, ...]]] = [
     ("pydantic, validation", ("pydantic/", "pydantic_core/", "calls/intake.py", "kit/phone.py")),
     ("auth + key lookup (maskline/keys)", ("maskline/keys/",)),
     ("write lock, sessions (maskline/kit/db.py)", ("maskline/kit/db.py",)),
+    ("SIP stack: sippy (parsing, transactions, UAs, its thread)", ("sippy/",)),
+    ("RTP relay (maskline/telephony/media)", ("maskline/telephony/media/",)),
+    ("sip carrier (maskline/telephony/sip: legs, agents, SDP)", ("maskline/telephony/sip/",)),
+    ("group-commit writer (maskline/kit/writer.py)", ("maskline/kit/writer.py",)),
     ("call engine, sim carrier, background loops",
      ("maskline/calls/engine.py", "maskline/calls/runner.py", "maskline/calls/watchdog.py",
       "maskline/telephony/", "maskline/kit/loops.py")),
@@ -82,6 +86,9 @@ CALLERS: list[tuple[str, str]] = [
     ("background loops (engine, worker: kit/loops.py)", "maskline/kit/loops.py"),
     ("the engine's call runners (calls/runner.py)", "maskline/calls/runner.py"),
     ("the sim carrier's legs (telephony/sim)", "maskline/telephony/sim/"),
+    ("the sip carrier (telephony/sip)", "maskline/telephony/sip/"),
+    ("sippy's SIP stack (its own thread)", "sippy/"),
+    ("the RTP relay (telephony/media)", "maskline/telephony/media/"),
 ]
 # SQLAlchemy's async sessions run their sync code in greenlets; py-spy shows a greenlet's
 # stack from its own first frame, without the task that it works for.

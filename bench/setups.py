@@ -19,6 +19,8 @@ from tests.support.server import running_server
 
 API_PROCESSES = 2
 REDIS_URL = "redis://127.0.0.1:6379/14"
+# The organisation's masked numbers unless told (unlimited_key's default).
+NUMBERS = ("918099000001",)
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,15 @@ def _address(base_url: str) -> str:
 
 
 @contextlib.contextmanager
-def postgresql_apis(tmp: Path, *, stack: bool, **extra_env: str) -> Iterator[Running]:
+def postgresql_apis(
+    tmp: Path, *, stack: bool, numbers: tuple[str, ...] = NUMBERS, **extra_env: str
+) -> Iterator[Running]:
     """``API_PROCESSES`` maskline API processes (and, with ``stack``, an engine and a worker)
     on a fresh PostgreSQL database, with Redis for the rate limits; ``extra_env`` is more
-    of their environment (``MASKLINE_…``)."""
+    of their environment (``MASKLINE_…``), ``numbers`` the organisation's masked numbers."""
     with fresh_database(tmp, kind="postgresql") as url:
         env = server_env(url, tmp, MASKLINE_REDIS_URL=REDIS_URL, **extra_env)
-        key = unlimited_key(env)
+        key = unlimited_key(env, numbers=numbers)
         with contextlib.ExitStack() as running:
             servers = {
                 f"api {n}": running.enter_context(
@@ -69,10 +73,12 @@ def postgresql_apis(tmp: Path, *, stack: bool, **extra_env: str) -> Iterator[Run
 
 
 @contextlib.contextmanager
-def embedded_sqlite(tmp: Path, **extra_env: str) -> Iterator[Running]:
+def embedded_sqlite(
+    tmp: Path, *, numbers: tuple[str, ...] = NUMBERS, **extra_env: str
+) -> Iterator[Running]:
     """One ``maskline serve`` (api, engine and worker) on a fresh SQLite file."""
     with fresh_database(tmp, kind="sqlite") as url:
         env = server_env(url, tmp, **extra_env)
-        key = unlimited_key(env)
+        key = unlimited_key(env, numbers=numbers)
         with running_server(env, tmp) as server:
             yield Running({"embedded": server.process}, [_address(server.base_url)], key, url, env)

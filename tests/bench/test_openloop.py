@@ -91,3 +91,21 @@ def test_every_request_goes_at_its_time_while_none_is_answered() -> None:
         str(n) for n in range(7_000_010_004, 7_000_010_042)
     ]
     assert {body["record"] for body in server.bodies} == {False}
+
+
+@pytest.mark.subprocess
+def test_with_party_a_from_request_i_pairs_a_plus_i_with_b_plus_i() -> None:
+    # The SIP probe's parties: SIPp tells A's legs from B's, and pairs them, by number.
+    with holding_server() as server:
+        sender = start_open_loop(
+            [server.address],
+            "the-key",
+            rate=50,
+            seconds=REQUESTS / 50,
+            first_party=7_110_000_000,
+            party_a_from=9_810_000_000,
+        )
+        outcome = finish(sender, REQUESTS / 50)
+    assert outcome.statuses == {"201": REQUESTS}
+    pairs = sorted((str(body["party_a"]), str(body["party_b"])) for body in server.bodies)
+    assert pairs == [(str(9_810_000_000 + i), str(7_110_000_000 + i)) for i in range(REQUESTS)]
