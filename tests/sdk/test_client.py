@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from maskline_client import (
+    AsyncClient,
     Client,
     IdempotencyConflict,
     InsufficientBalance,
@@ -39,7 +41,7 @@ from tests.sdk.proxy import DroppingProxy, dropping_proxy
 from tests.support.cli import run_cli
 from tests.support.receiver import Receiver
 from tests.support.server import free_port, running_server
-from tests.support.waits import eventually_blocking
+from tests.support.waits import eventually_blocking, eventually_value
 
 README = Path(__file__).parents[2] / "sdk" / "python" / "README.md"
 _numbers = itertools.count(1)
@@ -181,6 +183,37 @@ class TestCalls:
             assert second.created_at is not None
             assert first_ended.ended_at is not None
             assert second.created_at >= first_ended.ended_at
+
+
+class TestAsyncClient:
+    async def test_the_same_surface_awaited_survives_drops(
+        self, stack: Stack, tmp_path: Path
+    ) -> None:
+        api_key = await asyncio.to_thread(stack.org)
+        with dropping_proxy(stack.port, {0: 0}) as proxy:
+            async with AsyncClient(api_key, proxy.url, retry=RetryPolicy(backoff=0.05)) as client:
+                call = await client.calls.create("9876589012", "9123489012", metadata={"k": "v"})
+                assert proxy.connections == 2
+                ended = await eventually_value(
+                    lambda: client.calls.get(call.call_sid),
+                    lambda got: got.status == "completed" and got.recording_status == "ready",
+                    what="the call completed with its recording",
+                    within=30,
+                )
+                assert (ended.metadata, ended.bill_duration_sec, ended.price) == (
+                    {"k": "v"},
+                    60,
+                    1.5,
+                )
+                assert [c.call_sid async for c in client.calls.list()] == [call.call_sid]
+                assert (await client.billing()).balance == 99998.5
+                whole = tmp_path / "whole.mp3"
+                recording = await client.recordings.download(call.call_sid, whole)
+                stack.recordings_proxy.cuts = {stack.recordings_proxy.connections: 1000}
+                resumed = tmp_path / "resumed.mp3"
+                await client.recordings.download(call.call_sid, resumed)
+                assert whole.stat().st_size == recording.size_bytes
+                assert resumed.read_bytes() == whole.read_bytes()
 
 
 class TestErrors:

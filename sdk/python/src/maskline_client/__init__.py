@@ -1,5 +1,6 @@
 """Python client for the maskline number-masking voice API."""
 
+from maskline_client._async import AsyncClient
 from maskline_client._core import RetryPolicy
 from maskline_client._sync import Client
 from maskline_client.errors import (
@@ -25,6 +26,7 @@ from maskline_client.webhooks import verify_webhook
 
 __all__ = [
     "BY_CODE",
+    "AsyncClient",
     "Billing",
     "Call",
     "Client",
