@@ -185,6 +185,24 @@ class TestCalls:
             assert second.created_at >= first_ended.ended_at
 
 
+class TestAccount:
+    def test_hangup_stats_billing_and_invoices(self, stack: Stack) -> None:
+        with Client(stack.org(), stack.base_url) as client:
+            ringing = client.calls.create("9876540000", "9123490123", ring_timeout_sec=120)
+            hung_up = client.calls.hangup(ringing.call_sid)
+            assert (hung_up.status, hung_up.hangup_cause, hung_up.hangup_by) == (
+                "failed",
+                "NORMAL_CLEARING",
+                "system",
+            )
+            assert client.calls.hangup(ringing.call_sid).ended_at == hung_up.ended_at
+            stats = client.stats()
+            assert (stats.total_calls, stats.failed, stats.completed) == (1, 1, 0)
+            billing = client.billing()
+            assert (billing.balance, billing.currency, billing.reserved) == (100000, "INR", 0)
+            assert list(client.invoices.list()) == []
+
+
 class TestAsyncClient:
     async def test_the_same_surface_awaited_survives_drops(
         self, stack: Stack, tmp_path: Path
@@ -328,6 +346,17 @@ class TestWebhooks:
             ]
             deliveries = list(client.deliveries.list(call_sid=call.call_sid))
             assert {d.event for d in deliveries} == set(events)
+            first = next(d for d in deliveries if d.event == "call.initiated")
+            client.deliveries.replay(first.id)
+            replayed = eventually_blocking(
+                lambda: next(
+                    iter(client.deliveries.list(call_sid=call.call_sid, event="call.initiated"))
+                ),
+                lambda d: d.status == "succeeded" and d.attempts == 2,
+                what="the replayed delivery sent again",
+                within=30,
+            )
+            assert replayed.id == first.id
 
 
 class TestReadme:
