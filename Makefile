@@ -12,10 +12,11 @@ unexport PYTHONDONTWRITEBYTECODE
 .PHONY: run test test-fast test-sqlite test-postgres lint format bench bench-post bench-profile bench-e2e bench-sip \
 	lock clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock sdk/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e sdk/python
 	touch $(STAMP)
 
 install: $(STAMP)
