@@ -525,6 +525,9 @@ class TestEveryPage:
             check_page(page, name)
         org = sign_up(page, portal, "keys@example.com", "Keyboard Co")
         page.get_by_role("button", name=re.compile("^Sign out")).click()
+        # Signed out once the redirect's sign-in page has loaded: navigating before that
+        # would abort it (a failed request to the suite).
+        page.get_by_role("heading", name="Sign in").wait_for()
 
         # Keyboard only: sign in, create a key, copy it.
         page.goto(f"{portal.url}/sign-in")
