@@ -395,6 +395,10 @@ class UdpRelay:
             except OSError:
                 rtp[0].close()
                 continue
+            except BaseException:
+                # Cancelled (the call ended meanwhile): the RTP socket is not left open.
+                rtp[0].close()
+                raise
             self._in_use.add(port)
             return _LegMedia(
                 port, (rtp, rtcp), stream=OutboundStream(cname=f"maskline@{self.advertise}")
