@@ -3,7 +3,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from maskline.kit.db import Base, UTCDateTime
@@ -93,9 +104,13 @@ class CallCount(Base):
     __tablename__ = "call_counts"
 
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    # The count is the sum over its shards: a batch adds to the shard it drew, so that
+    # concurrent batches rarely wait on one another (``calls/tally.py``).
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, server_default="0")
     calls: Mapped[int] = mapped_column(BigInteger)
     # The first Asia/Kolkata day whose calls' pairs are all in ``CallDayPairs`` (null:
-    # every day; set by the migration that began the tally, for the calls before it).
+    # every day; set by the migration that began the tally, for the calls before it, on
+    # shard 0).
     pairs_from: Mapped[date | None] = mapped_column(Date)
 
 
@@ -143,4 +158,6 @@ class CallDayPairs(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     since: Mapped[date] = mapped_column(Date, primary_key=True)
+    # Summed over shards, as ``CallCount``'s.
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, server_default="0")
     pairs: Mapped[int] = mapped_column(Integer)

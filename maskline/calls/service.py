@@ -139,6 +139,11 @@ async def create_call(
         now=now,
         prior=repository.insert_call(call),
     )
+    # Counted before the hold, on a shard of the tallies drawn for the batch
+    # (calls/tally.py): every batch locks its tally rows before the organisation's wallet
+    # row (no lock cycle through them), and the wallet row's locked stretch is the hold
+    # and the commit alone.
+    await tally.count_new_call(session, tally.NewCall(org_id, ist_date(now), pair_key))
     # The row every call of the organisation shares (its wallet) is written last, so it
     # is held for the least time before the commit. The balance and the live-call cap
     # are checked and taken by the same statement: both hold exactly under concurrency.
@@ -150,9 +155,6 @@ async def create_call(
         (refusal,) = await wallet.hold_calls(await session.connection(), [ask])
         if refusal is not None:
             raise refusal
-    # Counted after the hold: a batch locks the organisation's wallet row before its
-    # tally rows, as every batch does (no lock cycle through them).
-    await tally.count_new_call(session, tally.NewCall(org_id, ist_date(now), pair_key))
     response = StoredResponse(
         201, json.dumps({"data": data}, separators=(",", ":"), ensure_ascii=False)
     )

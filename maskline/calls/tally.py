@@ -9,18 +9,23 @@ instead of counting a million (SPEC §3).
   added in the batch that ends them.
 
 Each is written once per batch (``kit/writer.py``'s batch steps), rows in sorted
-order, so that concurrent batches lock them in one order.
+order, so that concurrent batches lock them in one order. The two that every new call of
+an organisation would write (its count, and its first calls of the day) are kept in
+``SHARDS`` rows each, summed when read: a batch adds to one shard drawn at random, so
+that batches committing side by side (PostgreSQL's writers, in every API process)
+seldom wait for each other's commit on them.
 """
 
 from __future__ import annotations
 
+import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func, literal_column, select, union_all, update
+from sqlalchemy import case, func, literal_column, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -37,6 +42,10 @@ from maskline.kit.india import ist_date
 from maskline.kit.scope import owned_by
 from maskline.kit.writer import defer_to_batch
 
+# Rows per organisation (and day) of the counts every new call adds to. With a few
+# writers per process and a few processes, 16 makes two concurrent batches drawing the
+# same shard rare; a reader sums at most 16 rows.
+SHARDS = 16
 # ``since`` of a pair's first call.
 NEVER = date(1, 1, 1)
 # The figures a day keeps for its ended calls: each is a sum over them (``_figures``).
@@ -83,27 +92,34 @@ async def count_new_call(session: AsyncSession, new: NewCall) -> None:
 
 
 async def count_new_calls(conn: AsyncConnection, asks: Sequence[NewCall]) -> list[None]:
-    """The batch's new calls: their organisations' counts, then their pairs. Refuses
-    nothing."""
-    await add_calls(conn, Counter(ask.org_id for ask in asks))
-    await _count_pairs(conn, {(ask.org_id, ask.pair, ask.day) for ask in asks})
+    """The batch's new calls: their organisations' counts, then their pairs, on one
+    shard drawn for the batch. Refuses nothing."""
+    shard = random.randrange(SHARDS)
+    await add_calls(conn, Counter(ask.org_id for ask in asks), shard=shard)
+    await _count_pairs(conn, {(ask.org_id, ask.pair, ask.day) for ask in asks}, shard=shard)
     return [None] * len(asks)
 
 
-async def add_calls(conn: AsyncConnection, per_org: Mapping[str, int]) -> None:
-    """``per_org[org]`` more calls stored for each organisation."""
+async def add_calls(conn: AsyncConnection, per_org: Mapping[str, int], *, shard: int = 0) -> None:
+    """``per_org[org]`` more (or, negative, fewer) calls stored for each organisation,
+    added to ``shard``."""
     insert = _insert(conn, CallCount)
     await conn.execute(
         insert.values(
-            [{"org_id": org, "calls": n, "pairs_from": None} for org, n in sorted(per_org.items())]
+            [
+                {"org_id": org, "shard": shard, "calls": n, "pairs_from": None}
+                for org, n in sorted(per_org.items())
+            ]
         ).on_conflict_do_update(
-            index_elements=[CallCount.org_id],
+            index_elements=[CallCount.org_id, CallCount.shard],
             set_={"calls": CallCount.calls + insert.excluded.calls},
         )
     )
 
 
-async def _count_pairs(conn: AsyncConnection, pair_days: Iterable[tuple[str, str, date]]) -> None:
+async def _count_pairs(
+    conn: AsyncConnection, pair_days: Iterable[tuple[str, str, date]], *, shard: int
+) -> None:
     # A pair called on two days of one batch (around midnight) moves on in two rounds,
     # the earlier day first: one statement may change a row once.
     rounds: list[list[tuple[str, str, date]]] = []
@@ -135,22 +151,30 @@ async def _count_pairs(conn: AsyncConnection, pair_days: Iterable[tuple[str, str
         )
         for org, day, prev in moved:
             firsts[(org, _as_date(day), _as_date(prev) if prev is not None else NEVER)] += 1
-    await add_firsts(conn, firsts)
+    await add_firsts(conn, firsts, shard=shard)
 
 
-async def add_firsts(conn: AsyncConnection, firsts: Mapping[tuple[str, date, date], int]) -> None:
-    """``firsts[(org, day, since)]`` more pairs called on ``day`` after ``since``."""
+async def add_firsts(
+    conn: AsyncConnection, firsts: Mapping[tuple[str, date, date], int], *, shard: int = 0
+) -> None:
+    """``firsts[(org, day, since)]`` more pairs called on ``day`` after ``since``, added
+    to ``shard``."""
     if not firsts:
         return
     insert = _insert(conn, CallDayPairs)
     await conn.execute(
         insert.values(
             [
-                {"org_id": org, "day": day, "since": since, "pairs": n}
+                {"org_id": org, "day": day, "since": since, "shard": shard, "pairs": n}
                 for (org, day, since), n in sorted(firsts.items())
             ]
         ).on_conflict_do_update(
-            index_elements=[CallDayPairs.org_id, CallDayPairs.day, CallDayPairs.since],
+            index_elements=[
+                CallDayPairs.org_id,
+                CallDayPairs.day,
+                CallDayPairs.since,
+                CallDayPairs.shard,
+            ],
             set_={"pairs": CallDayPairs.pairs + insert.excluded.pairs},
         )
     )
@@ -242,16 +266,16 @@ async def count_ended_calls(conn: AsyncConnection, asks: Sequence[EndedCall]) ->
 
 async def uncount_calls(session: AsyncSession, org_ids: Iterable[str]) -> None:
     """Calls deleted (retention): one fewer stored per occurrence of its organisation."""
-    conn = await session.connection()
-    for org, n in sorted(Counter(org_ids).items()):
-        await conn.execute(
-            update(CallCount).where(owned_by(CallCount, org)).values(calls=CallCount.calls - n)
-        )
+    counted = Counter(org_ids)
+    if counted:
+        await add_calls(await session.connection(), {org: -n for org, n in counted.items()})
 
 
 async def stored_calls(session: AsyncSession, org_id: str) -> int:
     """The organisation's stored calls, as counted."""
-    found = await session.scalar(select(CallCount.calls).where(owned_by(CallCount, org_id)))
+    found = await session.scalar(
+        select(func.sum(CallCount.calls)).where(owned_by(CallCount, org_id))
+    )
     return int(found or 0)
 
 
@@ -295,7 +319,7 @@ async def tallied(
     )
     pairs = select(
         literal_column("'pairs'"),
-        select(CallCount.pairs_from).where(owned_by(CallCount, org_id)).scalar_subquery(),
+        select(func.max(CallCount.pairs_from)).where(owned_by(CallCount, org_id)).scalar_subquery(),
         func.coalesce(
             select(func.sum(CallDayPairs.pairs))
             .where(
