@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from maskline import __version__
+from maskline.accounts import passwords
 from maskline.accounts import service as accounts
 from maskline.accounts.mail import Mailer
 from maskline.billing.router import router as billing_router
@@ -282,6 +283,7 @@ def create_app(
             runtime.wakeups.on(Topic.EVENTS, runtime.call_events.fire)
             if db.is_sqlite:
                 await upgrade(db)
+            await passwords.prepare()
             if settings.carrier == "sim" or settings.sandbox:
 
                 async def bootstrap(session: AsyncSession) -> SandboxCreated | None:

@@ -4,6 +4,7 @@ and checked off the event loop (each takes tens of milliseconds of CPU)."""
 from __future__ import annotations
 
 import asyncio
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -14,9 +15,21 @@ MIN_LENGTH = 10
 MAX_LENGTH = 1024
 
 _hasher = PasswordHasher()
-# Checked when an email has no account (or no password), so that a wrong email takes as
-# long as a wrong password and the time does not tell whether an account exists.
-_DECOY = _hasher.hash("decoy password never accepted")
+
+
+@cache
+def _decoy() -> str:
+    """Checked when an email has no account (or no password), so that a wrong email
+    takes as long as a wrong password and the time does not tell whether an account
+    exists. Made at the first such check, not at import (a hash costs tens of ms and
+    64 MiB, in every process that imports the portal, the CLI's included)."""
+    return _hasher.hash("decoy password never accepted")
+
+
+async def prepare() -> None:
+    """Make the decoy before the first sign-in (at start-up), so that the first wrong
+    email is no slower than a wrong password either."""
+    await asyncio.to_thread(_decoy)
 
 
 def check_new_password(password: str) -> str:
@@ -33,7 +46,7 @@ async def hash_password(password: str) -> str:
 
 def _verify(stored: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(stored or _DECOY, password[:MAX_LENGTH]) and stored is not None
+        return _hasher.verify(stored or _decoy(), password[:MAX_LENGTH]) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 
