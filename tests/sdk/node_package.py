@@ -28,8 +28,7 @@ STAMP = MODULES / ".maskline-lock-sha256"
 @contextmanager
 def _exclusive() -> Iterator[None]:
     """One builder at a time: xdist workers share the checkout's node_modules."""
-    NODE_DIR.joinpath("build").mkdir(exist_ok=True)
-    with NODE_DIR.joinpath("build", ".lock").open("w") as lock:
+    with NODE_DIR.joinpath(".build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -49,19 +48,18 @@ def _installed() -> None:
     lock = hashlib.sha256(NODE_DIR.joinpath("package-lock.json").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == lock:
         return
-    # --ignore-scripts: the package's own `prepare` (tsc) is run by build() below.
+    # --ignore-scripts: the package's own `prepare` (tsc) is run by built() below.
     _run("npm", "ci", "--prefer-offline", "--ignore-scripts", "--no-audit", "--no-fund")
     STAMP.write_text(lock)
 
 
 def built() -> Path:
-    """The compiled tests (``build/test``), next to the library they import."""
+    """The compiled tests (``dist/test``), next to the library (``dist/src``). One tsc
+    program for both, incremental: a second session recompiles nothing."""
     with _exclusive():
         _installed()
-        # The library first: the tests import it by its package name, as users do.
-        for config in ("tsconfig.json", "tsconfig.test.json"):
-            _run("node", "node_modules/typescript/bin/tsc", "-p", config)
-    return NODE_DIR / "build" / "test"
+        _run("node", "node_modules/typescript/bin/tsc", "-p", "tsconfig.json")
+    return NODE_DIR / "dist" / "test"
 
 
 def openapi_document() -> dict[str, Any]:

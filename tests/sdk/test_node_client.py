@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,18 @@ class TestNodeClient:
     ) -> None:
         keys = {"calls": stack.org()}
         webhook_secret = stack.webhook_secret
-        keys["drop"] = stack.org()
-        keys["paging"] = stack.org("--max-live-calls", "1000")
-        keys["limited"] = stack.org("--max-live-calls", "1")
-        keys["poor"] = stack.org("--balance", "0")
-        keys["account"] = stack.org()
-        keys["readme"] = stack.org()
+        others = {
+            "drop": (),
+            "paging": ("--max-live-calls", "1000"),
+            "limited": ("--max-live-calls", "1"),
+            "poor": ("--balance", "0"),
+            "account": (),
+            "readme": (),
+        }
+        # Three CLI commands each: three organisations at a time.
+        with ThreadPoolExecutor(3) as pool:
+            made = pool.map(lambda extra: stack.org(*extra), others.values())
+            keys.update(zip(others, made, strict=True))
         # The first connection reaches the server, which places the call, but its answer
         # never reaches the client.
         with dropping_proxy(stack.port, {0: 0}) as drop:

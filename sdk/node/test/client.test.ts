@@ -33,7 +33,7 @@ import {
   Unauthorized,
   verifyWebhook,
   WebhookVerificationError,
-} from "maskline-client";
+} from "../src/index.js";
 
 import { eventually, LocalServer, type Received, stackInfo } from "./support.js";
 
