@@ -19,6 +19,8 @@ from typing import Any
 
 NODE_DIR = Path(__file__).parents[2] / "sdk" / "node"
 TYPES = NODE_DIR / "src" / "openapi.ts"
+# The compiled library, committed: what `npm install ./sdk/node` gets (docs/decisions.md).
+LIB = NODE_DIR / "lib"
 MODULES = NODE_DIR / "node_modules"
 # npm ci starts from an empty node_modules every time (seconds on a shared machine):
 # a stamp of the lock it installed lets the next session keep it.
@@ -54,12 +56,12 @@ def _installed() -> None:
 
 
 def built() -> Path:
-    """The compiled tests (``dist/test``), next to the library (``dist/src``). One tsc
-    program for both, incremental: a second session recompiles nothing."""
+    """The library and its tests compiled into ``dist`` (``dist/src``, ``dist/test``): one
+    tsc program with ``--strict``, incremental, so a second session recompiles nothing."""
     with _exclusive():
         _installed()
-        _run("node", "node_modules/typescript/bin/tsc", "-p", "tsconfig.json")
-    return NODE_DIR / "dist" / "test"
+        _run("node", "node_modules/typescript/bin/tsc", "-p", "tsconfig.test.json")
+    return NODE_DIR / "dist"
 
 
 def openapi_document() -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sdk.node_package import NODE_DIR, TYPES, built, generated_types, openapi_document
+from tests.sdk.node_package import LIB, NODE_DIR, TYPES, built, generated_types, openapi_document
 from tests.sdk.proxy import dropping_proxy
 from tests.sdk.stack import Stack, sdk_stack
 
@@ -32,7 +32,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def node_tests() -> Path:
+def node_build() -> Path:
     return built()
 
 
@@ -51,7 +51,7 @@ def _node(script: Path, env: dict[str, str], *args: str) -> subprocess.Completed
 
 class TestNodeClient:
     def test_the_node_suite_passes_against_a_real_server(
-        self, stack: Stack, node_tests: Path
+        self, stack: Stack, node_build: Path
     ) -> None:
         keys = {"calls": stack.org()}
         webhook_secret = stack.webhook_secret
@@ -77,7 +77,7 @@ class TestNodeClient:
                 "webhookSecret": webhook_secret,
             }
             done = _node(
-                node_tests / "client.test.js",
+                node_build / "test" / "client.test.js",
                 {"MASKLINE_TEST_STACK": json.dumps(info)},
                 "--test",
                 "--test-reporter=spec",
@@ -88,7 +88,14 @@ class TestNodeClient:
         assert stack.recordings_proxy.connections >= 2
 
 
-class TestNodeTypes:
+class TestNodeBuild:
+    def test_the_committed_lib_is_the_compiled_src(self, node_build: Path) -> None:
+        compiled = {p.name: p.read_bytes() for p in (node_build / "src").iterdir()}
+        committed = {p.name: p.read_bytes() for p in LIB.iterdir()}
+        assert sorted(committed) == sorted(compiled)
+        stale = [name for name in sorted(compiled) if compiled[name] != committed[name]]
+        assert stale == [], "sdk/node/lib is stale: npm run build (in sdk/node)"
+
     def test_the_committed_types_are_generated_from_the_served_document(self) -> None:
         generated = generated_types(openapi_document())
         assert generated == TYPES.read_text(), "src/openapi.ts is stale: make sdk-node-types"
