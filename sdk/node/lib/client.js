@@ -155,8 +155,15 @@ export class Recordings {
                 const response = await fetch(url, { headers, signal: attemptSignal(timeoutMs, callOptions.signal) });
                 if (response.status >= 400)
                     throw await errorFromResponse(response);
-                if (response.status !== 206 || !response.headers.get("content-range")?.startsWith(`bytes ${have}-`)) {
-                    // A whole answer (or a range other than asked): start again from its first byte.
+                if (response.status === 206 && !response.headers.get("content-range")?.startsWith(`bytes ${have}-`)) {
+                    // Another range than asked for: start again with the whole file.
+                    await response.body?.cancel();
+                    parts.length = 0;
+                    have = 0;
+                    continue;
+                }
+                if (response.status !== 206) {
+                    // A whole answer (the server ignored the range): it starts at the first byte.
                     parts.length = 0;
                     have = 0;
                 }

@@ -1,4 +1,4 @@
-export { Calls, Client, Deliveries, Invoices, nextPageQuery, Recordings } from "./client.js";
+export { Calls, Client, Deliveries, Invoices, Recordings } from "./client.js";
 export type { ClientOptions, CreateCallOptions, DownloadOptions, ListOptions } from "./client.js";
 export {
   BY_CODE,

@@ -2,7 +2,7 @@
  * and against local servers for the answers a healthy maskline never gives. */
 
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
+import { createHmac, randomUUID } from "node:crypto";
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -439,6 +439,24 @@ describe("verifyWebhook", () => {
     const expected = { event: "call.completed", call_sid: "d28be7cd-9840-4b23-9627-199f1ef81fc6" };
     assert.deepEqual(verifyWebhook(body, edesy, secret), expected);
     assert.deepEqual(verifyWebhook(Buffer.from(body), new Headers(standard), secret, { now: 1767225600 + 299 }), expected);
+  });
+
+  it("accepts any of the signatures a rotating secret sends, and no other secret", () => {
+    const previous = `whsec_${Buffer.alloc(32, 7).toString("base64")}`;
+    const sign = (key: string): string =>
+      createHmac("sha256", Buffer.from(key.slice("whsec_".length), "base64"))
+        .update(`evt_1.1767225600.${body}`)
+        .digest("base64");
+    const rotating = {
+      "webhook-id": "evt_1",
+      "webhook-timestamp": "1767225600",
+      "webhook-signature": `v1,${sign(secret)} v1,${sign(previous)}`,
+    };
+    for (const key of [secret, previous]) {
+      assert.equal(verifyWebhook(body, rotating, key, { now: 1767225600 }).event, "call.completed");
+    }
+    const other = `whsec_${Buffer.alloc(32, 9).toString("base64")}`;
+    assert.throws(() => verifyWebhook(body, rotating, other, { now: 1767225600 }), /No matching signature/);
   });
 
   it("refuses a stale timestamp, a changed body, another secret and no signature", () => {
