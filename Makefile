@@ -95,7 +95,8 @@ bench-sip: $(STAMP)
 	$(BIN)/python -m bench.sip_rate $(SIP_ARGS)
 
 # The Node client's types (sdk/node/src/openapi.ts), generated again from the app's OpenAPI
-# document with openapi-typescript; tests/sdk/test_node_client.py fails while they differ.
+# document with openapi-typescript, and sdk/node/lib compiled with them; tests/sdk/test_node_client.py
+# fails while either differs.
 sdk-node-types: $(STAMP)
 	$(BIN)/python -m tests.sdk.node_package
 

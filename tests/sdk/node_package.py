@@ -3,7 +3,7 @@ installed once per lock, the library and its tests compiled, and its OpenAPI typ
 generated from the document the server serves.
 
 ``python -m tests.sdk.node_package`` (``make sdk-node-types``) rewrites the committed
-types after the API changed."""
+types, and the compiled library with them, after the API changed."""
 
 from __future__ import annotations
 
@@ -86,8 +86,11 @@ def generated_types(document: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    """The types written again, and the committed ``lib/`` compiled from them."""
     TYPES.write_text(generated_types(openapi_document()))
-    print(f"wrote {TYPES.relative_to(Path.cwd()) if TYPES.is_relative_to(Path.cwd()) else TYPES}")
+    with _exclusive():
+        _run("node", "node_modules/typescript/bin/tsc", "-p", "tsconfig.json")
+    print(f"wrote {TYPES} and {LIB}")
 
 
 if __name__ == "__main__":
