@@ -10,7 +10,7 @@ PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test test-fast test-sqlite test-postgres lint format bench bench-post bench-profile bench-e2e bench-sip \
-	lock clean
+	lock clean sdk-node-types
 
 $(STAMP): pyproject.toml requirements.lock sdk/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -93,6 +93,12 @@ bench-e2e: $(STAMP)
 # `--profile`, `postgresql`).
 bench-sip: $(STAMP)
 	$(BIN)/python -m bench.sip_rate $(SIP_ARGS)
+
+# The Node client's types (sdk/node/src/openapi.ts), generated again from the app's OpenAPI
+# document with openapi-typescript, and sdk/node/lib compiled with them; tests/sdk/test_node_client.py
+# fails while either differs.
+sdk-node-types: $(STAMP)
+	$(BIN)/python -m tests.sdk.node_package
 
 # sippy declares the needs of its web UI and RTP generator, which maskline never
 # imports (its UA and transaction layer need only elperiodic and pycryptodome).

@@ -1,0 +1,2 @@
+/** The API's shapes, named from the types generated out of `/openapi.json`. */
+export {};
