@@ -424,9 +424,10 @@ class Statements:
 
 
 @contextmanager
-def recording_statements(engine: Any) -> Iterator[Statements]:
-    """Every statement ``engine`` sends, with transaction starts, commits, rollbacks and
-    pool pre-pings (each a round trip on PostgreSQL), and the time spent in the driver."""
+def recording_statements(*engines: Any) -> Iterator[Statements]:
+    """Every statement the ``engines`` send (a database's reads and, on SQLite, its
+    writer's), with transaction starts, commits, rollbacks and pool pre-pings (each a
+    round trip on PostgreSQL), and the time spent in the driver."""
     seen = Statements()
     started: list[float] = []
 
@@ -440,7 +441,6 @@ def recording_statements(engine: Any) -> Iterator[Statements]:
     def marker(text: str) -> Any:
         return lambda *_args: seen.lines.append(text)
 
-    sync = engine.sync_engine
     hooks = [
         ("before_cursor_execute", before),
         ("after_cursor_execute", after),
@@ -448,22 +448,27 @@ def recording_statements(engine: Any) -> Iterator[Statements]:
         ("commit", marker("(commit)")),
         ("rollback", marker("(rollback)")),
     ]
-    dialect = sync.dialect
-    ping = dialect.do_ping
+    pings: list[tuple[Any, Any]] = []
+    for engine in engines:
+        sync = engine.sync_engine
+        dialect = sync.dialect
+        pings.append((dialect, dialect.do_ping))
 
-    def counted_ping(dbapi_connection: Any) -> bool:
-        seen.lines.append("(pre-ping)")
-        return bool(ping(dbapi_connection))
+        def counted_ping(dbapi_connection: Any, ping: Any = dialect.do_ping) -> bool:
+            seen.lines.append("(pre-ping)")
+            return bool(ping(dbapi_connection))
 
-    for name, hook in hooks:
-        event.listen(sync, name, hook)
-    dialect.do_ping = counted_ping
+        for name, hook in hooks:
+            event.listen(sync, name, hook)
+        dialect.do_ping = counted_ping
     try:
         yield seen
     finally:
-        dialect.do_ping = ping
-        for name, hook in hooks:
-            event.remove(sync, name, hook)
+        for dialect, ping in pings:
+            dialect.do_ping = ping
+        for engine in engines:
+            for name, hook in hooks:
+                event.remove(engine.sync_engine, name, hook)
 
 
 async def _one_post(url: str, data_dir: Path, redis_url: str | None) -> tuple[Statements, float]:
@@ -492,7 +497,7 @@ async def _one_post(url: str, data_dir: Path, redis_url: str | None) -> tuple[St
             # The key's first use also records when it was last used: not every POST's work.
             for _ in range(3):
                 await post()
-            with recording_statements(runtime.db.engine) as seen:
+            with recording_statements(*runtime.db.engines) as seen:
                 started = time.perf_counter()
                 await post()
                 elapsed = time.perf_counter() - started

@@ -56,12 +56,14 @@ def _statements(api: Api) -> Iterator[list[str]]:
     def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(" ".join(statement.split()))
 
-    engine = api.runtime.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", before)
+    engines = [engine.sync_engine for engine in api.runtime.db.engines]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", before)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", before)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", before)
 
 
 def _about_keys(statements: list[str]) -> list[str]:

@@ -35,6 +35,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from maskline.errors import ConfigurationError
+from maskline.kit import inline_sqlite
 from maskline.kit.writer import GroupWriter
 from maskline.settings import database_url
 
@@ -81,15 +82,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    # Take transaction control away from the driver: we emit BEGIN ourselves.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_setup(busy_timeout_ms: int) -> Callable[[Any, ConnectionPoolEntry], None]:
+    def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control away from the driver: we emit BEGIN ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return on_connect
 
 
 def _on_sqlite_begin(conn: Connection) -> None:
@@ -111,10 +115,32 @@ def create_engine(url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
     if full.get_backend_name() == "sqlite":
         check_sqlite_version()
         engine = create_async_engine(full, pool_size=pool_size, max_overflow=10)
-        event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+        event.listen(engine.sync_engine, "connect", _sqlite_setup(SQLITE_BUSY_TIMEOUT_MS))
         event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
         return engine
     return create_async_engine(full, pool_size=pool_size, max_overflow=10)
+
+
+def _inline_write_engine(reads: AsyncEngine) -> AsyncEngine | None:
+    """SQLite's writer's engine: connections that run on the loop's thread
+    (``kit/inline_sqlite.py``) to the file ``reads`` reads; None for a database in
+    memory, which only its own connections see."""
+    url = reads.url
+    if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+        return None
+    args, kwargs = reads.dialect.create_connect_args(url)
+    engine = create_async_engine(
+        url,
+        async_creator=inline_sqlite.creator(
+            args, kwargs, busy_timeout_sec=SQLITE_BUSY_TIMEOUT_MS / 1000
+        ),
+        pool_size=2,
+        max_overflow=2,
+    )
+    # The busy timeout is 0: InlineConnection waits for the lock without blocking the loop.
+    event.listen(engine.sync_engine, "connect", _sqlite_setup(0))
+    event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
+    return engine
 
 
 class Database:
@@ -125,7 +151,8 @@ class Database:
         self.url = database_url(url)
         self.engine = create_engine(self.url, pool_size=pool_size)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
+        self._inline = _inline_write_engine(self.engine) if self.is_sqlite else None
+        write_engine = (self._inline or self.engine).execution_options(**{_WRITE_OPTION: True})
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(write_engine, expire_on_commit=False)
         self.writer = GroupWriter(
@@ -135,6 +162,12 @@ class Database:
             # the lock (the busy timeout still arbitrates between processes).
             turn=asyncio.Lock() if self.is_sqlite else None,
         )
+
+    @property
+    def engines(self) -> tuple[AsyncEngine, ...]:
+        """Every engine this database's sessions use: the reads' and, on SQLite, the
+        writer's (for whoever watches the statements sent)."""
+        return (self.engine,) if self._inline is None else (self.engine, self._inline)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -176,4 +209,6 @@ class Database:
 
     async def dispose(self) -> None:
         await self.writer.stop()
+        if self._inline is not None:
+            await self._inline.dispose()
         await self.engine.dispose()

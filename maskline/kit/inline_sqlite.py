@@ -1,0 +1,198 @@
+"""SQLite connections that run their statements on the event loop's own thread, for the
+group writer (``kit/db.py``).
+
+aiosqlite runs each connection in a thread of its own: every statement is a hop to that
+thread and a future resolved back on the loop. A write unit makes a few statements that
+each take SQLite tens of microseconds; the hop costs more than the statement (queue,
+futures, a wake-up of the loop, the GIL passed twice), and on a busy machine the
+thread also waits for the CPU. The writer's batches run one after another on one
+connection, so they gain nothing from a thread, and lose the hops.
+
+``connect`` gives SQLAlchemy's aiosqlite dialect an object with aiosqlite's interface
+whose coroutines finish without suspending: each statement runs where it is awaited. Two
+waits would block the loop, and are kept off it:
+
+- the write lock: the connection's busy timeout is 0, and a statement that finds the
+  database locked outside a transaction (``BEGIN IMMEDIATE``, while another process or
+  connection writes) is tried again after an ``asyncio.sleep``, with backoff, for
+  ``busy_timeout_sec``;
+- nothing else waits in WAL mode with ``synchronous=NORMAL``: a commit writes to the
+  WAL without fsync; only a checkpoint (every ``wal_autocheckpoint`` pages, 4 MB by
+  default) syncs, a few milliseconds now and then.
+
+Reads stay on aiosqlite's threads: a long query must not stop the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+# Waits between tries for the write lock: from 1 ms, doubling to 50 ms.
+FIRST_WAIT_SEC = 0.001
+MAX_WAIT_SEC = 0.05
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    return getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+class InlineCursor:
+    """aiosqlite's ``Cursor``, run inline."""
+
+    def __init__(self, connection: InlineConnection) -> None:
+        self._connection = connection
+        self._cursor = connection.raw.cursor()
+
+    async def __aenter__(self) -> InlineCursor:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._cursor.close()
+
+    async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> InlineCursor:
+        await self._connection.run(
+            lambda: (
+                self._cursor.execute(sql)
+                if parameters is None
+                else self._cursor.execute(sql, parameters)
+            )
+        )
+        return self
+
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> InlineCursor:
+        rows = list(parameters)
+        await self._connection.run(lambda: self._cursor.executemany(sql, rows))
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        return self._cursor.fetchmany(self._cursor.arraysize if size is None else size)
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._cursor.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cursor.arraysize = value
+
+
+class _Inline:
+    """aiosqlite's queue of calls for its thread, which SQLAlchemy's dialect uses to set
+    the isolation level: the call is made at once."""
+
+    @staticmethod
+    def put_nowait(item: tuple[asyncio.Future[Any], Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            future.set_result(function())
+        except Exception as error:
+            future.set_exception(error)
+
+
+class InlineConnection:
+    """aiosqlite's ``Connection``, run inline."""
+
+    def __init__(self, raw: sqlite3.Connection, *, busy_timeout_sec: float) -> None:
+        self.raw = raw
+        self.busy_timeout_sec = busy_timeout_sec
+        self._tx = _Inline()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        return self.raw
+
+    @property
+    def _connection(self) -> sqlite3.Connection | None:
+        return self.raw
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self.raw.isolation_level
+
+    async def run(self, statement: Callable[[], object]) -> None:
+        """Run ``statement``; outside a transaction, while the database is locked, try
+        again after a pause (the loop goes on meanwhile)."""
+        deadline = time.monotonic() + self.busy_timeout_sec
+        wait = FIRST_WAIT_SEC
+        while True:
+            try:
+                statement()
+                return
+            except sqlite3.OperationalError as error:
+                if self.raw.in_transaction or not _is_busy(error):
+                    raise
+                if time.monotonic() + wait > deadline:
+                    raise
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, MAX_WAIT_SEC)
+
+    def cursor(self) -> InlineCursor:
+        return InlineCursor(self)
+
+    async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> InlineCursor:
+        cursor = self.cursor()
+        return await cursor.execute(sql, parameters)
+
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> InlineCursor:
+        cursor = self.cursor()
+        return await cursor.executemany(sql, parameters)
+
+    async def commit(self) -> None:
+        self.raw.commit()
+
+    async def rollback(self) -> None:
+        self.raw.rollback()
+
+    async def close(self) -> None:
+        self.raw.close()
+
+    def stop(self) -> None:
+        self.raw.close()
+
+    async def create_function(self, *args: Any, **kwargs: Any) -> None:
+        self.raw.create_function(*args, **kwargs)
+
+
+def creator(
+    args: Sequence[Any], kwargs: Mapping[str, Any], *, busy_timeout_sec: float
+) -> Callable[[], Any]:
+    """For ``create_async_engine(async_creator=…)``: a new inline connection made with
+    ``sqlite3.connect(*args, **kwargs)`` (what the dialect would give aiosqlite), which
+    waits for the write lock up to ``busy_timeout_sec``."""
+
+    async def connect() -> InlineConnection:
+        raw = sqlite3.connect(*args, **{**kwargs, "timeout": 0, "isolation_level": None})
+        return InlineConnection(raw, busy_timeout_sec=busy_timeout_sec)
+
+    return connect
