@@ -44,6 +44,7 @@ from maskline.kit.bodies import BODY_METHODS, BodyLimitMiddleware
 from maskline.kit.clock import Clock, SystemClock
 from maskline.kit.crypto import KeyedDigest, SecretBox, resolve_secret_key
 from maskline.kit.db import Database
+from maskline.kit.guide import GUIDE_PATH, GuideSite
 from maskline.kit.migrate import upgrade
 from maskline.kit.notify import Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
@@ -383,5 +384,7 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(payments_router)
     install_portal(app)
+    # The documentation site; /docs itself stays FastAPI's interactive OpenAPI page.
+    app.mount(GUIDE_PATH, GuideSite(settings.docs_site_dir), name="guide")
     _install_openapi(app)
     return app
