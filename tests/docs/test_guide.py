@@ -30,9 +30,7 @@ class TestGuide:
         self, database_url: str, tmp_path: Path
     ) -> None:
         build_site(tmp_path / "site")
-        settings = make_settings(
-            database_url, tmp_path / "data", docs_site_dir=tmp_path / "site"
-        )
+        settings = make_settings(database_url, tmp_path / "data", docs_site_dir=tmp_path / "site")
         async with running_api(settings) as api:
             home = await api.client.get("/docs/guide/")
             page = await api.client.get("/docs/guide/quickstart/")
@@ -80,9 +78,7 @@ class TestGuide:
         self, database_url: str, tmp_path: Path
     ) -> None:
         build_site(tmp_path / "site")
-        settings = make_settings(
-            database_url, tmp_path / "data", docs_site_dir=tmp_path / "site"
-        )
+        settings = make_settings(database_url, tmp_path / "data", docs_site_dir=tmp_path / "site")
         async with running_api(settings) as api:
             docs = await api.client.get("/docs")
             document = await api.client.get("/openapi.json")
