@@ -30,9 +30,7 @@ def build(site: Path) -> subprocess.CompletedProcess[str]:
 
 
 class TestSite:
-    def test_the_site_builds_strictly_with_the_reference_from_the_app(
-        self, tmp_path: Path
-    ) -> None:
+    def test_the_site_builds_strictly_with_the_reference_from_the_app(self, tmp_path: Path) -> None:
         site = tmp_path / "site"
         done = build(site)
         assert done.returncode == 0, done.stdout + done.stderr
