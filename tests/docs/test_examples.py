@@ -45,7 +45,6 @@ class Site:
     """A live server with an organisation whose key the examples use."""
 
     env: dict[str, str]
-    home: Path
 
     def run(self, example: Example, folder: Path) -> subprocess.CompletedProcess[str]:
         return run_block(example.block, example.runner, folder, self.env)
@@ -126,7 +125,7 @@ def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             MASKLINE_API_KEY=key,
             CALL_SID=call_sid,
         )
-        yield Site(env, home)
+        yield Site(env)
 
 
 class TestEveryBlock:
