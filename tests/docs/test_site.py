@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,8 +44,10 @@ class TestSite:
             "create_call_v1_masking_calls_post"
         )
         reference = (site / "reference" / "index.html").read_text()
-        for path in served["paths"]:
-            assert path.rpartition("/")[2].split("{")[0] in reference, path
+        for path, operations in served["paths"].items():
+            shown = re.sub(r"(\{[a-z_]+\})", r'<span class="route-param">\1</span>', path)
+            for method in operations:
+                assert f"{method.upper()}</span> {shown}<a " in reference, (method, path)
         # The examples reach the page: the seed's message for A == B.
         assert "Party A and Party B cannot be the same number." in reference
 
