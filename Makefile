@@ -9,7 +9,7 @@ PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 # the tests and pytest's assertion rewrites from source again (collection: 12 s → 6 s).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-fast test-sqlite test-postgres lint format bench bench-post bench-profile bench-e2e bench-sip \
+.PHONY: run test test-fast test-sqlite test-postgres lint format docs bench bench-post bench-profile bench-e2e bench-sip \
 	lock clean sdk-node-types
 
 $(STAMP): pyproject.toml requirements.lock sdk/python/pyproject.toml
@@ -23,6 +23,12 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/maskline serve
+
+# The documentation site (mkdocs.yml) into site/, served by `maskline serve` at /docs/guide/.
+# Its hook writes docs/openapi.json from the app first; --strict makes a warning (a broken
+# link, a missing page) fail the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # lint-imports checks the import rules ([tool.importlinter] in pyproject.toml); it takes
 # about a second, so it keeps no cache in the checkout.

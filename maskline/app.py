@@ -8,11 +8,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,7 +23,6 @@ from maskline.accounts.mail import Mailer
 from maskline.billing.router import router as billing_router
 from maskline.calls.engine import CallEngine
 from maskline.calls.recorded import RecordedCalls
-from maskline.calls.router import BODY_MODELS as CALL_BODIES
 from maskline.calls.router import router as calls_router
 from maskline.errors import (
     AppError,
@@ -34,17 +31,14 @@ from maskline.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
-    RateLimited,
-    Unauthorized,
     envelope,
-    list_errors,
 )
 from maskline.keys.principals import PrincipalCache
-from maskline.kit.bodies import BODY_METHODS, BodyLimitMiddleware
+from maskline.kit.bodies import BodyLimitMiddleware
 from maskline.kit.clock import Clock, SystemClock
 from maskline.kit.crypto import KeyedDigest, SecretBox, resolve_secret_key
 from maskline.kit.db import Database
+from maskline.kit.guide import GUIDE_PATH, GuideSite
 from maskline.kit.migrate import upgrade
 from maskline.kit.notify import Topic, Wakeups
 from maskline.kit.ratelimit import RateLimiter
@@ -52,6 +46,7 @@ from maskline.kit.routes import allowed_methods
 from maskline.kit.web import RequestContextMiddleware
 from maskline.numbers.lookup import PoolLookup
 from maskline.onboarding.sandbox import SandboxCreated, bootstrap_sandbox
+from maskline.openapi.document import install_openapi
 from maskline.ops.metrics import Metrics
 from maskline.ops.router import router as ops_router
 from maskline.payments.gateway import Razorpay
@@ -137,60 +132,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
-
-
-def _install_openapi(app: FastAPI) -> None:
-    """OpenAPI 3.1 without FastAPI's 422 (our validation errors are 400 ``invalid_request``)."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(
-            title=app.title,
-            version=app.version,
-            description=app.description,
-            routes=app.routes,
-        )
-        too_large = {
-            "description": f"`{PayloadTooLarge.code}`",
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
-            },
-        }
-        for path in schema.get("paths", {}).values():
-            for method, operation in path.items():
-                responses = operation.setdefault("responses", {})
-                responses.pop("422", None)
-                # BodyLimitMiddleware answers it on every route whose method takes a body.
-                if method.upper() in BODY_METHODS:
-                    responses[str(PayloadTooLarge.status_code)] = too_large
-                    operation["responses"] = dict(sorted(responses.items()))
-            for operation in path.values():
-                responses = operation.setdefault("responses", {})
-                responses.pop("422", None)
-                # SPEC §1: every error the API can return is listed. Any request can meet
-                # an unknown path, a method the path does not serve, or a bug; a keyed one
-                # also the key, its budget and a repeated query parameter (checked with it).
-                list_errors(responses, NotFound, MethodNotAllowed, InternalError)
-                if operation.get("security") != []:
-                    list_errors(responses, InvalidRequest, Unauthorized, RateLimited)
-                operation["responses"] = dict(sorted(responses.items()))
-        components = schema.setdefault("components", {})
-        # Bodies read by the routes themselves (for the seed's messages): their models.
-        for model in CALL_BODIES:
-            body_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.setdefault("schemas", {})[str(body_schema["title"])] = body_schema
-        components.get("schemas", {}).pop("HTTPValidationError", None)
-        components.get("schemas", {}).pop("ValidationError", None)
-        components["securitySchemes"] = {
-            "apiKey": {"type": "http", "scheme": "bearer", "description": "vp_live_… or vp_test_…"}
-        }
-        # Every operation needs the key unless it says otherwise (``security: []``).
-        schema["security"] = [{"apiKey": []}]
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _print_sandbox(created: SandboxCreated, public_url: str) -> None:
@@ -385,5 +326,7 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(payments_router)
     install_portal(app)
-    _install_openapi(app)
+    # The documentation site; /docs itself stays FastAPI's interactive OpenAPI page.
+    app.mount(GUIDE_PATH, GuideSite(settings.docs_site_dir), name="guide")
+    install_openapi(app)
     return app

@@ -269,6 +269,11 @@ def _state_code(value: str) -> str:
     return value
 
 
+def _checkout_site_dir() -> Path:
+    """``site/`` of the checkout this package runs from (where ``make docs`` builds)."""
+    return Path(__file__).resolve().parents[1] / "site"
+
+
 def _log_level(value: object) -> object:
     return value.strip().upper() if isinstance(value, str) else value
 
@@ -293,6 +298,8 @@ class Settings(BaseSettings):
     sandbox: bool = False
     public_url: Annotated[str, AfterValidator(_http_url)] = "http://127.0.0.1:8000"
     data_dir: Path = Path("./data")
+    # The documentation site built by `make docs`, served at /docs/guide/ when present.
+    docs_site_dir: Path = Field(default_factory=_checkout_site_dir)
 
     ring_timeout_sec: int = Field(default=30, ge=1, le=600)
     sim_ring_sec: float = Field(default=2.0, ge=0)
