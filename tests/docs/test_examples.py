@@ -38,6 +38,7 @@ EXAMPLES = examples()
 # fails the command (its body still printed), quietly but for the error itself.
 CURLRC = "fail-with-body\nsilent\nshow-error\n"
 TIMEOUT = 60
+NODE_CLIENT = Path(__file__).resolve().parents[2] / "sdk" / "node"
 
 
 @dataclass
@@ -62,6 +63,11 @@ def run_block(
         # node itself decides by the file's extension.
         module = "import " in block.code or "await " in block.code
         script = folder / ("example.mjs" if module else "example.cjs")
+        # The Node client, as `npm install ./sdk/node` installs it (a link to the folder).
+        installed = folder / "node_modules" / "maskline-client"
+        if not installed.exists():
+            installed.parent.mkdir(exist_ok=True)
+            installed.symlink_to(NODE_CLIENT, target_is_directory=True)
         script.write_text(block.code)
         command = ["node", str(script)]
     return subprocess.run(

@@ -788,6 +788,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "ok"
+                     *     }
+                     */
                     "application/json": {
                         [key: string]: string;
                     };
@@ -837,6 +842,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "ready",
+                     *       "checks": {
+                     *         "database": "ok",
+                     *         "migrations": "ok",
+                     *         "carrier": "ok"
+                     *       }
+                     *     }
+                     */
                     "application/json": unknown;
                 };
             };
@@ -872,7 +887,19 @@ export interface operations {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "not_ready",
+                     *       "checks": {
+                     *         "database": "ok",
+                     *         "migrations": "behind (0012)",
+                     *         "carrier": "ok"
+                     *       }
+                     *     }
+                     */
+                    "application/json": Record<string, never>;
+                };
             };
         };
     };
@@ -880,6 +907,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @example Bearer 3c1f9e0a7b5d4c2e8f6a1b0d9c7e5f3a */
                 authorization?: string | null;
             };
             path?: never;
@@ -893,6 +921,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example # HELP maskline_live_calls Calls not yet ended.
+                     *     # TYPE maskline_live_calls gauge
+                     *     maskline_live_calls 3.0
+                     */
                     "text/plain": unknown;
                 };
             };
@@ -938,6 +971,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /** @example order-A-17-call-1 */
                 "Idempotency-Key"?: string | null;
             };
             path?: never;
@@ -945,6 +979,19 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "party_a": "9876543210",
+                 *       "party_b": "9123456789",
+                 *       "max_duration_sec": 600,
+                 *       "record": true,
+                 *       "ring_timeout_sec": 30,
+                 *       "webhook_url": "https://hooks.acme.example/maskline",
+                 *       "metadata": {
+                 *         "order_id": "A-17"
+                 *       }
+                 *     }
+                 */
                 "application/json": components["schemas"]["NewCall"];
             };
         };
@@ -955,6 +1002,44 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "call_sid": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *         "id": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *         "status": "initiated",
+                     *         "party_a": "9876543210",
+                     *         "party_b": "9123456789",
+                     *         "masked_number": "917969002802",
+                     *         "caller_number": "917969002802",
+                     *         "target_number": "9876543210",
+                     *         "direction": "click_to_call",
+                     *         "created_at": "2026-05-11T08:29:59Z",
+                     *         "started_at": null,
+                     *         "answered_at": null,
+                     *         "bridged_at": null,
+                     *         "ended_at": null,
+                     *         "duration_sec": 0,
+                     *         "talk_duration_sec": 0,
+                     *         "bill_duration_sec": 0,
+                     *         "price": 0,
+                     *         "currency": "INR",
+                     *         "max_duration_sec": null,
+                     *         "ring_timeout_sec": 30,
+                     *         "record": true,
+                     *         "webhook_url": null,
+                     *         "metadata": {
+                     *           "order_id": "A-17"
+                     *         },
+                     *         "hangup_cause": null,
+                     *         "hangup_by": null,
+                     *         "failed_leg": null,
+                     *         "sip_code": null,
+                     *         "recording_status": "pending",
+                     *         "recording_url": null
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["CallEnvelope"];
                 };
             };
@@ -1055,6 +1140,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @example d28be7cd-9840-4b23-9627-199f1ef81fc6 */
                 call_sid: string;
             };
             cookie?: never;
@@ -1067,6 +1153,44 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "call_sid": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *         "id": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *         "status": "completed",
+                     *         "party_a": "9876543210",
+                     *         "party_b": "9123456789",
+                     *         "masked_number": "917969002802",
+                     *         "caller_number": "917969002802",
+                     *         "target_number": "9876543210",
+                     *         "direction": "click_to_call",
+                     *         "created_at": "2026-05-11T08:29:59Z",
+                     *         "started_at": "2026-05-11T08:30:00Z",
+                     *         "answered_at": "2026-05-11T08:30:08Z",
+                     *         "bridged_at": "2026-05-11T08:30:10Z",
+                     *         "ended_at": "2026-05-11T08:31:44Z",
+                     *         "duration_sec": 96,
+                     *         "talk_duration_sec": 94,
+                     *         "bill_duration_sec": 120,
+                     *         "price": 3,
+                     *         "currency": "INR",
+                     *         "max_duration_sec": null,
+                     *         "ring_timeout_sec": 30,
+                     *         "record": true,
+                     *         "webhook_url": null,
+                     *         "metadata": {
+                     *           "order_id": "A-17"
+                     *         },
+                     *         "hangup_cause": "NORMAL_CLEARING",
+                     *         "hangup_by": "party_b",
+                     *         "failed_leg": null,
+                     *         "sip_code": null,
+                     *         "recording_status": "ready",
+                     *         "recording_url": "https://voice.example.in/v1/masking/calls/d28be7cd-9840-4b23-9627-199f1ef81fc6/recording"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["CallEnvelope"];
                 };
             };
@@ -1131,6 +1255,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @example d28be7cd-9840-4b23-9627-199f1ef81fc6 */
                 call_sid: string;
             };
             cookie?: never;
@@ -1143,6 +1268,44 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "call_sid": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *         "id": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *         "status": "completed",
+                     *         "party_a": "9876543210",
+                     *         "party_b": "9123456789",
+                     *         "masked_number": "917969002802",
+                     *         "caller_number": "917969002802",
+                     *         "target_number": "9876543210",
+                     *         "direction": "click_to_call",
+                     *         "created_at": "2026-05-11T08:29:59Z",
+                     *         "started_at": "2026-05-11T08:30:00Z",
+                     *         "answered_at": "2026-05-11T08:30:08Z",
+                     *         "bridged_at": "2026-05-11T08:30:10Z",
+                     *         "ended_at": "2026-05-11T08:31:44Z",
+                     *         "duration_sec": 96,
+                     *         "talk_duration_sec": 94,
+                     *         "bill_duration_sec": 120,
+                     *         "price": 3,
+                     *         "currency": "INR",
+                     *         "max_duration_sec": null,
+                     *         "ring_timeout_sec": 30,
+                     *         "record": true,
+                     *         "webhook_url": null,
+                     *         "metadata": {
+                     *           "order_id": "A-17"
+                     *         },
+                     *         "hangup_cause": "NORMAL_CLEARING",
+                     *         "hangup_by": "party_b",
+                     *         "failed_leg": null,
+                     *         "sip_code": null,
+                     *         "recording_status": "ready",
+                     *         "recording_url": "https://voice.example.in/v1/masking/calls/d28be7cd-9840-4b23-9627-199f1ef81fc6/recording"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["CallEnvelope"];
                 };
             };
@@ -1214,19 +1377,38 @@ export interface operations {
     call_logs_v1_masking_call_logs_get: {
         parameters: {
             query?: {
-                /** @description One or more, comma-separated. */
+                /**
+                 * @description One or more, comma-separated.
+                 * @example completed
+                 */
                 status?: string | null;
-                /** @description Party A or B. */
+                /**
+                 * @description Party A or B.
+                 * @example 9876543210
+                 */
                 party?: string | null;
-                /** @description Page number, from 1, within the first 10,000 rows (then use cursor). */
+                /**
+                 * @description Page number, from 1, within the first 10,000 rows (then use cursor).
+                 * @example 1
+                 */
                 page?: number;
-                /** @description Items per page, 1 to 100. */
+                /**
+                 * @description Items per page, 1 to 100.
+                 * @example 20
+                 */
                 per_page?: number;
-                /** @description meta.next_cursor of the previous page. */
+                /**
+                 * @description meta.next_cursor of the previous page.
+                 * @example WzEsMTc3ODQ4ODE5OTAwMDAwMCwiZDI4YmU3Y2QiLCI3NjIwNDE0YmY1MmYxMDcyIl0
+                 */
                 cursor?: string;
+                /** @example 2026-05-10 */
                 start_date?: string | null;
+                /** @example 2026-05-11 */
                 end_date?: string | null;
+                /** @example 2026-05-10 */
                 from?: string | null;
+                /** @example 2026-05-11 */
                 to?: string | null;
             };
             header?: never;
@@ -1241,6 +1423,55 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "call_sid": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *           "id": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *           "status": "completed",
+                     *           "party_a": "9876543210",
+                     *           "party_b": "9123456789",
+                     *           "masked_number": "917969002802",
+                     *           "caller_number": "917969002802",
+                     *           "target_number": "9876543210",
+                     *           "direction": "click_to_call",
+                     *           "created_at": "2026-05-11T08:29:59Z",
+                     *           "started_at": "2026-05-11T08:30:00Z",
+                     *           "answered_at": "2026-05-11T08:30:08Z",
+                     *           "bridged_at": "2026-05-11T08:30:10Z",
+                     *           "ended_at": "2026-05-11T08:31:44Z",
+                     *           "duration_sec": 96,
+                     *           "talk_duration_sec": 94,
+                     *           "bill_duration_sec": 120,
+                     *           "price": 3,
+                     *           "currency": "INR",
+                     *           "max_duration_sec": null,
+                     *           "ring_timeout_sec": 30,
+                     *           "record": true,
+                     *           "webhook_url": null,
+                     *           "metadata": {
+                     *             "order_id": "A-17"
+                     *           },
+                     *           "hangup_cause": "NORMAL_CLEARING",
+                     *           "hangup_by": "party_b",
+                     *           "failed_leg": null,
+                     *           "sip_code": null,
+                     *           "recording_status": "ready",
+                     *           "recording_url": "https://voice.example.in/v1/masking/calls/d28be7cd-9840-4b23-9627-199f1ef81fc6/recording"
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "page": 1,
+                     *         "per_page": 20,
+                     *         "total": 1,
+                     *         "total_pages": 1,
+                     *         "has_more": false,
+                     *         "next_cursor": null,
+                     *         "total_capped": false
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["CallList"];
                 };
             };
@@ -1305,6 +1536,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @example d28be7cd-9840-4b23-9627-199f1ef81fc6 */
                 call_sid: string;
             };
             cookie?: never;
@@ -1317,6 +1549,18 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "call_sid": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *         "url": "https://voice.example.in/v1/masking/recordings/d28be7cd-9840-4b23-9627-199f1ef81fc6.mp3?expires=1778491902&signature=4f5958b59424b0d10f5fa86da2a8fa436c3fd6033b496fad0441f1b81ea1fb37",
+                     *         "expires_at": "2026-05-11T09:31:42Z",
+                     *         "duration_sec": 94,
+                     *         "size_bytes": 376044,
+                     *         "format": "mp3"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["RecordingEnvelope"];
                 };
             };
@@ -1381,6 +1625,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @example d28be7cd-9840-4b23-9627-199f1ef81fc6 */
                 call_sid: string;
             };
             cookie?: never;
@@ -1462,11 +1707,14 @@ export interface operations {
     recording_file_v1_masking_recordings__call_sid__mp3_get: {
         parameters: {
             query?: {
+                /** @example 1778491902 */
                 expires?: string | null;
+                /** @example 4f5958b59424b0d10f5fa86da2a8fa436c3fd6033b496fad0441f1b81ea1fb37 */
                 signature?: string | null;
             };
             header?: never;
             path: {
+                /** @example d28be7cd-9840-4b23-9627-199f1ef81fc6 */
                 call_sid: string;
             };
             cookie?: never;
@@ -1550,9 +1798,13 @@ export interface operations {
     get_stats_v1_masking_stats_get: {
         parameters: {
             query?: {
+                /** @example 2026-05-10 */
                 start_date?: string | null;
+                /** @example 2026-05-11 */
                 end_date?: string | null;
+                /** @example 2026-05-10 */
                 from?: string | null;
+                /** @example 2026-05-11 */
                 to?: string | null;
             };
             header?: never;
@@ -1567,6 +1819,46 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "start_date": "2026-05-09T18:30:00Z",
+                     *         "end_date": "2026-05-11T18:29:59Z",
+                     *         "total_sessions": 2,
+                     *         "active_sessions": 0,
+                     *         "total_mappings": 1,
+                     *         "total_calls": 2,
+                     *         "total_minutes": 1.57,
+                     *         "total_cost": 3,
+                     *         "answered_calls": 2,
+                     *         "failed_calls": 1,
+                     *         "completed": 1,
+                     *         "failed": 1,
+                     *         "no_answer": 0,
+                     *         "in_progress": 0,
+                     *         "answer_rate": 1,
+                     *         "bridge_rate": 0.5,
+                     *         "billed_minutes": 2,
+                     *         "average_talk_sec": 94,
+                     *         "daily": [
+                     *           {
+                     *             "date": "2026-05-10",
+                     *             "calls": 0,
+                     *             "completed": 0,
+                     *             "billed_minutes": 0,
+                     *             "cost": 0
+                     *           },
+                     *           {
+                     *             "date": "2026-05-11",
+                     *             "calls": 2,
+                     *             "completed": 1,
+                     *             "billed_minutes": 2,
+                     *             "cost": 3
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["StatsEnvelope"];
                 };
             };
@@ -1641,6 +1933,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "balance": 497,
+                     *         "currency": "INR",
+                     *         "rate_per_minute": 1.5,
+                     *         "reserved": 1.5,
+                     *         "available": 495.5,
+                     *         "minimum_balance": 1.5,
+                     *         "low_balance": false
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["BillingEnvelope"];
                 };
             };
@@ -1703,11 +2008,20 @@ export interface operations {
     list_invoices_v1_masking_billing_invoices_get: {
         parameters: {
             query?: {
-                /** @description Page number, from 1, within the first 10,000 rows (then use cursor). */
+                /**
+                 * @description Page number, from 1, within the first 10,000 rows (then use cursor).
+                 * @example 1
+                 */
                 page?: number;
-                /** @description Items per page, 1 to 100. */
+                /**
+                 * @description Items per page, 1 to 100.
+                 * @example 20
+                 */
                 per_page?: number;
-                /** @description meta.next_cursor of the previous page. */
+                /**
+                 * @description meta.next_cursor of the previous page.
+                 * @example WzEsMTc3ODQ4ODE5OTAwMDAwMCwiZDI4YmU3Y2QiLCI3NjIwNDE0YmY1MmYxMDcyIl0
+                 */
                 cursor?: string;
             };
             header?: never;
@@ -1722,6 +2036,43 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "id": "inv_NsTnrWYjSfUGZ4eUfDbH",
+                     *           "invoice_number": "ML/2627/000001",
+                     *           "invoice_date": "2026-05-11",
+                     *           "supplier_name": "Example Voice Pvt Ltd",
+                     *           "supplier_address": "4th Floor, Example House, Ahmedabad 380015",
+                     *           "supplier_gstin": "24AAPFU0939F1ZP",
+                     *           "org_id": "org_l1MsCcyKA7GuYMF1KQpf",
+                     *           "recipient_name": "Acme Deliveries",
+                     *           "gstin": "27AAPFU0939F1ZV",
+                     *           "place_of_supply": "27",
+                     *           "sac": "9984",
+                     *           "description": "Prepaid wallet top-up for number masking voice calls",
+                     *           "amount": 1000,
+                     *           "cgst": 0,
+                     *           "sgst": 0,
+                     *           "igst": 180,
+                     *           "total": 1180,
+                     *           "currency": "INR",
+                     *           "reference": "pay_Q2xq8bH1m0d4Kf",
+                     *           "created_at": "2026-05-11T08:00:05Z"
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "page": 1,
+                     *         "per_page": 20,
+                     *         "total": 1,
+                     *         "total_pages": 1,
+                     *         "has_more": false,
+                     *         "next_cursor": null,
+                     *         "total_capped": false
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["InvoiceList"];
                 };
             };
@@ -1786,6 +2137,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @example inv_NsTnrWYjSfUGZ4eUfDbH */
                 invoice_id: string;
             };
             cookie?: never;
@@ -1860,14 +2212,26 @@ export interface operations {
     list_deliveries_v1_webhooks_deliveries_get: {
         parameters: {
             query?: {
+                /** @example failed */
                 status?: ("pending" | "succeeded" | "failed" | "paused") | null;
+                /** @example d28be7cd-9840-4b23-9627-199f1ef81fc6 */
                 call_sid?: string | null;
+                /** @example call.completed */
                 event?: string | null;
-                /** @description Page number, from 1, within the first 10,000 rows (then use cursor). */
+                /**
+                 * @description Page number, from 1, within the first 10,000 rows (then use cursor).
+                 * @example 1
+                 */
                 page?: number;
-                /** @description Items per page, 1 to 100. */
+                /**
+                 * @description Items per page, 1 to 100.
+                 * @example 20
+                 */
                 per_page?: number;
-                /** @description meta.next_cursor of the previous page. */
+                /**
+                 * @description meta.next_cursor of the previous page.
+                 * @example WzEsMTc3ODQ4ODE5OTAwMDAwMCwiZDI4YmU3Y2QiLCI3NjIwNDE0YmY1MmYxMDcyIl0
+                 */
                 cursor?: string;
             };
             header?: never;
@@ -1882,6 +2246,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "id": "dlv_vrV0n9UDAiHgwF8VeszF",
+                     *           "event_id": "evt_Q2xq8bH1m0d4KfVn3Tz7",
+                     *           "event": "call.completed",
+                     *           "call_sid": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *           "url": "https://hooks.acme.example/maskline",
+                     *           "status": "failed",
+                     *           "attempts": 8,
+                     *           "next_attempt_at": null,
+                     *           "last_status_code": 502,
+                     *           "last_error": "HTTP 502",
+                     *           "created_at": "2026-05-11T08:31:44Z",
+                     *           "succeeded_at": null
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "page": 1,
+                     *         "per_page": 1,
+                     *         "total": 6,
+                     *         "total_pages": 6,
+                     *         "has_more": true,
+                     *         "next_cursor": "WzEsMTc3ODQ4ODE5OTAwMDAwMCwiZDI4YmU3Y2QiLCI3NjIwNDE0YmY1MmYxMDcyIl0",
+                     *         "total_capped": false
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["DeliveryList"];
                 };
             };
@@ -1946,6 +2339,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @example dlv_vrV0n9UDAiHgwF8VeszF */
                 delivery_id: string;
             };
             cookie?: never;
@@ -1958,6 +2352,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "id": "dlv_vrV0n9UDAiHgwF8VeszF",
+                     *         "event_id": "evt_Q2xq8bH1m0d4KfVn3Tz7",
+                     *         "event": "call.completed",
+                     *         "call_sid": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *         "url": "https://hooks.acme.example/maskline",
+                     *         "status": "pending",
+                     *         "attempts": 8,
+                     *         "next_attempt_at": "2026-05-11T10:02:13Z",
+                     *         "last_status_code": 502,
+                     *         "last_error": "HTTP 502",
+                     *         "created_at": "2026-05-11T08:31:44Z",
+                     *         "succeeded_at": null
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["DeliveryEnvelope"];
                 };
             };
@@ -2029,8 +2441,12 @@ export interface operations {
     list_events_v1_events_get: {
         parameters: {
             query?: {
-                /** @description A cursor from this feed. */
+                /**
+                 * @description A cursor from this feed.
+                 * @example 40
+                 */
                 after?: string | null;
+                /** @example 100 */
                 limit?: number;
             };
             header?: never;
@@ -2045,6 +2461,58 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "cursor": "41",
+                     *           "id": "evt_Q2xq8bH1m0d4KfVn3Tz7",
+                     *           "event": "call.completed",
+                     *           "call_sid": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *           "created_at": "2026-05-11T08:31:44Z",
+                     *           "sequence": 5,
+                     *           "data": {
+                     *             "call_sid": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *             "id": "d28be7cd-9840-4b23-9627-199f1ef81fc6",
+                     *             "status": "completed",
+                     *             "party_a": "9876543210",
+                     *             "party_b": "9123456789",
+                     *             "masked_number": "917969002802",
+                     *             "caller_number": "917969002802",
+                     *             "target_number": "9876543210",
+                     *             "direction": "click_to_call",
+                     *             "created_at": "2026-05-11T08:29:59Z",
+                     *             "started_at": "2026-05-11T08:30:00Z",
+                     *             "answered_at": "2026-05-11T08:30:08Z",
+                     *             "bridged_at": "2026-05-11T08:30:10Z",
+                     *             "ended_at": "2026-05-11T08:31:44Z",
+                     *             "duration_sec": 96,
+                     *             "talk_duration_sec": 94,
+                     *             "bill_duration_sec": 120,
+                     *             "price": 3,
+                     *             "currency": "INR",
+                     *             "max_duration_sec": null,
+                     *             "ring_timeout_sec": 30,
+                     *             "record": true,
+                     *             "webhook_url": null,
+                     *             "metadata": {
+                     *               "order_id": "A-17"
+                     *             },
+                     *             "hangup_cause": "NORMAL_CLEARING",
+                     *             "hangup_by": "party_b",
+                     *             "failed_leg": null,
+                     *             "sip_code": null,
+                     *             "recording_status": "ready",
+                     *             "recording_url": "https://voice.example.in/v1/masking/calls/d28be7cd-9840-4b23-9627-199f1ef81fc6/recording"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "next_cursor": "41",
+                     *         "has_more": false
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["FeedPage"];
                 };
             };
@@ -2111,7 +2579,28 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        requestBody?: never;
+        /** @description A Razorpay webhook event, signed by X-Razorpay-Signature. */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "event": "payment.captured",
+                 *       "payload": {
+                 *         "payment": {
+                 *           "entity": {
+                 *             "id": "pay_Q2xq8bH1m0d4Kf",
+                 *             "order_id": "order_Q2xq5sR0kJ3mNp",
+                 *             "amount": 118000,
+                 *             "currency": "INR",
+                 *             "status": "captured"
+                 *           }
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": Record<string, never>;
+            };
+        };
         responses: {
             /** @description Successful Response */
             200: {
@@ -2119,6 +2608,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "outcome": "credited"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["WebhookAck"];
                 };
             };
