@@ -37,6 +37,8 @@ from maskline.kit.india import ist_date
 from maskline.kit.scope import owned_by
 from maskline.kit.writer import defer_to_batch
 
+# The keyed digest that names a pair (``KeyedDigest``).
+PAIR_DIGEST_PURPOSE = "maskline/stats-pairs/v1"
 # ``since`` of a pair's first call.
 NEVER = date(1, 1, 1)
 # The figures a day keeps for its ended calls: each is a sum over them (``_figures``).
