@@ -10,6 +10,10 @@ same beside a receiver that answers in 2 s, and the delay from commit to POST.
   against its rate alone (same run) is the slow receiver's cost to it.
 - **Delay**: calls placed one at a time over the API; from the POST's answer (its
   commit) to the arrival of its ``call.initiated`` at a local receiver.
+- **Delay at rate**: calls placed at ``RATE`` a second for ``RATE_SEC`` seconds, each
+  POST sent at its own time whatever the others are doing (open loop, in process over
+  ASGI), so that every call's five or six events are being delivered meanwhile; the
+  same delay for each call's ``call.initiated``, and the rate of all deliveries.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvloop
@@ -43,6 +48,9 @@ from tests.support.receiver import Receiver, receiving
 from tests.support.server import free_port
 
 SLOW_SEC = 2.0
+RATE = 100
+RATE_SEC = 10
+ENDS = ("call.completed", "call.failed", "call.no-answer")
 # Events queued per write transaction.
 CHUNK = 1000
 
@@ -227,7 +235,60 @@ async def _run(
                 first = next(r for r in arrivals if r.json.get("call_sid") == sid)
                 delays.append(first.at - committed)
         lines.append(f"commit → POST delay, one call at a time: {summary_ms(delays)}")
+        lines.append(await _delays_at_rate(app, api_key, receiver, counter))
     return lines
+
+
+async def _delays_at_rate(
+    app: Any, api_key: str, receiver: Receiver, counter: Iterator[int]
+) -> str:
+    """``RATE`` calls a second for ``RATE_SEC`` s; each call's commit → ``call.initiated``."""
+    committed: dict[str, float] = {}
+    before = len(receiver.requests)
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    late: list[float] = []
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+
+        async def place(due: float, a: str, b: str) -> None:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            late.append(time.perf_counter() - due)
+            response = await http.post(
+                "/v1/masking/calls",
+                headers=headers,
+                json={"party_a": a, "party_b": b, "record": False},
+            )
+            done = time.perf_counter()
+            assert response.status_code == 201, response.text
+            committed[response.json()["data"]["call_sid"]] = done
+
+        start = time.perf_counter() + 0.5
+        total = RATE * RATE_SEC
+        async with asyncio.TaskGroup() as group:
+            for i in range(total):
+                group.create_task(place(start + i / RATE, str(next(counter)), str(next(counter))))
+
+        def all_ended(received: list[Any]) -> bool:
+            ended = {
+                r.json.get("call_sid") for r in received[before:] if r.json.get("event") in ENDS
+            }
+            return len(ended & committed.keys()) == total
+
+        arrivals = await asyncio.to_thread(receiver.wait, all_ended, within=300)
+    delays = []
+    first: dict[str, float] = {}
+    for r in arrivals[before:]:
+        sid = r.json.get("call_sid")
+        if r.json.get("event") == "call.initiated" and sid in committed and sid not in first:
+            first[sid] = r.at
+            delays.append(r.at - committed[sid])
+    mine = [r for r in arrivals[before:] if r.json.get("call_sid") in committed]
+    span = max(r.at for r in mine) - min(r.at for r in mine)
+    return (
+        f"commit → POST delay at {RATE} calls/s for {RATE_SEC} s: {summary_ms(delays)}; "
+        f"{len(mine)} deliveries in {span:.1f} s ({len(mine) / span:.0f}/s); "
+        f"POSTs sent late by p99 {sorted(late)[int(len(late) * 0.99) - 1] * 1000:.0f} ms"
+    )
 
 
 @contextlib.contextmanager
