@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import uvloop
+from sqlalchemy import select
 
 from bench.calls import SECRET
 from bench.nginx import NginxReceiver, nginx_receiver
@@ -36,12 +37,14 @@ from bench.numbers import parties
 from bench.stats import summary_ms
 from maskline.app import create_app
 from maskline.keys import service as keys
+from maskline.kit.scope import owned_by
 from maskline.numbers import service as numbers
 from maskline.onboarding import service as onboarding
 from maskline.orgs.service import OrgTerms
 from maskline.runtime import Runtime
 from maskline.settings import Settings
 from maskline.webhooks import service as webhooks
+from maskline.webhooks.models import CallEvent
 from maskline.webhooks.outbox import record_event
 from tests.support.databases import fresh_database
 from tests.support.receiver import Receiver, receiving
@@ -235,58 +238,63 @@ async def _run(
                 first = next(r for r in arrivals if r.json.get("call_sid") == sid)
                 delays.append(first.at - committed)
         lines.append(f"commit → POST delay, one call at a time: {summary_ms(delays)}")
-        lines.append(await _delays_at_rate(app, api_key, receiver, counter))
+        lines.append(await _delays_at_rate(app, runtime, nginx, counter))
     return lines
 
 
 async def _delays_at_rate(
-    app: Any, api_key: str, receiver: Receiver, counter: Iterator[int]
+    app: Any, runtime: Runtime, nginx: NginxReceiver, counter: Iterator[int]
 ) -> str:
-    """``RATE`` calls a second for ``RATE_SEC`` s; each call's commit → ``call.initiated``."""
+    """``RATE`` calls a second for ``RATE_SEC`` s to an organisation whose endpoint is
+    nginx; each call's commit → its ``call.initiated``'s arrival (matched by
+    ``webhook-id``, the event's id), and the rate of all its calls' deliveries."""
+    org_id, api_key = await _org(runtime, "rate", nginx.url("rate"), number="918099000004")
     committed: dict[str, float] = {}
-    before = len(receiver.requests)
+    late: list[float] = []
     transport = httpx.ASGITransport(app=app)
     headers = {"Authorization": f"Bearer {api_key}"}
-    late: list[float] = []
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
 
         async def place(due: float, a: str, b: str) -> None:
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            late.append(time.perf_counter() - due)
+            await asyncio.sleep(max(0.0, due - time.time()))
+            late.append(time.time() - due)
             response = await http.post(
                 "/v1/masking/calls",
                 headers=headers,
                 json={"party_a": a, "party_b": b, "record": False},
             )
-            done = time.perf_counter()
+            done = time.time()
             assert response.status_code == 201, response.text
             committed[response.json()["data"]["call_sid"]] = done
 
-        start = time.perf_counter() + 0.5
+        start = time.time() + 0.5
         total = RATE * RATE_SEC
         async with asyncio.TaskGroup() as group:
             for i in range(total):
                 group.create_task(place(start + i / RATE, str(next(counter)), str(next(counter))))
-
-        def all_ended(received: list[Any]) -> bool:
-            ended = {
-                r.json.get("call_sid") for r in received[before:] if r.json.get("event") in ENDS
-            }
-            return len(ended & committed.keys()) == total
-
-        arrivals = await asyncio.to_thread(receiver.wait, all_ended, within=300)
-    delays = []
-    first: dict[str, float] = {}
-    for r in arrivals[before:]:
-        sid = r.json.get("call_sid")
-        if r.json.get("event") == "call.initiated" and sid in committed and sid not in first:
-            first[sid] = r.at
-            delays.append(r.at - committed[sid])
-    mine = [r for r in arrivals[before:] if r.json.get("call_sid") in committed]
-    span = max(r.at for r in mine) - min(r.at for r in mine)
+    deadline = time.monotonic() + 300
+    while True:
+        async with runtime.db.read() as session:
+            events = (
+                await session.execute(
+                    select(CallEvent.id, CallEvent.call_sid, CallEvent.event).where(
+                        owned_by(CallEvent, org_id)
+                    )
+                )
+            ).all()
+        arrived = nginx.arrivals("rate").first
+        ends = [e for e in events if e.event in ENDS]
+        if len(ends) == total and all(e.id in arrived for e in events):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(ends)} of {total} calls ended, {len(arrived)} arrivals")
+        await asyncio.sleep(0.5)
+    delays = [arrived[e.id] - committed[e.call_sid] for e in events if e.event == "call.initiated"]
+    times = [arrived[e.id] for e in events]
+    span = max(times) - min(times)
     return (
-        f"commit → POST delay at {RATE} calls/s for {RATE_SEC} s: {summary_ms(delays)}; "
-        f"{len(mine)} deliveries in {span:.1f} s ({len(mine) / span:.0f}/s); "
+        f"commit → POST delay at {RATE} calls/s for {RATE_SEC} s (nginx): {summary_ms(delays)}; "
+        f"{len(times)} deliveries in {span:.1f} s ({len(times) / span:.0f}/s); "
         f"POSTs sent late by p99 {sorted(late)[int(len(late) * 0.99) - 1] * 1000:.0f} ms"
     )
 
