@@ -10,6 +10,10 @@ same beside a receiver that answers in 2 s, and the delay from commit to POST.
   against its rate alone (same run) is the slow receiver's cost to it.
 - **Delay**: calls placed one at a time over the API; from the POST's answer (its
   commit) to the arrival of its ``call.initiated`` at a local receiver.
+- **Delay at rate**: calls placed at ``RATE`` a second for ``RATE_SEC`` seconds, each
+  POST sent at its own time whatever the others are doing (open loop, in process over
+  ASGI), so that every call's five or six events are being delivered meanwhile; the
+  same delay for each call's ``call.initiated``, and the rate of all deliveries.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvloop
+from sqlalchemy import select
 
 from bench.calls import SECRET
 from bench.nginx import NginxReceiver, nginx_receiver
@@ -31,18 +37,23 @@ from bench.numbers import parties
 from bench.stats import summary_ms
 from maskline.app import create_app
 from maskline.keys import service as keys
+from maskline.kit.scope import owned_by
 from maskline.numbers import service as numbers
 from maskline.onboarding import service as onboarding
 from maskline.orgs.service import OrgTerms
 from maskline.runtime import Runtime
 from maskline.settings import Settings
 from maskline.webhooks import service as webhooks
+from maskline.webhooks.models import CallEvent
 from maskline.webhooks.outbox import record_event
 from tests.support.databases import fresh_database
 from tests.support.receiver import Receiver, receiving
 from tests.support.server import free_port
 
 SLOW_SEC = 2.0
+RATE = 100
+RATE_SEC = 10
+ENDS = ("call.completed", "call.failed", "call.no-answer")
 # Events queued per write transaction.
 CHUNK = 1000
 
@@ -227,7 +238,65 @@ async def _run(
                 first = next(r for r in arrivals if r.json.get("call_sid") == sid)
                 delays.append(first.at - committed)
         lines.append(f"commit → POST delay, one call at a time: {summary_ms(delays)}")
+        lines.append(await _delays_at_rate(app, runtime, nginx, counter))
     return lines
+
+
+async def _delays_at_rate(
+    app: Any, runtime: Runtime, nginx: NginxReceiver, counter: Iterator[int]
+) -> str:
+    """``RATE`` calls a second for ``RATE_SEC`` s to an organisation whose endpoint is
+    nginx; each call's commit → its ``call.initiated``'s arrival (matched by
+    ``webhook-id``, the event's id), and the rate of all its calls' deliveries."""
+    org_id, api_key = await _org(runtime, "rate", nginx.url("rate"), number="918099000004")
+    committed: dict[str, float] = {}
+    late: list[float] = []
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+
+        async def place(due: float, a: str, b: str) -> None:
+            await asyncio.sleep(max(0.0, due - time.time()))
+            late.append(time.time() - due)
+            response = await http.post(
+                "/v1/masking/calls",
+                headers=headers,
+                json={"party_a": a, "party_b": b, "record": False},
+            )
+            done = time.time()
+            assert response.status_code == 201, response.text
+            committed[response.json()["data"]["call_sid"]] = done
+
+        start = time.time() + 0.5
+        total = RATE * RATE_SEC
+        async with asyncio.TaskGroup() as group:
+            for i in range(total):
+                group.create_task(place(start + i / RATE, str(next(counter)), str(next(counter))))
+    deadline = time.monotonic() + 300
+    while True:
+        async with runtime.db.read() as session:
+            events = (
+                await session.execute(
+                    select(CallEvent.id, CallEvent.call_sid, CallEvent.event).where(
+                        owned_by(CallEvent, org_id)
+                    )
+                )
+            ).all()
+        arrived = nginx.arrivals("rate").first
+        ends = [e for e in events if e.event in ENDS]
+        if len(ends) == total and all(e.id in arrived for e in events):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(ends)} of {total} calls ended, {len(arrived)} arrivals")
+        await asyncio.sleep(0.5)
+    delays = [arrived[e.id] - committed[e.call_sid] for e in events if e.event == "call.initiated"]
+    times = [arrived[e.id] for e in events]
+    span = max(times) - min(times)
+    return (
+        f"commit → POST delay at {RATE} calls/s for {RATE_SEC} s (nginx): {summary_ms(delays)}; "
+        f"{len(times)} deliveries in {span:.1f} s ({len(times) / span:.0f}/s); "
+        f"POSTs sent late by p99 {sorted(late)[int(len(late) * 0.99) - 1] * 1000:.0f} ms"
+    )
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from maskline.billing.router import router as billing_router
 from maskline.calls.engine import CallEngine
 from maskline.calls.recorded import RecordedCalls
 from maskline.calls.router import router as calls_router
+from maskline.calls.tally import PAIR_DIGEST_PURPOSE
 from maskline.errors import (
     AppError,
     ConfigurationError,
@@ -151,7 +152,6 @@ def _print_sandbox(created: SandboxCreated, public_url: str) -> None:
 
 
 ROLES = ("all", "api", "engine", "worker")
-PAIR_DIGEST_PURPOSE = "maskline/stats-pairs/v1"
 CSRF_DIGEST_PURPOSE = "maskline/portal-csrf/v1"
 SANDBOX_OWNER_EMAIL = "owner@sandbox.localhost"
 

@@ -316,6 +316,9 @@ class Settings(BaseSettings):
     # DNS servers (comma-separated ``ip[:port]``) that webhook hosts are resolved with;
     # unset: the system's resolver.
     webhook_nameservers: Annotated[Nameservers, BeforeValidator(lambda v: v or ())] = ()
+    # CA certificates (a PEM file) trusted for webhook receivers besides the usual ones
+    # (certifi's): a private CA, or a test receiver's own certificate.
+    webhook_ca_file: Path | None = None
 
     provider_state_code: Annotated[str, AfterValidator(_state_code)] = "24"
     provider_gstin: str | None = None

@@ -46,6 +46,8 @@ from maskline.kit.writer import defer_to_batch
 # writers per process and a few processes, 16 makes two concurrent batches drawing the
 # same shard rare; a reader sums at most 16 rows.
 SHARDS = 16
+# The keyed digest that names a pair (``KeyedDigest``).
+PAIR_DIGEST_PURPOSE = "maskline/stats-pairs/v1"
 # ``since`` of a pair's first call.
 NEVER = date(1, 1, 1)
 # The figures a day keeps for its ended calls: each is a sum over them (``_figures``).

@@ -6,10 +6,10 @@ import click
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from maskline.app import PAIR_DIGEST_PURPOSE
 from maskline.calls.models import Call
 from maskline.calls.schemas import CallOut
 from maskline.calls.seed import Seeded, seed_calls
+from maskline.calls.tally import PAIR_DIGEST_PURPOSE
 from maskline.cli.context import Command, run
 from maskline.cli.options import json_option, org_option
 from maskline.cli.output import emit

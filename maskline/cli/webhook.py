@@ -123,7 +123,7 @@ def test(org_ref: str, as_json: bool) -> None:
 
         # Queued and committed first; the attempt (network) follows, once.
         job = await cmd.run_transaction(queue)
-        clients = Clients()
+        clients = Clients(ca_file=cmd.settings.webhook_ca_file)
         try:
             row = await deliver(
                 job,

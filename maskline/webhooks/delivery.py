@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import httpcore
@@ -165,12 +166,25 @@ class Clients:
     ``DESTINATIONS``. httpcore (httpx's own transport) without httpx's client on top:
     an attempt needs no cookies, redirects, auth or decoding.
 
+    HTTP/2 is used where a receiver offers it over TLS (ALPN), one multiplexed
+    connection then carrying the destination's attempts; plain ``http://`` stays
+    HTTP/1.1 (no h2c). Either way the connection goes to the checked address, with the
+    host's name as the TLS server name and as ``Host`` (HTTP/2's ``:authority``).
+
+    ``ca_file`` adds trusted CA certificates (``Settings.webhook_ca_file``);
     ``network``, for the tests only, replaces the network under every pool.
     """
 
-    def __init__(self, *, network: httpcore.AsyncNetworkBackend | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        ca_file: Path | None = None,
+        network: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
         self._network = network or _Network()
         self._ssl = httpx.create_ssl_context()
+        if ca_file is not None:
+            self._ssl.load_verify_locations(cafile=ca_file)
         self._pools: OrderedDict[tuple[str, str, int, str], httpcore.AsyncConnectionPool]
         self._pools = OrderedDict()
 
@@ -189,6 +203,7 @@ class Clients:
             max_keepalive_connections=CONNECTIONS_PER_DESTINATION,
             keepalive_expiry=KEEPALIVE_SEC,
             network_backend=self._network,
+            http2=True,
         )
         self._pools[key] = pool
         return pool

@@ -423,7 +423,7 @@ class WebhookWorker:
             lease=LEASE,
             batch=BATCH,
         )
-        self._clients = sending.Clients()
+        self._clients = sending.Clients(ca_file=settings.webhook_ca_file)
         self._resolver = resolver or HostResolver(now=lambda: clock.now().timestamp())
         self._secrets = SecretCache(box)
         self._slots = asyncio.Semaphore(CONCURRENCY)

@@ -1,0 +1,162 @@
+"""Issue 15: webhooks go over HTTP/2 where the receiver offers it (TLS with ALPN), to
+the checked address, with the host's name as TLS server name and ``:authority``, and
+signed as over HTTP/1.1 (SPEC §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from maskline.kit.clock import ScaledClock
+from maskline.webhooks.signing import standard_signature
+from tests.calls.conftest import call_settings
+from tests.support.api import Api, running_api
+from tests.support.server import free_port
+from tests.support.waits import eventually_value
+from tests.webhooks.conftest import SPEED, point_at, webhook_test_events
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for ``localhost`` (and 127.0.0.1) that is its own CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "receiver.pem", directory / "receiver.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@dataclass
+class Arrival:
+    http_version: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Http2Receiver:
+    """Hypercorn on a thread of its own, TLS with ALPN (h2, http/1.1), answering 204."""
+
+    port: int
+    cert_file: Path
+    arrivals: list[Arrival] = field(default_factory=list)
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        self.arrivals.append(Arrival(scope["http_version"], headers, body))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.fixture
+def h2_receiver(tmp_path: Path) -> Iterator[Http2Receiver]:
+    cert_file, key_file = self_signed(tmp_path)
+    receiver = Http2Receiver(free_port(), cert_file)
+    config = Config()
+    config.bind = [f"127.0.0.1:{receiver.port}"]
+    config.certfile, config.keyfile = str(cert_file), str(key_file)
+    config.alpn_protocols = ["h2", "http/1.1"]
+    config.accesslog = config.errorlog = None
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    started = threading.Event()
+
+    def run() -> None:
+        async def main() -> None:
+            started.set()
+            await serve(receiver.app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+        loop.run_until_complete(main())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    started.wait(10)
+    try:
+        yield receiver
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture
+async def tls_api(
+    database_url: str, tmp_path: Path, h2_receiver: Http2Receiver
+) -> AsyncIterator[Api]:
+    settings = call_settings(
+        database_url, tmp_path / "data", webhook_ca_file=str(h2_receiver.cert_file)
+    )
+    async with running_api(settings, clock=ScaledClock(SPEED)) as running:
+        yield running
+
+
+class TestHttp2:
+    async def test_a_receiver_offering_h2_gets_signed_http2_posts(
+        self, tls_api: Api, h2_receiver: Http2Receiver
+    ) -> None:
+        org = await tls_api.make_org(f"h2-{uuid.uuid4().hex[:8]}")
+        await point_at(tls_api, org, f"https://localhost:{h2_receiver.port}/hooks")
+        events = await webhook_test_events(tls_api, org, count=3)
+
+        arrivals = await eventually_value(
+            lambda: list(h2_receiver.arrivals), lambda got: len(got) >= 3, within=20
+        )
+        assert [a.http_version for a in arrivals] == ["2", "2", "2"]
+        assert sorted(a.headers["webhook-id"] for a in arrivals) == sorted(
+            e.event_id for e in events
+        )
+        for arrival in arrivals:
+            # The name the URL gave (``:authority``, which ASGI names ``host``), though
+            # the connection went to the checked address.
+            assert arrival.headers["host"] == f"localhost:{h2_receiver.port}"
+            timestamp = int(arrival.headers["webhook-timestamp"])
+            assert arrival.headers["webhook-signature"] == standard_signature(
+                org.webhook_secret, arrival.headers["webhook-id"], timestamp, arrival.body
+            )
