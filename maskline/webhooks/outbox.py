@@ -104,15 +104,6 @@ def _delivery_insert(to_endpoint: bool, *, returning: bool = True) -> Insert:
     return statement.returning(table.c.id, table.c.url) if returning else statement
 
 
-@functools.cache
-def _in_one(prior: Insert | None, to_endpoint: bool) -> Insert:
-    """PostgreSQL: the prior insert and the event's as data-modifying CTEs of the
-    delivery's, one statement and one round trip."""
-    inserts = [_event_insert()] if prior is None else [prior, _event_insert()]
-    ctes = [stmt.cte(f"written_{n}") for n, stmt in enumerate(inserts)]
-    return _delivery_insert(to_endpoint).add_cte(*ctes)
-
-
 def _table(model: type[Base]) -> Table:
     return model.metadata.tables[model.__tablename__]
 
@@ -190,11 +181,10 @@ async def record_event(
     data: dict[str, Any],
     webhook_url: str | None,
     now: datetime,
-    prior: Prior | None = None,
 ) -> Recorded:
-    """Store the event and its delivery now, and say what was stored (``prior``: an
-    insert of the change itself, such as a new call's row, written first). The
-    statements are built once per process; on PostgreSQL all of it is one statement."""
+    """Store the event and its delivery now, outside any batch step, and say what was
+    stored: for the events that stand alone (``webhook.test`` from the CLI and the
+    portal), whose caller shows the delivery."""
     out = _outgoing(
         org_id=org_id,
         event=event,
@@ -203,20 +193,10 @@ async def record_event(
         data=data,
         webhook_url=webhook_url,
         now=now,
-        prior=prior,
+        prior=None,
     )
-    of_delivery = out.of_delivery
-    if session.get_bind().dialect.name == "postgresql":
-        last: Insert = _in_one(None if prior is None else prior.statement, out.to_endpoint)
-        of_delivery = {**of_delivery, **out.of_event}
-        if prior is not None:
-            of_delivery.update(prior.values)
-    else:
-        if prior is not None:
-            await session.execute(prior.statement, prior.values)
-        await session.execute(_event_insert(), out.of_event)
-        last = _delivery_insert(out.to_endpoint)
-    row = (await session.execute(last, of_delivery)).one_or_none()
+    await session.execute(_event_insert(), out.of_event)
+    row = (await session.execute(_delivery_insert(out.to_endpoint), out.of_delivery)).one_or_none()
     return Recorded(
         event_id=out.event_id,
         payload=out.payload,

@@ -30,6 +30,7 @@ from tests.docs.examples import (
     site_blocks,
 )
 from tests.support.cli import run_cli
+from tests.support.databases import fresh_database
 from tests.support.server import free_port, running_server
 from tests.support.waits import eventually_blocking
 
@@ -83,8 +84,15 @@ def _cli(env: dict[str, str], cwd: Path, *args: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def site(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    # A database of its own: the server's engine and worker, up for the whole session,
+    # would otherwise run the calls and deliver the webhooks of every other test here.
     tmp = tmp_path_factory.mktemp("site-examples")
+    with fresh_database(tmp) as database_url:
+        yield from _site(database_url, tmp)
+
+
+def _site(database_url: str, tmp: Path) -> Iterator[Site]:
     port = free_port()
     server_env = {
         # Signed recording URLs name the server the examples reach.

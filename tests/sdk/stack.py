@@ -49,7 +49,9 @@ class Stack:
 def sdk_stack(
     database_url: str, tmp: Path, *, recording_cuts: dict[int, int] | None = None
 ) -> Iterator[Stack]:
-    """``recording_cuts``: the recordings proxy's connections to cut (``DroppingProxy``)."""
+    """``recording_cuts``: the recordings proxy's connections to cut (``DroppingProxy``).
+    ``database_url`` should be the stack's own: its engine runs every call in the
+    database, and its worker delivers every webhook, whoever's test they belong to."""
     port = free_port()
     with dropping_proxy(port, recording_cuts or {}) as proxy:
         env = {

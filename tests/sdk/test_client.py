@@ -38,6 +38,7 @@ from maskline_client.errors import error_from
 
 from tests.sdk.proxy import dropping_proxy
 from tests.sdk.stack import Stack, sdk_stack
+from tests.support.databases import fresh_database
 from tests.support.receiver import Receiver
 from tests.support.waits import eventually_blocking, eventually_value
 
@@ -48,8 +49,10 @@ pytestmark = pytest.mark.subprocess
 
 
 @pytest.fixture(scope="module")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with sdk_stack(database_url, tmp_path_factory.mktemp("sdk")) as started:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("sdk")
+    # A database of its own (tests/sdk/stack.py).
+    with fresh_database(tmp) as database_url, sdk_stack(database_url, tmp) as started:
         yield started
 
 

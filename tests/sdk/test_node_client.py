@@ -16,18 +16,22 @@ import pytest
 from tests.sdk.node_package import LIB, NODE_DIR, TYPES, built, generated_types, openapi_document
 from tests.sdk.proxy import dropping_proxy
 from tests.sdk.stack import Stack, sdk_stack
+from tests.support.databases import fresh_database
 
 # The suite and the type generator run node as a process.
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("sdk-node")
     # The recordings proxy cuts its first connection 1,000 bytes into the answer: the
-    # suite's first recording download has to resume.
-    with sdk_stack(
-        database_url, tmp_path_factory.mktemp("sdk-node"), recording_cuts={0: 1000}
-    ) as started:
+    # suite's first recording download has to resume. A database of its own
+    # (tests/sdk/stack.py).
+    with (
+        fresh_database(tmp) as database_url,
+        sdk_stack(database_url, tmp, recording_cuts={0: 1000}) as started,
+    ):
         yield started
 
 
