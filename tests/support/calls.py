@@ -29,9 +29,12 @@ async def wait_for(
     call_sid: str,
     statuses: tuple[str, ...] = TERMINAL,
     *,
-    within: float = 20.0,
+    within: float = 60.0,
 ) -> dict[str, Any]:
     """Poll the call until its status is one of ``statuses`` (a deadline, not a sleep).
+    The deadline is generous: a recorded call settles only once its MP3 is encoded, and
+    on a loaded machine (CI runs four test processes on two cores) that has taken over
+    20 s.
 
     An ended call is waited for until it has settled: its recording, if any, no
     longer ``pending``, so the object returned is the last it will ever be.
