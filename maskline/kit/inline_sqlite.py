@@ -16,9 +16,12 @@ waits would block the loop, and are kept off it:
   database locked outside a transaction (``BEGIN IMMEDIATE``, while another process or
   connection writes) is tried again after an ``asyncio.sleep``, with backoff, for
   ``busy_timeout_sec``;
-- nothing else waits in WAL mode with ``synchronous=NORMAL``: a commit writes to the
-  WAL without fsync; only a checkpoint (every ``wal_autocheckpoint`` pages, 4 MB by
-  default) syncs, a few milliseconds now and then.
+- in WAL mode with ``synchronous=NORMAL`` a commit writes to the WAL without fsync;
+  only a checkpoint syncs, and SQLite would run one inside the commit that fills the
+  WAL past 1,000 pages, on the loop, for as long as the disk takes (a busy disk: tens
+  of milliseconds, and the RTP relay on the same loop stalls). The inline connection
+  turns that off (``wal_autocheckpoint=0``) and runs a passive checkpoint on a thread
+  of its own every ``CHECKPOINT_EVERY`` commits instead.
 
 Reads stay on aiosqlite's threads: a long query must not stop the loop.
 """
@@ -26,12 +29,17 @@ Reads stay on aiosqlite's threads: a long query must not stop the loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+log = logging.getLogger("maskline.db")
+# Commits between two checkpoints on the checkpoint thread (a batch writes a few pages;
+# SQLite's own default is a checkpoint per 1,000 pages).
+CHECKPOINT_EVERY = 200
 # Waits between tries for the write lock: from 1 ms, doubling to 50 ms.
 FIRST_WAIT_SEC = 0.001
 MAX_WAIT_SEC = 0.05
@@ -120,12 +128,50 @@ class _Inline:
             future.set_exception(error)
 
 
+class _Checkpoints:
+    """Passive WAL checkpoints, one at a time, on a thread with a connection of its own
+    (a passive checkpoint never waits for a reader or a writer)."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._running: asyncio.Task[None] | None = None
+        self._commits = 0
+
+    def committed(self) -> None:
+        self._commits += 1
+        if self._commits < CHECKPOINT_EVERY or self._running is not None:
+            return
+        self._commits = 0
+        self._running = asyncio.create_task(asyncio.to_thread(self._checkpoint))
+        self._running.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running = None
+        if not task.cancelled() and task.exception() is not None:
+            # The next one checkpoints what this one did not; the WAL only grows meanwhile.
+            log.warning("WAL checkpoint failed: %s", task.exception())
+
+    def _checkpoint(self) -> None:
+        connection = self._connect()
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            connection.close()
+
+    async def close(self) -> None:
+        if self._running is not None:
+            await asyncio.wait({self._running})
+
+
 class InlineConnection:
     """aiosqlite's ``Connection``, run inline."""
 
-    def __init__(self, raw: sqlite3.Connection, *, busy_timeout_sec: float) -> None:
+    def __init__(
+        self, raw: sqlite3.Connection, *, busy_timeout_sec: float, checkpoints: _Checkpoints
+    ) -> None:
         self.raw = raw
         self.busy_timeout_sec = busy_timeout_sec
+        self._checkpoints = checkpoints
         self._tx = _Inline()
 
     @property
@@ -170,12 +216,14 @@ class InlineConnection:
 
     async def commit(self) -> None:
         self.raw.commit()
+        self._checkpoints.committed()
 
     async def rollback(self) -> None:
         self.raw.rollback()
 
     async def close(self) -> None:
         self.raw.close()
+        await self._checkpoints.close()
 
     def stop(self) -> None:
         self.raw.close()
@@ -191,8 +239,17 @@ def creator(
     ``sqlite3.connect(*args, **kwargs)`` (what the dialect would give aiosqlite), which
     waits for the write lock up to ``busy_timeout_sec``."""
 
+    def checkpointer() -> sqlite3.Connection:
+        connection: sqlite3.Connection = sqlite3.connect(
+            *args, **{**kwargs, "timeout": busy_timeout_sec}
+        )
+        return connection
+
+    checkpoints = _Checkpoints(checkpointer)
+
     async def connect() -> InlineConnection:
         raw = sqlite3.connect(*args, **{**kwargs, "timeout": 0, "isolation_level": None})
-        return InlineConnection(raw, busy_timeout_sec=busy_timeout_sec)
+        raw.execute("PRAGMA wal_autocheckpoint=0")
+        return InlineConnection(raw, busy_timeout_sec=busy_timeout_sec, checkpoints=checkpoints)
 
     return connect

@@ -4,6 +4,7 @@ example of every parameter, request body, response and error (``examples.py``)."
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -55,6 +56,10 @@ def install_openapi(app: FastAPI) -> None:
         # Every operation needs the key unless it says otherwise (``security: []``).
         schema["security"] = [{"apiKey": []}]
         _add_examples(schema)
+        # The examples are module constants, shared by every app built in the process:
+        # the document gets its own copy, so that whoever changes a served document (a
+        # client that edits an example it was given) changes no other.
+        schema = copy.deepcopy(schema)
         app.openapi_schema = schema
         return schema
 
