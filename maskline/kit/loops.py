@@ -25,7 +25,11 @@ class Loops:
 
     A body returns True when it has more work at once; otherwise the loop pauses
     for ``every`` seconds (of the clock, or real seconds for a wakeable loop,
-    which ``wake()`` cuts short).
+    which ``wake()`` cuts short). A wakeable loop given ``settle`` runs at most one
+    woken iteration per ``settle`` seconds: a wake-up sooner than that after the last
+    iteration began waits out the rest, so that a stream of wake-ups (one per
+    committed event, say) is served by one iteration for many, at a delay of at most
+    ``settle``.
     """
 
     def __init__(self, clock: Clock, log: logging.Logger) -> None:
@@ -39,8 +43,10 @@ class Loops:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def start(self, name: str, body: Body, every: float, *, wakeable: bool = False) -> None:
-        self._tasks.append(asyncio.create_task(self._run(name, body, every, wakeable)))
+    def start(
+        self, name: str, body: Body, every: float, *, wakeable: bool = False, settle: float = 0.0
+    ) -> None:
+        self._tasks.append(asyncio.create_task(self._run(name, body, every, wakeable, settle)))
 
     def wake(self) -> None:
         self._wake.set()
@@ -57,10 +63,20 @@ class Loops:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
 
-    async def _run(self, name: str, body: Body, every: float, wakeable: bool) -> None:
+    async def _run(
+        self, name: str, body: Body, every: float, wakeable: bool, settle: float
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        began = loop.time() - settle
+        more = True
         while not self._stopping.is_set():
+            rest = began + settle - loop.time()
+            if not more and rest > 0:
+                # Woken (or the poll came round) soon after the last iteration began.
+                await asyncio.sleep(rest)
             if wakeable:
                 self._wake.clear()
+            began = loop.time()
             try:
                 more = await body()
             except Exception:

@@ -42,6 +42,8 @@ log = logging.getLogger("maskline.recordings")
 
 LEASE = timedelta(minutes=10)
 BATCH = 4
+# Wake-ups faster than this are served by one round (its own transactions, two).
+SETTLE_SEC = 0.1
 MAX_ATTEMPTS = 3
 RETRY_AFTER = timedelta(seconds=30)
 RETENTION_EVERY_SEC = 600.0
@@ -98,6 +100,8 @@ class RecordingWorker:
             owner=self.worker_id,
             lease=LEASE,
             batch=BATCH,
+            # Woken by every committed event, most of them no recording's.
+            settle=SETTLE_SEC,
             renew=self._renew_leases,
         )
         # The jobs this worker has claimed and not yet settled: their leases are renewed.

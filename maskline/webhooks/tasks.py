@@ -67,6 +67,9 @@ OPEN_FIRST = timedelta(seconds=5)
 OPEN_MOST = timedelta(minutes=5)
 # Outcomes written in one statement at most.
 FLUSH = 512
+# Wake-ups (one per committed event) faster than this are served by one round: at 100
+# calls a second, 500 events, a round each would cost more than the deliveries.
+SETTLE_SEC = 0.02
 SECRETS_CACHED = 4096
 UNFINISHED = ("pending", "paused")
 
@@ -422,6 +425,7 @@ class WebhookWorker:
             owner=self.worker_id,
             lease=LEASE,
             batch=BATCH,
+            settle=SETTLE_SEC,
         )
         self._clients = sending.Clients(ca_file=settings.webhook_ca_file)
         self._resolver = resolver or HostResolver(now=lambda: clock.now().timestamp())
@@ -463,7 +467,9 @@ class WebhookWorker:
     # -- the job runner's queue ----------------------------------------------
 
     async def tend(self) -> None:
-        await self.db.transaction(assign_cursors)
+        # While claiming, the claim's transaction gives the cursors (one write a round).
+        if not self._runner.claiming:
+            await self.db.transaction(assign_cursors)
 
     def _excluded(self, now: datetime) -> list[str]:
         excluded = [url for url, lane in self._lanes.items() if not lane.claimable(now)]
@@ -473,7 +479,8 @@ class WebhookWorker:
     async def claim(self, session: AsyncSession, lease: Lease) -> Sequence[Job]:
         """Due deliveries, the longest due first; for one call and one URL, only the
         earliest unsettled event (SPEC §6); none for a URL whose lane is full or whose
-        circuit is open."""
+        circuit is open. New events are given their feed cursors first (``feed``)."""
+        await assign_cursors(session)
         self._all_left_out = self._held >= HELD
         if self._all_left_out:
             return []

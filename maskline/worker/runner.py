@@ -6,7 +6,10 @@ and, once that is committed, hands them to the domain (``Queue.take``). A full
 batch means there may be more: the next round starts at once. Otherwise the loop
 waits for a wake-up (``wake()``: this process's signal, or another process's
 ``NOTIFY`` relayed by ``kit.notify``) or the poll interval, which remains the safety
-net for a wake-up that was lost or never sent. Rounds are never cancelled: a
+net for a wake-up that was lost or never sent. Wake-ups that come faster than
+``settle`` are served by one round (``kit.loops``): a queue woken by every committed
+event claims many rows in a round instead of one or two, for a delay of at most
+``settle``. Rounds are never cancelled: a
 stopping runner finishes the one it is in (``kit.loops``).
 """
 
@@ -71,6 +74,7 @@ class JobRunner(Generic[J]):
         lease: timedelta,
         batch: int,
         poll_sec: float = POLL_SEC,
+        settle: float = 0.0,
         renew: Renew | None = None,
     ) -> None:
         self.owner = owner
@@ -81,6 +85,7 @@ class JobRunner(Generic[J]):
         self._db = db
         self._clock = clock
         self._poll_sec = poll_sec
+        self._settle = settle
         self._renew = renew
         self._loops = Loops(clock, log)
         self._claiming = True
@@ -89,12 +94,19 @@ class JobRunner(Generic[J]):
         self._claim_turn = asyncio.Lock()
 
     @property
+    def claiming(self) -> bool:
+        """Whether rounds still claim (``stop_claiming`` not called)."""
+        return self._claiming
+
+    @property
     def stopping(self) -> bool:
         """Whether the runner has been asked to stop (a long batch can give up early)."""
         return self._loops.stopping
 
     async def start(self) -> None:
-        self._loops.start(self._name, self._round, self._poll_sec, wakeable=True)
+        self._loops.start(
+            self._name, self._round, self._poll_sec, wakeable=True, settle=self._settle
+        )
         if self._renew is not None:
             renew = self._renew
 
