@@ -484,11 +484,7 @@ class WebhookWorker:
         self._all_left_out = self._held >= HELD
         if self._all_left_out:
             return []
-        where = [
-            _due(lease.now),
-            # Never our own attempts still in flight, whatever their lease says.
-            WebhookDelivery.id.not_in(self._inflight_ids),
-        ]
+        where = [_due(lease.now)]
         excluded = self._excluded(lease.now)
         if excluded:
             where.append(WebhookDelivery.url.not_in(excluded))
@@ -515,6 +511,11 @@ class WebhookWorker:
                 ],
             )
         ).all()
+        # Never our own attempts still in flight, whatever their lease says (one whose
+        # lease lapsed mid-attempt is leased to us again, and left to its attempt). Not
+        # a NOT IN of them in the claim: a statement of another text, to parse and
+        # plan, for every number of them.
+        rows = [r for r in rows if r.id not in self._inflight_ids]
         if not rows:
             return []
         found = await session.execute(
