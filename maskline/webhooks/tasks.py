@@ -27,10 +27,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cachetools import LRUCache
-from sqlalchemy import Boolean, ColumnElement, Table, and_, bindparam, case, exists, select, update
+from sqlalchemy import Boolean, Integer, Table, bindparam, case, exists, or_, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from maskline.kit.clock import Clock
 from maskline.kit.crypto import SecretBox
@@ -43,7 +42,7 @@ from maskline.webhooks.feed import assign_cursors
 from maskline.webhooks.models import CallEvent, WebhookDelivery, WebhookEndpoint
 from maskline.webhooks.service import get_endpoint, lock_endpoint, pause_endpoint
 from maskline.webhooks.ssrf import HostResolver
-from maskline.worker.lease import Lease, lease_rows, unleased
+from maskline.worker.lease import Lease, lease_statement
 from maskline.worker.runner import JobRunner
 
 log = logging.getLogger("maskline.webhooks")
@@ -196,20 +195,49 @@ class Lane:
         return self.held == 0 and self.failures == 0
 
 
-def _due(now: datetime) -> ColumnElement[bool]:
-    earlier = aliased(WebhookDelivery)
+@functools.cache
+def _claim(excluding: bool) -> Any:
+    """The claim (``lease_statement``), built once: due deliveries, the longest due
+    first; for one call and one URL only the earliest unsettled event (SPEC §6); with
+    ``excluding``, none to the URLs ``b_excluded``. Run with ``b_now``, ``b_owner``,
+    ``b_until`` and ``b_limit``."""
+    t = _table(WebhookDelivery)
+    earlier = t.alias("earlier")
+    now = bindparam("b_now", type_=t.c.next_attempt_at.type)
     blocked = exists().where(
-        earlier.call_sid == WebhookDelivery.call_sid,
-        earlier.url == WebhookDelivery.url,
-        earlier.sequence < WebhookDelivery.sequence,
-        earlier.status.in_(UNFINISHED),
+        earlier.c.call_sid == t.c.call_sid,
+        earlier.c.url == t.c.url,
+        earlier.c.sequence < t.c.sequence,
+        earlier.c.status.in_(UNFINISHED),
     )
-    return and_(
-        WebhookDelivery.status == "pending",
-        WebhookDelivery.next_attempt_at <= now,
-        unleased(WebhookDelivery.lease_expires_at, now),
+    where = [
+        t.c.status == "pending",
+        t.c.next_attempt_at <= now,
+        or_(t.c.lease_expires_at.is_(None), t.c.lease_expires_at < now),
         # For one call and one URL, an event waits until every earlier one is settled.
-        (WebhookDelivery.call_sid.is_(None)) | ~blocked,
+        t.c.call_sid.is_(None) | ~blocked,
+    ]
+    if excluding:
+        where.append(t.c.url.not_in(bindparam("b_excluded", expanding=True)))
+    return lease_statement(
+        t.c.id,
+        where=where,
+        order_by=[t.c.next_attempt_at, t.c.sequence],
+        limit=bindparam("b_limit", type_=Integer()),
+        stamp={
+            t.c.lease_owner: bindparam("b_owner", type_=t.c.lease_owner.type),
+            t.c.lease_expires_at: bindparam("b_until", type_=t.c.lease_expires_at.type),
+        },
+        returning=[
+            t.c.id,
+            t.c.org_id,
+            t.c.url,
+            t.c.event_id,
+            t.c.attempts,
+            t.c.to_endpoint,
+            t.c.next_attempt_at,
+            t.c.call_sid,
+        ],
     )
 
 
@@ -484,33 +512,16 @@ class WebhookWorker:
         self._all_left_out = self._held >= HELD
         if self._all_left_out:
             return []
-        where = [_due(lease.now)]
         excluded = self._excluded(lease.now)
+        params: dict[str, Any] = {
+            "b_now": lease.now,
+            "b_owner": lease.owner,
+            "b_until": lease.until,
+            "b_limit": min(lease.limit, HELD - self._held),
+        }
         if excluded:
-            where.append(WebhookDelivery.url.not_in(excluded))
-        rows = (
-            await lease_rows(
-                session,
-                WebhookDelivery.id,
-                where=where,
-                order_by=[WebhookDelivery.next_attempt_at, WebhookDelivery.sequence],
-                limit=min(lease.limit, HELD - self._held),
-                stamp={
-                    WebhookDelivery.lease_owner: lease.owner,
-                    WebhookDelivery.lease_expires_at: lease.until,
-                },
-                returning=[
-                    WebhookDelivery.id,
-                    WebhookDelivery.org_id,
-                    WebhookDelivery.url,
-                    WebhookDelivery.event_id,
-                    WebhookDelivery.attempts,
-                    WebhookDelivery.to_endpoint,
-                    WebhookDelivery.next_attempt_at,
-                    WebhookDelivery.call_sid,
-                ],
-            )
-        ).all()
+            params["b_excluded"] = excluded
+        rows = (await session.execute(_claim(bool(excluded)), params)).all()
         # Never our own attempts still in flight, whatever their lease says (one whose
         # lease lapsed mid-attempt is leased to us again, and left to its attempt). Not
         # a NOT IN of them in the claim: a statement of another text, to parse and

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Result, or_, select, update
+from sqlalchemy import ColumnElement, Result, Update, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -41,6 +41,32 @@ def unleased(
     return or_(expires_at.is_(None), expires_at < now)
 
 
+def lease_statement(
+    key: Any,
+    *,
+    where: Sequence[ColumnElement[bool]],
+    stamp: Mapping[Any, Any],
+    returning: Sequence[Any],
+    order_by: Sequence[Any] = (),
+    limit: Any = None,
+) -> Update:
+    """The claim of ``lease_rows`` as a statement: ``key`` an ORM attribute (the rows
+    of its entity) or a table's column. Built with bind parameters for what changes
+    from one claim to the next (the time, the owner, the limit), it can be built once
+    and run with their values: a claimer woken for every committed event does not
+    build and hash a new statement each time."""
+    target = key.class_ if isinstance(key, InstrumentedAttribute) else key.table
+    due = (
+        select(key).where(*where).order_by(*order_by).limit(limit).with_for_update(skip_locked=True)
+    )
+    return (
+        update(target)
+        .where(key.in_(due.scalar_subquery()))
+        .values({column: value for column, value in stamp.items()})
+        .returning(*returning)
+    )
+
+
 async def lease_rows(
     session: AsyncSession,
     key: InstrumentedAttribute[Any],
@@ -54,12 +80,8 @@ async def lease_rows(
     """Stamp the rows of ``key``'s table that match ``where`` (the first ``limit`` of
     them in ``order_by``, none that another transaction holds locked) with ``stamp``,
     and return ``returning`` of each; the caller's transaction commits it."""
-    due = (
-        select(key).where(*where).order_by(*order_by).limit(limit).with_for_update(skip_locked=True)
-    )
     return await session.execute(
-        update(key.class_)
-        .where(key.in_(due.scalar_subquery()))
-        .values({column: value for column, value in stamp.items()})
-        .returning(*returning)
+        lease_statement(
+            key, where=where, stamp=stamp, returning=returning, order_by=order_by, limit=limit
+        )
     )
