@@ -47,6 +47,7 @@ SETTLE_SEC = 0.1
 MAX_ATTEMPTS = 3
 RETRY_AFTER = timedelta(seconds=30)
 RETENTION_EVERY_SEC = 600.0
+SWEEP_EVERY_SEC = 5.0
 RETENTION_BATCH = 200
 
 
@@ -107,6 +108,7 @@ class RecordingWorker:
         # The jobs this worker has claimed and not yet settled: their leases are renewed.
         self._held: set[str] = set()
         self._next_retention = 0.0
+        self._next_sweep = 0.0
         self._abort = threading.Event()
 
     async def start(self) -> None:
@@ -125,6 +127,11 @@ class RecordingWorker:
         if self.clock.monotonic() >= self._next_retention:
             await self.apply_retention()
             self._next_retention = self.clock.monotonic() + RETENTION_EVERY_SEC
+        # Jobs whose every attempt died with a worker (their leases lapsed): a few seconds
+        # late is soon enough, and not a write transaction for every committed event.
+        if asyncio.get_running_loop().time() < self._next_sweep:
+            return
+        self._next_sweep = asyncio.get_running_loop().time() + SWEEP_EVERY_SEC
         failed = await self.db.transaction(self._fail_exhausted)
         # Their audio goes once the failure is committed.
         for call_sid in failed:

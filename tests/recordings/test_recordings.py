@@ -11,10 +11,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.kit.clock import ScaledClock
+from maskline.recordings.models import Recording
 from maskline.recordings.storage import Storage
-from maskline.recordings.tasks import LEASE
+from maskline.recordings.tasks import LEASE, MAX_ATTEMPTS
 from tests.calls.conftest import SPEED, call_settings
 from tests.support.api import Api, OrgHandle, ShiftedClock, running_api
 from tests.support.audio import decode_mp3, dominant_hz
@@ -489,3 +492,54 @@ async def test_an_encode_that_outlasts_its_lease_is_not_taken_by_another_worker(
     assert stored == [f"{org.id}/{sid}.mp3"]
     assert held.puts == stored
     assert (call["status"], call["recording_status"]) == ("completed", "ready")
+
+
+async def test_a_recording_whose_every_attempt_died_with_its_worker_fails(
+    database_url: str, data_dir: Path
+) -> None:
+    # An API and an engine, no worker: the call ends with its recording pending and its
+    # audio spooled. Its row is then left as a worker killed during its last attempt
+    # leaves it (every attempt counted, the lease lapsed); the next worker to start fails
+    # it (it will never be encoded) and discards the audio, instead of leaving the call
+    # pending for ever.
+    settings = call_settings(database_url, data_dir)
+    clock = ScaledClock(SPEED)
+    async with (
+        running_api(settings, clock=clock, role="api") as api,
+        running_api(settings, clock=clock, role="engine") as engine,
+    ):
+        org = await api.make_org("rec-died", balance="10", numbers=1)
+        sid = (await place(api, org))["call_sid"]
+
+        async def fetch() -> dict[str, Any]:
+            response = await api.client.get(f"/v1/masking/calls/{sid}", headers=org.auth)
+            data: dict[str, Any] = response.json()["data"]
+            return data
+
+        ended = await eventually_value(
+            fetch, lambda d: d["status"] == "completed", what="the call's end", within=60
+        )
+        assert ended["recording_status"] == "pending"
+        assert engine.runtime.recorder is None
+        spooled = engine.runtime.spool.paths(sid)
+        assert all(path.exists() for path in spooled.values())
+
+        async def die(session: AsyncSession) -> None:
+            await session.execute(
+                update(Recording)
+                .where(Recording.call_sid == sid)
+                .values(
+                    attempts=MAX_ATTEMPTS,
+                    lease_owner="rec_gone",
+                    lease_expires_at=clock.now() - timedelta(minutes=1),
+                )
+            )
+
+        await api.runtime.db.transaction(die)
+        async with running_api(settings, clock=clock, role="worker"):
+            settled = await wait_for(api, org, sid)
+        assert (settled["status"], settled["recording_status"]) == ("completed", "failed")
+        # The stable URL stays (SPEC §3) and answers 404: there is no recording.
+        assert settled["recording_url"] == f"{PUBLIC_URL}/v1/masking/calls/{sid}/recording"
+        assert error_of(await recording_of(api, org, sid)) == (404, "not_found")
+        assert [path.exists() for path in spooled.values()] == [False, False]
