@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Integer, String, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -52,7 +53,7 @@ from maskline.settings import Settings
 from maskline.telephony.carrier import Carrier
 from maskline.telephony.events import LegEvent
 from maskline.telephony.media.recorder import Spool
-from maskline.worker.lease import Lease, lease_rows
+from maskline.worker.lease import Lease, lease_rows, lease_statement
 from maskline.worker.runner import JobRunner
 
 log = logging.getLogger("maskline.engine")
@@ -269,14 +270,15 @@ class CallEngine:
         # A call accepted longer ago than its lifetime is not dialled now: the watchdog
         # ends it.
         oldest = lease.now - timedelta(seconds=self.settings.call_max_lifetime_sec)
-        claimed = await lease_rows(
-            session,
-            Call.id,
-            where=[Call.status == "initiated", Call.engine_id.is_(None), Call.created_at >= oldest],
-            order_by=[Call.id],
-            limit=lease.limit,
-            stamp={Call.engine_id: lease.owner, **_renewal(lease)},
-            returning=[Call],
+        claimed = await session.execute(
+            _claim_statement(),
+            {
+                "c_oldest": oldest,
+                "c_limit": lease.limit,
+                "c_owner": lease.owner,
+                "c_until": lease.until,
+                "c_now": lease.now,
+            },
         )
         calls = list(claimed.scalars())
         self._taking = frozenset(call.call_sid for call in calls)
@@ -382,6 +384,29 @@ class CallEngine:
                 runner.lifetime_posted = True
                 runner.post(LifetimeExceeded(self.clock.now()))
         return await self._sweeper.sweep(lambda: {*self._runners, *self._taking})
+
+
+@functools.cache
+def _claim_statement() -> Any:
+    """The claim of accepted calls (``lease_statement``), built once: run with the
+    oldest creation time still dialled, the limit, the owner and the lease's terms."""
+    calls = Call.metadata.tables[Call.__tablename__]
+    return lease_statement(
+        Call.id,
+        where=[
+            Call.status == "initiated",
+            Call.engine_id.is_(None),
+            Call.created_at >= bindparam("c_oldest", type_=calls.c.created_at.type),
+        ],
+        order_by=[Call.id],
+        limit=bindparam("c_limit", type_=Integer()),
+        stamp={
+            Call.engine_id: bindparam("c_owner", type_=String()),
+            Call.lease_expires_at: bindparam("c_until", type_=calls.c.lease_expires_at.type),
+            Call.heartbeat_at: bindparam("c_now", type_=calls.c.heartbeat_at.type),
+        },
+        returning=[Call],
+    ).execution_options(synchronize_session=False)
 
 
 def _renewal(lease: Lease) -> dict[InstrumentedAttribute[Any], object]:
