@@ -5,22 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import select
-import socket
-import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
 
 import httpcore
 import httpx
 
 from maskline.webhooks import ssrf
+from maskline.webhooks.network import AsyncioNetwork
 from maskline.webhooks.signing import signed_headers
 
 TIMEOUT_SEC = 10.0
@@ -91,72 +87,6 @@ def _retry_after(status_code: int, value: str, now: datetime) -> timedelta | Non
     return min(max(delay, timedelta(0)), MAX_RETRY_AFTER)
 
 
-class _Stream(httpcore.AsyncNetworkStream):
-    """anyio's stream, with its socket looked up once: httpcore asks every pooled
-    connection whether it is readable (closed by the peer) before each request, and
-    anyio builds a table of its attributes for each question."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket: socket.socket | None = inner.get_extra_info("socket")
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 - httpcore's interface
-        return await self._inner.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109 - httpcore's interface
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-    ) -> httpcore.AsyncNetworkStream:
-        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            if self._socket is None or self._socket.fileno() == -1:
-                return True
-            poll = select.poll()
-            poll.register(self._socket, select.POLLIN)
-            return bool(poll.poll(0))
-        if info == "socket":
-            return self._socket
-        return self._inner.get_extra_info(info)
-
-
-class _Network(httpcore.AsyncNetworkBackend):
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _Stream(
-            await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        )
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.UnsupportedProtocol("webhooks are not sent over unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
 class Clients:
     """A keep-alive connection pool per destination: its scheme, host and port, and
     the checked address (SPEC §6). A connection is only ever reused for the host whose
@@ -181,7 +111,7 @@ class Clients:
         ca_file: Path | None = None,
         network: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
-        self._network = network or _Network()
+        self._network = network or AsyncioNetwork()
         self._ssl = httpx.create_ssl_context()
         if ca_file is not None:
             self._ssl.load_verify_locations(cafile=ca_file)
