@@ -7,6 +7,7 @@ import contextlib
 import random
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -87,14 +88,66 @@ def _retry_after(status_code: int, value: str, now: datetime) -> timedelta | Non
     return min(max(delay, timedelta(0)), MAX_RETRY_AFTER)
 
 
+class Connections:
+    """One destination's kept-alive connections, each in an httpcore pool of its own
+    (``max_connections=1``), the attempt choosing the first one not in use. httpcore's
+    pool, at each request and each answer, looks at every connection it holds and at
+    every connection again for each idle one: with 16 in one pool, that was more than
+    half of an attempt's CPU at 16 at once (``bench/webhook_attempt.py``).
+
+    Once an answer came over HTTP/2, every attempt goes to that connection's pool,
+    multiplexed, until an answer there comes over HTTP/1.1 again (the receiver stopped
+    offering h2); the others' connections then expire unused (``KEEPALIVE_SEC``).
+    """
+
+    def __init__(self, make_pool: Callable[[], httpcore.AsyncConnectionPool]) -> None:
+        self._make_pool = make_pool
+        self._pools: list[httpcore.AsyncConnectionPool] = []
+        self._in_use: list[int] = []
+        self._http2: int | None = None
+
+    def take(self) -> int:
+        """The pool (its index) for an attempt; ``give_back`` it after."""
+        index = self._http2
+        if index is None:
+            if 0 in self._in_use:
+                index = self._in_use.index(0)
+            elif len(self._pools) < CONNECTIONS_PER_DESTINATION:
+                index = len(self._pools)
+                self._pools.append(self._make_pool())
+                self._in_use.append(0)
+            else:  # all busy: more than a lane's attempts share this destination
+                index = self._in_use.index(min(self._in_use))
+        self._in_use[index] += 1
+        return index
+
+    def pool(self, index: int) -> httpcore.AsyncConnectionPool:
+        return self._pools[index]
+
+    def answered(self, index: int, http_version: bytes) -> None:
+        if http_version == b"HTTP/2":
+            self._http2 = index
+        elif self._http2 == index:
+            self._http2 = None
+
+    def give_back(self, index: int) -> None:
+        self._in_use[index] -= 1
+
+    async def aclose(self) -> None:
+        # The lists stay as they are: an attempt in flight still gives its pool back.
+        for pool in self._pools:
+            await pool.aclose()
+
+
 class Clients:
-    """A keep-alive connection pool per destination: its scheme, host and port, and
-    the checked address (SPEC §6). A connection is only ever reused for the host whose
-    name its TLS session was opened for, and a host whose DNS answer changed gets a
-    new pool for the new (checked) address: nothing reaches an address that was not
-    checked for the attempt. The least recently used destinations are closed past
-    ``DESTINATIONS``. httpcore (httpx's own transport) without httpx's client on top:
-    an attempt needs no cookies, redirects, auth or decoding.
+    """Kept-alive connections per destination (``Connections``): its scheme, host and
+    port, and the checked address (SPEC §6). A connection is only ever reused for the
+    host whose name its TLS session was opened for, and a host whose DNS answer changed
+    gets new connections to the new (checked) address: nothing reaches an address that
+    was not checked for the attempt. The least recently used destinations are closed
+    past ``DESTINATIONS``. httpcore (httpx's own transport) without httpx's client on
+    top: an attempt needs no cookies, redirects, auth or decoding; its network is plain
+    asyncio (``network.AsyncioNetwork``).
 
     HTTP/2 is used where a receiver offers it over TLS (ALPN), one multiplexed
     connection then carrying the destination's attempts; plain ``http://`` stays
@@ -102,7 +155,7 @@ class Clients:
     host's name as the TLS server name and as ``Host`` (HTTP/2's ``:authority``).
 
     ``ca_file`` adds trusted CA certificates (``Settings.webhook_ca_file``);
-    ``network``, for the tests only, replaces the network under every pool.
+    ``network``, for the tests and benchmarks, replaces the network under every pool.
     """
 
     def __init__(
@@ -115,34 +168,36 @@ class Clients:
         self._ssl = httpx.create_ssl_context()
         if ca_file is not None:
             self._ssl.load_verify_locations(cafile=ca_file)
-        self._pools: OrderedDict[tuple[str, str, int, str], httpcore.AsyncConnectionPool]
-        self._pools = OrderedDict()
+        self._destinations: OrderedDict[tuple[str, str, int, str], Connections]
+        self._destinations = OrderedDict()
 
-    async def for_destination(self, destination: ssrf.Destination) -> httpcore.AsyncConnectionPool:
-        key = (destination.scheme, destination.host, destination.port, destination.address)
-        pool = self._pools.get(key)
-        if pool is not None:
-            self._pools.move_to_end(key)
-            return pool
-        while len(self._pools) >= DESTINATIONS:
-            _, oldest = self._pools.popitem(last=False)
-            await oldest.aclose()
-        pool = httpcore.AsyncConnectionPool(
+    def _pool(self) -> httpcore.AsyncConnectionPool:
+        return httpcore.AsyncConnectionPool(
             ssl_context=self._ssl,
-            max_connections=CONNECTIONS_PER_DESTINATION,
-            max_keepalive_connections=CONNECTIONS_PER_DESTINATION,
+            max_connections=1,
+            max_keepalive_connections=1,
             keepalive_expiry=KEEPALIVE_SEC,
             network_backend=self._network,
             http2=True,
         )
-        self._pools[key] = pool
-        return pool
+
+    async def for_destination(self, destination: ssrf.Destination) -> Connections:
+        key = (destination.scheme, destination.host, destination.port, destination.address)
+        connections = self._destinations.get(key)
+        if connections is not None:
+            self._destinations.move_to_end(key)
+            return connections
+        while len(self._destinations) >= DESTINATIONS:
+            _, oldest = self._destinations.popitem(last=False)
+            await oldest.aclose()
+        connections = self._destinations[key] = Connections(self._pool)
+        return connections
 
     async def aclose(self) -> None:
-        pools = list(self._pools.values())
-        self._pools.clear()
-        for pool in pools:
-            await pool.aclose()
+        destinations = list(self._destinations.values())
+        self._destinations.clear()
+        for connections in destinations:
+            await connections.aclose()
 
 
 async def _drain(response: httpcore.Response) -> None:
@@ -186,11 +241,12 @@ async def attempt(
     # only up to MAX_BODY_READ, so that a short answer leaves its connection reusable.
     headers["Accept-Encoding"] = "identity"
     headers["Content-Length"] = str(len(body))
-    pool = await clients.for_destination(destination)
+    connections = await clients.for_destination(destination)
+    index = connections.take()
     try:
         async with (
             asyncio.timeout(TIMEOUT_SEC),
-            pool.stream(
+            connections.pool(index).stream(
                 "POST",
                 destination.connect_url,
                 content=body,
@@ -198,6 +254,7 @@ async def attempt(
                 extensions={"sni_hostname": destination.host, "timeout": _TIMEOUTS},
             ) as response,
         ):
+            connections.answered(index, response.extensions.get("http_version", b""))
             status_code = response.status
             retry_after = _retry_after(status_code, _header(response, b"retry-after"), now)
             await _drain(response)
@@ -205,6 +262,8 @@ async def attempt(
         return AttemptResult(False, None, "timed out after 10 s", elapsed())
     except TRANSPORT_ERRORS as exc:
         return AttemptResult(False, None, f"{exc.__class__.__name__}: {exc}"[:300], elapsed())
+    finally:
+        connections.give_back(index)
     ok = 200 <= status_code < 300
     error = None if ok else f"HTTP {status_code}"
     return AttemptResult(ok, status_code, error, elapsed(), retry_after)

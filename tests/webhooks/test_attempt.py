@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from maskline.webhooks.delivery import CONNECTIONS_PER_DESTINATION as PER_DESTINATION
 from maskline.webhooks.delivery import AttemptResult, Clients, attempt
 from tests.support.server import free_port
 
@@ -89,6 +90,24 @@ class TestKeepAlive:
                 await clients.aclose()
         assert [(r.ok, r.status_code, r.error) for r in results] == [(True, 204, None)] * 3
         assert len(accepted) == 1
+
+    async def test_attempts_at_once_get_a_connection_each_and_use_them_again(self) -> None:
+        def answer_all(connection: socket.socket) -> None:
+            while _read_request(connection):
+                connection.sendall(NO_CONTENT)
+
+        clients = Clients()
+        with receiver(answer_all) as (port, accepted):
+            url = f"http://127.0.0.1:{port}/h"
+            try:
+                rounds = [
+                    await asyncio.gather(*(post(clients, url) for _ in range(PER_DESTINATION)))
+                    for _ in range(2)
+                ]
+            finally:
+                await clients.aclose()
+        assert [r.status_code for results in rounds for r in results] == [204] * 32
+        assert len(accepted) == PER_DESTINATION
 
     async def test_a_connection_the_receiver_closed_while_idle_is_not_used_again(self) -> None:
         closed = threading.Event()
