@@ -6,7 +6,17 @@ import platform
 import sys
 from datetime import UTC, datetime
 
-from bench import call_logs, calls, e2e, post, recordings, sip, sip_rate, webhooks
+from bench import (
+    call_logs,
+    calls,
+    e2e,
+    post,
+    recordings,
+    sip,
+    sip_rate,
+    webhook_attempt,
+    webhooks,
+)
 
 
 def main() -> None:
@@ -17,6 +27,7 @@ def main() -> None:
     if "postgresql" in kinds:
         print(post.post_table(), flush=True)
     print(recordings.encode_speed(), flush=True)
+    print(webhook_attempt.attempt_cpu(), flush=True)
     for kind in kinds:
         print(calls.connect_latency(kind), flush=True)
         for rate in (10.0, 100.0):

@@ -5,22 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import select
-import socket
-import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
 
 import httpcore
 import httpx
 
 from maskline.webhooks import ssrf
+from maskline.webhooks.network import AsyncioNetwork
 from maskline.webhooks.signing import signed_headers
 
 TIMEOUT_SEC = 10.0
@@ -91,80 +88,66 @@ def _retry_after(status_code: int, value: str, now: datetime) -> timedelta | Non
     return min(max(delay, timedelta(0)), MAX_RETRY_AFTER)
 
 
-class _Stream(httpcore.AsyncNetworkStream):
-    """anyio's stream, with its socket looked up once: httpcore asks every pooled
-    connection whether it is readable (closed by the peer) before each request, and
-    anyio builds a table of its attributes for each question."""
+class Connections:
+    """One destination's kept-alive connections, each in an httpcore pool of its own
+    (``max_connections=1``), the attempt choosing the first one not in use. httpcore's
+    pool, at each request and each answer, looks at every connection it holds and at
+    every connection again for each idle one: with 16 in one pool, that was more than
+    half of an attempt's CPU at 16 at once (``bench/webhook_attempt.py``).
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket: socket.socket | None = inner.get_extra_info("socket")
+    Once an answer came over HTTP/2, every attempt goes to that connection's pool,
+    multiplexed, until an answer there comes over HTTP/1.1 again (the receiver stopped
+    offering h2); the others' connections then expire unused (``KEEPALIVE_SEC``).
+    """
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 - httpcore's interface
-        return await self._inner.read(max_bytes, timeout)
+    def __init__(self, make_pool: Callable[[], httpcore.AsyncConnectionPool]) -> None:
+        self._make_pool = make_pool
+        self._pools: list[httpcore.AsyncConnectionPool] = []
+        self._in_use: list[int] = []
+        self._http2: int | None = None
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109 - httpcore's interface
-        await self._inner.write(buffer, timeout)
+    def take(self) -> int:
+        """The pool (its index) for an attempt; ``give_back`` it after."""
+        index = self._http2
+        if index is None:
+            if 0 in self._in_use:
+                index = self._in_use.index(0)
+            elif len(self._pools) < CONNECTIONS_PER_DESTINATION:
+                index = len(self._pools)
+                self._pools.append(self._make_pool())
+                self._in_use.append(0)
+            else:  # all busy: more than a lane's attempts share this destination
+                index = self._in_use.index(min(self._in_use))
+        self._in_use[index] += 1
+        return index
+
+    def pool(self, index: int) -> httpcore.AsyncConnectionPool:
+        return self._pools[index]
+
+    def answered(self, index: int, http_version: bytes) -> None:
+        if http_version == b"HTTP/2":
+            self._http2 = index
+        elif self._http2 == index:
+            self._http2 = None
+
+    def give_back(self, index: int) -> None:
+        self._in_use[index] -= 1
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-    ) -> httpcore.AsyncNetworkStream:
-        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            if self._socket is None or self._socket.fileno() == -1:
-                return True
-            poll = select.poll()
-            poll.register(self._socket, select.POLLIN)
-            return bool(poll.poll(0))
-        if info == "socket":
-            return self._socket
-        return self._inner.get_extra_info(info)
-
-
-class _Network(httpcore.AsyncNetworkBackend):
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        return _Stream(
-            await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        )
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.UnsupportedProtocol("webhooks are not sent over unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        # The lists stay as they are: an attempt in flight still gives its pool back.
+        for pool in self._pools:
+            await pool.aclose()
 
 
 class Clients:
-    """A keep-alive connection pool per destination: its scheme, host and port, and
-    the checked address (SPEC §6). A connection is only ever reused for the host whose
-    name its TLS session was opened for, and a host whose DNS answer changed gets a
-    new pool for the new (checked) address: nothing reaches an address that was not
-    checked for the attempt. The least recently used destinations are closed past
-    ``DESTINATIONS``. httpcore (httpx's own transport) without httpx's client on top:
-    an attempt needs no cookies, redirects, auth or decoding.
+    """Kept-alive connections per destination (``Connections``): its scheme, host and
+    port, and the checked address (SPEC §6). A connection is only ever reused for the
+    host whose name its TLS session was opened for, and a host whose DNS answer changed
+    gets new connections to the new (checked) address: nothing reaches an address that
+    was not checked for the attempt. The least recently used destinations are closed
+    past ``DESTINATIONS``. httpcore (httpx's own transport) without httpx's client on
+    top: an attempt needs no cookies, redirects, auth or decoding; its network is plain
+    asyncio (``network.AsyncioNetwork``).
 
     HTTP/2 is used where a receiver offers it over TLS (ALPN), one multiplexed
     connection then carrying the destination's attempts; plain ``http://`` stays
@@ -172,7 +155,7 @@ class Clients:
     host's name as the TLS server name and as ``Host`` (HTTP/2's ``:authority``).
 
     ``ca_file`` adds trusted CA certificates (``Settings.webhook_ca_file``);
-    ``network``, for the tests only, replaces the network under every pool.
+    ``network``, for the tests and benchmarks, replaces the network under every pool.
     """
 
     def __init__(
@@ -181,38 +164,40 @@ class Clients:
         ca_file: Path | None = None,
         network: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
-        self._network = network or _Network()
+        self._network = network or AsyncioNetwork()
         self._ssl = httpx.create_ssl_context()
         if ca_file is not None:
             self._ssl.load_verify_locations(cafile=ca_file)
-        self._pools: OrderedDict[tuple[str, str, int, str], httpcore.AsyncConnectionPool]
-        self._pools = OrderedDict()
+        self._destinations: OrderedDict[tuple[str, str, int, str], Connections]
+        self._destinations = OrderedDict()
 
-    async def for_destination(self, destination: ssrf.Destination) -> httpcore.AsyncConnectionPool:
-        key = (destination.scheme, destination.host, destination.port, destination.address)
-        pool = self._pools.get(key)
-        if pool is not None:
-            self._pools.move_to_end(key)
-            return pool
-        while len(self._pools) >= DESTINATIONS:
-            _, oldest = self._pools.popitem(last=False)
-            await oldest.aclose()
-        pool = httpcore.AsyncConnectionPool(
+    def _pool(self) -> httpcore.AsyncConnectionPool:
+        return httpcore.AsyncConnectionPool(
             ssl_context=self._ssl,
-            max_connections=CONNECTIONS_PER_DESTINATION,
-            max_keepalive_connections=CONNECTIONS_PER_DESTINATION,
+            max_connections=1,
+            max_keepalive_connections=1,
             keepalive_expiry=KEEPALIVE_SEC,
             network_backend=self._network,
             http2=True,
         )
-        self._pools[key] = pool
-        return pool
+
+    async def for_destination(self, destination: ssrf.Destination) -> Connections:
+        key = (destination.scheme, destination.host, destination.port, destination.address)
+        connections = self._destinations.get(key)
+        if connections is not None:
+            self._destinations.move_to_end(key)
+            return connections
+        while len(self._destinations) >= DESTINATIONS:
+            _, oldest = self._destinations.popitem(last=False)
+            await oldest.aclose()
+        connections = self._destinations[key] = Connections(self._pool)
+        return connections
 
     async def aclose(self) -> None:
-        pools = list(self._pools.values())
-        self._pools.clear()
-        for pool in pools:
-            await pool.aclose()
+        destinations = list(self._destinations.values())
+        self._destinations.clear()
+        for connections in destinations:
+            await connections.aclose()
 
 
 async def _drain(response: httpcore.Response) -> None:
@@ -256,11 +241,12 @@ async def attempt(
     # only up to MAX_BODY_READ, so that a short answer leaves its connection reusable.
     headers["Accept-Encoding"] = "identity"
     headers["Content-Length"] = str(len(body))
-    pool = await clients.for_destination(destination)
+    connections = await clients.for_destination(destination)
+    index = connections.take()
     try:
         async with (
             asyncio.timeout(TIMEOUT_SEC),
-            pool.stream(
+            connections.pool(index).stream(
                 "POST",
                 destination.connect_url,
                 content=body,
@@ -268,6 +254,7 @@ async def attempt(
                 extensions={"sni_hostname": destination.host, "timeout": _TIMEOUTS},
             ) as response,
         ):
+            connections.answered(index, response.extensions.get("http_version", b""))
             status_code = response.status
             retry_after = _retry_after(status_code, _header(response, b"retry-after"), now)
             await _drain(response)
@@ -275,6 +262,8 @@ async def attempt(
         return AttemptResult(False, None, "timed out after 10 s", elapsed())
     except TRANSPORT_ERRORS as exc:
         return AttemptResult(False, None, f"{exc.__class__.__name__}: {exc}"[:300], elapsed())
+    finally:
+        connections.give_back(index)
     ok = 200 <= status_code < 300
     error = None if ok else f"HTTP {status_code}"
     return AttemptResult(ok, status_code, error, elapsed(), retry_after)

@@ -13,6 +13,7 @@ before anything connects to it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
@@ -82,6 +83,9 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
     return None
 
 
+# Remembered per address: a pure function of it, asked of every address of the answer at
+# every attempt, and ``is_global`` alone tests the address against some twenty networks.
+@functools.lru_cache(maxsize=CACHED_HOSTS)
 def is_public(address: IPAddress) -> bool:
     """Global unicast, and not a form that smuggles in a non-global IPv4 address."""
     if address.is_multicast or address.is_reserved or address.is_unspecified:
@@ -188,21 +192,43 @@ async def _system_lookup(host: str, port: int) -> tuple[IPAddress, ...]:
     return tuple(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos)
 
 
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """What ``resolve`` needs of a URL that passed ``check_url``."""
+
+    scheme: str
+    host: str
+    port: int
+    target: str  # path and query
+    literal: IPAddress | None  # the host, when it is an IP address
+
+
+# Remembered per URL: an endpoint's URL is parsed the same way at every attempt.
+@functools.lru_cache(maxsize=CACHED_HOSTS)
+def _parts(url: str, *, allow_private: bool) -> _Parts:
+    parts = urlsplit(check_url(url, allow_private=allow_private))
+    host = parts.hostname
+    assert host  # check_url refuses a URL without one
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    target = parts.path or "/"
+    if parts.query:
+        target += f"?{parts.query}"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return _Parts(parts.scheme, host, port, target, literal)
+
+
 async def resolve(
     url: str, *, allow_private: bool, resolver: HostResolver | None = None
 ) -> Destination:
     """Check ``url`` (``check_url``) and every address its host resolves to (through
     ``resolver``'s cache when given); pick the one to connect to."""
-    parts = urlsplit(check_url(url, allow_private=allow_private))
-    host = parts.hostname
-    assert host  # check_url refuses a URL without one
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None:
-        addresses: Sequence[IPAddress] = (literal,)
+    parts = _parts(url, allow_private=allow_private)
+    host, port = parts.host, parts.port
+    if parts.literal is not None:
+        addresses: Sequence[IPAddress] = (parts.literal,)
     elif resolver is not None:
         addresses = await resolver.lookup(host, port)
     else:
@@ -215,14 +241,11 @@ async def resolve(
                 raise RefusedDestination(
                     f"webhook_url must not point to a private or reserved address ({address})."
                 )
-    target = parts.path or "/"
-    if parts.query:
-        target += f"?{parts.query}"
     return Destination(
         url=url,
         host=host,
         address=str(addresses[0]),
         port=port,
         scheme=parts.scheme,
-        target=target,
+        target=parts.target,
     )

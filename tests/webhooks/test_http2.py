@@ -70,6 +70,7 @@ class Arrival:
     http_version: str
     headers: dict[str, str]
     body: bytes
+    client: tuple[str, int]  # the connection's far end
 
 
 @dataclass
@@ -90,7 +91,7 @@ class Http2Receiver:
             if not message.get("more_body"):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        self.arrivals.append(Arrival(scope["http_version"], headers, body))
+        self.arrivals.append(Arrival(scope["http_version"], headers, body, scope["client"]))
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
@@ -160,3 +161,18 @@ class TestHttp2:
             assert arrival.headers["webhook-signature"] == standard_signature(
                 org.webhook_secret, arrival.headers["webhook-id"], timestamp, arrival.body
             )
+
+    async def test_once_an_answer_came_over_http2_attempts_share_its_connection(
+        self, tls_api: Api, h2_receiver: Http2Receiver
+    ) -> None:
+        org = await tls_api.make_org(f"h2-one-{uuid.uuid4().hex[:8]}")
+        await point_at(tls_api, org, f"https://localhost:{h2_receiver.port}/hooks")
+        await webhook_test_events(tls_api, org)
+        await eventually_value(lambda: list(h2_receiver.arrivals), lambda got: len(got) == 1)
+        await webhook_test_events(tls_api, org, count=8)
+
+        arrivals = await eventually_value(
+            lambda: list(h2_receiver.arrivals), lambda got: len(got) >= 9, within=20
+        )
+        assert [a.http_version for a in arrivals] == ["2"] * 9
+        assert len({a.client for a in arrivals}) == 1
