@@ -140,6 +140,17 @@ class TestKeepAlive:
         assert len(accepted) == 2
 
 
+async def _recorded(answer: Callable[[socket.socket], None]) -> tuple[bool, int | None, str | None]:
+    """What one attempt to a receiver that ``answer``s each connection records."""
+    clients = Clients()
+    with receiver(answer) as (port, _):
+        try:
+            result = await post(clients, f"http://127.0.0.1:{port}/h")
+        finally:
+            await clients.aclose()
+    return result.ok, result.status_code, result.error
+
+
 class TestNetworkErrors:
     async def test_a_refused_connection_is_recorded_as_a_connect_error(self) -> None:
         clients = Clients()
@@ -158,13 +169,7 @@ class TestNetworkErrors:
             _read_request(connection)
             connection.close()
 
-        clients = Clients()
-        with receiver(hang_up) as (port, _):
-            try:
-                result = await post(clients, f"http://127.0.0.1:{port}/h")
-            finally:
-                await clients.aclose()
-        assert (result.ok, result.status_code, result.error) == (
+        assert await _recorded(hang_up) == (
             False,
             None,
             "RemoteProtocolError: Server disconnected without sending a response.",
@@ -176,13 +181,7 @@ class TestNetworkErrors:
             connection.sendall(b"NOT HTTP\r\n\r\n")
             _read_request(connection)
 
-        clients = Clients()
-        with receiver(garble) as (port, _):
-            try:
-                result = await post(clients, f"http://127.0.0.1:{port}/h")
-            finally:
-                await clients.aclose()
-        assert (result.ok, result.status_code, result.error) == (
+        assert await _recorded(garble) == (
             False,
             None,
             "RemoteProtocolError: illegal status line: bytearray(b'NOT HTTP')",
