@@ -56,7 +56,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             kept.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
+    items[:] = _longest_first(kept)
+
+
+# The order in which modules are handed out: xdist gives each worker the next tests in
+# collection order as it frees up, so a module that runs for a minute (a process killed
+# and its leases waited out, a real phone, the browser) left to the end keeps the run
+# going with the other workers idle. Its tests are started first instead, and the
+# in-process tests, a second or less each, fill the end.
+HEAVY_MARKS = (("slow",), ("sip", "browser", "subprocess"))
+
+
+def _weight(item: pytest.Item) -> int:
+    for rank, names in enumerate(HEAVY_MARKS):
+        if any(item.get_closest_marker(name) is not None for name in names):
+            return rank
+    return len(HEAVY_MARKS)
+
+
+def _longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The modules with the heaviest tests first; a module's tests stay together and in
+    order (its module-scoped fixtures are set up once per worker, as before)."""
+    modules: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.partition("::")[0]
+        modules[module] = min(modules.get(module, len(HEAVY_MARKS)), _weight(item))
+    return sorted(items, key=lambda item: modules[item.nodeid.partition("::")[0]])
 
 
 @pytest.fixture(scope="session")

@@ -85,6 +85,57 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path) -> CliResult:
     return CliResult(done["code"], done["stdout"], done["stderr"])
 
 
+class ForkedProcess:
+    """A command started by the fork server (``start_forked``), with what the tests use
+    of ``subprocess.Popen``: ``pid`` (its process group too), ``poll`` and ``wait``."""
+
+    def __init__(self, conn: socket.socket, pid: int) -> None:
+        self._conn = conn
+        self.pid = pid
+        self.returncode: int | None = None
+        self._ended = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        try:
+            self.returncode = forks.receive(self._conn)["returncode"]
+        finally:
+            self._conn.close()
+            self._ended.set()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired(["maskline"], timeout or 0)
+        if self.returncode is None:
+            raise RuntimeError("the fork server's monitor ended without an exit status")
+        return self.returncode
+
+
+def start_forked(*args: str, env: dict[str, str], cwd: Path, output: int) -> ForkedProcess:
+    """``maskline ARGS`` forked from this session's fork server in a session of its own,
+    its stdout and stderr written to the file descriptor ``output``: a long-running
+    command such as ``serve``, without the installed script's second of imports."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(_FORKS.path())
+        forks.send_with_fds(
+            conn,
+            {"args": list(args), "env": cli_env(env), "cwd": str(cwd), "detached": True},
+            [output],
+        )
+        conn.settimeout(60)
+        pid: int = forks.receive(conn)["pid"]
+        conn.settimeout(None)
+    except BaseException:
+        conn.close()
+        raise
+    return ForkedProcess(conn, pid)
+
+
 def run_installed(*args: str, env: dict[str, str], cwd: Path) -> CliResult:
     """``maskline ARGS`` as the installed script, started afresh."""
     done = subprocess.run(

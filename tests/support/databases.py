@@ -1,10 +1,19 @@
-"""Test databases: a fresh SQLite file or a fresh PostgreSQL database, dropped afterwards."""
+"""Test databases: a fresh SQLite file or a fresh PostgreSQL database, dropped afterwards.
+
+A migrated database is a copy of one migrated once per test process (a template): a
+file copy on SQLite, ``CREATE DATABASE … TEMPLATE`` on PostgreSQL. Migrating each one
+cost about 0.3 s of the test process's CPU, and 2.5 s of wall time on PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import sqlite3
+import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -43,6 +52,43 @@ async def _migrate(url: str) -> None:
         await db.dispose()
 
 
+def _drop_pg(name: str) -> None:
+    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class _Templates:
+    """This process's migrated template of each kind, made on first use and removed
+    when the process exits."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[str, str] = {}
+
+    def get(self, kind: str) -> str:
+        """The template's name: a file path (SQLite) or a database name (PostgreSQL)."""
+        with self._lock:
+            if kind not in self._made:
+                self._made[kind] = self._make(kind)
+            return self._made[kind]
+
+    def _make(self, kind: str) -> str:
+        if kind == "postgresql":
+            name = f"maskline_test_template_{uuid.uuid4().hex[:12]}"
+            asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+            atexit.register(_drop_pg, name)
+            asyncio.run(_migrate(_pg_url(name)))
+            return name
+        directory = tempfile.mkdtemp(prefix="maskline-template-")
+        atexit.register(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "template.db")
+        # Disposing of the only connection checkpoints the WAL into the file.
+        asyncio.run(_migrate(f"sqlite:///{path}"))
+        return path
+
+
+_TEMPLATES = _Templates()
+
+
 @contextmanager
 def fresh_database(
     directory: Path, *, migrate: bool = True, kind: str | None = None
@@ -51,20 +97,22 @@ def fresh_database(
     kind = kind or KIND
     if kind == "postgresql":
         name = f"maskline_test_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        template = f' TEMPLATE "{_TEMPLATES.get(kind)}"' if migrate else ""
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"{template}'))
         url = _pg_url(name)
     elif kind == "sqlite":
         name = ""
-        url = f"sqlite:///{directory / f'maskline-{uuid.uuid4().hex[:8]}.db'}"
+        path = directory / f"maskline-{uuid.uuid4().hex[:8]}.db"
+        if migrate:
+            shutil.copyfile(_TEMPLATES.get(kind), path)
+        url = f"sqlite:///{path}"
     else:
         raise RuntimeError(f"the database kind must be sqlite or postgresql, not {kind!r}")
     try:
-        if migrate:
-            asyncio.run(_migrate(url))
         yield url
     finally:
         if name:
-            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            _drop_pg(name)
 
 
 class HeldWrites:

@@ -9,6 +9,12 @@ test sees (exit code, stdout, stderr, what the command stored) is what the insta
 command gives: ``tests/cli/test_settings.py`` runs the installed script itself, and
 ``MASKLINE_TEST_CLI=exec`` runs every call that way.
 
+A long-running command (``maskline serve``) is asked for with ``"detached": true`` and
+the write end of a pipe passed along: a monitor forked from the server forks the command
+in a session of its own (its pid is its process group, as with ``start_new_session``),
+its stdout and stderr that pipe, answers with its pid, and once it has ended with its
+exit status as ``subprocess.Popen.returncode`` gives it (``-N`` for a signal).
+
 Run as ``python -m tests.support.forks SOCKET``: it prints ``ready`` once it listens.
 """
 
@@ -45,6 +51,25 @@ def send(conn: socket.socket, payload: dict[str, Any]) -> None:
     conn.sendall(_LENGTH.pack(len(data)) + data)
 
 
+def send_with_fds(conn: socket.socket, payload: dict[str, Any], fds: list[int]) -> None:
+    """``send``, the file descriptors passed along with the message's first byte."""
+    data = json.dumps(payload).encode()
+    message = _LENGTH.pack(len(data)) + data
+    sent = socket.send_fds(conn, [message[:1]], fds)
+    conn.sendall(message[sent:])
+
+
+def receive_with_fds(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """``receive`` of a message that may carry file descriptors (``send_with_fds``)."""
+    first, fds, _, _ = socket.recv_fds(conn, 1, 4)
+    if not first:
+        raise ConnectionError("the other end closed the connection before a message")
+    header = first + _exactly(conn, _LENGTH.size - 1)
+    (length,) = _LENGTH.unpack(header)
+    loaded: dict[str, Any] = json.loads(_exactly(conn, length))
+    return loaded, fds
+
+
 def receive(conn: socket.socket) -> dict[str, Any]:
     header = _exactly(conn, _LENGTH.size)
     (length,) = _LENGTH.unpack(header)
@@ -72,10 +97,59 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
+def _main(args: list[str]) -> int:
+    """The installed script's entry point with these arguments; its exit code."""
+    sys.argv = ["maskline", *args]
+    try:
+        from maskline.cli.main import main
+
+        main()
+    except SystemExit as exc:
+        return _exit_code(exc)
+    except BaseException:  # what the installed script would print and exit 1 on
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def _returncode(status: int) -> int:
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _detached(conn: socket.socket, request: dict[str, Any], output: int) -> None:
+    """In the forked monitor: start the command in a session of its own writing to
+    ``output``, answer with its pid, then with its exit status once it has ended."""
+    pid = os.fork()
+    if pid == 0:
+        conn.close()
+        os.setsid()
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        with open(os.devnull, "rb") as devnull:
+            os.dup2(devnull.fileno(), 0)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.close(output)
+        code = _main(request["args"])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    os.close(output)
+    send(conn, {"pid": pid})
+    _, status = os.waitpid(pid, 0)
+    send(conn, {"returncode": _returncode(status)})
+
+
 def _run(conn: socket.socket) -> None:
     """In the forked child: run one command as the request says, answer, exit."""
-    request = receive(conn)
+    request, fds = receive_with_fds(conn)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if request.get("detached"):
+        _detached(conn, request, fds[0])
+        return
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -84,17 +158,7 @@ def _run(conn: socket.socket) -> None:
             os.dup2(devnull.fileno(), 0)
         os.dup2(out.fileno(), 1)
         os.dup2(err.fileno(), 2)
-        sys.argv = ["maskline", *request["args"]]
-        code = 0
-        try:
-            from maskline.cli.main import main
-
-            main()
-        except SystemExit as exc:
-            code = _exit_code(exc)
-        except BaseException:  # what the installed script would print and exit 1 on
-            traceback.print_exc()
-            code = 1
+        code = _main(request["args"])
         sys.stdout.flush()
         sys.stderr.flush()
         out.seek(0)

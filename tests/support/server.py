@@ -1,4 +1,5 @@
-"""A real ``maskline serve`` process on a free local port."""
+"""A real ``maskline serve`` process on a free local port (forked from the session's
+fork server, or with ``MASKLINE_TEST_CLI=exec`` the installed script)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 
 from tests.support.calls import TERMINAL
-from tests.support.cli import MASKLINE, cli_env
+from tests.support.cli import MASKLINE, ForkedProcess, cli_env, start_forked
 from tests.support.waits import eventually_blocking
 
 
@@ -29,7 +30,7 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[str] | ForkedProcess
     base_url: str
     lines: list[str] = field(default_factory=list)
 
@@ -56,18 +57,33 @@ def running_server(
 ) -> Iterator[Server]:
     """``port``: one chosen beforehand (to name it in ``MASKLINE_PUBLIC_URL``)."""
     port = port or free_port()
-    process = subprocess.Popen(
-        [str(MASKLINE), "serve", "--port", str(port), *extra_args],
-        env=cli_env(env),
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    args = ("serve", "--port", str(port), *extra_args)
+    process: subprocess.Popen[str] | ForkedProcess
+    if os.environ.get("MASKLINE_TEST_CLI") == "exec":
+        process = subprocess.Popen(
+            [str(MASKLINE), *args],
+            env=cli_env(env),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        assert process.stdout is not None
+        stdout = process.stdout
+    else:
+        # Forked from the session's fork server: the same entry point as the installed
+        # script, without its second of imports (tests/support/forks.py).
+        read, write = os.pipe()
+        try:
+            process = start_forked(*args, env=env, cwd=cwd, output=write)
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            os.close(write)
+        stdout = os.fdopen(read, encoding="utf-8", errors="replace")
     server = Server(process=process, base_url=f"http://127.0.0.1:{port}")
-    assert process.stdout is not None
-    stdout = process.stdout
     reader = threading.Thread(target=lambda: server.lines.extend(iter(stdout.readline, "")))
     reader.start()
 
