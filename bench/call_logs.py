@@ -129,7 +129,7 @@ def call_logs_latency(kind: str, *, count: int = 1_000_000, samples: int = 100) 
         depth = count * 9 // 10
         cursor, party = asyncio.run(_prepare(url, depth))
         role = ("--role", "api") if kind == "postgresql" else ()
-        with running_server(env, tmp, extra_args=role) as server:
+        with running_server(env, tmp, extra_args=role, installed=True) as server:
             lines = asyncio.run(
                 _measure(server.base_url, api_key, _queries(cursor, depth, party), samples)
             )

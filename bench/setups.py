@@ -59,14 +59,14 @@ def postgresql_apis(
         with contextlib.ExitStack() as running:
             servers = {
                 f"api {n}": running.enter_context(
-                    running_server(env, tmp, extra_args=("--role", "api"))
+                    running_server(env, tmp, extra_args=("--role", "api"), installed=True)
                 )
                 for n in range(1, API_PROCESSES + 1)
             }
             addresses = [_address(s.base_url) for s in servers.values()]
             for role in ("engine", "worker") if stack else ():
                 servers[role] = running.enter_context(
-                    running_server(env, tmp, extra_args=("--role", role))
+                    running_server(env, tmp, extra_args=("--role", role), installed=True)
                 )
             processes = {role: s.process for role, s in servers.items()}
             yield Running(processes, addresses, key, url, env)
@@ -80,5 +80,5 @@ def embedded_sqlite(
     with fresh_database(tmp, kind="sqlite") as url:
         env = server_env(url, tmp, **extra_env)
         key = unlimited_key(env, numbers=numbers)
-        with running_server(env, tmp) as server:
+        with running_server(env, tmp, installed=True) as server:
             yield Running({"embedded": server.process}, [_address(server.base_url)], key, url, env)

@@ -54,12 +54,16 @@ def running_server(
     extra_args: tuple[str, ...] = (),
     ready_timeout: float = 30,
     port: int | None = None,
+    installed: bool = False,
 ) -> Iterator[Server]:
-    """``port``: one chosen beforehand (to name it in ``MASKLINE_PUBLIC_URL``)."""
+    """``port``: one chosen beforehand (to name it in ``MASKLINE_PUBLIC_URL``);
+    ``installed``: the installed script, as an operator starts it, whatever
+    ``MASKLINE_TEST_CLI`` says (the benchmarks: a process forked from the fork server
+    shares its memory and its interpreter's state, and is not what is measured)."""
     port = port or free_port()
     args = ("serve", "--port", str(port), *extra_args)
     process: subprocess.Popen[str] | ForkedProcess
-    if os.environ.get("MASKLINE_TEST_CLI") == "exec":
+    if installed or os.environ.get("MASKLINE_TEST_CLI") == "exec":
         process = subprocess.Popen(
             [str(MASKLINE), *args],
             env=cli_env(env),
