@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cachetools import LRUCache
-from sqlalchemy import Boolean, Integer, Table, bindparam, case, exists, or_, select, update
+from sqlalchemy import Boolean, Integer, Table, bindparam, case, exists, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,7 +42,7 @@ from maskline.webhooks.feed import assign_cursors
 from maskline.webhooks.models import CallEvent, WebhookDelivery, WebhookEndpoint
 from maskline.webhooks.service import get_endpoint, lock_endpoint, pause_endpoint
 from maskline.webhooks.ssrf import HostResolver
-from maskline.worker.lease import Lease, lease_statement
+from maskline.worker.lease import Lease, lease_statement, unleased
 from maskline.worker.runner import JobRunner
 
 log = logging.getLogger("maskline.webhooks")
@@ -213,7 +213,7 @@ def _claim(excluding: bool) -> Any:
     where = [
         t.c.status == "pending",
         t.c.next_attempt_at <= now,
-        or_(t.c.lease_expires_at.is_(None), t.c.lease_expires_at < now),
+        unleased(t.c.lease_expires_at, now),
         # For one call and one URL, an event waits until every earlier one is settled.
         t.c.call_sid.is_(None) | ~blocked,
     ]

@@ -35,7 +35,8 @@ class Lease:
 
 
 def unleased(
-    expires_at: InstrumentedAttribute[datetime | None], now: datetime
+    expires_at: InstrumentedAttribute[datetime | None] | ColumnElement[Any],
+    now: datetime | ColumnElement[Any],
 ) -> ColumnElement[bool]:
     """A row no one holds at ``now``: never leased, or its lease has lapsed."""
     return or_(expires_at.is_(None), expires_at < now)
