@@ -20,13 +20,16 @@ from maskline.orgs.service import OrgTerms
 from maskline.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, Cli
 from tests.support.api import Api, ManualClock, running_api
+from tests.support.databases import KIND
 from tests.support.server import running_server
 from tests.support.waits import eventually
 
 BILLING = "/v1/masking/billing"
 REDIS = ("127.0.0.1", 6379)
-# A Redis database no other test uses, so that MONITOR sees only this test's commands.
-MONITORED_DB = 12
+# Redis databases no other test uses, one for each test that watches with MONITOR in
+# each suite (the SQLite and PostgreSQL suites run side by side, and xdist may run the
+# two tests at once), so that MONITOR sees only its own test's commands.
+MONITORED_DBS = {"sqlite": (12, 11), "postgresql": (10, 9)}[KIND]
 
 
 async def _spend(client: httpx.AsyncClient, auth: dict[str, str], count: int) -> list[int]:
@@ -254,7 +257,7 @@ class TestRedisBudgets:
         clock = _quarter_past_a_second()
         shared = settings.model_copy(
             update={
-                "redis_url": f"redis://127.0.0.1:6379/{MONITORED_DB}",
+                "redis_url": f"redis://127.0.0.1:6379/{MONITORED_DBS[0]}",
                 "rate_limit_per_minute": 3,
             }
         )
@@ -279,7 +282,7 @@ class TestRedisBudgets:
         ]
         assert refused_key.status_code == 401
         # What clients sent to the database (the script's own commands show as "lua").
-        ours = [line for line in seen if _source(line) == (str(MONITORED_DB), "client")]
+        ours = [line for line in seen if _source(line) == (str(MONITORED_DBS[0]), "client")]
         commands = [line.split("] ", 1)[1].split(" ")[0] for line in ours]
         # One EVALSHA per request (four on the key's budget, one on the address's budget
         # for failed authentication), and nothing else.
@@ -295,7 +298,7 @@ class TestRedisBudgets:
         clock = _quarter_past_a_second()
         shared = settings.model_copy(
             update={
-                "redis_url": f"redis://127.0.0.1:6379/{MONITORED_DB}",
+                "redis_url": f"redis://127.0.0.1:6379/{MONITORED_DBS[1]}",
                 "rate_limit_per_minute": 12,
             }
         )
@@ -316,7 +319,7 @@ class TestRedisBudgets:
             == [(200, "12", str(left), "60", None) for left in range(10, -1, -1)]
             + [(429, "12", "0", "60", "60")] * 9
         )
-        ours = [line for line in seen if _source(line) == (str(MONITORED_DB), "client")]
+        ours = [line for line in seen if _source(line) == (str(MONITORED_DBS[1]), "client")]
         evals = [line for line in ours if line.split("] ", 1)[1].startswith('"EVALSHA"')]
         assert len(evals) == len(ours)
         assert 1 <= len(evals) < 20

@@ -3,6 +3,7 @@ pinned version, checked against its digest, unpacked once into a git-ignored fol
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import subprocess
 import tarfile
@@ -19,6 +20,15 @@ def axe_script() -> Path:
     if script.exists():
         return script
     script.parent.mkdir(parents=True, exist_ok=True)
+    # One fetch at a time: both suites' xdist workers share the checkout's cache.
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not script.exists():
+            _fetch(script)
+    return script
+
+
+def _fetch(script: Path) -> None:
     subprocess.run(
         ["npm", "pack", f"axe-core@{AXE_VERSION}", "--silent", "--pack-destination", str(CACHE)],
         check=True,
@@ -31,6 +41,7 @@ def axe_script() -> Path:
     with tarfile.open(packed) as archive:
         member = archive.extractfile("package/axe.min.js")
         assert member is not None
-        script.write_bytes(member.read())
+        part = script.with_suffix(".part")
+        part.write_bytes(member.read())
+    part.replace(script)  # whole, for a reader that does not take the lock
     packed.unlink()
-    return script

@@ -126,7 +126,9 @@ async def test_an_invite_from_anywhere_but_the_trunk_is_refused_403_and_not_coun
         counted = carrier_of(api).inbound_calls
     assert counted == 0
     # Refused at once, before any user agent (which would send 100 Trying) or RTP port.
-    assert [m.first_line for m in sipp.messages() if m.received] == ["SIP/2.0 403 Forbidden"]
+    # (On a loaded machine SIPp may send the INVITE again before our 403 reaches it; each
+    # copy gets the same 403.)
+    assert {m.first_line for m in sipp.messages() if m.received} == {"SIP/2.0 403 Forbidden"}
 
 
 class Caller:
