@@ -36,7 +36,9 @@ def uses_database(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The test layers (docs/decisions.md): a test that reaches no database runs in the
-    first database's session only (``MASKLINE_TEST_DATABASE_FREE=skip`` in the second);
+    first database's session only (``MASKLINE_TEST_DATABASE_FREE=skip`` in the second),
+    and so does the browser suite, whose subject is the pages (the server under them is
+    tested over HTTP on both databases);
     a ``postgres_only`` test is skipped on SQLite; ``sip`` and ``subprocess`` are added
     from what the test's module uses."""
     skip_free = os.environ.get("MASKLINE_TEST_DATABASE_FREE") == "skip"
@@ -50,7 +52,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.subprocess)
         if KIND != "postgresql" and item.get_closest_marker("postgres_only") is not None:
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL"))
-        if skip_free and not uses_database(item):
+        if skip_free and (not uses_database(item) or item.get_closest_marker("browser")):
             dropped.append(item)
         else:
             kept.append(item)
