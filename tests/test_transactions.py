@@ -242,3 +242,48 @@ class TestGroupCommit:
         # The step ran once with every ask; then, without the refused units, once more.
         assert seen == [[2, 3, 4, 5], [2, 4]]
         assert ([row.id for row in rows], tally) == ([2, 4], 6)
+
+    async def test_steps_run_in_the_order_asked_and_the_last_ones_after_all_others(
+        self, own_database: str
+    ) -> None:
+        db = Database(own_database, pool_size=2)
+        ran: list[tuple[str, list[int]]] = []
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        def step(name: str) -> Any:
+            async def run(conn: AsyncConnection, asks: Sequence[Any]) -> list[None]:
+                ran.append((name, list(asks)))
+                return [None] * len(asks)
+
+            return run
+
+        wallet, events, tallies = step("wallet"), step("events"), step("tallies")
+
+        async def first(session: AsyncSession) -> str:
+            holding.set()
+            await release.wait()
+            return "first"
+
+        def asking(n: int) -> Callable[[AsyncSession], Awaitable[int]]:
+            async def unit(session: AsyncSession) -> int:
+                # As a call's end asks: its wallet settlement first, then its events.
+                assert defer_to_batch(session, wallet, n, last=True)
+                assert defer_to_batch(session, events, n)
+                if n == 2:
+                    assert defer_to_batch(session, tallies, n)
+                return n
+
+            return unit
+
+        try:
+            started = asyncio.create_task(db.transaction(first))
+            await holding.wait()
+            queued = [asyncio.create_task(db.transaction(asking(n))) for n in (1, 2, 3)]
+            await asyncio.sleep(0)  # every unit is queued before the writer is free
+            release.set()
+            outcomes = await asyncio.gather(started, *queued)
+        finally:
+            await db.dispose()
+        assert outcomes == ["first", 1, 2, 3]
+        # One batch of the three: each step once with every ask, the wallet's last.
+        assert ran == [("events", [1, 2, 3]), ("tallies", [2]), ("wallet", [1, 2, 3])]

@@ -380,7 +380,7 @@ async def settle_hold(
     if not 0 <= charge <= held:
         raise ValueError("a settled charge must be within its hold")
     settlement = Settlement(org_id, held, charge, now, call_sid, reference)
-    if not defer_to_batch(session, settle_calls, settlement):
+    if not defer_to_batch(session, settle_calls, settlement, last=True):
         (refusal,) = await settle_calls(await session.connection(), [settlement])
         if refusal is not None:
             raise refusal

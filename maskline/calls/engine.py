@@ -49,6 +49,7 @@ from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
 from maskline.kit.loops import Loops
 from maskline.kit.writer import defer_to_batch
+from maskline.numbers import pool
 from maskline.settings import Settings
 from maskline.telephony.carrier import Carrier
 from maskline.telephony.events import LegEvent
@@ -63,6 +64,8 @@ CLAIM_BATCH = 50
 # call waits at most this long more for its engine.
 CLAIM_SETTLE_SEC = 0.01
 WATCHDOG_SEC = 5.0
+# How often the leases' statistics are looked at (``pool.refresh_lease_statistics``).
+STATISTICS_SEC = 2.0
 SHUTDOWN_WAIT_SEC = 10.0
 
 
@@ -115,6 +118,8 @@ class CallEngine:
             renew=self._heartbeat,
         )
         self._loops = Loops(clock, log)
+        # The number of leases when their statistics were last refreshed.
+        self._leases_counted = 0
         self._runner_tasks: set[asyncio.Task[None]] = set()
         self._sweeper = Watchdog(
             db=db,
@@ -141,6 +146,8 @@ class CallEngine:
         self._loops.start(
             "engine watchdog", self._watchdog, min(WATCHDOG_SEC, self.lease.total_seconds() / 2)
         )
+        if not self.db.is_sqlite:
+            self._loops.start("engine lease statistics", self._lease_statistics, STATISTICS_SEC)
 
     async def stop(self) -> None:
         """Stop taking calls; after the grace period end live ones with SYSTEM_SHUTDOWN."""
@@ -244,7 +251,7 @@ class CallEngine:
             granted = talktime.request_grant(
                 advanced, pricing_of(advanced), now=now, write_call=store_grants
             )
-            if not defer_to_batch(session, talktime.grant_calls, granted):
+            if not defer_to_batch(session, talktime.grant_calls, granted, last=True):
                 await talktime.grant_calls(await session.connection(), [granted])
             return advanced, granted
 
@@ -384,6 +391,13 @@ class CallEngine:
                 runner.lifetime_posted = True
                 runner.post(LifetimeExceeded(self.clock.now()))
         return await self._sweeper.sweep(lambda: {*self._runners, *self._taking})
+
+    async def _lease_statistics(self) -> bool:
+        async with self.db.write() as session:
+            self._leases_counted = await pool.refresh_lease_statistics(
+                session, self._leases_counted
+            )
+        return False
 
 
 @functools.cache

@@ -151,7 +151,7 @@ async def create_call(
     # In a batch (kit/writer.py), the hold is taken for all its new calls at once, just
     # before the commit, so the wallet row is locked for the commit alone.
     ask = wallet.CallHoldAsk(org_id, minute, org.max_live_calls, now, _refusal)
-    if not defer_to_batch(session, wallet.hold_calls, ask):
+    if not defer_to_batch(session, wallet.hold_calls, ask, last=True):
         (refusal,) = await wallet.hold_calls(await session.connection(), [ask])
         if refusal is not None:
             raise refusal

@@ -82,14 +82,19 @@ def cause_of(exc: DBAPIError) -> str:
     return (lines[0] if lines else source.__class__.__name__)[:MAX_CAUSE_LENGTH]
 
 
-def defer_to_batch(session: AsyncSession, step: BatchStep, ask: Any) -> bool:
+def defer_to_batch(session: AsyncSession, step: BatchStep, ask: Any, *, last: bool = False) -> bool:
     """Leave ``ask`` to ``step``, which the batch runs once for all its units' asks just
     before its commit. False when ``session`` is not a unit's of a batch (the caller
-    then makes the write itself)."""
-    asks: list[tuple[BatchStep, Any]] | None = session.info.get(_ASKS)
+    then makes the write itself).
+
+    Steps run in the order their first ask came, except that ``last`` ones run after
+    every other: a step that locks a row every unit of an organisation shares (its
+    wallet) then holds it for the commit alone, not for the other steps' statements
+    too (concurrent batches of the same organisation wait for that row)."""
+    asks: list[tuple[BatchStep, Any, bool]] | None = session.info.get(_ASKS)
     if asks is None:
         return False
-    asks.append((step, ask))
+    asks.append((step, ask, last))
     return True
 
 
@@ -116,7 +121,7 @@ class _Unit:
     result: Any = None
     done: bool = field(default=False)
     # What the unit left to the batch's steps in its latest run (``defer_to_batch``).
-    asks: list[tuple[BatchStep, Any]] = field(default_factory=list)
+    asks: list[tuple[BatchStep, Any, bool]] = field(default_factory=list)
 
 
 class _Unsaved(Exception):
@@ -287,12 +292,16 @@ class GroupWriter:
         """Run each step once for the asks of the batch's units that succeeded; whether
         any ask was refused (its unit is answered with the refusal)."""
         by_step: dict[BatchStep, list[tuple[_Unit, Any]]] = {}
+        last: set[BatchStep] = set()
         for unit in batch:
             if unit.done and not unit.answer.done():
-                for step, ask in unit.asks:
+                for step, ask, is_last in unit.asks:
                     by_step.setdefault(step, []).append((unit, ask))
+                    if is_last:
+                        last.add(step)
         refused = False
-        for step, asks in by_step.items():
+        # A stable sort: the ``last`` steps after the others, each group in its order.
+        for step, asks in sorted(by_step.items(), key=lambda item: item[0] in last):
             outcomes = await step(conn, [ask for _, ask in asks])
             for (unit, _), refusal in zip(asks, outcomes, strict=True):
                 if refusal is not None and not unit.answer.done():
