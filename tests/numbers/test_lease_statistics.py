@@ -3,12 +3,17 @@ made while the table was nearly empty would read all of it for every new call's 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
 from maskline.kit.clock import SystemClock
 from maskline.kit.db import Database
 from maskline.numbers import pool, service
+from tests.conftest import make_settings
+from tests.support.api import running_api
+from tests.support.waits import eventually
 
 NUMBER = "917969004402"
 
@@ -78,3 +83,19 @@ async def test_sqlite_keeps_no_row_counts_to_refresh(own_database: str) -> None:
         assert await _counted(db, 7) == 7
     finally:
         await db.dispose()
+
+
+@pytest.mark.postgres_only
+async def test_the_engine_refreshes_them_as_leases_come(own_database: str, tmp_path: Path) -> None:
+    # A database of its own: the count must be this test's leases alone.
+    async with running_api(make_settings(own_database, tmp_path / "data")) as api:
+        db = api.runtime.db
+        async with db.write() as session:
+            await service.add_numbers(session, [NUMBER], org_id=None, now=SystemClock().now())
+        await _lease(db, 0, 240)
+
+        async def analysed() -> bool:
+            return await _planner_rows(db) == 240
+
+        # The engine looks every 2 s.
+        await eventually(analysed, what="number_leases analysed with 240 rows", within=15)
