@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.errors import InsufficientBalance
 from maskline.kit.db import Database
-from maskline.kit.writer import defer_to_batch
+from maskline.kit.writer import NUMBER_STAGE, WALLET_STAGE, defer_to_batch
 from tests.calls.conftest import call_settings
 from tests.conftest import TEST_SECRET_KEY, Cli
 from tests.support.api import running_api
@@ -243,7 +243,7 @@ class TestGroupCommit:
         assert seen == [[2, 3, 4, 5], [2, 4]]
         assert ([row.id for row in rows], tally) == ([2, 4], 6)
 
-    async def test_steps_run_in_the_order_asked_and_the_last_ones_after_all_others(
+    async def test_steps_run_stage_by_stage_each_stage_in_the_order_asked(
         self, own_database: str
     ) -> None:
         db = Database(own_database, pool_size=2)
@@ -257,7 +257,13 @@ class TestGroupCommit:
 
             return run
 
-        wallet, events, tallies = step("wallet"), step("events"), step("tallies")
+        wallet, number, events, tallies = (
+            step("wallet"),
+            step("number"),
+            step("events"),
+            step("tallies"),
+        )
+        grant = step("grant")
 
         async def first(session: AsyncSession) -> str:
             holding.set()
@@ -266,8 +272,13 @@ class TestGroupCommit:
 
         def asking(n: int) -> Callable[[AsyncSession], Awaitable[int]]:
             async def unit(session: AsyncSession) -> int:
-                # As a call's end asks: its wallet settlement first, then its events.
-                assert defer_to_batch(session, wallet, n, last=True)
+                if n == 1:
+                    # As a bridged call asks: its grant, in the wallets' stage.
+                    assert defer_to_batch(session, grant, n, stage=WALLET_STAGE)
+                # As a call's end asks: its number freed, then its wallet settled, then
+                # its events.
+                assert defer_to_batch(session, number, n, stage=NUMBER_STAGE)
+                assert defer_to_batch(session, wallet, n, stage=WALLET_STAGE)
                 assert defer_to_batch(session, events, n)
                 if n == 2:
                     assert defer_to_batch(session, tallies, n)
@@ -285,5 +296,12 @@ class TestGroupCommit:
         finally:
             await db.dispose()
         assert outcomes == ["first", 1, 2, 3]
-        # One batch of the three: each step once with every ask, the wallet's last.
-        assert ran == [("events", [1, 2, 3]), ("tallies", [2]), ("wallet", [1, 2, 3])]
+        # One batch of the three: each step once with every ask; the first stage's steps,
+        # then the wallets' (in the order first asked), then the numbers'.
+        assert ran == [
+            ("events", [1, 2, 3]),
+            ("tallies", [2]),
+            ("grant", [1]),
+            ("wallet", [1, 2, 3]),
+            ("number", [1, 2, 3]),
+        ]

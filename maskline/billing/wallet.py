@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from maskline.billing.models import LedgerEntry, Wallet
 from maskline.kit.money import pulse_price_paise
 from maskline.kit.scope import owned_by, scoped
-from maskline.kit.writer import defer_to_batch
+from maskline.kit.writer import WALLET_STAGE, defer_to_batch
 
 LOW_BALANCE_MINUTES = 10
 
@@ -380,7 +380,7 @@ async def settle_hold(
     if not 0 <= charge <= held:
         raise ValueError("a settled charge must be within its hold")
     settlement = Settlement(org_id, held, charge, now, call_sid, reference)
-    if not defer_to_batch(session, settle_calls, settlement, last=True):
+    if not defer_to_batch(session, settle_calls, settlement, stage=WALLET_STAGE):
         (refusal,) = await settle_calls(await session.connection(), [settlement])
         if refusal is not None:
             raise refusal

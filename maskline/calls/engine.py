@@ -48,7 +48,7 @@ from maskline.kit.clock import Clock
 from maskline.kit.db import Database
 from maskline.kit.ids import random_base62
 from maskline.kit.loops import Loops
-from maskline.kit.writer import defer_to_batch
+from maskline.kit.writer import WALLET_STAGE, defer_to_batch
 from maskline.numbers import pool
 from maskline.settings import Settings
 from maskline.telephony.carrier import Carrier
@@ -251,7 +251,7 @@ class CallEngine:
             granted = talktime.request_grant(
                 advanced, pricing_of(advanced), now=now, write_call=store_grants
             )
-            if not defer_to_batch(session, talktime.grant_calls, granted, last=True):
+            if not defer_to_batch(session, talktime.grant_calls, granted, stage=WALLET_STAGE):
                 await talktime.grant_calls(await session.connection(), [granted])
             return advanced, granted
 

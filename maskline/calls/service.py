@@ -24,7 +24,7 @@ from maskline.kit.ids import new_call_sid
 from maskline.kit.india import ist_date
 from maskline.kit.money import pulse_price_paise
 from maskline.kit.scope import scoped
-from maskline.kit.writer import defer_to_batch
+from maskline.kit.writer import WALLET_STAGE, defer_to_batch
 from maskline.numbers import pool
 from maskline.numbers.pool import lease_number
 from maskline.webhooks.outbox import add_event
@@ -151,7 +151,7 @@ async def create_call(
     # In a batch (kit/writer.py), the hold is taken for all its new calls at once, just
     # before the commit, so the wallet row is locked for the commit alone.
     ask = wallet.CallHoldAsk(org_id, minute, org.max_live_calls, now, _refusal)
-    if not defer_to_batch(session, wallet.hold_calls, ask, last=True):
+    if not defer_to_batch(session, wallet.hold_calls, ask, stage=WALLET_STAGE):
         (refusal,) = await wallet.hold_calls(await session.connection(), [ask])
         if refusal is not None:
             raise refusal

@@ -82,19 +82,31 @@ def cause_of(exc: DBAPIError) -> str:
     return (lines[0] if lines else source.__class__.__name__)[:MAX_CAUSE_LENGTH]
 
 
-def defer_to_batch(session: AsyncSession, step: BatchStep, ask: Any, *, last: bool = False) -> bool:
+# The stages of ``defer_to_batch``: a step that locks a row many units share runs in a
+# later stage than the steps that lock none, and a row shared more widely in a later
+# stage still (an organisation's wallet, then a masked number, which every
+# organisation's calls on it share).
+FIRST_STAGE = 0
+WALLET_STAGE = 1
+NUMBER_STAGE = 2
+
+
+def defer_to_batch(
+    session: AsyncSession, step: BatchStep, ask: Any, *, stage: int = FIRST_STAGE
+) -> bool:
     """Leave ``ask`` to ``step``, which the batch runs once for all its units' asks just
     before its commit. False when ``session`` is not a unit's of a batch (the caller
     then makes the write itself).
 
-    Steps run in the order their first ask came, except that ``last`` ones run after
-    every other: a step that locks a row every unit of an organisation shares (its
-    wallet) then holds it for the commit alone, not for the other steps' statements
-    too (concurrent batches of the same organisation wait for that row)."""
-    asks: list[tuple[BatchStep, Any, bool]] | None = session.info.get(_ASKS)
+    Steps run stage by stage, each stage's in the order their first ask came. A row
+    locked in a later stage is held for that stage's statements and the commit alone,
+    not for the earlier steps' too (concurrent batches of the same organisation, or on
+    the same number, wait for it); and every batch locks the shared rows in the same
+    order of stages, so that two batches never wait on each other in a cycle."""
+    asks: list[tuple[BatchStep, Any, int]] | None = session.info.get(_ASKS)
     if asks is None:
         return False
-    asks.append((step, ask, last))
+    asks.append((step, ask, stage))
     return True
 
 
@@ -121,7 +133,7 @@ class _Unit:
     result: Any = None
     done: bool = field(default=False)
     # What the unit left to the batch's steps in its latest run (``defer_to_batch``).
-    asks: list[tuple[BatchStep, Any, bool]] = field(default_factory=list)
+    asks: list[tuple[BatchStep, Any, int]] = field(default_factory=list)
 
 
 class _Unsaved(Exception):
@@ -292,16 +304,15 @@ class GroupWriter:
         """Run each step once for the asks of the batch's units that succeeded; whether
         any ask was refused (its unit is answered with the refusal)."""
         by_step: dict[BatchStep, list[tuple[_Unit, Any]]] = {}
-        last: set[BatchStep] = set()
+        stages: dict[BatchStep, int] = {}
         for unit in batch:
             if unit.done and not unit.answer.done():
-                for step, ask, is_last in unit.asks:
+                for step, ask, stage in unit.asks:
                     by_step.setdefault(step, []).append((unit, ask))
-                    if is_last:
-                        last.add(step)
+                    stages[step] = max(stage, stages.get(step, stage))
         refused = False
-        # A stable sort: the ``last`` steps after the others, each group in its order.
-        for step, asks in sorted(by_step.items(), key=lambda item: item[0] in last):
+        # A stable sort: stage by stage, each stage's steps in the order first asked.
+        for step, asks in sorted(by_step.items(), key=lambda item: stages[item[0]]):
             outcomes = await step(conn, [ask for _, ask in asks])
             for (unit, _), refusal in zip(asks, outcomes, strict=True):
                 if refusal is not None and not unit.answer.done():

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.kit.scope import owned_by_or_shared, unowned
 from maskline.kit.upsert import insert_for
-from maskline.kit.writer import defer_to_batch
+from maskline.kit.writer import NUMBER_STAGE, defer_to_batch
 from maskline.numbers.models import MaskedNumber, NumberLease
 
 CANDIDATES = 20
@@ -229,5 +229,5 @@ async def release_number(
     """Free the call's number (``release_numbers``): in a batch, with every other ended
     call's, just before its commit; otherwise here and now."""
     release = Release(call_sid, number, now)
-    if not defer_to_batch(session, release_numbers, release):
+    if not defer_to_batch(session, release_numbers, release, stage=NUMBER_STAGE):
         await release_numbers(await session.connection(), [release])
