@@ -101,8 +101,8 @@ def defer_to_batch(
     Steps run stage by stage, each stage's in the order their first ask came. A row
     locked in a later stage is held for that stage's statements and the commit alone,
     not for the earlier steps' too (concurrent batches of the same organisation, or on
-    the same number, wait for it); and every batch locks the shared rows in the same
-    order of stages, so that two batches never wait on each other in a cycle."""
+    the same number, wait for it); and every batch takes rows of different stages in
+    the same order, so that no two batches wait on each other in a cycle through them."""
     asks: list[tuple[BatchStep, Any, int]] | None = session.info.get(_ASKS)
     if asks is None:
         return False

@@ -109,7 +109,7 @@ async def refresh_lease_statistics(session: AsyncSession, counted: int) -> int:
     The table holds live calls only: empty at night, thousands of rows in a burst. A
     plan made while it was nearly empty (PostgreSQL keeps a prepared statement's
     generic plan until the table's statistics change) reads the whole table for every
-    new call's lease: 5–8 ms a POST at 100 calls a second, in the minute before
+    new call's lease: 5–9 ms a POST at 100 calls a second, in the minute before
     autovacuum came round. The engine calls this every few seconds.
     """
     if session.get_bind().dialect.name != "postgresql":
