@@ -75,10 +75,17 @@ def frames_with(pcm: bytes, hz: int, *, rate: int = 8000, frame: int = 160) -> l
     return found
 
 
-def longest_run(flags: list[bool]) -> int:
-    """The most consecutive True values in ``flags``."""
-    best = run = 0
+def longest_run(flags: list[bool], *, bridging: int = 0) -> int:
+    """The most consecutive True values in ``flags``; with ``bridging``, a gap of at most
+    that many False values inside a run counts as part of it (a frame a loaded phone
+    played late or not at all)."""
+    best = run = gap = 0
     for flag in flags:
-        run = run + 1 if flag else 0
-        best = max(best, run)
+        if flag:
+            run, gap = run + gap + 1, 0
+            best = max(best, run)
+        elif run and gap < bridging:
+            gap += 1
+        else:
+            run = gap = 0
     return best

@@ -107,8 +107,11 @@ async def test_a_real_phone_hears_b_after_a_fast_answer_and_the_busy_tone_after_
     ] * CALLS + [("failed", "USER_BUSY")] * CALLS
     heard = [phone.heard() for phone in phones]
     b_frames = [sum(frames_with(pcm, B_HZ)) for pcm in heard[:CALLS]]
-    busy_runs = [longest_run(frames_with(pcm, BUSY_HZ)) for pcm in heard[CALLS:]]
+    # A frame the phone played late or lost on a loaded machine splits a stretch of
+    # tone: a gap of one frame is bridged (ringback's 400 ms stretches are 200 ms apart
+    # at the least, ten frames).
+    busy_runs = [longest_run(frames_with(pcm, BUSY_HZ), bridging=1) for pcm in heard[CALLS:]]
     # Each A heard B (at least 0.2 s of B's 2.5 s), and each A whose B was busy heard
     # the busy tone (a 400 Hz stretch longer than any of ringback's).
-    assert [n >= HEARD_B_FRAMES for n in b_frames] == [True] * CALLS, b_frames
-    assert [n >= BUSY_RUN_FRAMES for n in busy_runs] == [True] * CALLS, busy_runs
+    assert [n >= HEARD_B_FRAMES for n in b_frames] == [True] * CALLS, str(b_frames)
+    assert [n >= BUSY_RUN_FRAMES for n in busy_runs] == [True] * CALLS, str(busy_runs)
