@@ -82,13 +82,19 @@ def _insert(dialect: str, model: Any) -> Any:
 # more CPU than running it.
 
 
+def _adding(dialect: str, model: Any, keys: Sequence[str], figures: Sequence[str]) -> Any:
+    """An upsert of ``model`` on ``keys`` that adds a new row's ``figures`` to the row
+    already there."""
+    insert = _insert(dialect, model)
+    return insert.on_conflict_do_update(
+        index_elements=[getattr(model, key) for key in keys],
+        set_={name: getattr(model, name) + getattr(insert.excluded, name) for name in figures},
+    )
+
+
 @functools.cache
 def _add_calls(dialect: str) -> Any:
-    insert = _insert(dialect, CallCount)
-    return insert.on_conflict_do_update(
-        index_elements=[CallCount.org_id, CallCount.shard],
-        set_={"calls": CallCount.calls + insert.excluded.calls},
-    )
+    return _adding(dialect, CallCount, ("org_id", "shard"), ("calls",))
 
 
 @functools.cache
@@ -105,27 +111,12 @@ def _move_pairs(dialect: str) -> Any:
 
 @functools.cache
 def _add_firsts(dialect: str) -> Any:
-    insert = _insert(dialect, CallDayPairs)
-    return insert.on_conflict_do_update(
-        index_elements=[
-            CallDayPairs.org_id,
-            CallDayPairs.day,
-            CallDayPairs.since,
-            CallDayPairs.shard,
-        ],
-        set_={"pairs": CallDayPairs.pairs + insert.excluded.pairs},
-    )
+    return _adding(dialect, CallDayPairs, ("org_id", "day", "since", "shard"), ("pairs",))
 
 
 @functools.cache
 def _add_days(dialect: str) -> Any:
-    insert = _insert(dialect, CallDayTally)
-    return insert.on_conflict_do_update(
-        index_elements=[CallDayTally.org_id, CallDayTally.day],
-        set_={
-            name: getattr(CallDayTally, name) + getattr(insert.excluded, name) for name in FIGURES
-        },
-    )
+    return _adding(dialect, CallDayTally, ("org_id", "day"), FIGURES)
 
 
 @dataclass(frozen=True, slots=True)
