@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from collections import OrderedDict
@@ -13,8 +14,10 @@ from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+import aiohttp
 import httpcore
 import httpx
+import yarl
 
 from maskline.webhooks import ssrf
 from maskline.webhooks.network import AsyncioNetwork
@@ -37,9 +40,13 @@ JITTER = 0.10
 MAX_RETRY_AFTER = max(RETRY_DELAYS)
 # Kept-alive connections per destination (the worker sends at most this many at once
 # to one endpoint), how long an idle one is kept, and how many destinations are kept.
+# A receiver that answered over HTTP/1.1 is asked again whether it offers HTTP/2 after
+# H2_RECHECK_SEC.
 CONNECTIONS_PER_DESTINATION = 16
 KEEPALIVE_SEC = 30.0
 DESTINATIONS = 512
+H2_RECHECK_SEC = 600.0
+DISCONNECTED = "RemoteProtocolError: Server disconnected without sending a response."
 # Of an answer's body, at most this much is read (raw, never unzipped) so that its
 # connection can be used again; past it, the connection is closed instead.
 MAX_BODY_READ = 64 * 1024
@@ -88,54 +95,93 @@ def _retry_after(status_code: int, value: str, now: datetime) -> timedelta | Non
     return min(max(delay, timedelta(0)), MAX_RETRY_AFTER)
 
 
-class Connections:
-    """One destination's kept-alive connections, each in an httpcore pool of its own
-    (``max_connections=1``), the attempt choosing the first one not in use. httpcore's
-    pool, at each request and each answer, looks at every connection it holds and at
-    every connection again for each idle one: with 16 in one pool, that was more than
-    half of an attempt's CPU at 16 at once (``bench/webhook_attempt.py``).
+class _Unusable(Exception):
+    """An attempt the network or the receiver ended before an answer, in our words
+    (``last_error``): the same for either client."""
 
-    Once an answer came over HTTP/2, every attempt goes to that connection's pool,
-    multiplexed, until an answer there comes over HTTP/1.1 again (the receiver stopped
-    offering h2); the others' connections then expire unused (``KEEPALIVE_SEC``).
+
+def _aiohttp_error(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return DISCONNECTED
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        errno = exc.os_error.errno
+        reason = os.strerror(errno) if errno else str(exc.os_error) or "cannot connect"
+        return f"ConnectError: {reason}"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # aiohttp's parser points at the fault on lines of their own ("    ^"): left out.
+        lines = (line.strip() for line in exc.message.splitlines())
+        return "RemoteProtocolError: " + " ".join(line for line in lines if line.strip("^"))
+    if isinstance(exc, aiohttp.ClientOSError):
+        errno = exc.errno
+        return f"ReadError: {os.strerror(errno) if errno else exc.__class__.__name__}"
+    return f"{exc.__class__.__name__}: {' '.join(str(exc).split())}"
+
+
+class Connections:
+    """One destination's kept-alive connections.
+
+    HTTP/1.1 goes through aiohttp (a C parser; its pool keeps up to
+    ``CONNECTIONS_PER_DESTINATION`` connections alive, one per attempt at once). On
+    ``https`` the receiver may offer HTTP/2, which only httpcore speaks: an attempt to a
+    destination whose offer is not known (the first, and again ``H2_RECHECK_SEC`` after
+    it was last seen) goes through an httpcore pool that offers h2 over ALPN. An answer
+    over HTTP/2 keeps every later attempt on that multiplexed connection; an answer over
+    HTTP/1.1 sends them to aiohttp, and the httpcore pool is closed once nothing uses it.
+    Plain ``http://`` is HTTP/1.1 (no h2c) and never asks.
     """
 
-    def __init__(self, make_pool: Callable[[], httpcore.AsyncConnectionPool]) -> None:
+    def __init__(
+        self,
+        destination: ssrf.Destination,
+        make_session: Callable[[], aiohttp.ClientSession],
+        make_pool: Callable[[], httpcore.AsyncConnectionPool],
+    ) -> None:
+        self._tls = destination.scheme == "https"
+        self._make_session = make_session
         self._make_pool = make_pool
-        self._pools: list[httpcore.AsyncConnectionPool] = []
-        self._in_use: list[int] = []
-        self._http2: int | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._pool: httpcore.AsyncConnectionPool | None = None
+        self._pool_users = 0
+        # On https: whether the receiver answered over HTTP/2, and when (monotonic).
+        self._http2: bool | None = None
+        self._seen_at = 0.0
 
-    def take(self) -> int:
-        """The pool (its index) for an attempt; ``give_back`` it after."""
-        index = self._http2
-        if index is None:
-            if 0 in self._in_use:
-                index = self._in_use.index(0)
-            elif len(self._pools) < CONNECTIONS_PER_DESTINATION:
-                index = len(self._pools)
-                self._pools.append(self._make_pool())
-                self._in_use.append(0)
-            else:  # all busy: more than a lane's attempts share this destination
-                index = self._in_use.index(min(self._in_use))
-        self._in_use[index] += 1
-        return index
+    def asks_http2(self) -> bool:
+        """Whether the next attempt goes through httpcore (h2 offered, or asked about)."""
+        if not self._tls:
+            return False
+        if self._http2 is None:
+            return True
+        return self._http2 or time.monotonic() - self._seen_at >= H2_RECHECK_SEC
 
-    def pool(self, index: int) -> httpcore.AsyncConnectionPool:
-        return self._pools[index]
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = self._make_session()
+        return self._session
 
-    def answered(self, index: int, http_version: bytes) -> None:
-        if http_version == b"HTTP/2":
-            self._http2 = index
-        elif self._http2 == index:
-            self._http2 = None
+    def take_pool(self) -> httpcore.AsyncConnectionPool:
+        """The httpcore pool for an attempt; ``give_back_pool`` after it."""
+        if self._pool is None:
+            self._pool = self._make_pool()
+        self._pool_users += 1
+        return self._pool
 
-    def give_back(self, index: int) -> None:
-        self._in_use[index] -= 1
+    def answered(self, http_version: bytes) -> None:
+        self._http2 = http_version == b"HTTP/2"
+        self._seen_at = time.monotonic()
+
+    async def give_back_pool(self) -> None:
+        self._pool_users -= 1
+        if self._pool_users == 0 and self._http2 is False and self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.aclose()
 
     async def aclose(self) -> None:
-        # The lists stay as they are: an attempt in flight still gives its pool back.
-        for pool in self._pools:
+        session, self._session = self._session, None
+        pool, self._pool = self._pool, None
+        if session is not None:
+            await session.close()
+        if pool is not None:
             await pool.aclose()
 
 
@@ -145,17 +191,15 @@ class Clients:
     host whose name its TLS session was opened for, and a host whose DNS answer changed
     gets new connections to the new (checked) address: nothing reaches an address that
     was not checked for the attempt. The least recently used destinations are closed
-    past ``DESTINATIONS``. httpcore (httpx's own transport) without httpx's client on
-    top: an attempt needs no cookies, redirects, auth or decoding; its network is plain
-    asyncio (``network.AsyncioNetwork``).
+    past ``DESTINATIONS``.
 
-    HTTP/2 is used where a receiver offers it over TLS (ALPN), one multiplexed
-    connection then carrying the destination's attempts; plain ``http://`` stays
-    HTTP/1.1 (no h2c). Either way the connection goes to the checked address, with the
-    host's name as the TLS server name and as ``Host`` (HTTP/2's ``:authority``).
+    Either client connects to the checked address itself (the URL's host is the
+    address), with the host's name as the TLS server name and as ``Host`` (HTTP/2's
+    ``:authority``); neither follows redirects, keeps cookies or unzips an answer.
 
     ``ca_file`` adds trusted CA certificates (``Settings.webhook_ca_file``);
-    ``network``, for the tests and benchmarks, replaces the network under every pool.
+    ``network``, for the tests and benchmarks, replaces the network under httpcore's
+    pools (``network.AsyncioNetwork``: plain asyncio).
     """
 
     def __init__(
@@ -165,17 +209,37 @@ class Clients:
         network: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         self._network = network or AsyncioNetwork()
+        # One context for both clients: the same trust, and ALPN offering h2 only
+        # where httpcore asks (aiohttp's requests offer none, i.e. HTTP/1.1).
         self._ssl = httpx.create_ssl_context()
         if ca_file is not None:
             self._ssl.load_verify_locations(cafile=ca_file)
+        self._ssl_http1 = httpx.create_ssl_context()
+        if ca_file is not None:
+            self._ssl_http1.load_verify_locations(cafile=ca_file)
         self._destinations: OrderedDict[tuple[str, str, int, str], Connections]
         self._destinations = OrderedDict()
+
+    def _session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=CONNECTIONS_PER_DESTINATION,
+            keepalive_timeout=KEEPALIVE_SEC,
+            ssl=self._ssl_http1,
+            use_dns_cache=False,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None, connect=TIMEOUT_SEC),
+        )
 
     def _pool(self) -> httpcore.AsyncConnectionPool:
         return httpcore.AsyncConnectionPool(
             ssl_context=self._ssl,
-            max_connections=1,
-            max_keepalive_connections=1,
+            max_connections=CONNECTIONS_PER_DESTINATION,
+            max_keepalive_connections=CONNECTIONS_PER_DESTINATION,
             keepalive_expiry=KEEPALIVE_SEC,
             network_backend=self._network,
             http2=True,
@@ -190,7 +254,8 @@ class Clients:
         while len(self._destinations) >= DESTINATIONS:
             _, oldest = self._destinations.popitem(last=False)
             await oldest.aclose()
-        connections = self._destinations[key] = Connections(self._pool)
+        connections = Connections(destination, self._session, self._pool)
+        self._destinations[key] = connections
         return connections
 
     async def aclose(self) -> None:
@@ -200,10 +265,43 @@ class Clients:
             await connections.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status_code: int
+    retry_after: str
+
+
+async def _post_http1(
+    connections: Connections, destination: ssrf.Destination, body: bytes, headers: dict[str, str]
+) -> _Answer:
+    """The POST over aiohttp (HTTP/1.1)."""
+    try:
+        async with connections.session().post(
+            yarl.URL(destination.connect_url, encoded=True),
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            server_hostname=destination.host if destination.scheme == "https" else None,
+        ) as response:
+            answer = _Answer(response.status, response.headers.get("Retry-After", ""))
+            # Read what is left of a short answer, so that its connection can be used
+            # again; a body that is long, slow or cut off only closes the connection
+            # (leaving it unread does).
+            read = 0
+            with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+                async with asyncio.timeout(DRAIN_SEC):
+                    while read <= MAX_BODY_READ:
+                        chunk = await response.content.readany()
+                        if not chunk:
+                            break
+                        read += len(chunk)
+            return answer
+    except aiohttp.ClientError as exc:
+        raise _Unusable(_aiohttp_error(exc)) from exc
+
+
 async def _drain(response: httpcore.Response) -> None:
-    """Read what is left of a short answer, so that its connection can be used again.
-    The status is already known: a body that is long, slow or cut off only closes the
-    connection (leaving the stream before the body's end does)."""
+    """Read what is left of a short answer (httpcore), as ``_post_http1`` does."""
     read = 0
     with contextlib.suppress(TimeoutError, *TRANSPORT_ERRORS):
         async with asyncio.timeout(DRAIN_SEC):
@@ -211,6 +309,29 @@ async def _drain(response: httpcore.Response) -> None:
                 read += len(chunk)
                 if read > MAX_BODY_READ:
                     return
+
+
+async def _post_httpcore(
+    connections: Connections, destination: ssrf.Destination, body: bytes, headers: dict[str, str]
+) -> _Answer:
+    """The POST over httpcore, offering HTTP/2 (TLS, ALPN)."""
+    pool = connections.take_pool()
+    try:
+        async with pool.stream(
+            "POST",
+            destination.connect_url,
+            content=body,
+            headers=list(headers.items()),
+            extensions={"sni_hostname": destination.host, "timeout": _TIMEOUTS},
+        ) as response:
+            connections.answered(response.extensions.get("http_version", b""))
+            answer = _Answer(response.status, _header(response, b"retry-after"))
+            await _drain(response)
+            return answer
+    except TRANSPORT_ERRORS as exc:
+        raise _Unusable(f"{exc.__class__.__name__}: {exc}") from exc
+    finally:
+        await connections.give_back_pool()
 
 
 async def attempt(
@@ -242,30 +363,18 @@ async def attempt(
     headers["Accept-Encoding"] = "identity"
     headers["Content-Length"] = str(len(body))
     connections = await clients.for_destination(destination)
-    index = connections.take()
+    post = _post_httpcore if connections.asks_http2() else _post_http1
     try:
-        async with (
-            asyncio.timeout(TIMEOUT_SEC),
-            connections.pool(index).stream(
-                "POST",
-                destination.connect_url,
-                content=body,
-                headers=list(headers.items()),
-                extensions={"sni_hostname": destination.host, "timeout": _TIMEOUTS},
-            ) as response,
-        ):
-            connections.answered(index, response.extensions.get("http_version", b""))
-            status_code = response.status
-            retry_after = _retry_after(status_code, _header(response, b"retry-after"), now)
-            await _drain(response)
+        async with asyncio.timeout(TIMEOUT_SEC):
+            answer = await post(connections, destination, body, headers)
     except (TimeoutError, httpcore.TimeoutException):
         return AttemptResult(False, None, "timed out after 10 s", elapsed())
-    except TRANSPORT_ERRORS as exc:
-        return AttemptResult(False, None, f"{exc.__class__.__name__}: {exc}"[:300], elapsed())
-    finally:
-        connections.give_back(index)
+    except _Unusable as exc:
+        return AttemptResult(False, None, str(exc)[:300], elapsed())
+    status_code = answer.status_code
     ok = 200 <= status_code < 300
     error = None if ok else f"HTTP {status_code}"
+    retry_after = _retry_after(status_code, answer.retry_after, now)
     return AttemptResult(ok, status_code, error, elapsed(), retry_after)
 
 

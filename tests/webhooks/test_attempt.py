@@ -161,7 +161,7 @@ class TestNetworkErrors:
         assert (result.ok, result.status_code, result.error) == (
             False,
             None,
-            "ConnectError: All connection attempts failed",
+            "ConnectError: Connection refused",
         )
 
     async def test_a_receiver_that_hangs_up_without_answering_is_recorded(self) -> None:
@@ -184,5 +184,5 @@ class TestNetworkErrors:
         assert await _recorded(garble) == (
             False,
             None,
-            "RemoteProtocolError: illegal status line: bytearray(b'NOT HTTP')",
+            "RemoteProtocolError: Bad status line: Expected HTTP/, RTSP/ or ICE/: b'NOT HTTP'",
         )

@@ -8,11 +8,11 @@ import threading
 from datetime import datetime
 from typing import Any
 
-import httpcore
 import pytest
 
 from maskline.settings import Settings
-from maskline.webhooks.delivery import Clients
+from maskline.webhooks import ssrf
+from maskline.webhooks.delivery import Clients, Connections
 from maskline.webhooks.signing import edesy_signature, standard_signature
 from maskline.webhooks.tasks import Job, deliver
 from tests.support.api import Api, running_api
@@ -404,8 +404,8 @@ class TestAttemptsThatRaise:
     ) -> None:
         # The API alone (no worker), and a network that fails in a way no HTTP error
         # covers: the attempt must still be recorded and retried.
-        class Broken(httpcore.AsyncNetworkBackend):
-            async def connect_tcp(self, *args: object, **kwargs: object) -> Any:
+        class Broken(Clients):
+            async def for_destination(self, destination: ssrf.Destination) -> Connections:
                 raise RuntimeError("a fault of ours")
 
         async with running_api(settings, role="api") as api:
@@ -425,7 +425,7 @@ class TestAttemptsThatRaise:
                 True,
                 runtime.clock.now(),
             )
-            clients = Clients(network=Broken())
+            clients = Broken()
             try:
                 await deliver(
                     job,

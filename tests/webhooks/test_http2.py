@@ -1,10 +1,11 @@
 """Issue 15: webhooks go over HTTP/2 where the receiver offers it (TLS with ALPN), to
 the checked address, with the host's name as TLS server name and ``:authority``, and
-signed as over HTTP/1.1 (SPEC §6)."""
+signed as over HTTP/1.1 (SPEC §6); over HTTP/1.1 and TLS where it offers only that."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import threading
 import uuid
@@ -96,14 +97,15 @@ class Http2Receiver:
         await send({"type": "http.response.body", "body": b""})
 
 
-@pytest.fixture
-def h2_receiver(tmp_path: Path) -> Iterator[Http2Receiver]:
-    cert_file, key_file = self_signed(tmp_path)
+@contextlib.contextmanager
+def tls_receiver(directory: Path, alpn: list[str]) -> Iterator[Http2Receiver]:
+    """A receiver offering ``alpn`` over TLS."""
+    cert_file, key_file = self_signed(directory)
     receiver = Http2Receiver(free_port(), cert_file)
     config = Config()
     config.bind = [f"127.0.0.1:{receiver.port}"]
     config.certfile, config.keyfile = str(cert_file), str(key_file)
-    config.alpn_protocols = ["h2", "http/1.1"]
+    config.alpn_protocols = alpn
     config.accesslog = config.errorlog = None
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
@@ -128,13 +130,33 @@ def h2_receiver(tmp_path: Path) -> Iterator[Http2Receiver]:
 
 
 @pytest.fixture
+def h2_receiver(tmp_path: Path) -> Iterator[Http2Receiver]:
+    with tls_receiver(tmp_path, ["h2", "http/1.1"]) as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def h1_receiver(tmp_path: Path) -> Iterator[Http2Receiver]:
+    with tls_receiver(tmp_path, ["http/1.1"]) as receiver:
+        yield receiver
+
+
+@contextlib.asynccontextmanager
+async def api_trusting(
+    database_url: str, directory: Path, receiver: Http2Receiver
+) -> AsyncIterator[Api]:
+    settings = call_settings(
+        database_url, directory / "data", webhook_ca_file=str(receiver.cert_file)
+    )
+    async with running_api(settings, clock=ScaledClock(SPEED)) as running:
+        yield running
+
+
+@pytest.fixture
 async def tls_api(
     database_url: str, tmp_path: Path, h2_receiver: Http2Receiver
 ) -> AsyncIterator[Api]:
-    settings = call_settings(
-        database_url, tmp_path / "data", webhook_ca_file=str(h2_receiver.cert_file)
-    )
-    async with running_api(settings, clock=ScaledClock(SPEED)) as running:
+    async with api_trusting(database_url, tmp_path, h2_receiver) as running:
         yield running
 
 
@@ -176,3 +198,33 @@ class TestHttp2:
         )
         assert [a.http_version for a in arrivals] == ["2"] * 9
         assert len({a.client for a in arrivals}) == 1
+
+
+class TestHttp1OverTls:
+    async def test_a_receiver_offering_only_http1_gets_every_post_over_it(
+        self, database_url: str, tmp_path: Path, h1_receiver: Http2Receiver
+    ) -> None:
+        # The first attempt asks (ALPN offering h2); the answer over HTTP/1.1 sends the
+        # later ones to the HTTP/1.1 client, over TLS to the same checked address.
+        async with api_trusting(database_url, tmp_path, h1_receiver) as api:
+            org = await api.make_org(f"h1-{uuid.uuid4().hex[:8]}")
+            await point_at(api, org, f"https://localhost:{h1_receiver.port}/hooks")
+            await webhook_test_events(api, org)
+            await eventually_value(lambda: list(h1_receiver.arrivals), lambda got: len(got) == 1)
+            events = await webhook_test_events(api, org, count=4)
+            arrivals = await eventually_value(
+                lambda: list(h1_receiver.arrivals), lambda got: len(got) >= 5, within=20
+            )
+        assert [a.http_version for a in arrivals] == ["1.1"] * 5
+        assert sorted(a.headers["webhook-id"] for a in arrivals[1:]) == sorted(
+            e.event_id for e in events
+        )
+        for arrival in arrivals:
+            assert arrival.headers["host"] == f"localhost:{h1_receiver.port}"
+            assert arrival.headers["user-agent"] == "maskline-webhooks/1"
+            assert arrival.headers["content-type"] == "application/json"
+            assert arrival.headers["accept-encoding"] == "identity"
+            timestamp = int(arrival.headers["webhook-timestamp"])
+            assert arrival.headers["webhook-signature"] == standard_signature(
+                org.webhook_secret, arrival.headers["webhook-id"], timestamp, arrival.body
+            )
