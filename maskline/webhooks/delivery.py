@@ -50,6 +50,7 @@ DISCONNECTED = "RemoteProtocolError: Server disconnected without sending a respo
 # Of an answer's body, at most this much is read (raw, never unzipped) so that its
 # connection can be used again; past it, the connection is closed instead.
 MAX_BODY_READ = 64 * 1024
+MAX_HEADERS = 64
 DRAIN_SEC = 1.0
 _TIMEOUTS = dict.fromkeys(("connect", "read", "write", "pool"), TIMEOUT_SEC)
 # What the network or the receiver can make an attempt end with (but a timeout).
@@ -233,6 +234,8 @@ class Clients:
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
             timeout=aiohttp.ClientTimeout(total=None, connect=TIMEOUT_SEC),
+            # An answer's head is bounded: at most MAX_HEADERS lines of 8 KiB.
+            max_headers=MAX_HEADERS,
         )
 
     def _pool(self) -> httpcore.AsyncConnectionPool:
