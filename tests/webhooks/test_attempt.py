@@ -186,3 +186,16 @@ class TestNetworkErrors:
             None,
             "RemoteProtocolError: Bad status line: Expected HTTP/, RTSP/ or ICE/: b'NOT HTTP'",
         )
+
+    async def test_an_answer_with_too_many_header_lines_is_refused_unread(self) -> None:
+        def many_headers(connection: socket.socket) -> None:
+            _read_request(connection)
+            lines = b"".join(b"X-Filler-%d: %s\r\n" % (n, b"x" * 1000) for n in range(65))
+            connection.sendall(b"HTTP/1.1 204 No Content\r\n" + lines + b"\r\n")
+            _read_request(connection)
+
+        assert await _recorded(many_headers) == (
+            False,
+            None,
+            "RemoteProtocolError: Too many headers received",
+        )
