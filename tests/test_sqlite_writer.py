@@ -6,6 +6,7 @@ meanwhile, and the writes go through once the lock is free."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -13,7 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from maskline.kit.db import Database
+from maskline.kit.inline_sqlite import CHECKPOINT_EVERY
 from tests.conftest import Cli
 from tests.support.databases import KIND
 from tests.support.server import running_server
@@ -67,3 +71,35 @@ class TestWriteLockHeldElsewhere:
             sid = response.json()["data"]["call_sid"]
             found = httpx.get(f"{base}/v1/masking/calls/{sid}", headers=auth)
             assert found.json()["data"]["call_sid"] == sid
+
+
+class TestWal:
+    async def test_a_steady_stream_of_writes_starts_the_wal_over_after_each_checkpoint(
+        self, tmp_path: Path
+    ) -> None:
+        # SQLite writes the WAL from its start again only when a write begins with every
+        # frame checkpointed. Commits back to back overtook a checkpoint running beside
+        # them, and the WAL (and the cost of every read) grew without end.
+        path = tmp_path / "wal.db"
+        db = Database(f"sqlite:///{path}")
+        try:
+            async with db.write() as session:
+                await session.execute(text("CREATE TABLE t (n INTEGER, filler BLOB)"))
+            commits = 5 * CHECKPOINT_EVERY
+            for n in range(commits):
+                async with db.write() as session:
+                    # A few pages a commit, as a batch of calls writes: the checkpoint
+                    # beside the writes takes long enough to be overtaken.
+                    await session.execute(
+                        text("INSERT INTO t VALUES (:n, randomblob(4000))"),
+                        [{"n": n}] * 8,
+                    )
+        finally:
+            await db.dispose()
+        with contextlib.closing(sqlite3.connect(path)) as reader:
+            (count,) = reader.execute("SELECT count(*) FROM t").fetchone()
+            # (busy, frames in the WAL since it was last started over, checkpointed)
+            _, frames, _ = reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert count == 8 * commits
+        # Each commit writes at least one frame: without a restart, at least ``commits``.
+        assert frames <= 2 * CHECKPOINT_EVERY

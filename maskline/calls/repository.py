@@ -11,14 +11,13 @@ from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
     Select,
-    and_,
     bindparam,
     case,
     func,
     insert,
     inspect,
-    or_,
     select,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
@@ -128,14 +127,28 @@ def pair_number(
     org_id: str | ColumnElement[str], a: str | ColumnElement[str], b: str | ColumnElement[str]
 ) -> ScalarSelect[str]:
     """The masked number of the pair's latest call (either way round), as a subquery: the
-    number pool offers it first, so that a party can call the other back on it."""
-    pair = or_(
-        and_(Call.party_a == a, Call.party_b == b), and_(Call.party_a == b, Call.party_b == a)
-    )
+    number pool offers it first, so that a party can call the other back on it.
+
+    One branch a direction, each the latest call of its A party (``ix_calls_org_party_a``)
+    that went to the other: a read of that party's calls at most. As one ``OR`` of the two,
+    SQLite read the organisation's calls newest first until one matched (every call of it,
+    for a new pair): 2.6 ms a POST at 4,500 calls, and growing with every call.
+    """
+
+    def latest(caller: str | ColumnElement[str], callee: str | ColumnElement[str]) -> Any:
+        return (
+            select(Call.masked_number, Call.created_at, Call.id)
+            .where(owned_by(Call, org_id), Call.party_a == caller, Call.party_b == callee)
+            .order_by(Call.created_at.desc(), Call.id.desc())
+            .limit(1)
+            .subquery()
+        )
+
+    forward, back = latest(a, b), latest(b, a)
+    either = union_all(select(forward), select(back)).subquery()
     return (
-        select(Call.masked_number)
-        .where(owned_by(Call, org_id), pair)
-        .order_by(Call.created_at.desc(), Call.id.desc())
+        select(either.c.masked_number)
+        .order_by(either.c.created_at.desc(), either.c.id.desc())
         .limit(1)
         .scalar_subquery()
     )

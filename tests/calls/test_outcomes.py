@@ -287,6 +287,10 @@ class TestNumberPool:
         assert other["masked_number"] != first["masked_number"]
         again = await place(api, org, party_a="9811111123", party_b="9811111122")
         assert again["masked_number"] == first["masked_number"]
+        await wait_for(api, org, again["call_sid"])
+        # And the same way round as the first call.
+        forward = await place(api, org, party_a="9811111122", party_b="9811111123")
+        assert forward["masked_number"] == first["masked_number"]
 
     @pytest.mark.slow
     async def test_numbers_are_used_least_recently_first(self, api: Api) -> None:
