@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import random
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -186,6 +187,14 @@ class Connections:
             await pool.aclose()
 
 
+def _trusting(ca_file: Path | None) -> ssl.SSLContext:
+    """A TLS context trusting the default CAs and ``ca_file``'s."""
+    context = httpx.create_ssl_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 class Clients:
     """Kept-alive connections per destination (``Connections``): its scheme, host and
     port, and the checked address (SPEC §6). A connection is only ever reused for the
@@ -210,14 +219,10 @@ class Clients:
         network: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         self._network = network or AsyncioNetwork()
-        # One context for both clients: the same trust, and ALPN offering h2 only
-        # where httpcore asks (aiohttp's requests offer none, i.e. HTTP/1.1).
-        self._ssl = httpx.create_ssl_context()
-        if ca_file is not None:
-            self._ssl.load_verify_locations(cafile=ca_file)
-        self._ssl_http1 = httpx.create_ssl_context()
-        if ca_file is not None:
-            self._ssl_http1.load_verify_locations(cafile=ca_file)
+        # The same trust in two contexts: httpcore sets ALPN (h2, http/1.1) on the one
+        # it is given; aiohttp's offers none, so its connections stay HTTP/1.1.
+        self._ssl = _trusting(ca_file)
+        self._ssl_http1 = _trusting(ca_file)
         self._destinations: OrderedDict[tuple[str, str, int, str], Connections]
         self._destinations = OrderedDict()
 

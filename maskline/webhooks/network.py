@@ -9,13 +9,14 @@ armed only when something has to be waited for. Whether an idle connection was c
 by its peer (httpcore asks each one before reusing it) is the protocol's own state: no
 system call.
 
-The failures raise httpcore's exceptions with the messages its anyio backend gave, so
-that an attempt records the same error (SPEC §6, ``last_error``).
+The failures raise httpcore's exceptions; a refused connection says why in the words
+the HTTP/1.1 client's failures are recorded in (``delivery``, ``last_error``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 from collections import deque
@@ -231,7 +232,9 @@ class AsyncioNetwork(httpcore.AsyncNetworkBackend):
         except TimeoutError:
             raise httpcore.ConnectTimeout() from None
         except OSError as exc:
-            raise httpcore.ConnectError("All connection attempts failed") from exc
+            # In the words the HTTP/1.1 client's failures are recorded in (``delivery``).
+            reason = os.strerror(exc.errno) if exc.errno else "cannot connect"
+            raise httpcore.ConnectError(reason) from exc
         sock: socket.socket | None = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
