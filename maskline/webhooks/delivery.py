@@ -137,8 +137,10 @@ class Connections:
         destination: ssrf.Destination,
         make_session: Callable[[], aiohttp.ClientSession],
         make_pool: Callable[[], httpcore.AsyncConnectionPool],
+        monotonic: Callable[[], float],
     ) -> None:
         self._tls = destination.scheme == "https"
+        self._monotonic = monotonic
         self._make_session = make_session
         self._make_pool = make_pool
         self._session: aiohttp.ClientSession | None = None
@@ -154,7 +156,7 @@ class Connections:
             return False
         if self._http2 is None:
             return True
-        return self._http2 or time.monotonic() - self._seen_at >= H2_RECHECK_SEC
+        return self._http2 or self._monotonic() - self._seen_at >= H2_RECHECK_SEC
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -170,7 +172,7 @@ class Connections:
 
     def answered(self, http_version: bytes) -> None:
         self._http2 = http_version == b"HTTP/2"
-        self._seen_at = time.monotonic()
+        self._seen_at = self._monotonic()
 
     async def give_back_pool(self) -> None:
         self._pool_users -= 1
@@ -209,7 +211,8 @@ class Clients:
 
     ``ca_file`` adds trusted CA certificates (``Settings.webhook_ca_file``);
     ``network``, for the tests and benchmarks, replaces the network under httpcore's
-    pools (``network.AsyncioNetwork``: plain asyncio).
+    pools (``network.AsyncioNetwork``: plain asyncio); ``monotonic``, the clock the
+    HTTP/2 recheck runs on.
     """
 
     def __init__(
@@ -217,8 +220,10 @@ class Clients:
         *,
         ca_file: Path | None = None,
         network: httpcore.AsyncNetworkBackend | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._network = network or AsyncioNetwork()
+        self._monotonic = monotonic
         # The same trust in two contexts: httpcore sets ALPN (h2, http/1.1) on the one
         # it is given; aiohttp's offers none, so its connections stay HTTP/1.1.
         self._ssl = _trusting(ca_file)
@@ -262,7 +267,7 @@ class Clients:
         while len(self._destinations) >= DESTINATIONS:
             _, oldest = self._destinations.popitem(last=False)
             await oldest.aclose()
-        connections = Connections(destination, self._session, self._pool)
+        connections = Connections(destination, self._session, self._pool, self._monotonic)
         self._destinations[key] = connections
         return connections
 

@@ -24,6 +24,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from maskline.kit.clock import ScaledClock
+from maskline.webhooks.delivery import H2_RECHECK_SEC, Clients, attempt
 from maskline.webhooks.signing import standard_signature
 from tests.calls.conftest import call_settings
 from tests.support.api import Api, running_api
@@ -228,3 +229,37 @@ class TestHttp1OverTls:
             assert arrival.headers["webhook-signature"] == standard_signature(
                 org.webhook_secret, arrival.headers["webhook-id"], timestamp, arrival.body
             )
+
+    async def test_a_receiver_that_answered_over_http1_is_asked_again_after_ten_minutes(
+        self, h1_receiver: Http2Receiver
+    ) -> None:
+        # Which client sends shows in the connections: the question goes through a pool
+        # of its own (a new connection), the answers over HTTP/1.1 through one kept alive.
+        clock = [1000.0]
+        clients = Clients(ca_file=h1_receiver.cert_file, monotonic=lambda: clock[0])
+        url = f"https://localhost:{h1_receiver.port}/hooks"
+        results = []
+        try:
+            for step in range(5):
+                if step == 3:
+                    clock[0] += H2_RECHECK_SEC
+                now = datetime.now(UTC)
+                results.append(
+                    await attempt(
+                        clients,
+                        url=url,
+                        body=b'{"event":"webhook.test"}',
+                        msg_id=f"evt_{step}",
+                        secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+                        timestamp=int(now.timestamp()),
+                        allow_private=True,
+                        now=now,
+                    )
+                )
+        finally:
+            await clients.aclose()
+        assert [(r.ok, r.status_code) for r in results] == [(True, 204)] * 5
+        ports = [arrival.client[1] for arrival in h1_receiver.arrivals]
+        asked, kept, asked_again = ports[0], ports[1], ports[3]
+        assert len({asked, kept, asked_again}) == 3
+        assert ports == [asked, kept, kept, asked_again, kept]
