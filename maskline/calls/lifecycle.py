@@ -426,8 +426,14 @@ def _columns() -> tuple[str, ...]:
 
 def _copy(call: Call) -> Call:
     """A copy of the row (never added to a session): what the step changes, so that a
-    batch run again starts from the row as it was."""
-    return Call(**{key: getattr(call, key) for key in _columns()})
+    batch run again starts from the row as it was.
+
+    Made without the constructor, whose instrumented set of each of the row's columns
+    cost 125 µs a copy (33 µs so), three copies a call in the engine."""
+    values = {key: getattr(call, key) for key in _columns()}
+    copy: Call = inspect(Call).class_manager.new_instance()
+    copy.__dict__.update(values)
+    return copy
 
 
 @functools.cache
