@@ -26,7 +26,7 @@ waits would block the loop, and are kept off it:
   again only when a write begins with every frame checkpointed, and a checkpoint that
   new commits keep overtaking never gets there. Under a steady load the WAL then grew
   without end (712 MB in 45 s at 100 calls a second), and every read searched its
-  ever longer index: the cost of a call doubled within a minute.
+  ever longer index.
 
 Reads stay on aiosqlite's threads: a long query must not stop the loop.
 """
