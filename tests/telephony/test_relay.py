@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import struct
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -153,6 +154,31 @@ async def test_a_full_port_range_is_refused_and_ports_come_back() -> None:
         await again.close()
     finally:
         await relay.close()
+
+
+async def test_the_relay_closed_while_a_session_is_closing_returns_with_its_ports_unbound() -> None:
+    # At shutdown the carrier's own close of a finished call may still be in its first
+    # wait (its task then abandoned): the relay's close must not return, nor leave the
+    # sockets to the garbage collector, before that session's ports are unbound.
+    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports=range(26500, 26503, 2))
+    session = await relay.open("call-9")
+    ports = [session.local(Leg.A).port, session.local(Leg.B).port]
+    first = asyncio.create_task(session.close())
+    await asyncio.sleep(0)  # the first close is now in its wait
+    await relay.close()
+    freed = []
+    for port in ports:
+        for offset in (0, 1):  # RTP, and RTCP on the odd port above
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                probe.bind(("127.0.0.1", port + offset))
+                freed.append(port + offset)
+            except OSError:
+                pass
+            finally:
+                probe.close()
+    assert freed == [ports[0], ports[0] + 1, ports[1], ports[1] + 1]
+    await first
 
 
 async def test_nothing_is_accepted_before_the_legs_sdp_nor_from_another_host(

@@ -144,6 +144,9 @@ class RelaySession:
         self._players: dict[Leg, asyncio.Task[None]] = {}
         self._tones = itertools.count()
         self._reports: asyncio.Task[None] | None = None
+        # The first close() in progress: a later one (the relay's own, at shutdown) waits
+        # for it, so that no caller is told the ports are free while they are still bound.
+        self._closing: asyncio.Future[None] | None = None
 
     def start_reports(self, interval: float) -> None:
         """Send each leg a sender report about its stream every ``interval`` seconds
@@ -246,23 +249,37 @@ class RelaySession:
         return media.packets_in, media.packets_out
 
     async def close(self) -> None:
-        """Stop relaying and recording; the ports are free again once this returns."""
-        if self._closed:
+        """Stop relaying and recording; the ports are free again once this returns
+        (whichever call of it came first does the closing; the others wait for it)."""
+        if self._closing is not None:
+            await asyncio.shield(self._closing)
             return
+        self._closing = asyncio.get_running_loop().create_future()
+        try:
+            await self._close()
+        finally:
+            self._closing.set_result(None)
+
+    async def _close(self) -> None:
+        # Everything closed before the first wait: a closer cancelled in a wait (its task
+        # abandoned at a shutdown) leaves no socket open for the garbage collector.
         self._closed = True
         for leg in list(self._players):
             self._stop_playing(leg)
         if self._reports is not None:
             self._reports.cancel()
-            await asyncio.wait([self._reports])
         if self._sink is not None:
             self._sink.close()
             self._sink = None
         for media in self._legs.values():
             media.rtp.close()
             media.rtcp.close()
-        await asyncio.gather(*(m.closed for m in self._legs.values()))
-        self._relay._release(self)
+        try:
+            if self._reports is not None:
+                await asyncio.wait([self._reports])
+            await asyncio.gather(*(m.closed for m in self._legs.values()))
+        finally:
+            self._relay._release(self)
 
     # -- packets ----------------------------------------------------------------
 

@@ -175,6 +175,12 @@ class SipCarrier:
         if self._endpoint is not None:
             await self._thread.run(self._endpoint.shutdown)
         self._thread.stop()
+        # A session still being opened would be the relay's only after its close: stopped
+        # first (an open cancelled half-way closes what it bound).
+        opening = list(self._opening.values())
+        for task in opening:
+            task.cancel()
+        await asyncio.gather(*opening, return_exceptions=True)
         await self.relay.close()
 
     # -- commands from the engine -----------------------------------------------
