@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.errors import InsufficientBalance
 from maskline.kit.db import Database
-from maskline.kit.writer import NUMBER_STAGE, WALLET_STAGE, defer_to_batch
+from maskline.kit.writer import NUMBER_STAGE, TRANSACTION_RUNS, WALLET_STAGE, defer_to_batch
 from tests.calls.conftest import call_settings
 from tests.conftest import TEST_SECRET_KEY, Cli
 from tests.support.api import running_api
@@ -54,8 +54,11 @@ class TestDeadlockRetry:
                 found = await session.execute(text("SELECT id, n FROM probe"))
                 rows = {row_id: n for row_id, n in found}
             assert rows == {1: 2, 2: 2}
-            # PostgreSQL aborted one of them, which then ran a second time.
-            assert sorted(runs.values()) == [1, 2]
+            # PostgreSQL aborted one of them, which then ran again. On a loaded machine the
+            # one run again can take the row the other was woken for before that one has
+            # it, and the two deadlock once more: each unit's effects still happen once.
+            assert max(runs.values()) >= 2
+            assert sum(runs.values()) <= 2 * TRANSACTION_RUNS
         finally:
             await first.dispose()
             await second.dispose()
