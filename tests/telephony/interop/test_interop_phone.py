@@ -14,6 +14,7 @@ from tests.conftest import make_settings
 from tests.support.api import running_api
 from tests.support.audio import frames_with, longest_run
 from tests.support.calls import place, wait_for
+from tests.support.databases import KIND
 from tests.support.interop import Baresip, Kamailio, Route
 from tests.support.rtp import pcmu
 from tests.support.sipp import Sipp, free_udp_port
@@ -27,6 +28,10 @@ BUSY_HZ = 400
 HEARD_B_FRAMES = 10
 # The busy tone is 750 ms on; ringback is never on longer than 400 ms (20 frames).
 BUSY_RUN_FRAMES = 30
+# The phones' and SIPp's media ports, apart for each database's session (`make test`
+# runs the two side by side, and each runs this test).
+PORTS = {"sqlite": ("34000-34499", "35000"), "postgresql": ("34500-34999", "35100")}
+PHONE_RTP_PORTS, SIPP_MEDIA_PORT = PORTS[KIND]
 
 
 def a_number(n: int) -> str:
@@ -60,13 +65,13 @@ async def test_a_real_phone_hears_b_after_a_fast_answer_and_the_busy_tone_after_
         tmp_path / "sipp",
         calls=2 * CALLS,
         fill={"TONE": str(b_raw), "TALK_MS": str(TALK_MS)},
-        options=("-mi", "127.0.0.1", "-mp", "35000"),
+        options=("-mi", "127.0.0.1", "-mp", SIPP_MEDIA_PORT),
     )
     phones: list[Baresip] = []
     kamailio: Kamailio | None = None
     try:
         for n in range(2 * CALLS):
-            phone = Baresip(tmp_path / f"a{n}", user="a", source=a_wav, rtp_ports="34000-34999")
+            phone = Baresip(tmp_path / f"a{n}", user="a", source=a_wav, rtp_ports=PHONE_RTP_PORTS)
             phones.append(phone)
         routes = [
             Route(rf"^[+]91{a_number(n)}$", phone.address, "a") for n, phone in enumerate(phones)
