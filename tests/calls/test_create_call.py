@@ -132,13 +132,16 @@ class TestConcurrentHolds:
 
     @staticmethod
     async def _at_once(api: Api, org: OrgHandle, count: int) -> list[Any]:
+        # Every A ends 0000 and so rings until the 120 s timeout (SPEC §8): whichever calls
+        # are accepted are still holding their minute when the test reads the wallet. An A
+        # ending 0001-0003 would fail at once and release its hold on a slow machine.
         return await asyncio.gather(
             *[
                 api.client.post(
                     CALLS,
                     headers=org.auth,
                     json={
-                        "party_a": f"98765{n:05d}",
+                        "party_a": f"9876{n:02d}0000",
                         "party_b": f"91234{n:05d}",
                         "ring_timeout_sec": 120,
                     },
