@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from maskline.errors import InsufficientBalance
 from maskline.kit.db import Database
@@ -308,3 +309,67 @@ class TestGroupCommit:
             ("wallet", [1, 2, 3]),
             ("number", [1, 2, 3]),
         ]
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Probe(_Base):
+    __tablename__ = "probe"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    note: Mapped[str]
+
+
+class TestUnitsOfOneBatch:
+    """ARCHITECTURE §3: the units of a batch share its transaction and nothing else: what
+    one unit loaded or changed through the ORM is the database's, never a copy another
+    unit is handed."""
+
+    async def test_each_unit_reads_the_row_as_the_units_before_it_left_it(
+        self, own_database: str
+    ) -> None:
+        db = Database(own_database, pool_size=2)
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def first(session: AsyncSession) -> str:
+            holding.set()
+            await release.wait()
+            return "first"
+
+        async def change_through_the_orm(session: AsyncSession) -> _Probe:
+            probe = await session.get(_Probe, 1)
+            assert probe is not None
+            probe.note = "changed by the second"  # flushed when the unit ends
+            return probe  # its caller holds it: a session would have it still
+
+        async def change_behind_the_orm(session: AsyncSession) -> str:
+            await session.execute(text("UPDATE probe SET note = note || ', then the third'"))
+            return "third"
+
+        async def read(session: AsyncSession) -> str:
+            probe = await session.get(_Probe, 1)
+            assert probe is not None
+            return probe.note
+
+        try:
+            async with db.write() as session:
+                await session.execute(text("CREATE TABLE probe (id int PRIMARY KEY, note text)"))
+                await session.execute(text("INSERT INTO probe VALUES (1, 'as stored')"))
+            started = asyncio.create_task(db.transaction(first))
+            await holding.wait()
+            batches = db.writer.batches
+            queued = [
+                asyncio.create_task(db.transaction(unit))
+                for unit in (change_through_the_orm, change_behind_the_orm, read)
+            ]
+            await asyncio.sleep(0)  # every unit is queued before the writer is free
+            release.set()
+            outcomes = await asyncio.gather(started, *queued)
+        finally:
+            await db.dispose()
+        assert outcomes[0] == "first"
+        assert outcomes[1].note == "changed by the second"
+        assert outcomes[2:] == ["third", "changed by the second, then the third"]
+        # The first's batch, then one of the three.
+        assert db.writer.batches == batches + 2
