@@ -16,6 +16,7 @@ from bench import (
     sip_rate,
     webhook_attempt,
     webhooks,
+    writer,
 )
 
 
@@ -29,6 +30,7 @@ def main() -> None:
     print(recordings.encode_speed(), flush=True)
     print(webhook_attempt.attempt_cpu(), flush=True)
     for kind in kinds:
+        print(writer.writer_cost(kind), flush=True)
         print(calls.connect_latency(kind), flush=True)
         for rate in (10.0, 100.0):
             print(sip.sip_connect_latency(kind, calls=200, rate=rate), flush=True)
