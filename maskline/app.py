@@ -299,6 +299,7 @@ def create_app(
                 await runtime.engine.start()
                 started.push_async_callback(runtime.engine.stop)
                 runtime.wakeups.on(Topic.CALLS, runtime.engine.wake)
+                runtime.wakeups.on(Topic.HANGUPS, runtime.engine.hangups_asked)
             await runtime.wakeups.start()
             app.state.runtime = runtime
             yield

@@ -89,8 +89,12 @@ class Runtime(
         return None if self.engine is None else self.engine.carriers
 
     def wake_engine(self) -> None:
-        """A call to claim or a hang-up to carry out has been committed."""
+        """A call to claim has been committed."""
         self.wakeups.wake(Topic.CALLS)
+
+    def wake_hangups(self) -> None:
+        """A hang-up to carry out has been committed."""
+        self.wakeups.wake(Topic.HANGUPS)
 
     def wake_worker(self) -> None:
         """Events to deliver (or a recording to encode) have been committed."""

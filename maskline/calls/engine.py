@@ -63,6 +63,9 @@ CLAIM_BATCH = 50
 # Claims woken faster than this (one wake-up per accepted call) are made together: a
 # call waits at most this long more for its engine.
 CLAIM_SETTLE_SEC = 0.01
+# Hang-up requests are read when one is announced (``hangups_asked``) and at least this
+# often, the safety net for an announcement lost (or not crossing processes).
+HANGUP_POLL_SEC = 1.0
 WATCHDOG_SEC = 5.0
 # How often the leases' statistics are looked at (``pool.refresh_lease_statistics``).
 STATISTICS_SEC = 2.0
@@ -118,6 +121,10 @@ class CallEngine:
             renew=self._heartbeat,
         )
         self._loops = Loops(clock, log)
+        # Whether a hang-up has been asked for since the requests were last read, and
+        # when (the event loop's time) they are read again regardless.
+        self._hangups_due = True
+        self._next_hangup_read = 0.0
         # The number of leases when their statistics were last refreshed.
         self._leases_counted = 0
         self._runner_tasks: set[asyncio.Task[None]] = set()
@@ -174,6 +181,11 @@ class CallEngine:
             await carrier.close()
 
     def wake(self) -> None:
+        self._claims.wake()
+
+    def hangups_asked(self) -> None:
+        """A hang-up has been asked for (through the API, in any process)."""
+        self._hangups_due = True
         self._claims.wake()
 
     def carrier_for(self, name: str) -> Carrier:
@@ -324,8 +336,17 @@ class CallEngine:
         task.add_done_callback(self._runner_tasks.discard)
 
     async def _deliver_hangup_requests(self) -> None:
+        """Post a hang-up to the runners of the calls whose hang-up has been asked for:
+        read when one is announced, and every ``HANGUP_POLL_SEC``, not on every round
+        (every accepted call wakes a round)."""
         if not self._runners:
             return
+        now_sec = asyncio.get_running_loop().time()
+        if not self._hangups_due and now_sec < self._next_hangup_read:
+            return
+        # Cleared before the read: one asked for during it is read at the next round.
+        self._hangups_due = False
+        self._next_hangup_read = now_sec + HANGUP_POLL_SEC
         async with self.db.read() as session:
             requested = (
                 await session.execute(

@@ -50,6 +50,8 @@ class CallsServices(Services, Protocol):
 
     def wake_engine(self) -> None: ...
 
+    def wake_hangups(self) -> None: ...
+
     def wake_worker(self) -> None: ...
 
 
@@ -163,7 +165,7 @@ async def hangup_call(call_sid: str, principal: KeyDep, runtime: RuntimeDep) -> 
     engine_must_act = await runtime.db.transaction(ask)
     if not engine_must_act:
         return CallEnvelope(data=await _call_out(runtime, principal.org_id, call_sid))
-    runtime.wake_engine()
+    runtime.wake_hangups()
     # The engine that ends the call commits its events and wakes every process
     # (ARCHITECTURE §3): the call is read again on each such wake-up, and at least once
     # a second in case one is missed (or does not cross processes, as on SQLite).

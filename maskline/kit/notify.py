@@ -32,7 +32,8 @@ Hook = Callable[[], None]
 
 
 class Topic(StrEnum):
-    CALLS = "maskline_calls"  # a call to claim or a hang-up to carry out
+    CALLS = "maskline_calls"  # a call to claim
+    HANGUPS = "maskline_hangups"  # a hang-up asked for through the API
     EVENTS = "maskline_events"  # committed events to deliver, recordings to encode
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from maskline.billing import wallet
+from maskline.calls.engine import HANGUP_POLL_SEC
 from maskline.kit.clock import ScaledClock
 from maskline.orgs.service import OrgTerms
 from maskline.telephony.sim.carrier import SimCarrier, TraceEntry
@@ -184,6 +186,48 @@ class TestCompletedCalls:
         assert outcome(call) == ("failed", "NORMAL_CLEARING", "system", None, None)
         assert money(call) == (0, 0, 0)
         assert (await billing(steady_api, org))["reserved"] == 0
+
+    async def test_hang_up_requests_are_read_when_one_is_asked_for_not_on_every_claim(
+        self, steady_api: Api
+    ) -> None:
+        """Every accepted call wakes the engine's claim; the requests are read when a
+        hang-up is announced and every HANGUP_POLL_SEC (the net for a lost one)."""
+        org = await steady_api.make_org("hangup-reads", balance="100", numbers=2)
+        # Every A ends 0000: it rings until the 120 s timeout (SPEC §8).
+        first = await place(steady_api, org, party_a="9876990000", ring_timeout_sec=120)
+        await wait_for(steady_api, org, first["call_sid"], ("ringing",))
+        loop = asyncio.get_running_loop()
+        reads: list[float] = []
+
+        def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+            if "hangup_requested_at IS NOT NULL" in statement:
+                reads.append(loop.time())
+
+        engines = [e.sync_engine for e in steady_api.app.state.runtime.db.engines]
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", seen)
+        try:
+            started = loop.time()
+            for n in range(10):
+                # Each accepted call wakes a claim round, and each is claimed.
+                placed = await place(
+                    steady_api,
+                    org,
+                    party_a=f"9876{n:02d}0000",
+                    party_b=f"9123{n:02d}4567",
+                    ring_timeout_sec=120,
+                )
+                await wait_for(steady_api, org, placed["call_sid"], ("ringing",))
+            elapsed = loop.time() - started
+            unasked = len(reads)
+            path = f"{CALLS}/{first['call_sid']}/hangup"
+            call = (await steady_api.client.post(path, headers=org.auth)).json()["data"]
+        finally:
+            for engine in engines:
+                event.remove(engine, "before_cursor_execute", seen)
+        assert unasked <= elapsed // HANGUP_POLL_SEC + 1
+        assert outcome(call) == ("failed", "NORMAL_CLEARING", "system", None, None)
+        assert len(reads) > unasked
 
 
 class TestPrepaidCutOff:
