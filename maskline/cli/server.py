@@ -11,8 +11,10 @@ from maskline.cli.output import emit
 from maskline.kit.migrate import upgrade
 
 ROLES = ("all", "api", "engine", "worker")
-# Measured (docs/decisions.md): a statement's hop under a busy loop, 19.7 ms → 13.8 ms.
-SQLITE_SWITCH_INTERVAL_SEC = 0.0005
+# How long a thread that wants the GIL waits for a busy one (CPython's default: 5 ms).
+# Measured (docs/decisions.md): a SQLite statement's hop under a busy loop, 19.7 ms →
+# 13.8 ms; the SIP connect on the PostgreSQL engine at 100 calls/s, p50 2.5 s → 0.18 s.
+SWITCH_INTERVAL_SEC = 0.0005
 
 
 @click.command()
@@ -26,7 +28,7 @@ def serve(host: str, port: int, role: str) -> None:
     from maskline.app import create_app
     from maskline.kit.crypto import resolve_secret_key
     from maskline.kit.logging import configure_logging
-    from maskline.settings import database_url, load_settings
+    from maskline.settings import load_settings
 
     settings = load_settings()
     # Checked (and generated) before the server starts, so that a missing or short key is
@@ -41,10 +43,11 @@ def serve(host: str, port: int, role: str) -> None:
     # process: out of the collector's sight, a full collection under load scans only what
     # requests and calls create (measured: 6 of them took 1.3 s of an engine's 18 s CPU).
     gc.freeze()
-    if database_url(settings.database_url).get_backend_name() == "sqlite":
-        # Every SQLite statement is run by aiosqlite's thread, which needs the GIL back
-        # from a busy event loop: by default it waits up to 5 ms for it, per statement.
-        sys.setswitchinterval(SQLITE_SWITCH_INTERVAL_SEC)
+    # Every role with a thread beside its event loop hands work across the GIL many times
+    # a request or a call: aiosqlite's statements (SQLite), the SIP stack's reactor and
+    # its UDP threads (an engine on the sip carrier). A role with no such thread never
+    # waits on the interval, so it is set for all.
+    sys.setswitchinterval(SWITCH_INTERVAL_SEC)
     config = uvicorn.Config(
         app,
         host=host,
