@@ -15,6 +15,13 @@ ROLES = ("all", "api", "engine", "worker")
 # Measured (docs/decisions.md): a SQLite statement's hop under a busy loop, 19.7 ms →
 # 13.8 ms; the SIP connect on the PostgreSQL engine at 100 calls/s, p50 2.5 s → 0.18 s.
 SWITCH_INTERVAL_SEC = 0.0005
+# The cyclic collector's thresholds (CPython's default: 700, 10, 10). A young collection
+# after 50,000 new container objects, not 700; a full one after 200 young ones, not 100.
+# An engine keeps every ended SIP leg for sippy's 32 s (its dialog absorbs late
+# retransmissions): half a million objects at 100 calls/s, which each full collection
+# walks. By default the engine spent a quarter of its CPU collecting, with pauses of up to
+# 0.6 s (docs/decisions.md).
+GC_THRESHOLDS = (50_000, 20, 10)
 
 
 @click.command()
@@ -43,6 +50,7 @@ def serve(host: str, port: int, role: str) -> None:
     # process: out of the collector's sight, a full collection under load scans only what
     # requests and calls create (measured: 6 of them took 1.3 s of an engine's 18 s CPU).
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     # Every role with a thread beside its event loop hands work across the GIL many times
     # a request or a call: aiosqlite's statements (SQLite), the SIP stack's reactor and
     # its UDP threads (an engine on the sip carrier). A role with no such thread never
