@@ -82,17 +82,23 @@ class MediaSession(Protocol):
 
 class _Socket(asyncio.DatagramProtocol):
     def __init__(self, session: RelaySession, leg: Leg, *, rtcp: bool) -> None:
-        self._session = session
+        # None once the socket is closed: the session holds its transports, which hold
+        # this protocol, and a reference back would make each ended call a cycle for the
+        # garbage collector instead of memory freed at once.
+        self._session: RelaySession | None = session
         self._leg = leg
         self._rtcp = rtcp
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        session = self._session
+        if session is None:
+            return
         source = (str(addr[0]), int(addr[1]))
         if self._rtcp:
-            self._session._on_rtcp(self._leg, data, source)
+            session._on_rtcp(self._leg, data, source)
         else:
-            self._session._on_rtp(self._leg, data, source)
+            session._on_rtp(self._leg, data, source)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP "port unreachable" from a far end that went away: the media
@@ -100,6 +106,7 @@ class _Socket(asyncio.DatagramProtocol):
         pass
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._session = None
         if not self.lost.done():
             self.lost.set_result(None)
 
@@ -277,6 +284,9 @@ class RelaySession:
         try:
             if self._reports is not None:
                 await asyncio.wait([self._reports])
+                # The cancelled task's error holds its frame, which holds this session:
+                # kept here, it would make the session a cycle (see ``_Socket``).
+                self._reports = None
             await asyncio.gather(*(m.closed for m in self._legs.values()))
         finally:
             self._relay._release(self)

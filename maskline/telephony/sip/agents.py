@@ -44,6 +44,14 @@ def _ua_class() -> Any:
         on_update: Callable[[str | None], str | None] | None = None
         from_trunk: Callable[[Any], bool] | None = None
 
+        def cleanup(self) -> None:
+            # sippy's last word on a dead UA, after it has dropped its own callbacks: ours
+            # go too. ``on_update`` is the leg's, which holds this UA: a cycle that would
+            # keep each ended leg for the garbage collector instead of freeing it at once.
+            self.on_update = None
+            self.from_trunk = None
+            super().cleanup()
+
         def recvRequest(self, req: Any, sip_t: Any) -> Any:
             if self.from_trunk is not None and not self.from_trunk(req):
                 log.warning(
