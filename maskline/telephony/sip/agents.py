@@ -19,6 +19,15 @@ from maskline.telephony.sip.stack import SipEndpoint, UacEvent
 log = logging.getLogger("maskline.sip")
 
 USER_AGENT = "maskline"
+# How long an ended leg's UA stays in sippy's Disconnected state, where a BYE that
+# crossed ours is still answered 200 (sippy's default: 32 s). A retransmission of a
+# request already answered gets the same answer again from sippy's transaction layer (its
+# cache of answers, kept 32 s as RFC 3261's Timer J), whatever the UA's state; a new
+# in-dialog request after this is answered 481, as RFC 3261 asks of a dialog that no
+# longer exists. Every object of the leg (its UA, transactions, headers) is held until
+# then: 32 s of legs at 100 calls/s was half a million objects, which every collection
+# of the garbage collector walked (docs/decisions.md).
+DISCONNECTED_LINGER_SEC = 4.0
 Report = Callable[[UacEvent], None]
 
 
@@ -41,6 +50,7 @@ def _ua_class() -> Any:
     from sippy.UA import UA
 
     class UpdatingUA(UA):  # type: ignore[misc]
+        godead_timeout = DISCONNECTED_LINGER_SEC
         on_update: Callable[[str | None], str | None] | None = None
         from_trunk: Callable[[Any], bool] | None = None
 

@@ -453,19 +453,24 @@ class SipCarrier:
 
     async def _watch_media(self) -> None:
         """End bridged calls whose leg has sent nothing for MASKLINE_RTP_TIMEOUT_SEC."""
-        limit = self._settings.rtp_timeout_sec
         while True:
             await asyncio.sleep(MEDIA_CHECK_SEC)
-            for sid, call in list(self._calls.items()):
-                if not call.bridged or call.timed_out:
+            # In a function of its own: this loop's variables would hold the last call
+            # looked at (its legs, its relay session) until the next pass.
+            self._end_silent_calls()
+
+    def _end_silent_calls(self) -> None:
+        limit = self._settings.rtp_timeout_sec
+        for sid, call in list(self._calls.items()):
+            if not call.bridged or call.timed_out:
+                continue
+            for leg in (Leg.A, Leg.B):
+                if leg in call.on_hold or leg in call.ended:
                     continue
-                for leg in (Leg.A, Leg.B):
-                    if leg in call.on_hold or leg in call.ended:
-                        continue
-                    if call.session.idle_seconds(leg) > limit:
-                        call.timed_out = True
-                        self._emit(LegMediaTimeout(sid, leg, self._clock.now()))
-                        break
+                if call.session.idle_seconds(leg) > limit:
+                    call.timed_out = True
+                    self._emit(LegMediaTimeout(sid, leg, self._clock.now()))
+                    break
 
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -11,6 +11,7 @@ import struct
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from maskline.telephony.events import Dialog, Leg
 from maskline.telephony.media.g711 import G711, to_pcm16
 from maskline.telephony.media.relay import Endpoint, UdpRelay
 from maskline.telephony.sim.audio import TONE_HZ, tone_frames
+from maskline.telephony.sip import agents
 from maskline.telephony.sip.carrier import SipCarrier
 from tests.conftest import make_settings
 from tests.support.api import Api, running_api
@@ -32,6 +34,7 @@ from tests.support.calls import billing, place, wait_for
 from tests.support.receiver import Receiver, until
 from tests.support.rtp import Phone, pcmu
 from tests.support.sipp import Sipp, fragment, free_udp_port
+from tests.support.waits import eventually, eventually_value
 from tests.webhooks.test_delivery import LIFECYCLE
 
 PARTY_A, PARTY_B = "9876543210", "9123456789"
@@ -393,6 +396,45 @@ async def test_b_hanging_up_ends_the_call_and_a_gets_our_bye(
     call = await one_call(database_url, tmp_path, sipp)
     assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_b", None, None, 60, 1.5)
     assert requests_seen(sipp) == ["INVITE", "ACK", "INVITE", "ACK", "SIP/2.0", "BYE"]
+
+
+async def test_an_ended_calls_legs_are_freed_once_they_have_lingered(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    # A leg's UA lingers to answer a BYE that crossed ours: seconds, not sippy's 32 s (at
+    # 100 calls/s, half a million objects that every collection walked). A leg that was
+    # sent no request in its dialog (A here: we hang it up) is then freed by its last
+    # reference going, with the collector off; one that was (B, whose BYE sippy keeps in
+    # a reference cycle with the UA) by the collector, and nothing else holds either.
+    sipp = answering(tmp_path, phones, a=("wait_bye",), b=("send_bye",))
+    gc.disable()
+    try:
+        async with sip_api(database_url, tmp_path, sipp) as api:
+            org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            sid = placed["call_sid"]
+            calls = carrier_of(api)._calls
+            legs: dict[Leg, weakref.ref[Any]] = await eventually_value(
+                lambda: (
+                    {leg: weakref.ref(u.ua) for leg, u in calls[sid].uacs.items()}
+                    if sid in calls
+                    else {}
+                ),
+                lambda legs: len(legs) == 2,
+                within=30,
+            )
+            call = await wait_for(api, org, sid, within=30)
+            await eventually(
+                lambda: legs[Leg.A]() is None, within=agents.DISCONNECTED_LINGER_SEC + 5
+            )
+            gc.collect()
+            left = [leg() is not None for leg in legs.values()]
+            assert await sipp.finished() == 0, sipp.errors()
+    finally:
+        gc.enable()
+        sipp.close()
+    assert call["status"] == "completed"
+    assert left == [False, False]
 
 
 async def test_a_re_invite_mid_call_is_answered_and_the_call_goes_on(
