@@ -15,12 +15,11 @@ ROLES = ("all", "api", "engine", "worker")
 # Measured (docs/decisions.md): a SQLite statement's hop under a busy loop, 19.7 ms →
 # 13.8 ms; the SIP connect on the PostgreSQL engine at 100 calls/s, p50 2.5 s → 0.18 s.
 SWITCH_INTERVAL_SEC = 0.0005
-# The cyclic collector's thresholds (CPython's default: 700, 10, 10). A young collection
+# The cyclic collector's thresholds (CPython's default: 700, 10, 10): a young collection
 # after 50,000 new container objects, not 700; a full one after 200 young ones, not 100.
-# An engine keeps every ended SIP leg for sippy's 32 s (its dialog absorbs late
-# retransmissions): half a million objects at 100 calls/s, which each full collection
-# walks. By default the engine spent a quarter of its CPU collecting, with pauses of up to
-# 0.6 s (docs/decisions.md).
+# An engine holds every live call's and every lingering SIP leg's objects, which each
+# collection that reaches them walks: by default one at 100 calls/s spent a quarter of
+# its CPU collecting, with pauses of up to 0.6 s (docs/decisions.md).
 GC_THRESHOLDS = (50_000, 20, 10)
 
 
