@@ -45,9 +45,10 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 
@@ -129,6 +130,11 @@ class Step:
     dial_delay_ms: tuple[float, float]
     # From an event's commit time (created_at) to its arrival at nginx.
     webhook_delay_ms: tuple[float, float]
+    # The same by event type; and, by event type, from the later of the event's commit
+    # and the arrival of the call's previous event (SPEC §6 sends them in order): the
+    # delay that is not the wait for the event before.
+    webhook_delay_by_event_ms: dict[str, tuple[float, float]]
+    webhook_own_delay_by_event_ms: dict[str, tuple[float, float]]
     # Over the load: each process's, and the machine's (100 % a core).
     usage: dict[str, Usage]
     machine_percent: float
@@ -259,9 +265,13 @@ async def _drain_and_count(
             ).all()  # fmt: skip
             events = (
                 await session.execute(
-                    select(CallEvent.id, CallEvent.event, CallEvent.created_at).where(
-                        CallEvent.org_id == org_id
-                    )
+                    select(
+                        CallEvent.id,
+                        CallEvent.event,
+                        CallEvent.created_at,
+                        CallEvent.call_sid,
+                        CallEvent.sequence,
+                    ).where(CallEvent.org_id == org_id)
                 )
             ).all()
             deliveries = (
@@ -274,6 +284,7 @@ async def _drain_and_count(
     finally:
         await db.dispose()
     reached = [e for e in events if e.id in arrivals.first]
+    by_event, own_by_event = _delays_by_event(reached, arrivals.first)
     return Step(
         sent=sent,
         outcomes=dict(Counter(f"{c.status}/{c.hangup_cause}" for c in calls)),
@@ -290,8 +301,29 @@ async def _drain_and_count(
         webhook_delay_ms=_ms_p50_p99(
             [arrivals.first[e.id] - e.created_at.timestamp() for e in reached]
         ),
+        webhook_delay_by_event_ms=by_event,
+        webhook_own_delay_by_event_ms=own_by_event,
         usage=usage[0],
         machine_percent=usage[1],
+    )
+
+
+def _delays_by_event(
+    reached: Sequence[Any], arrived: dict[str, float]
+) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+    """p50 and p99 of the webhook delay by event type: from the event's commit, and from
+    the later of its commit and the arrival of the call's previous event."""
+    previous = {(e.call_sid, e.sequence): arrived[e.id] for e in reached}
+    delays: dict[str, list[float]] = {}
+    own: dict[str, list[float]] = {}
+    for e in reached:
+        at, committed = arrived[e.id], e.created_at.timestamp()
+        delays.setdefault(e.event, []).append(at - committed)
+        start = max(committed, previous.get((e.call_sid, e.sequence - 1), committed))
+        own.setdefault(e.event, []).append(at - start)
+    return (
+        {event: _ms_p50_p99(values) for event, values in sorted(delays.items())},
+        {event: _ms_p50_p99(values) for event, values in sorted(own.items())},
     )
 
 
@@ -387,6 +419,10 @@ def _usage_row(step: Step) -> str:
     )
 
 
+def _by_event(delays: dict[str, tuple[float, float]]) -> str:
+    return ", ".join(f"{event} {p50:.0f}/{p99:.0f} ms" for event, (p50, p99) in delays.items())
+
+
 def table(title: str, steps: list[Step]) -> str:
     processes = list(steps[0].usage) if steps else []
     lines = [
@@ -412,7 +448,9 @@ def table(title: str, steps: list[Step]) -> str:
         f"connections, {s.duplicates} twice; p50 dial delay {s.dial_delay_ms[0]:.0f} ms, "
         f"webhook delay {s.webhook_delay_ms[0]:.0f} ms; sender {s.sent.connections} "
         f"connections, errors {s.sent.errors or 0}, slowest POSTs (number, ms) "
-        f"{[tuple(x) for x in s.sent.slowest]}"
+        f"{[tuple(x) for x in s.sent.slowest]}; webhook delay p50/p99 by event "
+        f"{_by_event(s.webhook_delay_by_event_ms)}, not counting the wait for the call's "
+        f"previous event {_by_event(s.webhook_own_delay_by_event_ms)}"
         for s in steps
     ]
     return "\n".join([*lines, "", *extras])
