@@ -34,6 +34,30 @@ class TestWakeups:
             await sender.stop()
             await receiver.stop()
 
+    async def test_topics_woken_together_all_reach_the_other_process(
+        self, database_url: str
+    ) -> None:
+        if database_url.startswith("sqlite"):
+            pytest.skip("SQLite serves one process: wake-ups stay local")
+        sender, receiver = Wakeups(database_url), Wakeups(database_url)
+        woken = {topic: asyncio.Event() for topic in Topic}
+        for topic, event in woken.items():
+            receiver.on(topic, event.set)
+        await sender.start()
+        await receiver.start()
+        try:
+            await asyncio.wait_for(sender.wait_listening(), 10)
+            await asyncio.wait_for(receiver.wait_listening(), 10)
+            # Woken before the sender's task runs: sent together, in one round trip.
+            sender.wake(Topic.EVENTS)
+            sender.wake(Topic.HANGUPS)
+            await asyncio.wait_for(woken[Topic.EVENTS].wait(), 10)
+            await asyncio.wait_for(woken[Topic.HANGUPS].wait(), 10)
+            assert not woken[Topic.CALLS].is_set()
+        finally:
+            await sender.stop()
+            await receiver.stop()
+
     async def test_a_listener_whose_connection_dies_reconnects_and_wakes_its_loops(
         self, database_url: str
     ) -> None:
