@@ -415,7 +415,7 @@ def _usage_row(step: Step) -> str:
     return (
         f"| {step.sent.rate:g} | {' | '.join(cells)} "
         f"| {100 * step.sent.cpu_sec / step.sent.seconds:.0f}% | {step.machine_percent:.0f}% "
-        f"| {1000 * serving / max(step.placed, 1):.0f} ms |"
+        f"| {1000 * serving / max(step.placed, 1):.1f} ms |"
     )
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from sqlalchemy import event
+
+from maskline.webhooks.tasks import FEED_EVERY_SEC
 from tests.support.api import Api, OrgHandle
 from tests.support.calls import place, wait_for
 from tests.support.waits import eventually_value
@@ -64,6 +68,41 @@ class TestEventFeed:
             "data": [],
             "meta": {"next_cursor": events[-1]["cursor"], "has_more": False},
         }
+
+    async def test_cursors_are_given_at_most_every_feed_interval_and_reach_the_last_event(
+        self, api: Api
+    ) -> None:
+        """Every committed event wakes a claim round of the webhook worker; the rounds
+        give the feed's cursors at most every FEED_EVERY_SEC, and the events committed
+        after the last of them still get theirs."""
+        org = await api.make_org("feed-rounds", balance="100", numbers=2)
+        loop = asyncio.get_running_loop()
+        given: list[float] = []
+
+        def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+            if statement.lstrip().startswith("UPDATE call_events SET cursor"):
+                given.append(loop.time())
+
+        engines = [e.sync_engine for e in api.runtime.db.engines]
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", seen)
+        try:
+            started = loop.time()
+            for n in range(20):
+                # One after another, each A busy (0001): two events a call, each its own
+                # wake-up of the worker.
+                placed = await place(
+                    api, org, party_a=f"9876{n:02d}0001", party_b=f"9123{n:02d}4567"
+                )
+                await wait_for(api, org, placed["call_sid"])
+            events = await whole_feed(api, org, expect=40)
+            elapsed = loop.time() - started
+        finally:
+            for engine in engines:
+                event.remove(engine, "before_cursor_execute", seen)
+        assert [int(e["cursor"]) for e in events] == list(range(1, 41))
+        assert [e["event"] for e in events].count("call.failed") == 20
+        assert len(given) <= elapsed / FEED_EVERY_SEC + 2
 
     async def test_has_more_and_a_page_in_the_middle(self, api: Api) -> None:
         org = await api.make_org("feed-pages", balance="10", numbers=1)
