@@ -75,11 +75,25 @@ class Metrics:
         self.webhook_attempts.labels(ATTEMPT_OUTCOMES.get(status, status)).inc()
 
     def exposition(
-        self, figures: DatabaseFigures, carriers: Iterable[Carrier] | None = None
+        self,
+        figures: DatabaseFigures,
+        carriers: Iterable[Carrier] | None = None,
+        writer: WriterFigures | None = None,
     ) -> bytes:
-        """The text format: this process's metrics, ``figures`` and the carriers' counts
-        (``carriers`` is None in a process that runs no call engine)."""
-        return generate_latest(_Scrape(self.registry, figures, carriers))
+        """The text format: this process's metrics, ``figures``, the carriers' counts
+        (``carriers`` is None in a process that runs no call engine) and its writer's."""
+        return generate_latest(_Scrape(self.registry, figures, carriers, writer))
+
+
+@dataclass(frozen=True)
+class WriterFigures:
+    """This process's group-commit writer since it started (``kit/writer.py``): its
+    committed batches, the units they committed, and the batches run again with a
+    savepoint per unit after one of their units failed."""
+
+    batches: int = 0
+    units: int = 0
+    reruns: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,10 +116,12 @@ class _Scrape:
         registry: CollectorRegistry,
         figures: DatabaseFigures,
         carriers: Iterable[Carrier] | None,
+        writer: WriterFigures | None,
     ) -> None:
         self._registry = registry
         self._figures = figures
         self._carriers = None if carriers is None else list(carriers)
+        self._writer = writer or WriterFigures()
 
     def collect(self) -> Iterator[Metric]:
         yield from self._registry.collect()
@@ -145,6 +161,24 @@ class _Scrape:
             "maskline_webhook_oldest_due_seconds",
             "How long the longest-waiting due delivery has been waiting (0 when none is).",
             value=figures.oldest_due_seconds,
+        )
+        writer = self._writer
+        yield CounterMetricFamily(
+            "maskline_writer_batches",
+            "Transactions committed by this process's group-commit writer.",
+            value=writer.batches,
+        )
+        yield CounterMetricFamily(
+            "maskline_writer_units",
+            "Units of work committed by this process's writer (over its batches: the "
+            "mean batch size).",
+            value=writer.units,
+        )
+        yield CounterMetricFamily(
+            "maskline_writer_reruns",
+            "Batches this process's writer ran again with a savepoint per unit, after "
+            "one of their units failed.",
+            value=writer.reruns,
         )
         if self._carriers is not None:
             yield CounterMetricFamily(

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from maskline.errors import Forbidden, error_responses
 from maskline.kit.migrate import current_revision, head_revision
 from maskline.kit.web import Services, process_services
-from maskline.ops.metrics import Metrics
+from maskline.ops.metrics import Metrics, WriterFigures
 from maskline.ops.repository import read_figures
 from maskline.telephony.carrier import Carrier
 
@@ -102,4 +102,8 @@ async def metrics(
     async with runtime.db.read() as session:
         figures = await read_figures(session, now=runtime.clock.now())
     carriers = None if runtime.carriers is None else runtime.carriers.values()
-    return Response(runtime.metrics.exposition(figures, carriers), media_type=CONTENT_TYPE_LATEST)
+    writer = runtime.db.writer
+    counts = WriterFigures(writer.batches, writer.units, writer.reruns)
+    return Response(
+        runtime.metrics.exposition(figures, carriers, counts), media_type=CONTENT_TYPE_LATEST
+    )

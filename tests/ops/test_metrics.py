@@ -288,3 +288,22 @@ class TestMetricsToken:
             engined = await scrape(engine)
         assert ("maskline_inbound_calls_total", labels()) not in served
         assert engined[("maskline_inbound_calls_total", labels())] == 0
+
+
+class TestWriterFigures:
+    async def test_a_call_placed_on_an_api_process_is_one_unit_in_one_batch(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        """An API process writes nothing but what its requests ask for: one accepted call
+        is one unit, committed in a batch of its own."""
+        settings = make_settings(database_url, tmp_path / "data")
+        async with running_api(settings, role="api") as api:
+            org = await api.make_org("writer-figures", balance="10", numbers=2)
+            # The key's first use, and any write it brings, before the first scrape.
+            await place(api, org)
+            before = await scrape(api)
+            await place(api, org, party_a="9876543211", party_b="9123456780")
+            after = await scrape(api)
+        names = ("maskline_writer_batches_total", "maskline_writer_units_total")
+        assert [after[(n, labels())] - before[(n, labels())] for n in names] == [1, 1]
+        assert after[("maskline_writer_reruns_total", labels())] == 0
