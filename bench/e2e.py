@@ -50,6 +50,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import ColumnElement, func, select
 
 from bench.calls import unlimited_key
@@ -140,6 +142,9 @@ class Step:
     machine_percent: float
     # Over the load and the drain after it.
     until_drained: dict[str, Usage] = dataclasses.field(default_factory=dict)
+    # Each maskline process's writer over the load and the drain: (transactions
+    # committed, units they committed), from its /metrics.
+    writes: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
     @property
     def placed(self) -> int:
@@ -308,6 +313,24 @@ async def _drain_and_count(
     )
 
 
+def _writer_counts(running: Running) -> dict[str, tuple[int, int]]:
+    """Each maskline process's writer so far: transactions committed and the units they
+    committed (``maskline_writer_*_total`` in its /metrics)."""
+    counts = {}
+    for role, base_url in running.base_urls.items():
+        text = httpx.get(f"{base_url}/metrics", timeout=30).raise_for_status().text
+        found = {
+            sample.name: int(sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+        counts[role] = (
+            found["maskline_writer_batches_total"],
+            found["maskline_writer_units_total"],
+        )
+    return counts
+
+
 def _delays_by_event(
     reached: Sequence[Any], arrived: dict[str, float]
 ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
@@ -348,6 +371,7 @@ class Probe:
             webhook_url=self.receiver.url(org),
         )
         sampler = Sampler(_groups(self.running, self.receiver))
+        written = _writer_counts(self.running)
         sampler.start()
         sender = start_open_loop(
             self.running.addresses,
@@ -365,7 +389,11 @@ class Probe:
         )
         # The calls' work goes on after the load: CPU a call counts it until the drain.
         until_drained, _machine = sampler.stop()
-        return dataclasses.replace(step, until_drained=until_drained)
+        writes = {
+            role: (batches - written[role][0], units - written[role][1])
+            for role, (batches, units) in _writer_counts(self.running).items()
+        }
+        return dataclasses.replace(step, until_drained=until_drained, writes=writes)
 
     def profile(self, rate: float, role: str, output: Path) -> str:
         """py-spy on the process of ``role`` for PROFILE_SEC while ``rate`` runs (from 5 s
@@ -419,6 +447,14 @@ def _usage_row(step: Step) -> str:
     )
 
 
+def _writes(step: Step) -> str:
+    calls = max(step.placed, 1)
+    return ", ".join(
+        f"{role} {batches / calls:.2f} / {units / max(batches, 1):.2f}"
+        for role, (batches, units) in step.writes.items()
+    )
+
+
 def _by_event(delays: dict[str, tuple[float, float]]) -> str:
     return ", ".join(f"{event} {p50:.0f}/{p99:.0f} ms" for event, (p50, p99) in delays.items())
 
@@ -450,7 +486,9 @@ def table(title: str, steps: list[Step]) -> str:
         f"connections, errors {s.sent.errors or 0}, slowest POSTs (number, ms) "
         f"{[tuple(x) for x in s.sent.slowest]}; webhook delay p50/p99 by event "
         f"{_by_event(s.webhook_delay_by_event_ms)}, not counting the wait for the call's "
-        f"previous event {_by_event(s.webhook_own_delay_by_event_ms)}"
+        f"previous event {_by_event(s.webhook_own_delay_by_event_ms)}; each process's "
+        f"writer until drained, transactions a call and units a transaction: "
+        f"{_writes(s)}"
         for s in steps
     ]
     return "\n".join([*lines, "", *extras])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.calls import server_env, unlimited_key
@@ -27,13 +27,15 @@ NUMBERS = ("918099000001",)
 class Running:
     """maskline running: its processes by role (``api 1``, ``engine``, ``embedded``, …),
     the ``host:port`` of each API process, the key of an organisation no limit gets in the
-    way of, the database, and the environment the processes run with (for the CLI)."""
+    way of, the database, the environment the processes run with (for the CLI), and each
+    process's base URL by role (for its ``/metrics``)."""
 
     processes: dict[str, subprocess.Popen[str]]
     addresses: list[str]
     key: str
     database_url: str
     env: dict[str, str]
+    base_urls: dict[str, str] = field(default_factory=dict)
 
     @property
     def api_processes(self) -> list[subprocess.Popen[str]]:
@@ -69,7 +71,8 @@ def postgresql_apis(
                     running_server(env, tmp, extra_args=("--role", role), installed=True)
                 )
             processes = {role: s.process for role, s in servers.items()}
-            yield Running(processes, addresses, key, url, env)
+            base_urls = {role: s.base_url for role, s in servers.items()}
+            yield Running(processes, addresses, key, url, env, base_urls)
 
 
 @contextlib.contextmanager
@@ -81,4 +84,11 @@ def embedded_sqlite(
         env = server_env(url, tmp, **extra_env)
         key = unlimited_key(env, numbers=numbers)
         with running_server(env, tmp, installed=True) as server:
-            yield Running({"embedded": server.process}, [_address(server.base_url)], key, url, env)
+            yield Running(
+                {"embedded": server.process},
+                [_address(server.base_url)],
+                key,
+                url,
+                env,
+                {"embedded": server.base_url},
+            )
