@@ -68,7 +68,8 @@ OPEN_MOST = timedelta(minutes=5)
 # Outcomes written in one statement at most.
 FLUSH = 512
 # Wake-ups (one per committed event) faster than this are served by one round: at 100
-# calls a second, 500 events, a round each would cost more than the deliveries.
+# calls a second, 500 events, a round each would cost more than the deliveries. The
+# outcomes are written at most this often too.
 SETTLE_SEC = 0.02
 SECRETS_CACHED = 4096
 # The event feed's cursors are given by a claim round at most this often (a round that
@@ -653,10 +654,18 @@ class WebhookWorker:
             self._lanes.pop(job.url, None)
 
     async def _record_loop(self) -> None:
-        """Write the outcomes that arrived while the last write ran, together."""
+        """Write the outcomes that arrived while the last write ran, together: one write
+        at most every ``SETTLE_SEC``, as the claim rounds (each answer used to be a
+        transaction of its own when they came one by one)."""
+        loop = asyncio.get_running_loop()
+        began = loop.time() - SETTLE_SEC
         while True:
             await self._outcome_ready.wait()
+            rest = began + SETTLE_SEC - loop.time()
+            if rest > 0 and not self._stopping:
+                await asyncio.sleep(rest)
             self._outcome_ready.clear()
+            began = loop.time()
             while self._outcomes or self._released:
                 batch, self._outcomes = self._outcomes[:FLUSH], self._outcomes[FLUSH:]
                 released, self._released = self._released[:FLUSH], self._released[FLUSH:]

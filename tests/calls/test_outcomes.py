@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from maskline.billing import wallet
 from maskline.calls.engine import HANGUP_POLL_SEC
@@ -18,6 +17,7 @@ from maskline.telephony.sim.carrier import SimCarrier, TraceEntry
 from tests.calls.conftest import call_settings
 from tests.support.api import Api, running_api
 from tests.support.calls import billing, place, wait_for
+from tests.support.statements import statement_times
 
 CALLS = "/v1/masking/calls"
 
@@ -197,16 +197,11 @@ class TestCompletedCalls:
         first = await place(steady_api, org, party_a="9876990000", ring_timeout_sec=120)
         await wait_for(steady_api, org, first["call_sid"], ("ringing",))
         loop = asyncio.get_running_loop()
-        reads: list[float] = []
 
-        def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-            if "hangup_requested_at IS NOT NULL" in statement:
-                reads.append(loop.time())
+        def hangup_read(statement: str) -> bool:
+            return "hangup_requested_at IS NOT NULL" in statement
 
-        engines = [e.sync_engine for e in steady_api.app.state.runtime.db.engines]
-        for engine in engines:
-            event.listen(engine, "before_cursor_execute", seen)
-        try:
+        with statement_times(steady_api, hangup_read) as reads:
             started = loop.time()
             for n in range(10):
                 # Each accepted call wakes a claim round, and each is claimed.
@@ -222,9 +217,6 @@ class TestCompletedCalls:
             unasked = len(reads)
             path = f"{CALLS}/{first['call_sid']}/hangup"
             call = (await steady_api.client.post(path, headers=org.auth)).json()["data"]
-        finally:
-            for engine in engines:
-                event.remove(engine, "before_cursor_execute", seen)
         assert unasked <= elapsed // HANGUP_POLL_SEC + 1
         assert outcome(call) == ("failed", "NORMAL_CLEARING", "system", None, None)
         assert len(reads) > unasked

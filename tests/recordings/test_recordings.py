@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import threading
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from tests.calls.conftest import SPEED, call_settings
 from tests.support.api import Api, OrgHandle, ShiftedClock, running_api
 from tests.support.audio import decode_mp3, dominant_hz
 from tests.support.calls import place, wait_for
+from tests.support.statements import statement_times
 from tests.support.waits import eventually, eventually_value
 
 PUBLIC_URL = "http://127.0.0.1:8000"
@@ -200,6 +202,36 @@ class TestRecording:
             "ready",
             call["recording_url"],
         )
+
+    async def test_the_worker_claims_at_most_once_a_second_while_events_stream(
+        self, api: Api
+    ) -> None:
+        """Every committed event wakes the recording worker, and few are a recording's: its
+        claim rounds come at most once a second (SETTLE_SEC), and a recorded call is still
+        encoded."""
+        org = await api.make_org("rec-rounds", balance="100", numbers=2)
+        loop = asyncio.get_running_loop()
+
+        def claim(statement: str) -> bool:
+            text = statement.lstrip()
+            # The lease of the due ones (``lease_statement``), on either database.
+            return text.startswith("UPDATE recordings") and "IN (SELECT" in text
+
+        with statement_times(api, claim) as claims:
+            started = loop.time()
+            for n in range(20):
+                # One after another, each A busy (0001): two events a call, each a wake-up.
+                placed = await place(
+                    api, org, party_a=f"9876{n:02d}0001", party_b=f"9123{n:02d}4567"
+                )
+                await wait_for(api, org, placed["call_sid"])
+                # Spread over a few seconds: wake-ups 0.1 s apart or less.
+                await asyncio.sleep(0.1)
+            elapsed = loop.time() - started
+            streamed = len(claims)
+        assert streamed <= elapsed + 2, (streamed, elapsed)
+        call = await recorded_call(api, org)
+        assert call["recording_status"] == "ready"
 
     async def test_the_url_is_set_from_the_bridge_so_call_completed_carries_it(
         self, api: Api

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import event
-
 from maskline.webhooks.tasks import FEED_EVERY_SEC
 from tests.support.api import Api, OrgHandle
 from tests.support.calls import place, wait_for
+from tests.support.statements import statement_times
 from tests.support.waits import eventually_value
 
 
@@ -77,16 +76,11 @@ class TestEventFeed:
         after the last of them still get theirs."""
         org = await api.make_org("feed-rounds", balance="100", numbers=2)
         loop = asyncio.get_running_loop()
-        given: list[float] = []
 
-        def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-            if statement.lstrip().startswith("UPDATE call_events SET cursor"):
-                given.append(loop.time())
+        def numbering(statement: str) -> bool:
+            return statement.lstrip().startswith("UPDATE call_events SET cursor")
 
-        engines = [e.sync_engine for e in api.runtime.db.engines]
-        for engine in engines:
-            event.listen(engine, "before_cursor_execute", seen)
-        try:
+        with statement_times(api, numbering) as given:
             started = loop.time()
             for n in range(20):
                 # One after another, each A busy (0001): two events a call, each its own
@@ -97,9 +91,6 @@ class TestEventFeed:
                 await wait_for(api, org, placed["call_sid"])
             events = await whole_feed(api, org, expect=40)
             elapsed = loop.time() - started
-        finally:
-            for engine in engines:
-                event.remove(engine, "before_cursor_execute", seen)
         assert [int(e["cursor"]) for e in events] == list(range(1, 41))
         assert [e["event"] for e in events].count("call.failed") == 20
         assert len(given) <= elapsed / FEED_EVERY_SEC + 2
