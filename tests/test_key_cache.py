@@ -5,14 +5,11 @@ working everywhere within that second, and a valid key never fails because of it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
-from sqlalchemy import event
 
 from maskline.keys import service as keys
 from maskline.keys.principals import CallTerms
@@ -22,6 +19,7 @@ from maskline.settings import Settings
 from tests.conftest import Cli
 from tests.support.api import Api, ManualClock, running_api
 from tests.support.server import running_server
+from tests.support.statements import statements
 from tests.support.waits import eventually_blocking
 
 BILLING = "/v1/masking/billing"
@@ -46,24 +44,6 @@ def _key_id(cli: Cli, org_name: str) -> str:
 def _frozen_api(settings: Settings, clock: ManualClock) -> AbstractAsyncContextManager[Api]:
     """The API role alone, on a clock that moves only when the test moves it."""
     return running_api(settings, clock=clock, role="api")
-
-
-@contextmanager
-def _statements(api: Api) -> Iterator[list[str]]:
-    """Every statement the app sends to the database meanwhile, on one line each."""
-    seen: list[str] = []
-
-    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(" ".join(statement.split()))
-
-    engines = [engine.sync_engine for engine in api.runtime.db.engines]
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", before)
 
 
 def _about_keys(statements: list[str]) -> list[str]:
@@ -177,13 +157,13 @@ class TestDatabaseWork:
         clock = ManualClock()
         async with _frozen_api(settings, clock) as api:
             org = await api.make_org("cache-statements")
-            with _statements(api) as seen:
+            with statements(api) as seen:
                 for _ in range(5):
                     assert (await _get(api, org.auth)).status_code == 200
             lookup, touch = _about_keys(seen)
             assert KEY_LOOKUP in lookup
             assert KEY_TOUCH in touch
-            with _statements(api) as seen:
+            with statements(api) as seen:
                 clock.advance(1)
                 for _ in range(3):
                     assert (await _get(api, org.auth)).status_code == 200
@@ -196,7 +176,7 @@ class TestDatabaseWork:
         clock = ManualClock()
         async with _frozen_api(settings, clock) as api:
             org = await api.make_org("cache-touch-race")
-            with _statements(api) as seen:
+            with statements(api) as seen:
                 answers = await asyncio.gather(*(_get(api, org.auth) for _ in range(20)))
             assert [a.status_code for a in answers] == [200] * 20
             assert len([s for s in seen if KEY_TOUCH in s]) == 1
@@ -209,7 +189,7 @@ class TestDatabaseWork:
             org = await api.make_org("cache-lookup-race")
             for _ in range(2):
                 # Unknown first, then forgotten a second later: each time, 20 at once.
-                with _statements(api) as seen:
+                with statements(api) as seen:
                     answers = await asyncio.gather(*(_get(api, org.auth) for _ in range(20)))
                 assert [a.status_code for a in answers] == [200] * 20
                 assert len([s for s in seen if KEY_LOOKUP in s]) == 1

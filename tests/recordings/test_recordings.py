@@ -22,7 +22,7 @@ from maskline.recordings.tasks import LEASE, MAX_ATTEMPTS
 from tests.calls.conftest import SPEED, call_settings
 from tests.support.api import Api, OrgHandle, ShiftedClock, running_api
 from tests.support.audio import decode_mp3, dominant_hz
-from tests.support.calls import place, wait_for
+from tests.support.calls import busy_calls_one_by_one, place, wait_for
 from tests.support.statements import statement_times
 from tests.support.waits import eventually, eventually_value
 
@@ -219,14 +219,8 @@ class TestRecording:
 
         with statement_times(api, claim) as claims:
             started = loop.time()
-            for n in range(20):
-                # One after another, each A busy (0001): two events a call, each a wake-up.
-                placed = await place(
-                    api, org, party_a=f"9876{n:02d}0001", party_b=f"9123{n:02d}4567"
-                )
-                await wait_for(api, org, placed["call_sid"])
-                # Spread over a few seconds: wake-ups 0.1 s apart or less.
-                await asyncio.sleep(0.1)
+            # Spread over a few seconds: wake-ups 0.1 s apart or less.
+            await busy_calls_one_by_one(api, org, 20, gap_sec=0.1)
             elapsed = loop.time() - started
             streamed = len(claims)
         assert streamed <= elapsed + 2, (streamed, elapsed)

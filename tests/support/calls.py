@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -59,3 +60,16 @@ async def billing(api: Api, org: OrgHandle) -> dict[str, Any]:
     response = await api.client.get("/v1/masking/billing", headers=org.auth)
     data: dict[str, Any] = response.json()["data"]
     return data
+
+
+async def busy_calls_one_by_one(
+    api: Api, org: OrgHandle, count: int, *, gap_sec: float = 0.0
+) -> None:
+    """Place ``count`` calls one after another, each to a busy A (0001, SPEC §8's sim),
+    waiting for each to end and then ``gap_sec``: two events a call, committed apart, each
+    a wake-up of the worker's loops."""
+    for n in range(count):
+        placed = await place(api, org, party_a=f"9876{n:02d}0001", party_b=f"9123{n:02d}4567")
+        await wait_for(api, org, placed["call_sid"])
+        if gap_sec:
+            await asyncio.sleep(gap_sec)

@@ -7,7 +7,7 @@ from typing import Any
 
 from maskline.webhooks.tasks import FEED_EVERY_SEC
 from tests.support.api import Api, OrgHandle
-from tests.support.calls import place, wait_for
+from tests.support.calls import busy_calls_one_by_one, place, wait_for
 from tests.support.statements import statement_times
 from tests.support.waits import eventually_value
 
@@ -82,13 +82,7 @@ class TestEventFeed:
 
         with statement_times(api, numbering) as given:
             started = loop.time()
-            for n in range(20):
-                # One after another, each A busy (0001): two events a call, each its own
-                # wake-up of the worker.
-                placed = await place(
-                    api, org, party_a=f"9876{n:02d}0001", party_b=f"9123{n:02d}4567"
-                )
-                await wait_for(api, org, placed["call_sid"])
+            await busy_calls_one_by_one(api, org, 20)
             events = await whole_feed(api, org, expect=40)
             elapsed = loop.time() - started
         assert [int(e["cursor"]) for e in events] == list(range(1, 41))
