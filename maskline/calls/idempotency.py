@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, text, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.calls.models import IdempotencyKey
 from maskline.errors import IdempotencyConflict
@@ -143,7 +143,7 @@ async def claim_key(
 
 
 async def store_response(
-    session: AsyncSession, org_id: str, key: str, response: StoredResponse
+    session: AsyncSession | AsyncConnection, org_id: str, key: str, response: StoredResponse
 ) -> None:
     await session.execute(
         update(IdempotencyKey)

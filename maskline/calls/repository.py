@@ -111,15 +111,21 @@ def _call_insert() -> Insert:
     )
 
 
-def insert_call(call: Call) -> Prior:
-    """A new call's row as one Core insert, built once per process (no unit-of-work
-    flush, no statement to build on the hot path)."""
-    values = {
-        f"c_{column.name}": getattr(call, attr.key)
+@functools.cache
+def _call_values() -> tuple[tuple[str, str], ...]:
+    """The insert's parameter names, each with the attribute it is read from."""
+    return tuple(
+        (f"c_{column.name}", attr.key)
         for attr in inspect(Call).column_attrs
         for column in attr.columns
         if column.name != "id"
-    }
+    )
+
+
+def insert_call(call: Call) -> Prior:
+    """A new call's row as one Core insert, built once per process (no unit-of-work
+    flush, no statement to build on the hot path)."""
+    values = {name: getattr(call, key) for name, key in _call_values()}
     return Prior(_call_insert(), values)
 
 

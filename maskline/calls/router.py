@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from maskline.calls import filters, repository, service, tally
-from maskline.calls.idempotency import InFlight, StoredResponse
+from maskline.calls.idempotency import InFlight
 from maskline.calls.intake import (
     NEW_CALL_SCHEMA,
     NewCallBody,
@@ -107,7 +108,7 @@ async def create_call(
     wait_sec = settings.idempotency_wait_sec
     pair_key = runtime.pair_digest(tally.pair_text(new_call.party_a, new_call.party_b))
 
-    async def accept(session: AsyncSession) -> StoredResponse:
+    async def accept(session: AsyncSession, *, lease_now: bool = False) -> service.Accepted:
         return await service.create_call(
             session,
             principal.org_id,
@@ -119,10 +120,15 @@ async def create_call(
             pair_key=pair_key,
             idempotency_key=key,
             idempotency_wait_sec=wait_sec,
+            lease_now=lease_now,
         )
 
     async with runtime.idempotency.turn(principal.org_id, key, wait_sec=wait_sec):
-        stored = await runtime.db.transaction(accept)
+        try:
+            accepted = await runtime.db.transaction(accept)
+        except service.LeaseAlone:
+            accepted = await runtime.db.transaction(functools.partial(accept, lease_now=True))
+    stored = accepted.response()
     # Once committed: an aborted run woke nobody.
     runtime.wake_engine()
     runtime.wake_worker()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import String, bindparam, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from maskline.billing import wallet
 from maskline.calls import idempotency, repository, tally
@@ -27,7 +29,7 @@ from maskline.kit.scope import scoped
 from maskline.kit.writer import WALLET_STAGE, defer_to_batch
 from maskline.numbers import pool
 from maskline.numbers.pool import lease_number
-from maskline.webhooks.outbox import add_event
+from maskline.webhooks.outbox import Outgoing, add_outgoing, outgoing, write_events
 
 TOO_MANY_LIVE = "Too many live calls for this organisation."
 API_OWNER = "api"
@@ -55,6 +57,42 @@ class Terms(wallet.Tariff, Protocol):
     def max_live_calls(self) -> int: ...
 
 
+@functools.cache
+def _lease_many_statement() -> Any:
+    return pool.lease_many_statement(repository.pair_number)
+
+
+class LeaseAlone(Exception):
+    """The batch could not lease this new call's number together with the others' (a
+    party shared with another call of the batch or of a concurrent one, or no number
+    free): the call is placed again in a unit of its own, which leases with every
+    fallback and tells 402 from 503 (``create_call(lease_now=True)``)."""
+
+
+@dataclass(eq=False, slots=True)
+class Accepted:
+    """A POST's answer: known when its unit ran, or once its batch leased the call's
+    number (``place_calls``), before the batch commits."""
+
+    stored: StoredResponse | None = None
+
+    def response(self) -> StoredResponse:
+        if self.stored is None:
+            raise RuntimeError("the call's batch did not place it")
+        return self.stored
+
+
+@dataclass(eq=False, slots=True)
+class _Placing:
+    """A new call whose number its batch leases (``place_calls``)."""
+
+    call: Call
+    public_url: str
+    now: datetime
+    idempotency_key: str | None
+    accepted: Accepted
+
+
 async def create_call(
     session: AsyncSession,
     org_id: str,
@@ -67,11 +105,16 @@ async def create_call(
     pair_key: str,
     idempotency_key: str | None = None,
     idempotency_wait_sec: float = 10.0,
-) -> StoredResponse:
+    lease_now: bool = False,
+) -> Accepted:
     """Accept a call: hold one minute, lease a masked number, store it and ``call.initiated``.
 
     Checks run in SPEC §1's order: idempotency (409), balance (402), number pool (503).
     ``pair_key`` is the keyed digest of the A–B pair (``tally.pair_text``).
+
+    In a batch (kit/writer.py) the number is leased with every other new call's of the
+    batch, in one statement (``place_calls``), unless ``lease_now``; when the batch cannot
+    lease it, the caller gets ``LeaseAlone`` and places the call again with ``lease_now``.
     """
     if idempotency_key is not None:
         stored = await idempotency.claim_key(
@@ -83,30 +126,14 @@ async def create_call(
             wait_sec=idempotency_wait_sec,
         )
         if stored is not None:
-            return stored
+            return Accepted(stored)
     minute = wallet.minute_price_paise(org)
-    call_sid = new_call_sid()
-    masked = await lease_number(
-        session,
-        _lease_statement(session.get_bind().dialect.name),
-        org_id=org_id,
-        party_a=request.party_a,
-        party_b=request.party_b,
-        call_sid=call_sid,
-    )
-    if masked is None:
-        # SPEC §1's order: a call that could not be paid for is 402 before it is 503.
-        _refuse(
-            await wallet.could_hold_call(session, org_id, minute, max_live_calls=org.max_live_calls)
-        )
-        raise NoMaskedNumber()
     call = Call(
-        call_sid=call_sid,
+        call_sid=new_call_sid(),
         org_id=org_id,
         carrier="sim" if org.is_sandbox else default_carrier,
         party_a=request.party_a,
         party_b=request.party_b,
-        masked_number=masked,
         status=Status.INITIATED.value,
         max_duration_sec=request.max_duration_sec,
         ring_timeout_sec=request.ring_timeout_sec,
@@ -125,20 +152,32 @@ async def create_call(
         recording_status="pending" if request.record else "none",
         event_seq=1,
     )
-    data = CallOut.build(call, public_url=public_url).model_dump(mode="json")
-    # The call's row, its event and the event's delivery: written with every other new
-    # call's of the batch, a few statements for all of them (kit/writer.py).
-    await add_event(
-        session,
-        org_id=org_id,
-        event=EVENT_NAMES[Status.INITIATED],
-        call_sid=call_sid,
-        sequence=call.event_seq,
-        data=data,
-        webhook_url=call.webhook_url,
-        now=now,
-        prior=repository.insert_call(call),
-    )
+    placing = _Placing(call, public_url, now, idempotency_key, Accepted())
+    # The call's row, its event and the event's delivery are written with the number's
+    # lease, with every other new call's of the batch: a few statements for all of them.
+    if lease_now or not defer_to_batch(session, place_calls, placing):
+        masked = await lease_number(
+            session,
+            _lease_statement(session.get_bind().dialect.name),
+            org_id=org_id,
+            party_a=request.party_a,
+            party_b=request.party_b,
+            call_sid=call.call_sid,
+        )
+        if masked is None:
+            # SPEC §1's order: a call that could not be paid for is 402 before it is 503.
+            _refuse(
+                await wallet.could_hold_call(
+                    session, org_id, minute, max_live_calls=org.max_live_calls
+                )
+            )
+            raise NoMaskedNumber()
+        call.masked_number = masked
+        await add_outgoing(session, _placed(placing))
+        if idempotency_key is not None:
+            await idempotency.store_response(
+                session, org_id, idempotency_key, placing.accepted.response()
+            )
     # Counted before the hold, on a shard of the tallies drawn for the batch
     # (calls/tally.py): every batch locks its tally rows before the organisation's wallet
     # row (no lock cycle through them), and the wallet row's locked stretch is the hold
@@ -155,12 +194,63 @@ async def create_call(
         (refusal,) = await wallet.hold_calls(await session.connection(), [ask])
         if refusal is not None:
             raise refusal
-    response = StoredResponse(
+    return placing.accepted
+
+
+def _placed(placing: _Placing) -> Outgoing:
+    """A call with its number: its answer, and its ``call.initiated`` to store after its
+    row."""
+    call = placing.call
+    data = CallOut.build(call, public_url=placing.public_url).model_dump(mode="json")
+    placing.accepted.stored = StoredResponse(
         201, json.dumps({"data": data}, separators=(",", ":"), ensure_ascii=False)
     )
-    if idempotency_key is not None:
-        await idempotency.store_response(session, org_id, idempotency_key, response)
-    return response
+    return outgoing(
+        org_id=call.org_id,
+        event=EVENT_NAMES[Status.INITIATED],
+        call_sid=call.call_sid,
+        sequence=call.event_seq,
+        data=data,
+        webhook_url=call.webhook_url,
+        now=placing.now,
+        prior=repository.insert_call(call),
+    )
+
+
+async def place_calls(conn: AsyncConnection, asks: Sequence[Any]) -> list[BaseException | None]:
+    """The batch's step for its new calls: their numbers leased in one statement, then
+    their rows, events and deliveries (``write_events``) and their Idempotency-Keys'
+    answers. A call whose number could not be leased with the others' is refused with
+    ``LeaseAlone`` (the batch runs again without it)."""
+    placings: Sequence[_Placing] = asks
+    numbers = await pool.lease_numbers(
+        conn,
+        [
+            pool.LeaseAsk(p.call.org_id, p.call.party_a, p.call.party_b, p.call.call_sid)
+            for p in placings
+        ],
+        one=_lease_statement(conn.dialect.name),
+        many=_lease_many_statement(),
+    )
+    refusals: list[BaseException | None] = []
+    placed: list[Outgoing] = []
+    for placing, number in zip(placings, numbers, strict=True):
+        if number is None:
+            refusals.append(LeaseAlone())
+            continue
+        placing.call.masked_number = number
+        placed.append(_placed(placing))
+        refusals.append(None)
+    if any(refusals):
+        # The batch runs again without the refused: nothing more to write in this run.
+        return refusals
+    await write_events(conn, placed)
+    for placing in placings:
+        if placing.idempotency_key is not None:
+            await idempotency.store_response(
+                conn, placing.call.org_id, placing.idempotency_key, placing.accepted.response()
+            )
+    return refusals
 
 
 def _refusal(hold: wallet.CallHold) -> BaseException:

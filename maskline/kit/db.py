@@ -45,7 +45,7 @@ SQLITE_MIN_VERSION = (3, 35, 0)
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 _WRITE_OPTION = "maskline_write"
 # Batchers side by side on PostgreSQL, each on a connection of its own (SQLite: one).
-PG_BATCHERS = 2
+PG_BATCHERS = 1
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

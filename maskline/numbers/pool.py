@@ -8,7 +8,7 @@ a read: two racing calls cannot both take it, on SQLite or PostgreSQL.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    literal_column,
     select,
     text,
     true,
@@ -94,6 +95,115 @@ def lease_statement(dialect: str, previous: ColumnElement[str]) -> Any:
         .on_conflict_do_nothing()
         .returning(leases.c.number)
     )
+
+
+# A new call's pick as one of many (``lease_many_statement``): its organisation and
+# parties, as columns of the statement's list of asks.
+PreviousOf = Callable[
+    [ColumnElement[str], ColumnElement[str], ColumnElement[str]], ColumnElement[str]
+]
+
+
+def lease_many_statement(previous_of: PreviousOf) -> Any:
+    """PostgreSQL: ``lease_statement`` for many new calls in one statement (one round
+    trip a batch instead of one a call). Its parameters are arrays, an element an ask
+    (``lease_org_ids``, ``lease_parties_a``, ``lease_parties_b``, ``lease_call_sids``);
+    ``previous_of`` makes the pair's last number from an ask's organisation and parties.
+    Every ask's pick reads the leases as they were before the statement: two asks of a
+    batch sharing a party may pick the same number, and the second's lease of that party
+    is then not taken. It returns (number, call_sid) once per lease taken."""
+
+    def arrays(name: str) -> Any:
+        return bindparam(name, type_=postgresql.ARRAY(String()))
+
+    asks = (
+        func.unnest(
+            arrays("lease_org_ids"),
+            arrays("lease_parties_a"),
+            arrays("lease_parties_b"),
+            arrays("lease_call_sids"),
+        )
+        .table_valued("org_id", "party_a", "party_b", "call_sid")
+        .render_derived(name="asks")
+    )
+    # Named, not the columns above: SQLAlchemy correlates a subquery to its immediate
+    # enclosing query only, and these are read two and three levels down.
+    org, a, b = (literal_column(f"asks.{name}", String()) for name in asks.c.keys()[:3])
+    best = (
+        select(MaskedNumber.number)
+        .where(_usable_by(org), _free_for((a, b)))
+        .order_by(case((MaskedNumber.number == previous_of(org, a, b), 0), else_=1),
+                  *_LEAST_RECENTLY_USED)
+        .limit(1)
+        .lateral("best")
+    )  # fmt: skip
+    party = (
+        func.unnest(postgresql.array([asks.c.party_a, asks.c.party_b]))
+        .table_valued("party")
+        .render_derived(name="parties")
+    )
+    rows = select(best.c.number, party.c.party, asks.c.call_sid).select_from(
+        asks.join(best, true()).join(party, true())
+    )
+    leases = NumberLease.metadata.tables[NumberLease.__tablename__]
+    return (
+        postgresql.insert(leases)
+        .from_select(["number", "party", "call_sid"], rows)
+        .on_conflict_do_nothing()
+        .returning(leases.c.number, leases.c.call_sid)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAsk:
+    """A new call's pick in a batch (``lease_numbers``)."""
+
+    org_id: str
+    party_a: str
+    party_b: str
+    call_sid: str
+
+
+async def lease_numbers(
+    conn: AsyncConnection, asks: Sequence[LeaseAsk], *, one: Any, many: Any
+) -> list[str | None]:
+    """Lease a number to each new call of a batch: its number, or None where not both of
+    its leases were taken (what it took is given back; that call leases on its own, with
+    ``lease_number``'s second pass, or finds that no number is free).
+
+    On PostgreSQL one statement for all (``many``, ``lease_many_statement``'s); on
+    SQLite, in process, ``one`` (``lease_statement``'s) per call, in order, each seeing
+    the ones before."""
+    taken: dict[str, list[str]] = {ask.call_sid: [] for ask in asks}
+    if conn.dialect.name == "postgresql":
+        rows = await conn.execute(
+            many,
+            {
+                "lease_org_ids": [ask.org_id for ask in asks],
+                "lease_parties_a": [ask.party_a for ask in asks],
+                "lease_parties_b": [ask.party_b for ask in asks],
+                "lease_call_sids": [ask.call_sid for ask in asks],
+            },
+        )
+        for number, call_sid in rows:
+            taken[call_sid].append(number)
+    else:
+        for ask in asks:
+            params = {
+                "lease_org_id": ask.org_id,
+                "lease_party_a": ask.party_a,
+                "lease_party_b": ask.party_b,
+                "lease_call_sid": ask.call_sid,
+            }
+            taken[ask.call_sid] = list((await conn.execute(one, params)).scalars())
+    short = [sid for sid, numbers in taken.items() if len(numbers) not in (0, 2)]
+    if short:
+        leases = NumberLease.metadata.tables[NumberLease.__tablename__]
+        await conn.execute(delete(leases).where(leases.c.call_sid.in_(short)))
+    return [
+        numbers[0] if len(numbers) == 2 else None
+        for numbers in (taken[ask.call_sid] for ask in asks)
+    ]
 
 
 # The leases' statistics are refreshed when their count has changed by half, and by at

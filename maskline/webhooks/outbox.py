@@ -109,9 +109,9 @@ def _table(model: type[Base]) -> Table:
 
 
 @dataclass(frozen=True, slots=True)
-class _Outgoing:
-    """An event to store: its row's and its delivery's values (and the change's own
-    insert to write before it)."""
+class Outgoing:
+    """An event to store (``outgoing``, then ``write_events``): its row's and its
+    delivery's values (and the change's own insert to write before it)."""
 
     event_id: str
     payload: str
@@ -121,7 +121,7 @@ class _Outgoing:
     prior: Prior | None
 
 
-def _outgoing(
+def outgoing(
     *,
     org_id: str,
     event: str,
@@ -131,7 +131,7 @@ def _outgoing(
     webhook_url: str | None,
     now: datetime,
     prior: Prior | None,
-) -> _Outgoing:
+) -> Outgoing:
     event_id = new_id("evt")
     payload = json.dumps(
         {
@@ -168,7 +168,7 @@ def _outgoing(
     to_endpoint = webhook_url is None
     if not to_endpoint:
         of_delivery["d_url"] = webhook_url
-    return _Outgoing(event_id, payload, of_event, of_delivery, to_endpoint, prior)
+    return Outgoing(event_id, payload, of_event, of_delivery, to_endpoint, prior)
 
 
 async def record_event(
@@ -185,7 +185,7 @@ async def record_event(
     """Store the event and its delivery now, outside any batch step, and say what was
     stored: for the events that stand alone (``webhook.test`` from the CLI and the
     portal), whose caller shows the delivery."""
-    out = _outgoing(
+    out = outgoing(
         org_id=org_id,
         event=event,
         call_sid=call_sid,
@@ -220,7 +220,7 @@ async def add_event(
     """Store the event and its delivery as ``record_event`` does, but in a batch
     (kit/writer.py) together with every other unit's events, just before its commit:
     a few statements for the whole batch instead of one or three per event."""
-    out = _outgoing(
+    out = outgoing(
         org_id=org_id,
         event=event,
         call_sid=call_sid,
@@ -230,6 +230,11 @@ async def add_event(
         now=now,
         prior=prior,
     )
+    await add_outgoing(session, out)
+
+
+async def add_outgoing(session: AsyncSession, out: Outgoing) -> None:
+    """``add_event``'s write, of an event already made (``outgoing``)."""
     if not defer_to_batch(session, write_events, out):
         await session.flush()
         await write_events(await session.connection(), [out])
@@ -239,16 +244,16 @@ async def write_events(conn: AsyncConnection, events: Sequence[Any]) -> list[Non
     """The batch's step for ``add_event``: the changes' own rows (grouped by statement,
     in order), then every event in one executemany, then their deliveries in one per
     kind of target. On PostgreSQL each executemany is pipelined: one round trip."""
-    outgoing: Sequence[_Outgoing] = events
+    outs: Sequence[Outgoing] = events
     priors: dict[Insert, list[dict[str, Any]]] = {}
-    for out in outgoing:
+    for out in outs:
         if out.prior is not None:
             priors.setdefault(out.prior.statement, []).append(out.prior.values)
     for statement, rows in priors.items():
         await conn.execute(statement, rows)
-    await conn.execute(_event_insert(), [out.of_event for out in outgoing])
+    await conn.execute(_event_insert(), [out.of_event for out in outs])
     for to_endpoint in (False, True):
-        deliveries = [out.of_delivery for out in outgoing if out.to_endpoint is to_endpoint]
+        deliveries = [out.of_delivery for out in outs if out.to_endpoint is to_endpoint]
         if deliveries:
             await conn.execute(_delivery_insert(to_endpoint, returning=False), deliveries)
-    return [None] * len(outgoing)
+    return [None] * len(outs)

@@ -303,6 +303,38 @@ class TestNumberPool:
             }
             assert (await billing(api, org))["reserved"] == 4.5
 
+    async def test_calls_sharing_a_party_placed_at_once_get_distinct_numbers_then_503(
+        self, own_database: str, tmp_path: Path
+    ) -> None:
+        # A batch leases its new calls' numbers in one statement, which reads the leases
+        # as they were before it: calls of one batch sharing a party pick the same number,
+        # and all but one of them are placed again alone, on the next free number or 503.
+        settings = call_settings(own_database, tmp_path / "data")
+        async with running_api(settings) as api:
+            org = await api.make_org("pool-burst", balance="100", numbers=3)
+            writer = api.runtime.db.writer
+            batches, units = writer.batches, writer.units
+            responses = await asyncio.gather(
+                *[
+                    api.client.post(
+                        CALLS,
+                        headers=org.auth,
+                        json={
+                            "party_a": "9811110000",
+                            "party_b": f"98222{n:05d}",
+                            "ring_timeout_sec": 120,
+                        },
+                    )
+                    for n in range(5)
+                ]
+            )
+            assert sorted(r.status_code for r in responses) == [201] * 3 + [503] * 2
+            numbers = {r.json()["data"]["masked_number"] for r in responses if r.is_success}
+            assert len(numbers) == 3
+            # Some of them were in one batch (else this tests nothing of the batch's lease).
+            assert writer.units - units > writer.batches - batches
+            assert (await billing(api, org))["reserved"] == 4.5
+
     async def test_a_pair_gets_its_previous_number_back(self, api: Api) -> None:
         org = await api.make_org("pool-again", balance="100", numbers=3)
         first = await place(api, org, party_a="9811111112", party_b="9811111113")
