@@ -26,7 +26,19 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import case, func, literal_column, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    SmallInteger,
+    String,
+    bindparam,
+    case,
+    func,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -140,9 +152,82 @@ async def count_new_calls(conn: AsyncConnection, asks: Sequence[NewCall]) -> lis
     """The batch's new calls: their organisations' counts, then their pairs, on one
     shard drawn for the batch. Refuses nothing."""
     shard = random.randrange(SHARDS)
-    await add_calls(conn, Counter(ask.org_id for ask in asks), shard=shard)
-    await _count_pairs(conn, {(ask.org_id, ask.pair, ask.day) for ask in asks}, shard=shard)
+    per_org = Counter(ask.org_id for ask in asks)
+    pair_days = {(ask.org_id, ask.pair, ask.day) for ask in asks}
+    if conn.dialect.name == "postgresql" and len({(o, p) for o, p, _ in pair_days}) == len(
+        pair_days
+    ):
+        # The common batch (no pair on two days of it): all three in one round trip.
+        orgs = sorted(per_org)
+        pairs = sorted(pair_days)
+        await conn.execute(
+            _count_at_once(),
+            {
+                "t_orgs": orgs,
+                "t_calls": [per_org[org] for org in orgs],
+                "t_pair_orgs": [org for org, _, _ in pairs],
+                "t_pairs": [pair for _, pair, _ in pairs],
+                "t_days": [day for _, _, day in pairs],
+                "t_shard": shard,
+            },
+        )
+        return [None] * len(asks)
+    await add_calls(conn, per_org, shard=shard)
+    await _count_pairs(conn, pair_days, shard=shard)
     return [None] * len(asks)
+
+
+@functools.cache
+def _count_at_once() -> Any:
+    """PostgreSQL: ``add_calls``, one round of ``_count_pairs`` and its ``add_firsts``
+    as one statement (the first two are data-modifying CTEs of the third), over arrays
+    of the batch's rows in sorted order (``t_*``)."""
+
+    def arrays(name: str, item: Any) -> Any:
+        return bindparam(name, type_=postgresql.ARRAY(item))
+
+    shard = bindparam("t_shard", type_=SmallInteger())
+    counts = (
+        func.unnest(arrays("t_orgs", String()), arrays("t_calls", BigInteger()))
+        .table_valued("org_id", "calls")
+        .render_derived(name="counts")
+    )
+    counted = (
+        _add_calls("postgresql")
+        .from_select(["org_id", "shard", "calls"], select(counts.c.org_id, shard, counts.c.calls))
+        .cte("counted")
+    )
+    called = (
+        func.unnest(
+            arrays("t_pair_orgs", String()), arrays("t_pairs", String()), arrays("t_days", Date())
+        )
+        .table_valued("org_id", "pair", "day")
+        .render_derived(name="called")
+    )
+    moved_insert = postgresql.insert(CallPair)
+    moved = (
+        moved_insert.from_select(
+            ["org_id", "pair", "last_day"], select(called.c.org_id, called.c.pair, called.c.day)
+        )
+        .on_conflict_do_update(
+            index_elements=[CallPair.org_id, CallPair.pair],
+            set_={"prev_day": CallPair.last_day, "last_day": moved_insert.excluded.last_day},
+            where=moved_insert.excluded.last_day > CallPair.last_day,
+        )
+        .returning(CallPair.org_id, CallPair.last_day, CallPair.prev_day)
+        .cte("moved")
+    )
+    since = func.coalesce(moved.c.prev_day, literal(NEVER, Date())).label("since")
+    firsts = (
+        select(moved.c.org_id, moved.c.last_day, since, shard, func.count())
+        .group_by(moved.c.org_id, moved.c.last_day, since)
+        .order_by(moved.c.org_id, moved.c.last_day, since)
+    )
+    return (
+        _add_firsts("postgresql")
+        .from_select(["org_id", "day", "since", "shard", "pairs"], firsts)
+        .add_cte(counted)
+    )
 
 
 async def add_calls(conn: AsyncConnection, per_org: Mapping[str, int], *, shard: int = 0) -> None:
