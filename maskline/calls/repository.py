@@ -11,16 +11,13 @@ from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
     Select,
-    bindparam,
     case,
     func,
-    insert,
     inspect,
     select,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import Insert
 
 from maskline.calls import tally
 from maskline.calls.models import LIVE_STATUSES, Call
@@ -100,22 +97,10 @@ async def page_of_calls(
 
 
 @functools.cache
-def _call_insert() -> Insert:
-    table = Call.metadata.tables[Call.__tablename__]
-    return insert(table).values(
-        {
-            column.name: bindparam(f"c_{column.name}", type_=column.type)
-            for column in table.columns
-            if column.name != "id"
-        }
-    )
-
-
-@functools.cache
 def _call_values() -> tuple[tuple[str, str], ...]:
-    """The insert's parameter names, each with the attribute it is read from."""
+    """The row's columns, each with the attribute it is read from."""
     return tuple(
-        (f"c_{column.name}", attr.key)
+        (column.name, attr.key)
         for attr in inspect(Call).column_attrs
         for column in attr.columns
         if column.name != "id"
@@ -123,10 +108,10 @@ def _call_values() -> tuple[tuple[str, str], ...]:
 
 
 def insert_call(call: Call) -> Prior:
-    """A new call's row as one Core insert, built once per process (no unit-of-work
-    flush, no statement to build on the hot path)."""
+    """A new call's row to insert with its first event (``webhooks/outbox.py``), without
+    the ORM's unit of work."""
     values = {name: getattr(call, key) for name, key in _call_values()}
-    return Prior(_call_insert(), values)
+    return Prior(Call.metadata.tables[Call.__tablename__], values)
 
 
 def pair_number(

@@ -11,10 +11,22 @@ import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Table, bindparam, case, insert, literal, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    String,
+    Table,
+    bindparam,
+    case,
+    column,
+    func,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.dml import Insert
 
@@ -38,10 +50,10 @@ class Recorded:
 
 @dataclass(frozen=True, slots=True)
 class Prior:
-    """An insert of the change itself (a new call's row) to write before its event: a
-    statement built once with bound parameters, and this time's values."""
+    """The change's own row (a new call's), to insert with its event: its table and its
+    values by column name."""
 
-    statement: Insert
+    table: Table
     values: dict[str, Any]
 
 
@@ -241,19 +253,97 @@ async def add_outgoing(session: AsyncSession, out: Outgoing) -> None:
 
 
 async def write_events(conn: AsyncConnection, events: Sequence[Any]) -> list[None]:
-    """The batch's step for ``add_event``: the changes' own rows (grouped by statement,
-    in order), then every event in one executemany, then their deliveries in one per
-    kind of target. On PostgreSQL each executemany is pipelined: one round trip."""
+    """The batch's step for ``add_event``: the changes' own rows (grouped by table, in
+    order), then every event, then their deliveries by kind of target.
+
+    On PostgreSQL, one statement for all (``_at_once``); on SQLite, in process, an
+    executemany a table."""
     outs: Sequence[Outgoing] = events
-    priors: dict[Insert, list[dict[str, Any]]] = {}
+    priors: dict[Table, list[dict[str, Any]]] = {}
     for out in outs:
         if out.prior is not None:
-            priors.setdefault(out.prior.statement, []).append(out.prior.values)
-    for statement, rows in priors.items():
-        await conn.execute(statement, rows)
+            priors.setdefault(out.prior.table, []).append(out.prior.values)
+    if conn.dialect.name == "postgresql":
+        tables = tuple(priors)
+        params = {f"prior_{n}": _json_rows(rows) for n, rows in enumerate(priors.values())}
+        for to_endpoint in (False, True):
+            params[_DELIVERIES[to_endpoint]] = _json_rows(
+                [out.of_delivery for out in outs if out.to_endpoint is to_endpoint]
+            )
+        params["events"] = _json_rows([out.of_event for out in outs])
+        await conn.execute(_at_once(tables), params)
+        return [None] * len(outs)
+    for table, rows in priors.items():
+        await conn.execute(insert(table), rows)
     await conn.execute(_event_insert(), [out.of_event for out in outs])
     for to_endpoint in (False, True):
         deliveries = [out.of_delivery for out in outs if out.to_endpoint is to_endpoint]
         if deliveries:
             await conn.execute(_delivery_insert(to_endpoint, returning=False), deliveries)
     return [None] * len(outs)
+
+
+# The parameters of ``_at_once`` with each kind of delivery's rows.
+_DELIVERIES = {False: "to_urls", True: "to_endpoints"}
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a column value")
+
+
+def _json_rows(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False, default=_json_value)
+
+
+def _rows(table: Table, names: Sequence[tuple[str, str]], param: str, alias: str) -> Any:
+    """Rows given as one JSON array of objects (``json_to_recordset``): each ``(key,
+    column)`` of ``names`` read from the objects' ``key`` with the type of ``table``'s
+    ``column``."""
+    return (
+        func.json_to_recordset(bindparam(param, type_=String()).cast(JSON()))
+        .table_valued(*(column(key, table.c[name].type) for key, name in names))
+        .render_derived(name=alias, with_types=True)
+    )
+
+
+@functools.cache
+def _at_once(prior_tables: tuple[Table, ...]) -> Insert:
+    """PostgreSQL: ``write_events``' inserts as one statement: the changes' own rows
+    (``prior_N``, one parameter a table), the events (``events``) and the deliveries to
+    the call's own URL (``to_urls``) as data-modifying CTEs of the insert of the
+    deliveries to the organisation's endpoint (``to_endpoints``). Each parameter is
+    the rows as one JSON array: one message to send, however many rows. Foreign keys
+    are checked at the statement's end, so a delivery finds its event."""
+    ctes = []
+    for n, table in enumerate(prior_tables):
+        names = [(c.name, c.name) for c in table.columns if c.name != "id"]
+        rows = _rows(table, names, f"prior_{n}", f"prior_rows_{n}")
+        ctes.append(
+            insert(table).from_select([c for _, c in names], select(rows)).cte(f"prior_{n}")
+        )
+    events = _table(CallEvent)
+    names = [(f"e_{name}", name) for name in _EVENT]
+    rows = _rows(events, names, "events", "event_rows")
+    ctes.append(insert(events).from_select(list(_EVENT), select(rows)).cte("events"))
+    deliveries = _table(WebhookDelivery)
+    targets = [*_DELIVERY, "url", "to_endpoint", "status"]
+    names = [(f"d_{name}", name) for name in _DELIVERY]
+    rows = _rows(deliveries, [*names, ("d_url", "url")], _DELIVERIES[False], "url_rows")
+    to_urls = select(rows, literal(False, Boolean()), literal("pending"))
+    ctes.append(insert(deliveries).from_select(targets, to_urls).cte("to_urls"))
+    rows = _rows(deliveries, names, _DELIVERIES[True], "endpoint_rows")
+    # FOR SHARE of the endpoint: as ``_delivery_insert``'s.
+    to_endpoints = (
+        select(
+            rows,
+            WebhookEndpoint.url,
+            literal(True, Boolean()),
+            case((WebhookEndpoint.enabled, "pending"), else_="paused"),
+        )
+        .join(WebhookEndpoint, owned_by(WebhookEndpoint, rows.c.d_org_id))
+        .where(WebhookEndpoint.url.is_not(None), WebhookEndpoint.url != "")
+        .with_for_update(read=True, of=WebhookEndpoint)
+    )
+    return insert(deliveries).from_select(targets, to_endpoints).add_cte(*ctes)
