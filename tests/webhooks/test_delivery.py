@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import threading
@@ -109,6 +110,39 @@ class TestLifecycle:
         assert requests[-1].headers["x-edesy-signature"] == edesy_signature(
             org.webhook_secret, requests[-1].body
         )
+
+    async def test_calls_placed_at_once_each_get_their_first_event_to_their_own_target(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        # A batch writes its new calls' rows, events and deliveries in one statement
+        # (PostgreSQL): calls with a URL of their own beside calls to the endpoint.
+        org = await api.make_org("hook-mixed", balance="100", numbers=8)
+        endpoint, own = f"{receiver.url}/endpoint", f"{receiver.url}/own"
+        await point_at(api, org, endpoint)
+        writer = api.runtime.db.writer
+        batches, units = writer.batches, writer.units
+        bodies = [
+            {
+                # A ending 0000 rings until its timeout: no event but the first two.
+                "party_a": f"98765{n:01d}0000",
+                "party_b": f"91234{n:05d}",
+                "ring_timeout_sec": 120,
+                **({"webhook_url": own} if n % 2 == 0 else {}),
+            }
+            for n in range(6)
+        ]
+        responses = await asyncio.gather(
+            *[api.client.post("/v1/masking/calls", headers=org.auth, json=b) for b in bodies]
+        )
+        assert [r.status_code for r in responses] == [201] * 6
+        assert writer.units - units > writer.batches - batches
+        sids = [r.json()["data"]["call_sid"] for r in responses]
+        initiated = {
+            d["call_sid"]: d["url"]
+            for d in await deliveries(api, org.auth)
+            if d["event"] == "call.initiated"
+        }
+        assert initiated == {sid: own if n % 2 == 0 else endpoint for n, sid in enumerate(sids)}
 
 
 class TestRetries:
