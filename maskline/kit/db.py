@@ -45,6 +45,8 @@ SQLITE_MIN_VERSION = (3, 35, 0)
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 _WRITE_OPTION = "maskline_write"
 # Batchers side by side on PostgreSQL, each on a connection of its own (SQLite: one).
+# One: a batch costs its round trips whatever its size, and a second batcher halves the
+# batch (docs/decisions.md, "A batch's new calls leased together").
 PG_BATCHERS = 1
 
 NAMING = {

@@ -24,8 +24,9 @@ answers that unit's caller with its refusal, and the batch runs again without it
 
 Nothing waits on purpose to fill a batch: while one batch runs, the next
 queues up, so the batch grows with the load and a lone unit commits at once.
-On SQLite the batcher is the process's single writer; on PostgreSQL a few run
-side by side, each on its own connection.
+On SQLite the batcher is the process's single writer; on PostgreSQL the
+process's batchers (``Database``'s choice: one) each run on a connection of
+their own.
 """
 
 from __future__ import annotations
