@@ -172,8 +172,11 @@ async def count_new_calls(conn: AsyncConnection, asks: Sequence[NewCall]) -> lis
             },
         )
         return [None] * len(asks)
-    await add_calls(conn, per_org, shard=shard)
+    # In the order the statement above takes its rows (PostgreSQL runs a data-modifying
+    # CTE that nothing reads after the main statement): the pairs, their first calls,
+    # then the counts. Two batches taking the same rows in two orders could deadlock.
     await _count_pairs(conn, pair_days, shard=shard)
+    await add_calls(conn, per_org, shard=shard)
     return [None] * len(asks)
 
 

@@ -20,7 +20,8 @@ A unit may also hand the batch a write to make for all its units at once
 step runs once with every unit's ask, e.g. one wallet UPDATE per organisation for
 all the batch's new calls. A hot row it writes is then locked for the commit
 alone, not from the first unit that touched it. A step that refuses a unit's ask
-answers that unit's caller with its refusal, and the batch runs again without it.
+answers that unit's caller with its refusal, and the batch runs again without it
+(the steps after it do not run: they would count the refused asks too).
 
 Nothing waits on purpose to fill a batch: while one batch runs, the next
 queues up, so the batch grows with the load and a lone unit commits at once.
@@ -310,15 +311,20 @@ class GroupWriter:
                 for step, ask, stage in unit.asks:
                     by_step.setdefault(step, []).append((unit, ask))
                     stages[step] = max(stage, stages.get(step, stage))
-        refused = False
         # A stable sort: stage by stage, each stage's steps in the order first asked.
         for step, asks in sorted(by_step.items(), key=lambda item: stages[item[0]]):
             outcomes = await step(conn, [ask for _, ask in asks])
+            refused = False
             for (unit, _), refusal in zip(asks, outcomes, strict=True):
                 if refusal is not None and not unit.answer.done():
                     unit.answer.set_exception(refusal)
                     refused = True
-        return refused
+            if refused:
+                # The batch runs again without the refused units: the later steps would
+                # count their asks too (a hold for a call refused its number would take
+                # the balance another call of the batch needs).
+                return True
+        return False
 
     async def _run_units(
         self, conn: AsyncConnection, batch: list[_Unit], *, savepoints: bool

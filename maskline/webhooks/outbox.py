@@ -19,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     String,
     Table,
+    Text,
     bindparam,
     case,
     column,
@@ -265,7 +266,10 @@ async def write_events(conn: AsyncConnection, events: Sequence[Any]) -> list[Non
             priors.setdefault(out.prior.table, []).append(out.prior.values)
     if conn.dialect.name == "postgresql":
         tables = tuple(priors)
-        params = {f"prior_{n}": _json_rows(rows) for n, rows in enumerate(priors.values())}
+        params = {
+            f"prior_{n}": _json_rows([_documents_as_text(table, row) for row in rows])
+            for n, (table, rows) in enumerate(priors.items())
+        }
         for to_endpoint in (False, True):
             params[_DELIVERIES[to_endpoint]] = _json_rows(
                 [out.of_delivery for out in outs if out.to_endpoint is to_endpoint]
@@ -288,9 +292,31 @@ _DELIVERIES = {False: "to_urls", True: "to_endpoints"}
 
 
 def _json_value(value: object) -> str:
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            # As ``UTCDateTime`` refuses it: PostgreSQL would read it in its own zone.
+            raise ValueError("naive datetime given to a UTC column")
+        return value.isoformat()
+    if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not a column value")
+
+
+@functools.cache
+def _documents(table: Table) -> frozenset[str]:
+    """``table``'s JSON columns."""
+    return frozenset(c.name for c in table.columns if isinstance(c.type, JSON))
+
+
+def _documents_as_text(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its JSON columns' values as the text SQLAlchemy's ``JSON`` would bind
+    (``None`` as JSON ``null``, as it binds it), which ``_rows`` reads as text and casts:
+    read as ``json`` inside the array, a ``\u0000`` in a string fails the statement
+    (PostgreSQL cannot unescape it), and with it the whole batch."""
+    documents = _documents(table)
+    if not documents:
+        return row
+    return {k: json.dumps(v) if k in documents else v for k, v in row.items()}
 
 
 def _json_rows(rows: list[dict[str, Any]]) -> str:
@@ -301,9 +327,15 @@ def _rows(table: Table, names: Sequence[tuple[str, str]], param: str, alias: str
     """Rows given as one JSON array of objects (``json_to_recordset``): each ``(key,
     column)`` of ``names`` read from the objects' ``key`` with the type of ``table``'s
     ``column``."""
+    documents = _documents(table)
     return (
         func.json_to_recordset(bindparam(param, type_=String()).cast(JSON()))
-        .table_valued(*(column(key, table.c[name].type) for key, name in names))
+        .table_valued(
+            *(
+                column(key, Text() if name in documents else table.c[name].type)
+                for key, name in names
+            )
+        )
         .render_derived(name=alias, with_types=True)
     )
 
@@ -320,8 +352,13 @@ def _at_once(prior_tables: tuple[Table, ...]) -> Insert:
     for n, table in enumerate(prior_tables):
         names = [(c.name, c.name) for c in table.columns if c.name != "id"]
         rows = _rows(table, names, f"prior_{n}", f"prior_rows_{n}")
+        documents = _documents(table)
+        values = [
+            rows.c[key].cast(table.c[name].type) if name in documents else rows.c[key]
+            for key, name in names
+        ]
         ctes.append(
-            insert(table).from_select([c for _, c in names], select(rows)).cte(f"prior_{n}")
+            insert(table).from_select([c for _, c in names], select(*values)).cte(f"prior_{n}")
         )
     events = _table(CallEvent)
     names = [(f"e_{name}", name) for name in _EVENT]

@@ -335,6 +335,27 @@ class TestNumberPool:
             assert writer.units - units > writer.batches - batches
             assert (await billing(api, org))["reserved"] == 4.5
 
+    async def test_calls_refused_a_number_in_a_batch_take_no_hold_from_the_others(
+        self, own_database: str, tmp_path: Path
+    ) -> None:
+        # Rs 4.50 is three holds of Rs 1.50; a live call takes the first. Three calls of
+        # its party A find no number (one in the pool) and a fourth call of two free
+        # parties takes the last one: it must be held, not refused for the holds the
+        # batch would have given the three.
+        settings = call_settings(own_database, tmp_path / "data")
+        async with running_api(settings) as api:
+            org = await api.make_org("pool-no-hold", balance="4.5", numbers=1)
+            await place(api, org, party_a="9811110000", party_b="9822220000", ring_timeout_sec=120)
+            bodies = [
+                {"party_a": "9811110000", "party_b": f"98333{n:05d}", "ring_timeout_sec": 120}
+                for n in range(3)
+            ] + [{"party_a": "9844440000", "party_b": "9855550000", "ring_timeout_sec": 120}]
+            responses = await asyncio.gather(
+                *[api.client.post(CALLS, headers=org.auth, json=body) for body in bodies]
+            )
+            assert [r.status_code for r in responses] == [503, 503, 503, 201]
+            assert (await billing(api, org))["reserved"] == 3
+
     async def test_a_pair_gets_its_previous_number_back(self, api: Api) -> None:
         org = await api.make_org("pool-again", balance="100", numbers=3)
         first = await place(api, org, party_a="9811111112", party_b="9811111113")

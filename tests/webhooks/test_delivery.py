@@ -144,6 +144,32 @@ class TestLifecycle:
         }
         assert initiated == {sid: own if n % 2 == 0 else endpoint for n, sid in enumerate(sids)}
 
+    async def test_a_nul_in_one_calls_metadata_fails_no_call_of_its_batch(
+        self, api: Api, receiver: Receiver
+    ) -> None:
+        # The batch's rows go to PostgreSQL as one JSON array: a document holding
+        # "\u0000" must arrive as it was sent, and must not fail its batch's other calls.
+        org = await api.make_org("hook-nul", balance="100", numbers=8)
+        await point_at(api, org, receiver.url)
+        metadata = [{"note": "a\u0000b"}, {"n": "1"}, None, {"k": 'x\\y "q" \u00fc'}]
+        bodies = [
+            {
+                "party_a": f"98765{n:01d}0000",
+                "party_b": f"91234{n:05d}",
+                "ring_timeout_sec": 120,
+                **({"metadata": m} if m is not None else {}),
+            }
+            for n, m in enumerate(metadata)
+        ]
+        responses = await asyncio.gather(
+            *[api.client.post("/v1/masking/calls", headers=org.auth, json=b) for b in bodies]
+        )
+        assert [r.status_code for r in responses] == [201] * 4, [r.text for r in responses]
+        for response, sent in zip(responses, metadata, strict=True):
+            sid = response.json()["data"]["call_sid"]
+            got = await api.client.get(f"/v1/masking/calls/{sid}", headers=org.auth)
+            assert got.json()["data"]["metadata"] == sent
+
 
 class TestRetries:
     @pytest.mark.slow
