@@ -16,7 +16,7 @@ from maskline.orgs.service import OrgTerms
 from maskline.telephony.sim.carrier import SimCarrier, TraceEntry
 from tests.calls.conftest import call_settings
 from tests.support.api import Api, running_api
-from tests.support.calls import billing, place, wait_for
+from tests.support.calls import billing, place, post_at_once, wait_for
 from tests.support.statements import statement_times
 
 CALLS = "/v1/masking/calls"
@@ -314,20 +314,11 @@ class TestNumberPool:
             org = await api.make_org("pool-burst", balance="100", numbers=3)
             writer = api.runtime.db.writer
             batches, units = writer.batches, writer.units
-            responses = await asyncio.gather(
-                *[
-                    api.client.post(
-                        CALLS,
-                        headers=org.auth,
-                        json={
-                            "party_a": "9811110000",
-                            "party_b": f"98222{n:05d}",
-                            "ring_timeout_sec": 120,
-                        },
-                    )
-                    for n in range(5)
-                ]
-            )
+            bodies = [
+                {"party_a": "9811110000", "party_b": f"98222{n:05d}", "ring_timeout_sec": 120}
+                for n in range(5)
+            ]
+            responses = await post_at_once(api, org, bodies)
             assert sorted(r.status_code for r in responses) == [201] * 3 + [503] * 2
             numbers = {r.json()["data"]["masked_number"] for r in responses if r.is_success}
             assert len(numbers) == 3
@@ -350,9 +341,7 @@ class TestNumberPool:
                 {"party_a": "9811110000", "party_b": f"98333{n:05d}", "ring_timeout_sec": 120}
                 for n in range(3)
             ] + [{"party_a": "9844440000", "party_b": "9855550000", "ring_timeout_sec": 120}]
-            responses = await asyncio.gather(
-                *[api.client.post(CALLS, headers=org.auth, json=body) for body in bodies]
-            )
+            responses = await post_at_once(api, org, bodies)
             assert [r.status_code for r in responses] == [503, 503, 503, 201]
             assert (await billing(api, org))["reserved"] == 3
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import threading
@@ -17,7 +16,7 @@ from maskline.webhooks.delivery import Clients, Connections
 from maskline.webhooks.signing import edesy_signature, standard_signature
 from maskline.webhooks.tasks import Job, deliver
 from tests.support.api import Api, running_api
-from tests.support.calls import place, wait_for
+from tests.support.calls import place, post_at_once, wait_for
 from tests.support.receiver import Answer, Received, Receiver, receiving, until
 from tests.support.waits import eventually_value
 from tests.webhooks.conftest import point_at, webhook_test_events
@@ -131,9 +130,7 @@ class TestLifecycle:
             }
             for n in range(6)
         ]
-        responses = await asyncio.gather(
-            *[api.client.post("/v1/masking/calls", headers=org.auth, json=b) for b in bodies]
-        )
+        responses = await post_at_once(api, org, bodies)
         assert [r.status_code for r in responses] == [201] * 6
         assert writer.units - units > writer.batches - batches
         sids = [r.json()["data"]["call_sid"] for r in responses]
@@ -161,9 +158,7 @@ class TestLifecycle:
             }
             for n, m in enumerate(metadata)
         ]
-        responses = await asyncio.gather(
-            *[api.client.post("/v1/masking/calls", headers=org.auth, json=b) for b in bodies]
-        )
+        responses = await post_at_once(api, org, bodies)
         assert [r.status_code for r in responses] == [201] * 4, [r.text for r in responses]
         for response, sent in zip(responses, metadata, strict=True):
             sid = response.json()["data"]["call_sid"]
