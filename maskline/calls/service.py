@@ -29,7 +29,7 @@ from maskline.kit.scope import scoped
 from maskline.kit.writer import WALLET_STAGE, defer_to_batch
 from maskline.numbers import pool
 from maskline.numbers.pool import lease_number
-from maskline.webhooks.outbox import Outgoing, add_outgoing, outgoing, write_events
+from maskline.webhooks.outbox import Outgoing, outgoing, write_events
 
 TOO_MANY_LIVE = "Too many live calls for this organisation."
 API_OWNER = "api"
@@ -173,11 +173,8 @@ async def create_call(
             )
             raise NoMaskedNumber()
         call.masked_number = masked
-        await add_outgoing(session, _placed(placing))
-        if idempotency_key is not None:
-            await idempotency.store_response(
-                session, org_id, idempotency_key, placing.accepted.response()
-            )
+        await session.flush()
+        await _store_placed(await session.connection(), [placing])
     # Counted before the hold, on a shard of the tallies drawn for the batch
     # (calls/tally.py): every batch locks its tally rows before the organisation's wallet
     # row (no lock cycle through them), and the wallet row's locked stretch is the hold
@@ -233,24 +230,28 @@ async def place_calls(conn: AsyncConnection, asks: Sequence[Any]) -> list[BaseEx
         many=_lease_many_statement(),
     )
     refusals: list[BaseException | None] = []
-    placed: list[Outgoing] = []
     for placing, number in zip(placings, numbers, strict=True):
         if number is None:
             refusals.append(LeaseAlone())
-            continue
-        placing.call.masked_number = number
-        placed.append(_placed(placing))
-        refusals.append(None)
+        else:
+            placing.call.masked_number = number
+            refusals.append(None)
     if any(refusals):
         # The batch runs again without the refused: nothing more to write in this run.
         return refusals
-    await write_events(conn, placed)
+    await _store_placed(conn, placings)
+    return refusals
+
+
+async def _store_placed(conn: AsyncConnection, placings: Sequence[_Placing]) -> None:
+    """Calls with their numbers: their rows, ``call.initiated`` events and deliveries
+    (``write_events``), and the answers stored under their Idempotency-Keys."""
+    await write_events(conn, [_placed(placing) for placing in placings])
     for placing in placings:
         if placing.idempotency_key is not None:
             await idempotency.store_response(
                 conn, placing.call.org_id, placing.idempotency_key, placing.accepted.response()
             )
-    return refusals
 
 
 def _refusal(hold: wallet.CallHold) -> BaseException:

@@ -243,11 +243,6 @@ async def add_event(
         now=now,
         prior=prior,
     )
-    await add_outgoing(session, out)
-
-
-async def add_outgoing(session: AsyncSession, out: Outgoing) -> None:
-    """``add_event``'s write, of an event already made (``outgoing``)."""
     if not defer_to_batch(session, write_events, out):
         await session.flush()
         await write_events(await session.connection(), [out])
