@@ -131,8 +131,13 @@ class CallRunner:
         sid = self.info.call_sid
         for command in commands:
             if isinstance(command, DialLeg):
-                number = self.info.party_a if command.leg is Leg.A else self.info.party_b
-                carrier.dial(Dial(sid, command.leg, number, self.info.masked_number, command.at))
+                info = self.info
+                if command.leg is Leg.A:
+                    # B follows A's answer in every phase the flow can be in then.
+                    b = Dial(sid, Leg.B, info.party_b, info.masked_number, command.at)
+                    carrier.dial(Dial(sid, Leg.A, info.party_a, info.masked_number, command.at, b))
+                else:
+                    carrier.dial(Dial(sid, Leg.B, info.party_b, info.masked_number, command.at))
                 if command.leg is Leg.B:
                     latency = time.perf_counter() - arrived
                     self.engine.connect_latencies.append(latency)

@@ -14,13 +14,21 @@ EventSink = Callable[[LegEvent], None]
 
 @dataclass(frozen=True, slots=True)
 class Dial:
-    """Dial one leg: ``number`` is the party's 10-digit form, ``caller_id`` the masked number."""
+    """Dial one leg: ``number`` is the party's 10-digit form, ``caller_id`` the masked number.
+
+    ``then`` is the dial that follows this leg's answer (B's, on A's dial). A carrier may
+    send it the moment the leg answers, before the engine has even heard of the answer:
+    the connect latency is then the carrier's alone. The engine still asks for that leg
+    with ``dial`` while it takes in the ``LegAnswered`` (inside the sink's call); a leg so
+    sent and not asked for then is hung up by the carrier. A carrier may ignore ``then``.
+    """
 
     call_sid: str
     leg: Leg
     number: str
     caller_id: str
     at: datetime
+    then: Dial | None = None
 
 
 class MediaSink(Protocol):
@@ -42,7 +50,8 @@ class Carrier(Protocol):
         ...
 
     async def start(self, sink: EventSink) -> None:
-        """Begin delivering leg events to ``sink`` (called on the engine's loop)."""
+        """Begin delivering leg events to ``sink`` (called on the engine's loop, which
+        carries out the commands an event leads to before the call returns)."""
         ...
 
     def dial(self, request: Dial) -> None:

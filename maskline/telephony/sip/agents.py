@@ -139,7 +139,13 @@ def _text(body: Any) -> str | None:
 
 
 class Uac:
-    """One outbound leg's user agent."""
+    """One outbound leg's user agent; its INVITE goes out on ``start``.
+
+    ``then`` builds the leg that follows this one's answer, from the answer's SDP (None:
+    nothing to follow with). It runs in this thread as the 200 OK is taken in; the new
+    leg rides on the ``connect`` report and its INVITE goes out right after, so its
+    reports come after that one. A hang-up before the answer drops it.
+    """
 
     def __init__(
         self,
@@ -151,6 +157,7 @@ class Uac:
         offer: str,
         credentials: tuple[str | None, str | None],
         report: Report,
+        then: Callable[[str | None], Uac | None] | None = None,
     ) -> None:
         from sippy.CCEvents import CCEventTry
         from sippy.MsgBody import MsgBody
@@ -159,6 +166,7 @@ class Uac:
 
         self._report = report
         self._offer = offer
+        self._then = then
         username, password = credentials
         self.ua: Any = _ua_class()(
             endpoint.config,
@@ -175,12 +183,19 @@ class Uac:
         try_event = CCEventTry((SipCallId(), caller, callee, MsgBody(offer), None, None))
         identity = f"<sip:{caller}@{trunk[0]};user=phone>"
         try_event.extra_headers = (SipHeader(name="p-asserted-identity", bodys=identity),)
-        self.ua.recvEvent(try_event)
+        self._try: Any = try_event
+
+    def start(self) -> None:
+        """Send the INVITE."""
+        try_event, self._try = self._try, None
+        if try_event is not None:
+            self.ua.recvEvent(try_event)
 
     def hangup(self) -> None:
         """CANCEL while ringing, BYE once connected."""
         from sippy.CCEvents import CCEventDisconnect
 
+        self._then = None
         if not self.ua.isDead():
             self.ua.recvEvent(CCEventDisconnect())
 
@@ -206,8 +221,13 @@ class Uac:
                 code, reason = int(data[0]), str(data[1])
                 body = data[2] if len(data) > 2 else None
                 kind = {CCEventRing: "ring", CCEventConnect: "connect", CCEventFail: "fail"}
-                dialog = dialog_of(self.ua) if isinstance(event, CCEventConnect) else None
-                self._report(UacEvent(kind[type(event)], code, reason, _text(body), dialog))
+                sdp, dialog, then = _text(body), None, None
+                if isinstance(event, CCEventConnect):
+                    dialog = dialog_of(self.ua)
+                    then = self._follow(sdp)
+                self._report(UacEvent(kind[type(event)], code, reason, sdp, dialog, then))
+                if then is not None:
+                    then.start()
             elif isinstance(event, CCEventDisconnect):
                 self._report(UacEvent("bye"))
             elif isinstance(event, CCEventUpdate):
@@ -217,7 +237,20 @@ class Uac:
         except Exception:
             log.exception("SIP event handling failed")
 
+    def _follow(self, answer: str | None) -> Uac | None:
+        """The leg that follows this one's answer, built but not started (at most once)."""
+        build, self._then = self._then, None
+        if build is None:
+            return None
+        try:
+            return build(answer)
+        except Exception:
+            # The engine dials it the usual way when it hears of the answer.
+            log.exception("cannot build the next leg at the answer")
+            return None
+
     def _dead(self, _ua: Any) -> None:
+        self._then = None
         self._report(UacEvent("dead"))
 
 

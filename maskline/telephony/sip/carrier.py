@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -86,6 +87,10 @@ class _Call:
     responded: set[Leg] = field(default_factory=set)  # the trunk sent something on it
     bridged: bool = False
     timed_out: bool = False
+    # The leg to send at the answer of the one before it (``Dial.then``), and that leg once
+    # sent, until the engine asks for it while it takes in that answer.
+    follows: Leg | None = None
+    unasked: Leg | None = None
 
 
 class SipCarrier:
@@ -107,6 +112,7 @@ class SipCarrier:
         self._thread = SipThread()
         self._endpoint: SipEndpoint | None = None
         self._sink: EventSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._calls: dict[str, _Call] = {}
         self._opening: dict[str, asyncio.Task[_Call]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -135,6 +141,7 @@ class SipCarrier:
 
     async def start(self, sink: EventSink) -> None:
         self._sink = sink
+        self._loop = asyncio.get_running_loop()
         self._trunk_addresses = await _resolve(*self._trunk)
         await self._pool_line.start()
         self._thread.start()
@@ -186,6 +193,13 @@ class SipCarrier:
     # -- commands from the engine -----------------------------------------------
 
     def dial(self, request: Dial) -> None:
+        call = self._calls.get(request.call_sid)
+        if call is not None and call.unasked is request.leg:
+            # Its INVITE went out in the SIP thread at the answer before it.
+            call.unasked = None
+            self._slot(request.leg)
+            asyncio.get_running_loop().call_soon(self._dialled, request.call_sid, call, request.leg)
+            return
         task = asyncio.create_task(self._dial(request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -235,29 +249,68 @@ class SipCarrier:
         # B is offered the codec A chose, so the relay never has to transcode.
         codecs = (call.codec,) if leg is Leg.B and call.codec else (G711.PCMU, G711.PCMA)
         offer = sdp.offer(call.session.local(leg), codecs)
+        then = None if request.then is None else self._follower(call, request.then)
+
+        def invite() -> Uac:
+            uac = self._uac(request, offer, then)
+            uac.start()
+            return uac
+
+        call.uacs[leg] = await self._thread.run(invite)
+        if leg in call.ended:  # hung up while the INVITE was being built
+            self._thread.call(call.uacs[leg].hangup)
+            return
+        self._dialled(sid, call, leg)
+
+    def _uac(
+        self,
+        request: Dial,
+        offer: str,
+        then: Callable[[str | None], Uac | None] | None = None,
+    ) -> Uac:
+        """The leg's user agent, not started (in the SIP thread)."""
         settings = self._settings
-        caller = settings.sip_caller_format.format(masked=request.caller_id)
-        callee = settings.sip_dial_format.format(number=request.number)
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        assert loop is not None
+        sid, leg = request.call_sid, request.leg
 
         def report(event: UacEvent) -> None:
             loop.call_soon_threadsafe(self._on_uac_event, sid, leg, event)
 
         endpoint = self._endpoint
         assert endpoint is not None
-        call.uacs[leg] = await self._thread.run(
-            lambda: Uac(
-                endpoint,
-                trunk=self._trunk,
-                caller=caller,
-                callee=callee,
-                offer=offer,
-                credentials=(settings.sip_username, settings.sip_password),
-                report=report,
-            )
+        return Uac(
+            endpoint,
+            trunk=self._trunk,
+            caller=settings.sip_caller_format.format(masked=request.caller_id),
+            callee=settings.sip_dial_format.format(number=request.number),
+            offer=offer,
+            credentials=(settings.sip_username, settings.sip_password),
+            report=report,
+            then=then,
         )
-        if leg in call.ended:  # hung up while the INVITE was being built
-            self._thread.call(call.uacs[leg].hangup)
+
+    def _follower(self, call: _Call, request: Dial) -> Callable[[str | None], Uac | None]:
+        """Builds ``request``'s leg in the SIP thread from the answer before it, offered
+        the codec that answer chose (None if it chose none: the engine's dial then sends
+        it the usual way)."""
+        local = call.session.local(request.leg)
+        call.follows = request.leg
+
+        def build(answer: str | None) -> Uac | None:
+            try:
+                remote = sdp.parse(answer) if answer else None
+            except ValueError:
+                return None
+            if remote is None or remote.codec is None:
+                return None
+            return self._uac(request, sdp.offer(local, (remote.codec,)))
+
+        return build
+
+    def _dialled(self, sid: str, call: _Call, leg: Leg) -> None:
+        """The leg's INVITE is out: its ring time starts, and the trunk must answer it."""
+        if leg in call.ended or self._calls.get(sid) is not call:
             return
         self._emit(LegDialled(sid, leg, self._clock.now()))
         timer = asyncio.create_task(self._expect_response(sid, call, leg))
@@ -368,6 +421,16 @@ class SipCarrier:
 
     def _on_uac_event(self, sid: str, leg: Leg, event: UacEvent) -> None:
         call = self._calls.get(sid)
+        then = event.then
+        if then is not None:
+            assert isinstance(then, Uac)
+            if call is None or call.follows is None or call.follows in call.ended:
+                self._thread.call(then.hangup)  # the call, or that leg, ended already
+            else:
+                call.uacs[call.follows] = then
+                call.unasked = call.follows
+                if leg in call.ended:
+                    self._hang_up_unasked(sid, call)
         if call is None:
             return
         now = self._clock.now()
@@ -396,6 +459,7 @@ class SipCarrier:
                 # A hears ringback until B's early media or the bridge replaces it.
                 call.session.play(Leg.A, tones.ringback(call.codec), repeat=True)
             self._emit(LegAnswered(sid, leg, now, dialog=event.dialog))
+            self._hang_up_unasked(sid, call)
         elif event.kind == "fail":
             call.ended.add(leg)
             cause = cause_of(event.code, responded=responded)
@@ -410,6 +474,14 @@ class SipCarrier:
                 call.on_hold.discard(leg)
                 if remote.codec is not None:
                     call.session.set_remote(leg, remote.endpoint, remote.codec)
+
+    def _hang_up_unasked(self, sid: str, call: _Call) -> None:
+        """A leg sent at an answer that the engine did not ask for as it took the answer
+        in (it had ended the call, or let it go): cancelled at once."""
+        leg = call.unasked
+        if leg is not None:
+            call.unasked = None
+            self.hangup(sid, leg, cause=Cause.NORMAL_CLEARING, at=self._clock.now())
 
     def _out_of_dialog(self, req: Any, transaction: Any) -> Any:
         """Requests that belong to no leg of ours (runs in the SIP thread). A new INVITE

@@ -32,13 +32,15 @@ TICK_HZ = 200.0
 @dataclass(frozen=True, slots=True)
 class UacEvent:
     """What happened to a leg, as plain data. ``kind``: ring, connect, fail, bye, update,
-    dead (and for a call to a pool number: offer, acked)."""
+    dead (and for a call to a pool number: offer, acked). ``then``, on a connect: the leg
+    that follows it, already dialled (``agents.Uac``), a handle only the SIP thread uses."""
 
     kind: str
     code: int | None = None
     reason: str | None = None
     sdp: str | None = None
     dialog: Dialog | None = None
+    then: object | None = None
 
 
 class _WireLog:
