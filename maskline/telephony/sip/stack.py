@@ -11,6 +11,8 @@ chose sippy and the three things adapted here.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import logging
 import signal
 import socket
@@ -151,6 +153,16 @@ def _guarded(fn: Callable[..., object]) -> Callable[..., None]:
     return guarded
 
 
+@functools.lru_cache(maxsize=64)
+def _is_ipv4(host: str) -> bool:
+    """Whether ``host`` is an IPv4 address written as digits (sent to as it is)."""
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_free(host: str, port: int) -> None:
     """Fail with a clear OSError if the SIP address is taken, before sippy tries to bind
     it (sippy leaves the socket of a failed bind for the garbage collector)."""
@@ -194,6 +206,25 @@ class SipEndpoint:
             def getSIPaddr(self) -> tuple[tuple[str, int], str]:
                 (_bound, bound_port), transport = super().getSIPaddr()
                 return (advertised, bound_port), transport
+
+            def send_to(self, data: bytes | str, address: Any, delayed: bool = False) -> None:
+                # sippy queues every message for a sender thread, which resolves the
+                # address again and sends: one more hand-over of the GIL a message, on
+                # the path of B's INVITE at A's answer. To an IPv4 address as digits,
+                # with nothing queued before it, it goes from this thread at once; a
+                # socket that cannot take it now, a host name (resolved there, never
+                # here) or IPv6 (its scope) go sippy's way.
+                if self.uopts.family == socket.AF_INET and self.sendqueue.empty():
+                    payload = data.encode("utf-8") if isinstance(data, str) else data
+                    try:
+                        host, port = address
+                        if isinstance(host, str) and _is_ipv4(host):
+                            sent = self.skt.sendto(payload, socket.MSG_DONTWAIT, (host, port))
+                            if sent == len(payload):
+                                return
+                    except (OSError, TypeError, ValueError):
+                        pass
+                super().send_to(data, address, delayed)
 
         class _Manager(SipTransactionManager):  # type: ignore[misc]
             model_udp_server = (_AdvertisedServer, _OneWorker)
