@@ -21,6 +21,7 @@ import pytest
 
 from maskline.calls.lifecycle import load_call
 from maskline.kit.clock import Clock, ScaledClock, SystemClock
+from maskline.settings import Settings
 from maskline.telephony.carrier import Dial
 from maskline.telephony.events import (
     Cause,
@@ -50,6 +51,26 @@ PARTY_A, PARTY_B = "9876543210", "9123456789"
 PACKETS = 100  # two seconds of 20 ms frames per phone
 
 
+def sip_settings(
+    database_url: str,
+    tmp_path: Path,
+    sipp: Sipp | None,
+    *,
+    sip_port: int | None = None,
+    **overrides: object,
+) -> Settings:
+    """The sip carrier's settings, SIPp (or nothing, port 9) as the trunk."""
+    values: dict[str, object] = {
+        "carrier": "sip",
+        "sip_trunk": sipp.trunk if sipp is not None else "127.0.0.1:9",
+        "sip_bind": f"127.0.0.1:{sip_port or free_udp_port()}",
+        "rtp_ports": "22000-22999",
+        "allow_private_webhooks": True,
+        "call_status_rate_limit_per_minute": 100_000,
+    }
+    return make_settings(database_url, tmp_path / "data", **(values | overrides))
+
+
 @asynccontextmanager
 async def sip_api(
     database_url: str,
@@ -60,15 +81,7 @@ async def sip_api(
     clock: Clock | None = None,
     **overrides: object,
 ) -> AsyncIterator[Api]:
-    values: dict[str, object] = {
-        "carrier": "sip",
-        "sip_trunk": sipp.trunk if sipp is not None else "127.0.0.1:9",
-        "sip_bind": f"127.0.0.1:{sip_port or free_udp_port()}",
-        "rtp_ports": "22000-22999",
-        "allow_private_webhooks": True,
-        "call_status_rate_limit_per_minute": 100_000,
-    }
-    settings = make_settings(database_url, tmp_path / "data", **(values | overrides))
+    settings = sip_settings(database_url, tmp_path, sipp, sip_port=sip_port, **overrides)
     async with running_api(settings, clock=clock) as api:
         yield api
 
@@ -355,14 +368,7 @@ async def test_a_leg_sent_at_the_answer_but_not_asked_for_is_cancelled_at_once(
     # let it go) does not ask for B as it takes the answer in: the carrier cancels B, and
     # the engine hears nothing of it. Here the engine is the test, and never asks for B.
     sipp = answering(tmp_path, phones, a=("wait_bye",), b=(), b_before_answer=("cancelled",))
-    settings = make_settings(
-        database_url,
-        tmp_path / "data",
-        carrier="sip",
-        sip_trunk=sipp.trunk,
-        sip_bind=f"127.0.0.1:{free_udp_port()}",
-        rtp_ports="22000-22999",
-    )
+    settings = sip_settings(database_url, tmp_path, sipp)
 
     async def no_pool_number(_number: str) -> bool:
         return False
