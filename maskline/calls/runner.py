@@ -114,7 +114,10 @@ class CallRunner:
         new, commands = step(self.state, event)
         changed = new is not self.state
         self.state = new
-        self._carry_out(commands, arrived)
+        # A carrier that sent B at A's answer (``Dial.then``) timed the connect itself; it
+        # expects B's dial from here, now, before this returns (or it cancels B).
+        sent_sec = event.next_sent_sec if isinstance(event, LegAnswered) else None
+        self._carry_out(commands, arrived, sent_sec)
         if not changed:
             return  # e.g. a leg dialled: a timer to start, nothing to store
         self.writes.put_nowait(
@@ -126,7 +129,9 @@ class CallRunner:
             )
         )
 
-    def _carry_out(self, commands: list[Command], arrived: float) -> None:
+    def _carry_out(
+        self, commands: list[Command], arrived: float, sent_sec: float | None = None
+    ) -> None:
         carrier = self.engine.carrier_for(self.info.carrier)
         sid = self.info.call_sid
         for command in commands:
@@ -139,7 +144,7 @@ class CallRunner:
                 else:
                     carrier.dial(Dial(sid, Leg.B, info.party_b, info.masked_number, command.at))
                 if command.leg is Leg.B:
-                    latency = time.perf_counter() - arrived
+                    latency = time.perf_counter() - arrived if sent_sec is None else sent_sec
                     self.engine.connect_latencies.append(latency)
                     if self.engine.on_connect is not None:
                         self.engine.on_connect(latency)

@@ -103,9 +103,12 @@ class Dialog:
 
 @dataclass(frozen=True, slots=True)
 class LegAnswered(LegEvent):
-    """The leg answered; a SIP leg carries its confirmed ``dialog``."""
+    """The leg answered; a SIP leg carries its confirmed ``dialog``. ``next_sent_sec``:
+    when the carrier sent the next leg itself at this answer (``Dial.then``), the
+    seconds from the answer's arrival to that leg's request going out."""
 
     dialog: Dialog | None = None
+    next_sent_sec: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,9 @@ thread only (``stack.SipThread``); what leaves it is plain data (``UacEvent``, `
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -142,9 +144,11 @@ class Uac:
     """One outbound leg's user agent; its INVITE goes out on ``start``.
 
     ``then`` builds the leg that follows this one's answer, from the answer's SDP (None:
-    nothing to follow with). It runs in this thread as the 200 OK is taken in; the new
-    leg rides on the ``connect`` report and its INVITE goes out right after, so its
-    reports come after that one. A hang-up before the answer drops it.
+    nothing to follow with). It runs in this thread as the 200 OK is taken in: the new
+    leg's INVITE goes out at once and the leg rides on the ``connect`` report, with the
+    time from the 200 OK's arrival to that INVITE; the new leg's own reports are held
+    until that report is made, so they come after it. ``drop_follower`` (from any
+    thread) or a hang-up before the answer drops the builder.
     """
 
     def __init__(
@@ -164,7 +168,8 @@ class Uac:
         from sippy.SipCallId import SipCallId
         from sippy.SipHeader import SipHeader
 
-        self._report = report
+        self._sink = report
+        self._held: list[UacEvent] | None = None
         self._offer = offer
         self._then = then
         username, password = credentials
@@ -190,6 +195,22 @@ class Uac:
         try_event, self._try = self._try, None
         if try_event is not None:
             self.ua.recvEvent(try_event)
+
+    def drop_follower(self) -> None:
+        """Build no leg at this one's answer (safe from any thread: one attribute)."""
+        self._then = None
+
+    def _report(self, event: UacEvent) -> None:
+        if self._held is not None:
+            self._held.append(event)
+        else:
+            self._sink(event)
+
+    def _release(self) -> None:
+        """Report what was held (a leg started before the report that carries it)."""
+        held, self._held = self._held, None
+        for event in held or ():
+            self._sink(event)
 
     def hangup(self) -> None:
         """CANCEL while ringing, BYE once connected."""
@@ -221,13 +242,16 @@ class Uac:
                 code, reason = int(data[0]), str(data[1])
                 body = data[2] if len(data) > 2 else None
                 kind = {CCEventRing: "ring", CCEventConnect: "connect", CCEventFail: "fail"}
-                sdp, dialog, then = _text(body), None, None
+                sdp, dialog, then, sent_in = _text(body), None, None, None
                 if isinstance(event, CCEventConnect):
                     dialog = dialog_of(self.ua)
                     then = self._follow(sdp)
-                self._report(UacEvent(kind[type(event)], code, reason, sdp, dialog, then))
+                    if then is not None:
+                        sent_in = then._start_at(event.rtime)
+                report = UacEvent(kind[type(event)], code, reason, sdp, dialog, then, sent_in)
+                self._report(report)
                 if then is not None:
-                    then.start()
+                    then._release()
             elif isinstance(event, CCEventDisconnect):
                 self._report(UacEvent("bye"))
             elif isinstance(event, CCEventUpdate):
@@ -238,16 +262,34 @@ class Uac:
             log.exception("SIP event handling failed")
 
     def _follow(self, answer: str | None) -> Uac | None:
-        """The leg that follows this one's answer, built but not started (at most once)."""
+        """The leg that follows this one's answer, built but not started, its reports
+        held (at most once)."""
         build, self._then = self._then, None
         if build is None:
             return None
         try:
-            return build(answer)
+            follower = build(answer)
         except Exception:
             # The engine dials it the usual way when it hears of the answer.
             log.exception("cannot build the next leg at the answer")
             return None
+        if follower is not None:
+            follower._held = []
+        return follower
+
+    def _start_at(self, answered: Any) -> float | None:
+        """Start this leg at the answer before it (``answered``: sippy's receipt time of
+        that 200 OK); the seconds from that receipt to this INVITE, None if it failed
+        (then reported as a failed leg, with no code: nothing reached the trunk)."""
+        try:
+            self.start()
+        except Exception:
+            log.exception("cannot send the INVITE of the leg after the answer")
+            with contextlib.suppress(Exception):
+                self.hangup()
+            self._report(UacEvent("fail"))
+            return None
+        return time.monotonic() - answered.monot if answered is not None else None
 
     def _dead(self, _ua: Any) -> None:
         self._then = None

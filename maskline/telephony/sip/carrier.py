@@ -370,6 +370,7 @@ class SipCarrier:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
+            uac.drop_follower()  # now: its answer may be on its way to the SIP thread
             self._thread.call(uac.hangup)
             self._close_if_done(call_sid, call)
 
@@ -458,8 +459,11 @@ class SipCarrier:
             if leg is Leg.A and call.codec is not None:
                 # A hears ringback until B's early media or the bridge replaces it.
                 call.session.play(Leg.A, tones.ringback(call.codec), repeat=True)
-            self._emit(LegAnswered(sid, leg, now, dialog=event.dialog))
-            self._hang_up_unasked(sid, call)
+            sent_sec = event.then_sec if call.unasked is not None else None
+            try:
+                self._emit(LegAnswered(sid, leg, now, dialog=event.dialog, next_sent_sec=sent_sec))
+            finally:
+                self._hang_up_unasked(sid, call)
         elif event.kind == "fail":
             call.ended.add(leg)
             cause = cause_of(event.code, responded=responded)
@@ -480,6 +484,10 @@ class SipCarrier:
         in (it had ended the call, or let it go): cancelled at once."""
         leg = call.unasked
         if leg is not None:
+            log.info(
+                "the leg sent at the answer before it was not asked for: cancelled",
+                extra={"call_sid": sid, "leg": leg.value},
+            )
             call.unasked = None
             self.hangup(sid, leg, cause=Cause.NORMAL_CLEARING, at=self._clock.now())
 

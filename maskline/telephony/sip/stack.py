@@ -17,6 +17,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,13 +30,17 @@ wire_log = logging.getLogger("maskline.sip.wire")
 
 T = TypeVar("T")
 TICK_HZ = 200.0
+# How long sippy's sender thread may hold a message it took from its queue: 20 tries
+# 10 ms apart on a full socket, and the address resolved first.
+SENDER_HORIZON_SEC = 0.5
 
 
 @dataclass(frozen=True, slots=True)
 class UacEvent:
     """What happened to a leg, as plain data. ``kind``: ring, connect, fail, bye, update,
     dead (and for a call to a pool number: offer, acked). ``then``, on a connect: the leg
-    that follows it, already dialled (``agents.Uac``), a handle only the SIP thread uses."""
+    that follows it, already dialled (``agents.Uac``), a handle only the SIP thread uses;
+    ``then_sec``: the seconds from this 200 OK's arrival to that leg's INVITE."""
 
     kind: str
     code: int | None = None
@@ -43,6 +48,7 @@ class UacEvent:
     sdp: str | None = None
     dialog: Dialog | None = None
     then: object | None = None
+    then_sec: float | None = None
 
 
 class _WireLog:
@@ -207,14 +213,24 @@ class SipEndpoint:
                 (_bound, bound_port), transport = super().getSIPaddr()
                 return (advertised, bound_port), transport
 
+            # Until then (time.monotonic()) every message goes sippy's way.
+            queued_until = 0.0
+
             def send_to(self, data: bytes | str, address: Any, delayed: bool = False) -> None:
                 # sippy queues every message for a sender thread, which resolves the
                 # address again and sends: one more hand-over of the GIL a message, on
-                # the path of B's INVITE at A's answer. To an IPv4 address as digits,
-                # with nothing queued before it, it goes from this thread at once; a
-                # socket that cannot take it now, a host name (resolved there, never
-                # here) or IPv6 (its scope) go sippy's way.
-                if self.uopts.family == socket.AF_INET and self.sendqueue.empty():
+                # the path of B's INVITE at A's answer. To an IPv4 address as digits it
+                # goes from this thread at once. A socket that cannot take it now, a
+                # host name (resolved there, never here) and IPv6 (its scope) go
+                # sippy's way, and so does everything after them until the sender
+                # thread has had time to send what it took (it may hold a message out
+                # of its queue, retrying for up to 200 ms): nothing overtakes it.
+                now = time.monotonic()
+                if (
+                    self.uopts.family == socket.AF_INET
+                    and now >= self.queued_until
+                    and self.sendqueue.empty()
+                ):
                     payload = data.encode("utf-8") if isinstance(data, str) else data
                     try:
                         host, port = address
@@ -224,6 +240,7 @@ class SipEndpoint:
                                 return
                     except (OSError, TypeError, ValueError):
                         pass
+                self.queued_until = now + SENDER_HORIZON_SEC
                 super().send_to(data, address, delayed)
 
         class _Manager(SipTransactionManager):  # type: ignore[misc]

@@ -12,7 +12,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -368,32 +368,84 @@ async def test_a_leg_sent_at_the_answer_but_not_asked_for_is_cancelled_at_once(
     # let it go) does not ask for B as it takes the answer in: the carrier cancels B, and
     # the engine hears nothing of it. Here the engine is the test, and never asks for B.
     sipp = answering(tmp_path, phones, a=("wait_bye",), b=(), b_before_answer=("cancelled",))
-    settings = sip_settings(database_url, tmp_path, sipp)
-
-    async def no_pool_number(_number: str) -> bool:
-        return False
-
-    carrier = SipCarrier(settings, SystemClock(), is_pool_number=no_pool_number)
     heard: list[LegEvent] = []
-    await carrier.start(heard.append)
-    try:
+    async with carrier_alone(database_url, tmp_path, sipp, heard) as carrier:
         now = SystemClock().now()
         b = Dial("CAtest", Leg.B, PARTY_B, "918073000001", now)
         carrier.dial(Dial("CAtest", Leg.A, PARTY_A, "918073000001", now, then=b))
         await eventually(lambda: any(isinstance(e, LegAnswered) for e in heard), within=10)
         carrier.hangup("CAtest", Leg.A, cause=Cause.NORMAL_CLEARING, at=SystemClock().now())
         assert await sipp.finished() == 0, sipp.errors()
-    finally:
-        await carrier.close()
-        sipp.close()
     assert [(type(e), e.leg) for e in heard] == [
         (LegDialled, Leg.A),
         (LegRinging, Leg.A),
         (LegAnswered, Leg.A),
     ]
+    answered = heard[-1]
+    assert isinstance(answered, LegAnswered)
+    assert answered.next_sent_sec is not None
+    assert 0 < answered.next_sent_sec < 5  # timed by the SIP thread, 200 OK → B's INVITE
     assert dialogs_seen(sipp) == [["INVITE", "ACK", "BYE"], ["INVITE", "CANCEL", "ACK"]]
     invites = [m for m in sipp.messages() if m.received and m.first_line.startswith("INVITE")]
     assert invites[1].first_line.startswith(f"INVITE sip:+91{PARTY_B}@")
+
+
+async def test_a_leg_sent_at_an_answer_that_crossed_our_hang_up_is_cancelled_unheard(
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+) -> None:
+    # The engine hangs A up (a ring timeout, a hang-up request) while A's 200 OK is on
+    # its way: the SIP thread has already sent B. When the answer reaches the loop, the
+    # call is gone (A was its only leg, now ended), so B is cancelled at once; the engine
+    # hears neither the answer nor B.
+    sipp = answering(tmp_path, phones, a=("wait_bye",), b=(), b_before_answer=("cancelled",))
+    heard: list[LegEvent] = []
+    async with carrier_alone(database_url, tmp_path, sipp, heard) as carrier:
+        now = SystemClock().now()
+        b = Dial("CAtest", Leg.B, PARTY_B, "918073000001", now)
+        carrier.dial(Dial("CAtest", Leg.A, PARTY_A, "918073000001", now, then=b))
+        await eventually(lambda: any(isinstance(e, LegRinging) for e in heard), within=10)
+        # The loop is busy (this test holds it) until B's INVITE has reached the trunk:
+        # A's answer waits in the loop's queue, behind the hang-up decided meanwhile.
+        hold_the_loop_until(
+            lambda: any(
+                m.received and m.first_line.startswith(f"INVITE sip:+91{PARTY_B}@")
+                for m in sipp.messages()
+            ),
+            what="B's INVITE at the trunk",
+        )
+        carrier.hangup("CAtest", Leg.A, cause=Cause.NO_ANSWER, at=SystemClock().now())
+        assert await sipp.finished() == 0, sipp.errors()
+    assert [(type(e), e.leg) for e in heard] == [(LegDialled, Leg.A), (LegRinging, Leg.A)]
+    assert dialogs_seen(sipp) == [["INVITE", "ACK", "BYE"], ["INVITE", "CANCEL", "ACK"]]
+
+
+def hold_the_loop_until(check: Callable[[], bool], *, what: str, within: float = 10) -> None:
+    """Block the calling thread (the loop, on purpose: no await) until ``check``."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"no {what} within {within} s"
+        time.sleep(0.01)
+
+
+@asynccontextmanager
+async def carrier_alone(
+    database_url: str, tmp_path: Path, sipp: Sipp, heard: list[LegEvent]
+) -> AsyncIterator[SipCarrier]:
+    """A sip carrier with SIPp as its trunk and the test as its engine: ``heard`` gets
+    every leg event, and nothing is dialled but what the test dials."""
+
+    async def no_pool_number(_number: str) -> bool:
+        return False
+
+    carrier = SipCarrier(
+        sip_settings(database_url, tmp_path, sipp), SystemClock(), is_pool_number=no_pool_number
+    )
+    await carrier.start(heard.append)
+    try:
+        yield carrier
+    finally:
+        await carrier.close()
+        sipp.close()
 
 
 async def test_an_unanswered_leg_is_cancelled_at_the_ring_timeout(
