@@ -119,6 +119,9 @@ class SipCarrier:
         self._response_timers: set[asyncio.Task[None]] = set()
         self._monitor: asyncio.Task[None] | None = None
         self._next_slot = 0.0
+        # Legs whose dial is waiting for its call's relay session, and those of them hung
+        # up meanwhile.
+        self._opening_legs: set[tuple[str, Leg]] = set()
         self._hung_up_early: set[tuple[str, Leg]] = set()
         # The trunk's IP addresses, resolved once at start: the only source whose
         # out-of-dialog INVITEs are taken (read in the SIP thread, never changed after).
@@ -200,6 +203,7 @@ class SipCarrier:
             self._slot(request.leg)
             asyncio.get_running_loop().call_soon(self._dialled, request.call_sid, call, request.leg)
             return
+        self._opening_legs.add((request.call_sid, request.leg))
         task = asyncio.create_task(self._dial(request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -223,8 +227,11 @@ class SipCarrier:
             log.error("no RTP ports left: failing the leg")
             self._emit(LegFailed(sid, leg, self._clock.now(), Cause.NORMAL_TEMPORARY_FAILURE))
             return
-        if (sid, leg) in self._hung_up_early:
+        finally:
+            self._opening_legs.discard((sid, leg))
+            hung_up_early = (sid, leg) in self._hung_up_early
             self._hung_up_early.discard((sid, leg))
+        if hung_up_early:
             call.ended.add(leg)
         call.dialling.add(leg)
         try:
@@ -353,9 +360,10 @@ class SipCarrier:
     ) -> None:
         call = self._calls.get(call_sid)
         if call is None:
-            # Its dial is still opening the relay session: it will see this and stop.
-            self._hung_up_early.add((call_sid, leg))
-            return
+            if (call_sid, leg) in self._opening_legs:
+                # Its dial is still opening the relay session: it will see this and stop.
+                self._hung_up_early.add((call_sid, leg))
+            return  # else nothing of it is left here (e.g. a call already closed)
         if leg in call.ended:
             return
         call.ended.add(leg)

@@ -429,7 +429,7 @@ def hold_the_loop_until(check: Callable[[], bool], *, what: str, within: float =
 
 @asynccontextmanager
 async def carrier_alone(
-    database_url: str, tmp_path: Path, sipp: Sipp, heard: list[LegEvent]
+    database_url: str, tmp_path: Path, sipp: Sipp | None, heard: list[LegEvent]
 ) -> AsyncIterator[SipCarrier]:
     """A sip carrier with SIPp as its trunk and the test as its engine: ``heard`` gets
     every leg event, and nothing is dialled but what the test dials."""
@@ -445,7 +445,23 @@ async def carrier_alone(
         yield carrier
     finally:
         await carrier.close()
-        sipp.close()
+        if sipp is not None:
+            sipp.close()
+
+
+async def test_hang_ups_for_calls_the_carrier_no_longer_has_leave_nothing_behind(
+    database_url: str, tmp_path: Path
+) -> None:
+    # An engine letting go of calls (a lost lease) hangs up both legs of each, however
+    # long ago they ended here: nothing may be kept for them (it was kept forever).
+    heard: list[LegEvent] = []
+    async with carrier_alone(database_url, tmp_path, None, heard) as carrier:
+        now = SystemClock().now()
+        for n in range(1000):
+            for leg in (Leg.A, Leg.B):
+                carrier.hangup(f"CAgone{n}", leg, cause=Cause.SYSTEM_SHUTDOWN, at=now)
+        assert carrier._hung_up_early == set()  # what a leak would hold
+    assert heard == []
 
 
 async def test_an_unanswered_leg_is_cancelled_at_the_ring_timeout(
