@@ -51,6 +51,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 
 from bench.numbers import masked_numbers
@@ -131,6 +133,10 @@ class Trial:
     usage: dict[str, Usage]
     machine_percent: float
     profile: str = ""
+    # The engine's own connect (``maskline_connect_latency_seconds``: A's 200 OK taken in
+    # by its SIP stack → B's INVITE handed to the socket) over the rate's calls: how many
+    # at most each bucket's bound, in seconds.
+    engine_connect: dict[float, int] = dataclasses.field(default_factory=dict)
 
     @property
     def completed(self) -> int:
@@ -255,6 +261,8 @@ def trial(kind: str, rate: float, seconds: float, *, profile: bool = False) -> T
                     WARMUP_SEC,
                 )  # fmt: skip
                 warm_outcomes = asyncio.run(_outcomes(running.database_url, within=DRAIN_SEC))
+                engine_url = running.base_urls[profiled_role]
+                connect_before = _connect_buckets(engine_url)
                 sampler = Sampler(_groups(running, sipp))
                 sampler.start()
                 sender = start_open_loop(
@@ -278,6 +286,10 @@ def trial(kind: str, rate: float, seconds: float, *, profile: bool = False) -> T
                 if spy is not None:
                     spy.join()
                 outcomes = asyncio.run(_outcomes(running.database_url, within=DRAIN_SEC))
+                connect = {
+                    le: n - connect_before.get(le, 0)
+                    for le, n in _connect_buckets(engine_url).items()
+                }
                 try:
                     code: int | None = asyncio.run(sipp.finished(within=DRAIN_SEC))
                 except TimeoutError:
@@ -297,7 +309,39 @@ def trial(kind: str, rate: float, seconds: float, *, profile: bool = False) -> T
         usage=usage,
         machine_percent=machine,
         profile=found,
+        engine_connect=connect,
     )
+
+
+def _connect_buckets(base_url: str) -> dict[float, int]:
+    """The engine's connect histogram so far, from its /metrics: calls by bucket bound."""
+    text = httpx.get(f"{base_url}/metrics", timeout=30).raise_for_status().text
+    return {
+        float(sample.labels["le"]): int(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "maskline_connect_latency_seconds_bucket"
+    }
+
+
+def _engine_connect(t: Trial) -> str:
+    """Where the engine's own connect falls: the share within a few bounds, and the
+    bounds p50 and p99 fall under."""
+    counts = t.engine_connect
+    total = counts.get(float("inf"), 0)
+    if not total:
+        return "no connect measured by the engine"
+    bounds = sorted(le for le in counts if le != float("inf"))
+
+    def under(q: float) -> str:
+        for le in bounds:
+            if counts[le] >= q * total:
+                return f"≤ {le * 1000:g} ms"
+        return f"> {bounds[-1] * 1000:g} ms"
+
+    shown = [le for le in bounds if le in (0.001, 0.005, 0.025, 0.1)]
+    shares = ", ".join(f"≤ {le * 1000:g} ms {counts[le] / total:.1%}" for le in shown)
+    return f"n={total}: {shares}; p50 {under(0.5)}, p99 {under(0.99)}"
 
 
 def _row(t: Trial) -> str:
@@ -337,6 +381,13 @@ def table(title: str, trials: list[Trial]) -> str:
         f"| offered/s | {' | '.join(processes)} | sender | machine |",
         "| ---: |" + " ---: |" * (len(processes) + 2),
         *(_usage_row(t) for t in trials),
+    ]
+    lines += [
+        "",
+        "The engine's own connect (A's 200 OK taken in by its SIP stack → B's INVITE handed "
+        "to the socket, its `maskline_connect_latency_seconds`), against the wire's above:",
+        "",
+        *(f"- {t.sent.rate:g}/s: {_engine_connect(t)}" for t in trials),
     ]
     errors = [f"- {t.sent.rate:g}/s: SIPp {t.sipp_errors}" for t in trials if t.sipp_errors.strip()]
     return "\n".join([*lines, *(["", *errors] if errors else [])])

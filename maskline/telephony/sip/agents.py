@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -289,7 +288,13 @@ class Uac:
                 self.hangup()
             self._report(UacEvent("fail"))
             return None
-        return time.monotonic() - answered.monot if answered is not None else None
+        if answered is None:
+            return None
+        from sippy.Time.MonoTime import MonoTime
+
+        # sippy's own clock (CLOCK_MONOTONIC_RAW on Linux), not time.monotonic()'s.
+        sent: float = MonoTime() - answered
+        return sent
 
     def _dead(self, _ua: Any) -> None:
         self._then = None
