@@ -80,8 +80,11 @@ class SipThread:
     def _run(self) -> None:
         try:
             # sippy is imported here, in this thread, never at maskline's import time.
+            import sippy.Time.MonoTime as monotime
             from elperiodic.ElPeriodic import ElPeriodic
             from sippy.Core.EventDispatcher import ED2
+
+            monotime.clock_getdtime = _clock_getdtime
 
             # ED2 wakes the thread that imported sippy; point its wake-up at this one.
             previous, ED2.elp = ED2.elp, None
@@ -147,6 +150,15 @@ class SipThread:
         ED2.callFromThread(ED2.breakLoop, 0)
         self._thread.join(5)
         self._thread = None
+
+
+def _clock_getdtime(clock: int) -> float:
+    """sippy's clock read (``sippy.Time.clock_dtime.clock_getdtime``, the same clock ids),
+    through ``time.clock_gettime``, which keeps the GIL. sippy's own goes through ctypes,
+    which gives the GIL up for every call, and sippy reads its clock several times a
+    message: a SIP thread that gives the GIL up waits up to a switch interval to get it
+    back while the engine's loop runs."""
+    return time.clock_gettime(clock)
 
 
 def _guarded(fn: Callable[..., object]) -> Callable[..., None]:
