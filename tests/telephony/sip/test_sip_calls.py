@@ -376,11 +376,10 @@ async def test_a_leg_sent_at_the_answer_but_not_asked_for_is_cancelled_at_once(
         await eventually(lambda: any(isinstance(e, LegAnswered) for e in heard), within=10)
         carrier.hangup("CAtest", Leg.A, cause=Cause.NORMAL_CLEARING, at=SystemClock().now())
         assert await sipp.finished() == 0, sipp.errors()
-    assert [(type(e), e.leg) for e in heard] == [
-        (LegDialled, Leg.A),
-        (LegRinging, Leg.A),
-        (LegAnswered, Leg.A),
-    ]
+    # (A's 180 may reach the loop before the INVITE's own hand-back: either order.)
+    assert {type(e) for e in heard[:2]} == {LegDialled, LegRinging}
+    assert [(type(e), e.leg) for e in heard[2:]] == [(LegAnswered, Leg.A)]
+    assert {e.leg for e in heard} == {Leg.A}
     answered = heard[-1]
     assert isinstance(answered, LegAnswered)
     assert dialogs_seen(sipp) == [["INVITE", "ACK", "BYE"], ["INVITE", "CANCEL", "ACK"]]
@@ -419,7 +418,9 @@ async def test_a_leg_sent_at_an_answer_that_crossed_our_hang_up_is_cancelled_unh
         )
         carrier.hangup("CAtest", Leg.A, cause=Cause.NO_ANSWER, at=SystemClock().now())
         assert await sipp.finished() == 0, sipp.errors()
-    assert [(type(e), e.leg) for e in heard] == [(LegDialled, Leg.A), (LegRinging, Leg.A)]
+    assert len(heard) == 2
+    assert {type(e) for e in heard} == {LegDialled, LegRinging}
+    assert {e.leg for e in heard} == {Leg.A}
     assert dialogs_seen(sipp) == [["INVITE", "ACK", "BYE"], ["INVITE", "CANCEL", "ACK"]]
 
 
