@@ -370,9 +370,7 @@ async def test_a_leg_sent_at_the_answer_but_not_asked_for_is_cancelled_at_once(
     sipp = answering(tmp_path, phones, a=("wait_bye",), b=(), b_before_answer=("cancelled",))
     heard: list[LegEvent] = []
     async with carrier_alone(database_url, tmp_path, sipp, heard) as carrier:
-        now = SystemClock().now()
-        b = Dial("CAtest", Leg.B, PARTY_B, "918073000001", now)
-        carrier.dial(Dial("CAtest", Leg.A, PARTY_A, "918073000001", now, then=b))
+        dial_a_then_b(carrier)
         await eventually(lambda: any(isinstance(e, LegAnswered) for e in heard), within=10)
         carrier.hangup("CAtest", Leg.A, cause=Cause.NORMAL_CLEARING, at=SystemClock().now())
         assert await sipp.finished() == 0, sipp.errors()
@@ -403,9 +401,7 @@ async def test_a_leg_sent_at_an_answer_that_crossed_our_hang_up_is_cancelled_unh
     sipp = answering(tmp_path, phones, a=("wait_bye",), b=(), b_before_answer=("cancelled",))
     heard: list[LegEvent] = []
     async with carrier_alone(database_url, tmp_path, sipp, heard) as carrier:
-        now = SystemClock().now()
-        b = Dial("CAtest", Leg.B, PARTY_B, "918073000001", now)
-        carrier.dial(Dial("CAtest", Leg.A, PARTY_A, "918073000001", now, then=b))
+        dial_a_then_b(carrier)
         await eventually(lambda: any(isinstance(e, LegRinging) for e in heard), within=10)
         # The loop is busy (this test holds it) until B's INVITE has reached the trunk:
         # A's answer waits in the loop's queue, behind the hang-up decided meanwhile.
@@ -422,6 +418,13 @@ async def test_a_leg_sent_at_an_answer_that_crossed_our_hang_up_is_cancelled_unh
     assert {type(e) for e in heard} == {LegDialled, LegRinging}
     assert {e.leg for e in heard} == {Leg.A}
     assert dialogs_seen(sipp) == [["INVITE", "ACK", "BYE"], ["INVITE", "CANCEL", "ACK"]]
+
+
+def dial_a_then_b(carrier: SipCarrier) -> None:
+    """Dial A with B's dial to follow its answer (``Dial.then``), as the engine does."""
+    now = SystemClock().now()
+    b = Dial("CAtest", Leg.B, PARTY_B, "918073000001", now)
+    carrier.dial(Dial("CAtest", Leg.A, PARTY_A, "918073000001", now, then=b))
 
 
 def hold_the_loop_until(check: Callable[[], bool], *, what: str, within: float = 10) -> None:
