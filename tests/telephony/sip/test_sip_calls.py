@@ -656,10 +656,11 @@ async def test_early_media_from_b_reaches_a_instead_of_ringback(
     try:
         async with sip_api(database_url, tmp_path, sipp) as api:
             org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
+            # A listens from the start: B's 183 comes half a second after A's answer.
+            heard = asyncio.create_task(phones[Leg.A].collect(quiet=1.0, within=15))
             placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
             sid = placed["call_sid"]
             await wait_for(api, org, sid, ("answered",))
-            heard = asyncio.create_task(phones[Leg.A].collect(quiet=1.0, within=15))
             session = relay_of(api).sessions[sid]
             # B's side plays its announcement from the moment B is being dialled.
             for seq in range(60):
