@@ -384,11 +384,13 @@ async def test_a_leg_sent_at_the_answer_but_not_asked_for_is_cancelled_at_once(
     messages = sipp.messages()
     invites = [m for m in messages if m.received and m.first_line.startswith("INVITE")]
     assert invites[1].first_line.startswith(f"INVITE sip:+91{PARTY_B}@")
-    # The connect the SIP thread timed (A's 200 OK taken in → B's INVITE out) lies within
-    # the one on the wire (SIPp's clock: its 200 OK sent → B's INVITE received).
+    # The connect the SIP thread timed (A's 200 OK taken in → B's INVITE handed to the
+    # socket) is the one on the wire (SIPp's clock: its 200 OK sent → B's INVITE
+    # received), but for its end: stamped once the send has returned, which may wait for
+    # the GIL after the INVITE has left. (Read against another clock, it was 0.25 s off.)
     ok = next(m for m in messages if not m.received and m.first_line.startswith("SIP/2.0 200"))
     assert answered.next_sent_sec is not None
-    assert 0 < answered.next_sent_sec <= invites[1].at - ok.at + 0.001
+    assert 0 < answered.next_sent_sec <= invites[1].at - ok.at + 0.1
 
 
 async def test_a_leg_sent_at_an_answer_that_crossed_our_hang_up_is_cancelled_unheard(
