@@ -13,7 +13,8 @@ from maskline.kit.migrate import upgrade
 ROLES = ("all", "api", "engine", "worker")
 # How long a thread that wants the GIL waits for a busy one (CPython's default: 5 ms).
 # Measured (docs/decisions.md): a SQLite statement's hop under a busy loop, 19.7 ms →
-# 13.8 ms; the SIP connect on the PostgreSQL engine at 100 calls/s, p50 2.5 s → 0.18 s.
+# 13.8 ms; the SIP connect on the PostgreSQL engine at 100 calls/s, p50 2.5 s → 0.18 s
+# (when sippy still ran in threads of its own).
 SWITCH_INTERVAL_SEC = 0.0005
 # The cyclic collector's thresholds (CPython's default: 700, 10, 10): a young collection
 # after 50,000 new container objects, not 700; a full one after 200 young ones, not 100.
@@ -51,9 +52,9 @@ def serve(host: str, port: int, role: str) -> None:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     # Every role with a thread beside its event loop hands work across the GIL many times
-    # a request or a call: aiosqlite's statements (SQLite), the SIP stack's reactor and
-    # its UDP threads (an engine on the sip carrier). A role with no such thread never
-    # waits on the interval, so it is set for all.
+    # a request or a call: aiosqlite's statements (SQLite); sippy's sender thread, for the
+    # few messages the SIP stack cannot send from the loop. A role with no such thread
+    # never waits on the interval, so it is set for all.
     sys.setswitchinterval(SWITCH_INTERVAL_SEC)
     config = uvicorn.Config(
         app,

@@ -1,5 +1,5 @@
 """The sippy user agents behind the sip carrier. Everything here lives and runs in the SIP
-thread only (``stack.SipThread``); what leaves it is plain data (``UacEvent``, ``Dialog``).
+stack only (``stack.SipLoop``); what leaves it is plain data (``UacEvent``, ``Dialog``).
 
 - ``Uac``: one outbound leg towards the trunk.
 - ``InboundCall``: a call to a pool number, answered, given an announcement, then ended.
@@ -143,7 +143,7 @@ class Uac:
     """One outbound leg's user agent; its INVITE goes out on ``start``.
 
     ``then`` builds the leg that follows this one's answer, from the answer's SDP (None:
-    nothing to follow with). It runs in this thread as the 200 OK is taken in: the new
+    nothing to follow with). It runs as the 200 OK is taken in: the new
     leg's INVITE goes out at once and the leg rides on the ``connect`` report, with the
     time from the 200 OK's arrival to that INVITE; the new leg's own reports are held
     until that report is made, so they come after it. ``drop_follower`` (from any

@@ -1,6 +1,6 @@
 """The ``sip`` carrier (SPEC §8): two UAC legs towards the trunk and an RTP relay.
 
-The engine's loop owns this object and the relay; the SIP thread owns the
+The engine's loop runs this object, the relay and the SIP stack; the SIP stack owns the
 sippy user agents (``agents.py``). Only plain values and ``UacEvent``s cross.
 """
 
@@ -38,7 +38,7 @@ from maskline.telephony.media.relay import MediaSession, RelayFull, UdpRelay
 from maskline.telephony.sip import sdp
 from maskline.telephony.sip.agents import Uac, send_bye
 from maskline.telephony.sip.inbound import IsPoolNumber, PoolLine
-from maskline.telephony.sip.stack import SipEndpoint, SipThread, UacEvent
+from maskline.telephony.sip.stack import SipEndpoint, SipLoop, UacEvent
 
 log = logging.getLogger("maskline.sip")
 
@@ -109,7 +109,7 @@ class SipCarrier:
             advertise=self._advertise,
             ports=settings.rtp_ports.even_ports,
         )
-        self._thread = SipThread()
+        self._sip = SipLoop()
         self._endpoint: SipEndpoint | None = None
         self._sink: EventSink | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,12 +124,12 @@ class SipCarrier:
         self._opening_legs: set[tuple[str, Leg]] = set()
         self._hung_up_early: set[tuple[str, Leg]] = set()
         # The trunk's IP addresses, resolved once at start: the only source whose
-        # out-of-dialog INVITEs are taken (read in the SIP thread, never changed after).
+        # out-of-dialog INVITEs are taken (read by the SIP stack, never changed after).
         self._trunk_addresses: frozenset[IpAddress] = frozenset()
         # INVITEs to pool numbers answered with the announcement (SPEC §8, §11 metrics).
         self.inbound_calls = 0
         self._pool_line = PoolLine(
-            thread=self._thread,
+            sip=self._sip,
             relay=self.relay,
             is_pool_number=is_pool_number,
             counted=self._count_inbound,
@@ -139,18 +139,18 @@ class SipCarrier:
 
     @property
     def ready(self) -> bool:
-        """Started and not closed: the SIP socket is bound and the SIP thread runs."""
-        return self._endpoint is not None and self._thread.alive
+        """Started and not closed: the SIP socket is bound and read by the loop."""
+        return self._endpoint is not None and self._sip.alive
 
     async def start(self, sink: EventSink) -> None:
         self._sink = sink
         self._loop = asyncio.get_running_loop()
         self._trunk_addresses = await _resolve(*self._trunk)
         await self._pool_line.start()
-        self._thread.start()
+        self._sip.start()
         host, port = self._bind
         try:
-            self._endpoint = await self._thread.run(
+            self._endpoint = await self._sip.run(
                 lambda: SipEndpoint(
                     host,
                     port,
@@ -160,7 +160,7 @@ class SipCarrier:
                 )
             )
         except BaseException:
-            self._thread.stop()  # e.g. the SIP port is taken: leave no thread behind
+            self._sip.stop()  # e.g. the SIP port is taken: leave no thread behind
             await self._pool_line.close()
             raise
         self._monitor = asyncio.create_task(self._watch_media())
@@ -176,15 +176,15 @@ class SipCarrier:
         for call in self._calls.values():
             for leg, uac in call.uacs.items():
                 if leg not in call.ended:
-                    self._thread.call(uac.hangup)
+                    self._sip.call(uac.hangup)
         if self._calls:
             await asyncio.sleep(BYE_GRACE_SEC)  # let the BYEs and CANCELs go out
         await self._pool_line.close()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=BYE_GRACE_SEC)
         if self._endpoint is not None:
-            await self._thread.run(self._endpoint.shutdown)
-        self._thread.stop()
+            await self._sip.run(self._endpoint.shutdown)
+        self._sip.stop()
         # A session still being opened would be the relay's only after its close: stopped
         # first (an open cancelled half-way closes what it bound).
         opening = list(self._opening.values())
@@ -198,7 +198,7 @@ class SipCarrier:
     def dial(self, request: Dial) -> None:
         call = self._calls.get(request.call_sid)
         if call is not None and call.unasked is request.leg:
-            # Its INVITE went out in the SIP thread at the answer before it.
+            # Its INVITE went out with the answer before it, as that answer was read.
             call.unasked = None
             self._slot(request.leg)
             asyncio.get_running_loop().call_soon(self._dialled, request.call_sid, call, request.leg)
@@ -263,9 +263,9 @@ class SipCarrier:
             uac.start()
             return uac
 
-        call.uacs[leg] = await self._thread.run(invite)
+        call.uacs[leg] = await self._sip.run(invite)
         if leg in call.ended:  # hung up while the INVITE was being built
-            self._thread.call(call.uacs[leg].hangup)
+            self._sip.call(call.uacs[leg].hangup)
             return
         self._dialled(sid, call, leg)
 
@@ -275,14 +275,14 @@ class SipCarrier:
         offer: str,
         then: Callable[[str | None], Uac | None] | None = None,
     ) -> Uac:
-        """The leg's user agent, not started (in the SIP thread)."""
+        """The leg's user agent, not started (in the SIP stack)."""
         settings = self._settings
         loop = self._loop
         assert loop is not None
         sid, leg = request.call_sid, request.leg
 
         def report(event: UacEvent) -> None:
-            loop.call_soon_threadsafe(self._on_uac_event, sid, leg, event)
+            loop.call_soon(self._on_uac_event, sid, leg, event)
 
         endpoint = self._endpoint
         assert endpoint is not None
@@ -298,7 +298,7 @@ class SipCarrier:
         )
 
     def _follower(self, call: _Call, request: Dial) -> Callable[[str | None], Uac | None]:
-        """Builds ``request``'s leg in the SIP thread from the answer before it, offered
+        """Builds ``request``'s leg in the SIP stack from the answer before it, offered
         the codec that answer chose (None if it chose none: the engine's dial then sends
         it the usual way)."""
         local = call.session.local(request.leg)
@@ -331,7 +331,7 @@ class SipCarrier:
             return
         log.warning("no response from the trunk to an INVITE: failing the leg")
         call.ended.add(leg)
-        self._thread.call(call.uacs[leg].hangup)
+        self._sip.call(call.uacs[leg].hangup)
         self._emit(
             LegFailed(sid, leg, self._clock.now(), Cause.NORMAL_TEMPORARY_FAILURE, NO_RESPONSE_CODE)
         )
@@ -378,8 +378,8 @@ class SipCarrier:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
-            uac.drop_follower()  # now: its answer may be on its way to the SIP thread
-            self._thread.call(uac.hangup)
+            uac.drop_follower()  # now: its answer may be waiting in the socket
+            self._sip.call(uac.hangup)
             self._close_if_done(call_sid, call)
 
     async def _hang_up_after(
@@ -388,7 +388,7 @@ class SipCarrier:
         uac = call.uacs[leg]
         with contextlib.suppress(asyncio.CancelledError):
             await playing
-        self._thread.call(uac.hangup)
+        self._sip.call(uac.hangup)
         call.finishing.discard(leg)
         self._close_if_done(call_sid, call)
 
@@ -404,7 +404,7 @@ class SipCarrier:
 
     def end_orphan(self, call_sid: str, dialogs: list[Dialog]) -> None:
         """BYE each stored dialog of a call whose engine died (SPEC §8). Returns at once;
-        safe from any thread (the BYEs are built and sent in the SIP thread)."""
+        safe from any thread (the BYEs are built and sent on the loop)."""
         endpoint = self._endpoint
         if endpoint is None:
             log.error("cannot end a dead engine's call: the SIP stack is not running")
@@ -419,14 +419,14 @@ class SipCarrier:
                     extra={"call_sid": call_sid, "sip_call_id": dialog.call_id},
                 )
 
-            self._thread.call(
+            self._sip.call(
                 lambda d=dialog, cb=done: send_bye(endpoint, d, credentials=credentials, done=cb)
             )
 
     def _count_inbound(self) -> None:
         self.inbound_calls += 1
 
-    # -- events from the SIP thread -------------------------------------------
+    # -- events from the SIP stack --------------------------------------------
 
     def _on_uac_event(self, sid: str, leg: Leg, event: UacEvent) -> None:
         call = self._calls.get(sid)
@@ -434,7 +434,7 @@ class SipCarrier:
         if then is not None:
             assert isinstance(then, Uac)
             if call is None or call.follows is None or call.follows in call.ended:
-                self._thread.call(then.hangup)  # the call, or that leg, ended already
+                self._sip.call(then.hangup)  # the call, or that leg, ended already
             else:
                 call.uacs[call.follows] = then
                 call.unasked = call.follows
@@ -500,7 +500,7 @@ class SipCarrier:
             self.hangup(sid, leg, cause=Cause.NORMAL_CLEARING, at=self._clock.now())
 
     def _out_of_dialog(self, req: Any, transaction: Any) -> Any:
-        """Requests that belong to no leg of ours (runs in the SIP thread). A new INVITE
+        """Requests that belong to no leg of ours (run by the SIP stack). A new INVITE
         from the trunk is someone calling a number back: ``PoolLine`` decides what it
         hears. A new INVITE from anywhere else is refused 403 before anything is
         allocated for it (and is not counted)."""

@@ -8,7 +8,7 @@ most ``MAX_ANNOUNCEMENTS`` play at once: beyond that a call to a pool number is
 answered 503 with Retry-After. Every INVITE for a pool number that gets here is
 counted, whatever its answer (200, 488, 503).
 
-The SIP thread never waits for the engine: it hands every new INVITE to a sippy
+The SIP stack never waits for the engine: it hands every new INVITE to a sippy
 UAS (which sends 100 Trying) and reports the dialled number to the engine's loop.
 The loop asks ``is_pool_number``, which the engine side gives the carrier: telephony
 knows its protocol, not the pool or its database.
@@ -28,7 +28,7 @@ from maskline.telephony.media import tones
 from maskline.telephony.media.relay import RelayFull, UdpRelay
 from maskline.telephony.sip import sdp
 from maskline.telephony.sip.agents import InboundCall
-from maskline.telephony.sip.stack import SipEndpoint, SipThread, UacEvent
+from maskline.telephony.sip.stack import SipEndpoint, SipLoop, UacEvent
 
 log = logging.getLogger("maskline.sip")
 
@@ -74,12 +74,12 @@ class PoolLine:
     def __init__(
         self,
         *,
-        thread: SipThread,
+        sip: SipLoop,
         relay: UdpRelay,
         is_pool_number: IsPoolNumber,
         counted: Callable[[], None],
     ) -> None:
-        self._thread = thread
+        self._sip = sip
         self._relay = relay
         self._is_pool_number = is_pool_number
         self._counted = counted
@@ -87,7 +87,7 @@ class PoolLine:
         self._tasks: set[asyncio.Task[None]] = set()  # every _handle, until it returns
         self._announcing = 0  # announcements holding an RTP port pair
         self._closing = False
-        self._agents: dict[str, InboundCall] = {}  # touched in the SIP thread only
+        self._agents: dict[str, InboundCall] = {}  # touched by the SIP stack only
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
@@ -99,7 +99,7 @@ class PoolLine:
         and awaited, so none outlives the carrier (or what ``is_pool_number`` reads)."""
         self._closing = True
         for key, caller in list(self._callers.items()):
-            self._thread.call(self._hangup, key)
+            self._sip.call(self._hangup, key)
             caller.gone.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CLOSE_WAIT_SEC
@@ -116,7 +116,7 @@ class PoolLine:
     def _pending(self) -> set[asyncio.Task[None]]:
         return {task for task in self._tasks if not task.done()}
 
-    # -- the SIP thread ---------------------------------------------------------
+    # -- the SIP stack ----------------------------------------------------------
 
     def take(self, endpoint: SipEndpoint, req: Any, transaction: Any) -> Any:
         """A new INVITE from outside: a UAS for it, the decision left to the loop."""
@@ -128,7 +128,7 @@ class PoolLine:
         def report(event: UacEvent) -> None:
             if event.kind == "dead":
                 self._agents.pop(key, None)
-            loop.call_soon_threadsafe(self._on_event, key, number, event)
+            loop.call_soon(self._on_event, key, number, event)
 
         agent = InboundCall(endpoint, req, transaction, report)
         self._agents[key] = agent
@@ -154,7 +154,7 @@ class PoolLine:
     def _on_event(self, key: str, number: str | None, event: UacEvent) -> None:
         if event.kind == "offer":
             if self._closing:
-                self._thread.call(self._refuse, key, 503, "Service Unavailable")
+                self._sip.call(self._refuse, key, 503, "Service Unavailable")
                 return
             new = _Caller()
             self._callers[key] = new
@@ -175,7 +175,7 @@ class PoolLine:
     ) -> None:
         try:
             if number is None or not await self._is_pool_number(number):
-                self._thread.call(self._refuse, key, 480, "Temporarily Unavailable")
+                self._sip.call(self._refuse, key, 480, "Temporarily Unavailable")
                 return
             if self._closing:  # close() began while we looked: it is hanging this up
                 return
@@ -183,7 +183,7 @@ class PoolLine:
             await self._announce(key, offer, caller)
         except Exception:
             log.exception("inbound call handling failed")
-            self._thread.call(self._refuse, key, 500, "Server Internal Error")
+            self._sip.call(self._refuse, key, 500, "Server Internal Error")
         finally:
             self._callers.pop(key, None)
 
@@ -191,11 +191,11 @@ class PoolLine:
         remote = sdp.parse(offer) if offer else None
         if remote is None or remote.codec is None:
             # No G.711 offered (or no offer at all: late-offer INVITEs are not supported).
-            self._thread.call(self._refuse, key, 488, "Not Acceptable Here")
+            self._sip.call(self._refuse, key, 488, "Not Acceptable Here")
             return
         if self._announcing >= MAX_ANNOUNCEMENTS:
             log.warning("%d calls to pool numbers already playing: 503", self._announcing)
-            self._thread.call(self._refuse, key, 503, "Service Unavailable", RETRY_AFTER_SEC)
+            self._sip.call(self._refuse, key, 503, "Service Unavailable", RETRY_AFTER_SEC)
             return
         self._announcing += 1
         try:
@@ -210,12 +210,12 @@ class PoolLine:
             session = await self._relay.open(key, (Leg.A,))
         except RelayFull:
             log.error("no RTP ports left: refusing a call to a pool number")
-            self._thread.call(self._refuse, key, 503, "Service Unavailable", RETRY_AFTER_SEC)
+            self._sip.call(self._refuse, key, 503, "Service Unavailable", RETRY_AFTER_SEC)
             return
         try:
             session.set_remote(Leg.A, remote.endpoint, remote.codec)
             answer = sdp.offer(session.local(Leg.A), (remote.codec,))
-            self._thread.call(self._accept, key, answer)
+            self._sip.call(self._accept, key, answer)
             if await _first(caller.acked, caller.gone, within=ACK_WAIT_SEC) is caller.acked:
                 playing = session.play(Leg.A, tones.announcement(remote.codec), repeat=False)
                 gone = asyncio.ensure_future(caller.gone.wait())
@@ -223,7 +223,7 @@ class PoolLine:
                     await asyncio.wait({playing, gone}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     gone.cancel()
-            self._thread.call(self._hangup, key)
+            self._sip.call(self._hangup, key)
         finally:
             await session.close()
 

@@ -1,27 +1,28 @@
-"""The SIP stack (PyPI ``sippy``) in its own thread, behind a narrow adapter.
+"""The SIP stack (PyPI ``sippy``) on the engine's loop, behind a narrow adapter.
 
-sippy's reactor (ED2) is a process-wide singleton built at import time. It runs
-here in one dedicated thread; every sippy object is created and touched only in
-that thread. The engine's loop talks to it with ``SipThread.call``/``run``
-(``ED2.callFromThread``), and legs report back with immutable ``UacEvent``s
-through ``loop.call_soon_threadsafe``. See docs/decisions.md for the trial that
-chose sippy and the three things adapted here.
+sippy's reactor (ED2) is a process-wide singleton built at import time. Here it
+runs on the engine's asyncio loop (``SipLoop``): the loop reads the SIP socket and
+runs sippy's timers, and every sippy object is created and touched only on the
+loop's thread. The carrier asks for work with ``SipLoop.call``/``run``, and legs
+report back with immutable ``UacEvent``s. See docs/decisions.md for the trial that
+chose sippy and the things adapted here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import heapq
 import ipaddress
 import logging
-import signal
 import socket
 import threading
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from maskline.telephony.events import Dialog
 
@@ -29,7 +30,11 @@ log = logging.getLogger("maskline.sip")
 wire_log = logging.getLogger("maskline.sip.wire")
 
 T = TypeVar("T")
-TICK_HZ = 200.0
+# Datagrams read from the socket in one callback before the loop's other work gets its turn.
+READ_BURST = 64
+# sippy's timers are set on the loop this much after they are due (the loop's timers may
+# fire up to a millisecond early, and one that finds nothing due would be set again).
+TIMER_SLACK_SEC = 0.001
 # How long sippy's sender thread may hold a message it took from its queue: 20 tries
 # 10 ms apart on a full socket, and the address resolved first.
 SENDER_HORIZON_SEC = 0.5
@@ -39,7 +44,7 @@ SENDER_HORIZON_SEC = 0.5
 class UacEvent:
     """What happened to a leg, as plain data. ``kind``: ring, connect, fail, bye, update,
     dead (and for a call to a pool number: offer, acked). ``then``, on a connect: the leg
-    that follows it, already dialled (``agents.Uac``), a handle only the SIP thread uses;
+    that follows it, already dialled (``agents.Uac``), a handle only the SIP stack uses;
     ``then_sec``: the seconds from this 200 OK's arrival to that leg's INVITE."""
 
     kind: str
@@ -62,99 +67,169 @@ class _WireLog:
         pass
 
 
-class SipThread:
-    """Runs sippy's reactor in a thread of its own."""
+class SipLoop:
+    """Runs sippy on the engine's asyncio loop: its socket read by the loop, its timers
+    set on the loop, every sippy object touched only on the loop's thread.
+
+    sippy's own event loop (``ED2.loop``) needs a thread of its own, beside which it
+    reads the socket in another thread and hands each datagram over through a C library
+    (ElPeriodic) that wakes 200 times a second. In one process those threads take the
+    GIL from the engine's loop in turn: at 100 calls/s every hand-over waited for a busy
+    loop, and A's 200 OK waited in the socket tens of milliseconds before B's INVITE
+    could go (docs/decisions.md). On the loop there is no hand-over: a datagram is read
+    and answered in one callback.
+    """
+
+    # The one started in this process (sippy's ED2 is one a process too), which the
+    # server sippy builds registers its socket with.
+    running: ClassVar[SipLoop | None] = None
 
     def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._failed: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._servers: dict[int, Any] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._ident = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="maskline-sip", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._failed is not None:
-            raise self._failed
+        """Make the running loop sippy's (call on the loop)."""
+        # sippy is imported here, never at maskline's import time.
+        from sippy.Core.EventDispatcher import ED2
 
-    def _run(self) -> None:
-        try:
-            # sippy is imported here, in this thread, never at maskline's import time.
-            from elperiodic.ElPeriodic import ElPeriodic
-            from sippy.Core.EventDispatcher import ED2
-
-            _keep_the_gil()
-
-            # ED2 wakes the thread that imported sippy; point its wake-up at this one.
-            previous, ED2.elp = ED2.elp, None
-            del previous
-            ED2.elp = ElPeriodic(TICK_HZ)
-            ED2.elp.CFT_enable(signal.SIGURG)
-            ED2.bands = [(TICK_HZ, 0)]
-            ED2.my_ident = threading.get_ident()
-            ED2.tlisteners, ED2.twasted = [], 0
-        except BaseException as exc:
-            self._failed = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            ED2.loop()
-        finally:
-            # The handle must be freed in the thread that made it.
-            handle, ED2.elp = ED2.elp, None
-            del handle
+        _adapt_sippy()
+        self._loop = asyncio.get_running_loop()
+        # sippy's loop and its calls from threads ran on ElPeriodic: not used.
+        previous, ED2.elp = ED2.elp, None
+        del previous
+        self._ident = ED2.my_ident = threading.get_ident()
+        ED2.tlisteners, ED2.twasted, ED2.endloop = [], 0, False
+        ED2.callFromThread = self._from_thread
+        SipLoop.running = self
 
     def call(self, fn: Callable[..., object], *args: object) -> None:
-        """Run ``fn(*args)`` in the SIP thread, without waiting."""
-        from sippy.Core.EventDispatcher import ED2
-
-        ED2.callFromThread(_guarded(fn), *args)
+        """Run ``fn(*args)`` on the loop soon, in order, without waiting (from any thread)."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the SIP stack is not running")
+        if threading.get_ident() == self._ident:
+            loop.call_soon(self._now, fn, args)
+        else:
+            loop.call_soon_threadsafe(self._now, fn, args)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn(*args)`` in the SIP thread and wait for its result."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-
-        def settle(result: T | None, error: BaseException | None) -> None:
-            if future.done():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(result)  # type: ignore[arg-type]
-
-        def job() -> None:
-            try:
-                result = fn(*args)
-            except BaseException as exc:
-                loop.call_soon_threadsafe(settle, None, exc)
-            else:
-                loop.call_soon_threadsafe(settle, result, None)
-
-        from sippy.Core.EventDispatcher import ED2
-
-        ED2.callFromThread(job)
-        return await future
+        """Run ``fn(*args)`` now, on the loop, and return its result."""
+        try:
+            return fn(*args)
+        finally:
+            self._pump()
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._loop is not None
 
     def stop(self) -> None:
         from sippy.Core.EventDispatcher import ED2
 
-        if self._thread is None:
+        if self._loop is None:
             return
-        ED2.callFromThread(ED2.breakLoop, 0)
-        self._thread.join(5)
-        self._thread = None
+        for fd in list(self._servers):
+            self._forget(fd)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        ED2.tlisteners, ED2.twasted = [], 0
+        with contextlib.suppress(AttributeError):
+            del ED2.callFromThread  # sippy's own again: it fails, as nothing runs
+        SipLoop.running = None
+        self._loop = None
+
+    # -- sippy's side --------------------------------------------------------------
+
+    def watch(self, server: Any) -> None:
+        """Read ``server``'s socket (a sippy ``Udp_server`` started without receivers)."""
+        assert self._loop is not None
+        fd = server.skt.fileno()
+        self._servers[fd] = server
+        self._loop.add_reader(fd, self._readable, fd)
+
+    def unwatch(self, server: Any) -> None:
+        for fd, watched in list(self._servers.items()):
+            if watched is server:
+                self._forget(fd)
+
+    def _forget(self, fd: int) -> None:
+        self._servers.pop(fd, None)
+        if self._loop is not None:
+            self._loop.remove_reader(fd)
+
+    def _from_thread(self, fn: Callable[..., object], *args: object) -> None:
+        """``ED2.callFromThread``: sippy's threads (its sender) call in through this."""
+        self.call(fn, *args)
+
+    def _now(self, fn: Callable[..., object], args: tuple[object, ...]) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("SIP task failed")
+        self._pump()
+
+    def _readable(self, fd: int) -> None:
+        from sippy.Network_server import Remote_address
+        from sippy.Time.MonoTime import MonoTime
+
+        server = self._servers.get(fd)
+        if server is None:
+            return
+        for _ in range(READ_BURST):
+            try:
+                data, address = server.skt.recvfrom(8192, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                log.exception("cannot read the SIP socket")
+                self._forget(fd)
+                break
+            rtime = MonoTime()
+            if server.uopts.family == socket.AF_INET6:
+                address = (f"[{address[0]}]", address[1])
+            # sippy's handle_read logs what its callback raises.
+            server.handle_read(data, Remote_address(address, server.transport), rtime)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Run sippy's due timers, then set the loop's timer for its next one."""
+        from sippy.Core.EventDispatcher import ED2
+        from sippy.Time.MonoTime import MonoTime
+
+        if self._loop is None:
+            return
+        ED2.last_ts = MonoTime()
+        ED2.dispatchTimers()
+        if ED2.twasted * 2 > len(ED2.tlisteners):
+            # As sippy's loop does: drop cancelled timers once they are half the heap.
+            ED2.tlisteners = [t for t in ED2.tlisteners if t.cb_func is not None]
+            heapq.heapify(ED2.tlisteners)
+            ED2.twasted = 0
+        if not ED2.tlisteners:
+            return
+        due = max(0.0, ED2.tlisteners[0].etime - MonoTime())
+        at = self._loop.time() + due + TIMER_SLACK_SEC
+        if self._timer is not None and not self._timer.cancelled():
+            if self._timer_at <= at:
+                return  # it comes first, and pumps again then
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._pump()
 
 
-def _keep_the_gil() -> None:
-    """Two things sippy does for every message give up the GIL, and a SIP thread that
-    gives it up waits up to a switch interval to get it back while the engine's loop
-    runs (py-spy, 100 calls/s: 7% of the SIP thread's time in the second alone):
+def _adapt_sippy() -> None:
+    """Two things sippy does for every message go to the system when they need not (once
+    measured when sippy ran in a thread of its own: py-spy, 100 calls/s, 7% of that
+    thread's time in the second alone):
 
     - its clock (``MonoTime``) is read through ctypes, which gives the GIL up for every
       call: read instead through ``time.clock_gettime``, same clock ids, which keeps it;
@@ -173,16 +248,6 @@ def _keep_the_gil() -> None:
             return resolved
 
     SipConf.my_address = _Resolved()
-
-
-def _guarded(fn: Callable[..., object]) -> Callable[..., None]:
-    def guarded(*args: object) -> None:
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("SIP thread task failed")
-
-    return guarded
 
 
 @functools.lru_cache(maxsize=64)
@@ -206,7 +271,7 @@ def _check_free(host: str, port: int) -> None:
 
 
 class SipEndpoint:
-    """sippy's transaction manager bound to our SIP address. Build it in the SIP thread."""
+    """sippy's transaction manager bound to our SIP address. Build it with ``SipLoop.run``."""
 
     def __init__(
         self,
@@ -224,14 +289,30 @@ class SipEndpoint:
         trunk (in-dialog requests from elsewhere are dropped, see ``agents``)."""
         self.from_trunk = from_trunk
         from sippy.SipTransactionManager import SipTransactionManager
-        from sippy.Udp_server import Udp_server, Udp_server_opts
+        from sippy.Udp_server import AsyncSender, Udp_server, Udp_server_opts
 
         advertised = f"[{advertise}]" if ":" in advertise and "[" not in advertise else advertise
 
         class _OneWorker(Udp_server_opts):  # type: ignore[misc]
-            nworkers = 1  # several sender threads could reorder our messages
+            # No receiver thread: the loop reads the socket (``SipLoop``). The one
+            # sender thread is started by the server below (several could reorder our
+            # messages).
+            nworkers = 0
+
+        running = SipLoop.running
+        assert running is not None, "build the endpoint on the SIP stack's loop"
+        reactor: SipLoop = running
 
         class _AdvertisedServer(Udp_server):  # type: ignore[misc]
+            def __init__(self, global_config: Any, uopts: Any) -> None:
+                super().__init__(global_config, uopts)
+                self.asenders.append(AsyncSender(self))
+                reactor.watch(self)
+
+            def shutdown(self) -> None:
+                reactor.unwatch(self)
+                super().shutdown()
+
             # sippy writes this address wherever a header holds "my address": behind NAT
             # the trunk must route responses (Via) and in-dialog requests (Contact) to the
             # public address, not to the private one we are bound to.
@@ -264,7 +345,7 @@ class SipEndpoint:
                             sent = self.skt.sendto(payload, socket.MSG_DONTWAIT, (host, port))
                             if sent == len(payload):
                                 return
-                    except (OSError, TypeError, ValueError):
+                    except (OSError, TypeError, ValueError, OverflowError):
                         pass
                 self.queued_until = now + SENDER_HORIZON_SEC
                 super().send_to(data, address, delayed)

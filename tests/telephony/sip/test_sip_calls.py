@@ -12,7 +12,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from maskline.telephony.media.relay import Endpoint, UdpRelay
 from maskline.telephony.sim.audio import TONE_HZ, tone_frames
 from maskline.telephony.sip import agents
 from maskline.telephony.sip.carrier import SipCarrier
+from maskline.telephony.sip.stack import SipLoop, UacEvent
 from tests.conftest import make_settings
 from tests.support.api import Api, running_api
 from tests.support.audio import decode_mp3, dominant_hz
@@ -384,10 +385,10 @@ async def test_a_leg_sent_at_the_answer_but_not_asked_for_is_cancelled_at_once(
     messages = sipp.messages()
     invites = [m for m in messages if m.received and m.first_line.startswith("INVITE")]
     assert invites[1].first_line.startswith(f"INVITE sip:+91{PARTY_B}@")
-    # The connect the SIP thread timed (A's 200 OK taken in → B's INVITE handed to the
-    # socket) is the one on the wire (SIPp's clock: its 200 OK sent → B's INVITE
-    # received), but for its end: stamped once the send has returned, which may wait for
-    # the GIL after the INVITE has left. (Read against another clock, it was 0.25 s off.)
+    # The connect the SIP stack timed (A's 200 OK taken in → B's INVITE handed to the
+    # socket) is within the one on the wire (SIPp's clock: its 200 OK sent → B's INVITE
+    # received), but for its end: stamped once the send has returned, which may be after
+    # the INVITE has left. (Read against another clock, it was 0.25 s off.)
     ok = next(m for m in messages if not m.received and m.first_line.startswith("SIP/2.0 200"))
     assert answered.next_sent_sec is not None
     assert 0 < answered.next_sent_sec <= invites[1].at - ok.at + 0.1
@@ -397,25 +398,26 @@ async def test_a_leg_sent_at_an_answer_that_crossed_our_hang_up_is_cancelled_unh
     database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
 ) -> None:
     # The engine hangs A up (a ring timeout, a hang-up request) while A's 200 OK is on
-    # its way: the SIP thread has already sent B. When the answer reaches the loop, the
-    # call is gone (A was its only leg, now ended), so B is cancelled at once; the engine
-    # hears neither the answer nor B.
+    # its way: B has gone out as the answer was read. When the answer reaches the carrier,
+    # the call is gone (A was its only leg, now ended), so B is cancelled at once; the
+    # engine hears neither the answer nor B.
     sipp = answering(tmp_path, phones, a=("wait_bye",), b=(), b_before_answer=("cancelled",))
     heard: list[LegEvent] = []
     async with carrier_alone(database_url, tmp_path, sipp, heard) as carrier:
+        taken_in = carrier._on_uac_event
+        sent_at_the_answer: list[bool] = []
+
+        def hang_up_first(sid: str, leg: Leg, event: UacEvent) -> None:
+            if leg is Leg.A and event.kind == "connect":
+                # The answer reaches the carrier after the engine's hang-up of A.
+                sent_at_the_answer.append(event.then is not None)
+                carrier.hangup("CAtest", Leg.A, cause=Cause.NO_ANSWER, at=SystemClock().now())
+            taken_in(sid, leg, event)
+
+        carrier._on_uac_event = hang_up_first  # type: ignore[method-assign]
         dial_a_then_b(carrier)
-        await eventually(lambda: any(isinstance(e, LegRinging) for e in heard), within=10)
-        # The loop is busy (this test holds it) until B's INVITE has reached the trunk:
-        # A's answer waits in the loop's queue, behind the hang-up decided meanwhile.
-        hold_the_loop_until(
-            lambda: any(
-                m.received and m.first_line.startswith(f"INVITE sip:+91{PARTY_B}@")
-                for m in sipp.messages()
-            ),
-            what="B's INVITE at the trunk",
-        )
-        carrier.hangup("CAtest", Leg.A, cause=Cause.NO_ANSWER, at=SystemClock().now())
         assert await sipp.finished() == 0, sipp.errors()
+    assert sent_at_the_answer == [True]
     assert len(heard) == 2
     assert {type(e) for e in heard} == {LegDialled, LegRinging}
     assert {e.leg for e in heard} == {Leg.A}
@@ -427,14 +429,6 @@ def dial_a_then_b(carrier: SipCarrier) -> None:
     now = SystemClock().now()
     b = Dial("CAtest", Leg.B, PARTY_B, "918073000001", now)
     carrier.dial(Dial("CAtest", Leg.A, PARTY_A, "918073000001", now, then=b))
-
-
-def hold_the_loop_until(check: Callable[[], bool], *, what: str, within: float = 10) -> None:
-    """Block the calling thread (the loop, on purpose: no await) until ``check``."""
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, f"no {what} within {within} s"
-        time.sleep(0.01)
 
 
 @asynccontextmanager
@@ -716,9 +710,11 @@ async def test_a_taken_sip_port_fails_the_start_and_leaves_nothing_running(
         with pytest.raises(OSError, match="in use"):
             async with running_api(settings):
                 pass
-        # The SIP thread, and the workers started before the engine, are all stopped,
-        # and no socket of the failed bind is left for the garbage collector.
-        assert [t.name for t in threading.enumerate() if t.name == "maskline-sip"] == []
+        # The SIP stack has let go of the loop and left no thread of sippy's (a sender),
+        # the workers started before the engine are all stopped, and no socket of the
+        # failed bind is left for the garbage collector.
+        assert SipLoop.running is None
+        assert [t for t in threading.enumerate() if type(t).__name__ == "AsyncSender"] == []
         assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResourceWarning)
@@ -979,7 +975,7 @@ async def test_an_in_dialog_request_from_anywhere_but_the_trunk_is_dropped(
                 ),
                 ours,
             )
-            # Our SIP thread handles requests in order: once the trunk's OPTIONS, sent
+            # Our SIP stack handles requests in order: once the trunk's OPTIONS, sent
             # after it, is answered, the stranger's request has been dealt with.
             trunk_side.send(options_from(trunk_side.port, to=sip_port), ours)
             answered = (await trunk_side.receive(1))[0]

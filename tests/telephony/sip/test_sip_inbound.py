@@ -238,8 +238,8 @@ async def test_beyond_the_cap_a_call_to_a_pool_number_gets_503_with_retry_after_
     assert counted == 2
 
 
-class FakeThread:
-    """Stands in for the SIP thread: records what PoolLine would run there."""
+class FakeSip:
+    """Stands in for the SIP stack: records what PoolLine would run there."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
@@ -258,10 +258,10 @@ async def test_closing_refuses_new_calls_and_leaves_no_task_behind(
         return False
 
     monkeypatch.setattr(inbound, "CLOSE_WAIT_SEC", 0.2)
-    thread = FakeThread()
+    sip = FakeSip()
     relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports=range(26400, 26409, 2))
     line = PoolLine(
-        thread=thread,  # type: ignore[arg-type]
+        sip=sip,  # type: ignore[arg-type]
         relay=relay,
         is_pool_number=stuck,
         counted=lambda: None,
@@ -281,5 +281,5 @@ async def test_closing_refuses_new_calls_and_leaves_no_task_behind(
     # The stuck handler was cancelled and awaited: nothing of ours is left running.
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
     assert all(task.done() for task in others)
-    assert ("_refuse", ("in-2", 503, "Service Unavailable")) in thread.calls
-    assert ("_hangup", ("in-1",)) in thread.calls
+    assert ("_refuse", ("in-2", 503, "Service Unavailable")) in sip.calls
+    assert ("_hangup", ("in-1",)) in sip.calls
