@@ -183,6 +183,7 @@ class SipCarrier:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=BYE_GRACE_SEC)
         if self._endpoint is not None:
+            await asyncio.sleep(0)  # the SIP stack's queued calls first (``run`` is at once)
             await self._sip.run(self._endpoint.shutdown)
         self._sip.stop()
         # A session still being opened would be the relay's only after its close: stopped

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import heapq
 import ipaddress
@@ -96,6 +97,9 @@ class SipLoop:
         # sippy is imported here, never at maskline's import time.
         from sippy.Core.EventDispatcher import ED2
 
+        if SipLoop.running is not None:
+            # sippy's timers, its hand-in from threads and its socket are one a process.
+            raise RuntimeError("a SIP stack already runs in this process")
         _adapt_sippy()
         self._loop = asyncio.get_running_loop()
         # sippy's loop and its calls from threads ran on ElPeriodic: not used.
@@ -107,7 +111,8 @@ class SipLoop:
         SipLoop.running = self
 
     def call(self, fn: Callable[..., object], *args: object) -> None:
-        """Run ``fn(*args)`` on the loop soon, in order, without waiting (from any thread)."""
+        """Run ``fn(*args)`` on the loop soon, without waiting (from any thread). Calls run
+        in the order they were asked for; ``run`` runs at once, ahead of any still queued."""
         loop = self._loop
         if loop is None:
             raise RuntimeError("the SIP stack is not running")
@@ -125,7 +130,8 @@ class SipLoop:
 
     @property
     def alive(self) -> bool:
-        return self._loop is not None
+        """Started, not stopped, and reading its socket."""
+        return self._loop is not None and bool(self._servers)
 
     def stop(self) -> None:
         from sippy.Core.EventDispatcher import ED2
@@ -167,6 +173,8 @@ class SipLoop:
         self.call(fn, *args)
 
     def _now(self, fn: Callable[..., object], args: tuple[object, ...]) -> None:
+        if self._loop is None:
+            return  # stopped since it was asked for: sippy's objects are shut down
         try:
             fn(*args)
         except Exception:
@@ -185,9 +193,12 @@ class SipLoop:
                 data, address = server.skt.recvfrom(8192, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError:
+            except OSError as exc:
+                # As sippy's receiver did: a socket that is gone is let go; any other
+                # error (ENOBUFS, say) loses that datagram only.
                 log.exception("cannot read the SIP socket")
-                self._forget(fd)
+                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                    self._forget(fd)
                 break
             rtime = MonoTime()
             if server.uopts.family == socket.AF_INET6:
