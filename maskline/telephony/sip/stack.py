@@ -31,7 +31,10 @@ log = logging.getLogger("maskline.sip")
 wire_log = logging.getLogger("maskline.sip.wire")
 
 T = TypeVar("T")
-# Datagrams read from the socket in one callback before the loop's other work gets its turn.
+# Datagrams read from the socket in one callback before the loop's other work gets its
+# turn (the rest are read in the next pass). Measured at 100 calls/s: 8 a callback
+# doubled the connect's p50 (54-60 ms against 26-29 ms) by putting the loop's other
+# callbacks between a burst's datagrams.
 READ_BURST = 64
 # sippy's timers are set on the loop this much after they are due (the loop's timers may
 # fire up to a millisecond early, and one that finds nothing due would be set again).
