@@ -150,7 +150,7 @@ class SipCarrier:
         self._sip.start()
         host, port = self._bind
         try:
-            self._endpoint = await self._sip.run(
+            self._endpoint = self._sip.run(
                 lambda: SipEndpoint(
                     host,
                     port,
@@ -160,7 +160,7 @@ class SipCarrier:
                 )
             )
         except BaseException:
-            self._sip.stop()  # e.g. the SIP port is taken: leave no thread behind
+            self._sip.stop()  # e.g. the SIP port is taken: leave nothing behind
             await self._pool_line.close()
             raise
         self._monitor = asyncio.create_task(self._watch_media())
@@ -184,7 +184,7 @@ class SipCarrier:
             await asyncio.wait(set(self._tasks), timeout=BYE_GRACE_SEC)
         if self._endpoint is not None:
             await asyncio.sleep(0)  # the SIP stack's queued calls first (``run`` is at once)
-            await self._sip.run(self._endpoint.shutdown)
+            self._sip.run(self._endpoint.shutdown)
         self._sip.stop()
         # A session still being opened would be the relay's only after its close: stopped
         # first (an open cancelled half-way closes what it bound).
@@ -240,7 +240,7 @@ class SipCarrier:
             if wait > 0:
                 await asyncio.sleep(wait)
             if leg not in call.ended:  # not hung up while it waited for its slot
-                await self._invite(call, request)
+                self._invite(call, request)
         except Exception:
             # Its ring timer starts only once the INVITE is out: the leg must end here.
             log.exception("cannot send the INVITE: failing the leg")
@@ -252,7 +252,7 @@ class SipCarrier:
             call.dialling.discard(leg)
             self._close_if_done(sid, call)
 
-    async def _invite(self, call: _Call, request: Dial) -> None:
+    def _invite(self, call: _Call, request: Dial) -> None:
         sid, leg = request.call_sid, request.leg
         # B is offered the codec A chose, so the relay never has to transcode.
         codecs = (call.codec,) if leg is Leg.B and call.codec else (G711.PCMU, G711.PCMA)
@@ -264,10 +264,7 @@ class SipCarrier:
             uac.start()
             return uac
 
-        call.uacs[leg] = await self._sip.run(invite)
-        if leg in call.ended:  # hung up while the INVITE was being built
-            self._sip.call(call.uacs[leg].hangup)
-            return
+        call.uacs[leg] = self._sip.run(invite)
         self._dialled(sid, call, leg)
 
     def _uac(

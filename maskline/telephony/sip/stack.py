@@ -94,23 +94,30 @@ class SipLoop:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._ident = 0
+        # sippy's event dispatcher, clock and address class, once started (sippy is
+        # imported then, never at maskline's import time).
+        self._ed2: Any = None
+        self._clock: Any = None
+        self._address: Any = None
 
     def start(self) -> None:
         """Make the running loop sippy's (call on the loop)."""
-        # sippy is imported here, never at maskline's import time.
         from sippy.Core.EventDispatcher import ED2
+        from sippy.Network_server import Remote_address
+        from sippy.Time.MonoTime import MonoTime
 
         if SipLoop.running is not None:
             # sippy's timers, its hand-in from threads and its socket are one a process.
             raise RuntimeError("a SIP stack already runs in this process")
         _adapt_sippy()
         self._loop = asyncio.get_running_loop()
+        self._ed2, self._clock, self._address = ED2, MonoTime, Remote_address
         # sippy's loop and its calls from threads ran on ElPeriodic: not used.
         previous, ED2.elp = ED2.elp, None
         del previous
         self._ident = ED2.my_ident = threading.get_ident()
         ED2.tlisteners, ED2.twasted, ED2.endloop = [], 0, False
-        ED2.callFromThread = self._from_thread
+        ED2.callFromThread = self.call  # sippy's threads (its sender) call in through it
         SipLoop.running = self
 
     def call(self, fn: Callable[..., object], *args: object) -> None:
@@ -124,7 +131,7 @@ class SipLoop:
         else:
             loop.call_soon_threadsafe(self._now, fn, args)
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
+    def run(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn(*args)`` now, on the loop, and return its result."""
         try:
             return fn(*args)
@@ -137,8 +144,7 @@ class SipLoop:
         return self._loop is not None and bool(self._servers)
 
     def stop(self) -> None:
-        from sippy.Core.EventDispatcher import ED2
-
+        ED2 = self._ed2
         if self._loop is None:
             return
         for fd in list(self._servers):
@@ -171,10 +177,6 @@ class SipLoop:
         if self._loop is not None:
             self._loop.remove_reader(fd)
 
-    def _from_thread(self, fn: Callable[..., object], *args: object) -> None:
-        """``ED2.callFromThread``: sippy's threads (its sender) call in through this."""
-        self.call(fn, *args)
-
     def _now(self, fn: Callable[..., object], args: tuple[object, ...]) -> None:
         if self._loop is None:
             return  # stopped since it was asked for: sippy's objects are shut down
@@ -185,9 +187,6 @@ class SipLoop:
         self._pump()
 
     def _readable(self, fd: int) -> None:
-        from sippy.Network_server import Remote_address
-        from sippy.Time.MonoTime import MonoTime
-
         server = self._servers.get(fd)
         if server is None:
             return
@@ -203,20 +202,18 @@ class SipLoop:
                 if exc.errno in (errno.EBADF, errno.ENOTSOCK):
                     self._forget(fd)
                 break
-            rtime = MonoTime()
+            rtime = self._clock()
             if server.uopts.family == socket.AF_INET6:
                 address = (f"[{address[0]}]", address[1])
             # sippy's handle_read logs what its callback raises.
-            server.handle_read(data, Remote_address(address, server.transport), rtime)
+            server.handle_read(data, self._address(address, server.transport), rtime)
         self._pump()
 
     def _pump(self) -> None:
         """Run sippy's due timers, then set the loop's timer for its next one."""
-        from sippy.Core.EventDispatcher import ED2
-        from sippy.Time.MonoTime import MonoTime
-
         if self._loop is None:
             return
+        ED2, MonoTime = self._ed2, self._clock
         ED2.last_ts = MonoTime()
         ED2.dispatchTimers()
         if ED2.twasted * 2 > len(ED2.tlisteners):
