@@ -24,6 +24,7 @@ from tests.support.api import Api, running_api
 from tests.support.calls import place, wait_for
 from tests.support.portal import PortalUser, csrf_of, signed_in
 from tests.support.receiver import Receiver, until
+from tests.support.waits import eventually_value
 
 pytestmark = pytest.mark.database
 
@@ -77,7 +78,13 @@ class TestWebhooksPage:
         expected = hmac.new(org.webhook_secret.encode(), got.body, hashlib.sha256).hexdigest()
         assert got.headers["x-edesy-signature"] == expected
 
-        log = await owner.client.get(f"{hooks}?status=succeeded&event=webhook.test")
+        # The worker records the outcome after the receiver has answered (in batches):
+        # the page shows it once that is written.
+        log = await eventually_value(
+            lambda: owner.client.get(f"{hooks}?status=succeeded&event=webhook.test"),
+            lambda page: 'data-status="succeeded"' in page.text,
+            what="the delivery recorded as succeeded",
+        )
         [delivery] = re.findall(r'data-delivery="(\w+)" data-status="succeeded"', log.text)
         assert 'data-status="pending"' not in log.text
         empty = await owner.client.get(f"{hooks}?status=failed")
