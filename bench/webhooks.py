@@ -79,7 +79,14 @@ class SlowReceiver:
         )
         self._ready.set()
         self._loop.run_forever()
+        # Stopped: the connections still held open are ended here, not left to the
+        # collector ("Task was destroyed but it is pending!" for each at exit).
         server.close()
+        serving = asyncio.all_tasks(self._loop)
+        for task in serving:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*serving, return_exceptions=True))
+        self._loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
