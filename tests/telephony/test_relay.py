@@ -429,3 +429,38 @@ async def test_a_closed_session_is_freed_at_once_not_left_to_the_garbage_collect
         assert freed() is None
     finally:
         gc.enable()
+
+
+async def test_a_stray_stream_at_ports_being_opened_is_dropped_not_raised() -> None:
+    # A far end still sending to a port pair the relay is binding for a new call (the
+    # stream of the call that had it before): the packets that arrive before the new
+    # session's legs are set up are dropped, as any before the leg's SDP, and nothing
+    # reaches the loop's exception handler (it did: a KeyError for the leg).
+    relay = UdpRelay(bind_host="127.0.0.1", advertise="127.0.0.1", ports=range(26600, 26603, 2))
+    loop = asyncio.get_running_loop()
+    raised: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: raised.append(context))
+    stray = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stray.setblocking(False)
+    sending = True
+
+    async def flood() -> None:
+        packet = rtp(1, bytes(PTIME_SAMPLES))
+        while sending:
+            for port in (26600, 26601):
+                stray.sendto(packet, ("127.0.0.1", port))
+            await asyncio.sleep(0)
+
+    flooding = asyncio.create_task(flood())
+    try:
+        for _ in range(50):
+            session = await relay.open("CAstray", (Leg.A,))
+            await session.close()
+    finally:
+        sending = False
+        await flooding
+        stray.close()
+        loop.set_exception_handler(previous)
+        await relay.close()
+    assert raised == []

@@ -308,7 +308,12 @@ class RelaySession:
         return media.remote == source
 
     def _on_rtp(self, leg: Leg, data: bytes, source: tuple[str, int]) -> None:
-        media = self._legs[leg]
+        # None while the session is still binding this leg's pair: a stray stream (the
+        # last call's on these ports) can arrive at its RTP socket before the RTCP one
+        # is bound. Dropped, as anything before the leg's SDP.
+        media = self._legs.get(leg)
+        if media is None:
+            return
         if len(data) < RTP_HEADER or data[0] >> 6 != 2 or not self._latch(media, source):
             return
         media.last_rx = now = time.monotonic()
@@ -325,7 +330,9 @@ class RelaySession:
     def _on_rtcp(self, leg: Leg, data: bytes, source: tuple[str, int]) -> None:
         """A leg's reports end here (they describe streams the other leg never sees);
         they tell us where the leg takes its own reports."""
-        media = self._legs[leg]
+        media = self._legs.get(leg)  # None while still binding (``_on_rtp``)
+        if media is None:
+            return
         if media.sdp_host is None or source[0] != media.sdp_host:
             return
         media.remote_rtcp = source
