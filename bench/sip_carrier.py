@@ -10,7 +10,9 @@ A hangs up ``TALK_MS`` after its answer), and the connect is measured the same w
 200 OK sent → B's INVITE received, SIPp's clock.
 
 The process's garbage collector is the variable (``--gc``): Python's defaults, the
-server's thresholds (``maskline.cli.server.GC_THRESHOLDS`` after ``gc.freeze()``), or
+server's settings (``gc.freeze()``, ``GC_THRESHOLDS`` and ``SWITCH_INTERVAL_SEC`` of
+``maskline.cli.server``), Python's young and middle generations with no automatic
+collection of the old one (``young``), or
 off for the trial (the cyclic garbage it leaves is counted at the end). Its collections
 are timed (``gc.callbacks``). Run it beside another load (``python -m bench.e2e
 postgresql --rates 100 --seconds 60 --hold 0`` in another shell) to see a busy
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import gc
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +37,7 @@ import uvloop
 
 from bench.sip_rate import A_FROM, B_FROM, timed_gaps, trunk
 from bench.stats import percentile
-from maskline.cli.server import GC_THRESHOLDS
+from maskline.cli.server import GC_THRESHOLDS, SWITCH_INTERVAL_SEC
 from maskline.kit.clock import SystemClock
 from maskline.telephony.carrier import Dial
 from maskline.telephony.events import Cause, Leg, LegAnswered, LegEvent, LegFailed, LegHungUp
@@ -47,17 +50,26 @@ DRAIN_SEC = 5.0
 
 
 class Collections:
-    """Every collection of the garbage collector while it is installed: its seconds."""
+    """Every collection of the garbage collector while it is installed: its seconds, and
+    the oldest generation it collected."""
 
     def __init__(self) -> None:
         self.pauses: list[float] = []
+        self.generations: list[int] = []
         self._began = 0.0
 
-    def __call__(self, phase: str, _info: dict[str, Any]) -> None:
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._began = time.perf_counter()
         else:
             self.pauses.append(time.perf_counter() - self._began)
+            self.generations.append(int(info["generation"]))
+
+    def longest(self, generation: int) -> str:
+        pauses = [p for p, g in zip(self.pauses, self.generations, strict=True) if g == generation]
+        return f"{len(pauses)} of gen {generation}" + (
+            f" (longest {max(pauses) * 1000:.1f} ms)" if pauses else ""
+        )
 
 
 class Engine:
@@ -93,7 +105,9 @@ async def trial(tmp: Path, *, rate: float, seconds: float, gc_mode: str) -> str:
         carrier="sip",
         sip_trunk=sipp.trunk,
         sip_bind=f"127.0.0.1:{free_udp_port()}",
-        rtp_ports="30000-39999",
+        # Below the kernel's ephemeral ports, where SIPp's own media ports are picked
+        # (``free_udp_port``): a relay port there could be one SIPp's SDP names.
+        rtp_ports="10000-19999",
         sip_max_cps=10_000,
     )
     clock = SystemClock()
@@ -107,8 +121,13 @@ async def trial(tmp: Path, *, rate: float, seconds: float, gc_mode: str) -> str:
     try:
         await carrier.start(engine)
         if gc_mode == "server":
+            # As ``maskline serve`` sets them.
             gc.freeze()
             gc.set_threshold(*GC_THRESHOLDS)
+            sys.setswitchinterval(SWITCH_INTERVAL_SEC)
+        elif gc_mode == "young":
+            # Python's young and middle generations, no automatic old one.
+            gc.set_threshold(700, 10, 1_000_000)
         elif gc_mode == "off":
             gc.disable()
         gc.callbacks.append(collections)
@@ -122,12 +141,14 @@ async def trial(tmp: Path, *, rate: float, seconds: float, gc_mode: str) -> str:
             b = Dial(sid, Leg.B, str(B_FROM + i), CALLER_ID, now)
             engine.b_dials[sid] = b
             carrier.dial(Dial(sid, Leg.A, str(A_FROM + i), CALLER_ID, now, then=b))
-        await asyncio.sleep(DRAIN_SEC)
+        # Over the load only: the calls' last legs end during the drain below.
         cpu_percent = 100 * (time.process_time() - cpu) / (loop.time() - began)
+        await asyncio.sleep(DRAIN_SEC)
         gc.callbacks.remove(collections)  # the count below is not the trial's
         left = gc.collect() if gc_mode == "off" else 0
         code = await sipp.finished(within=60)
     finally:
+        sys.setswitchinterval(0.005)
         if collections in gc.callbacks:
             gc.callbacks.remove(collections)
         gc.enable()
@@ -140,8 +161,8 @@ async def trial(tmp: Path, *, rate: float, seconds: float, gc_mode: str) -> str:
         f"| {rate:g} | {gc_mode} | {code} | {engine.completed} / {calls} | "
         f"{engine.failed_legs} | {percentile(ms, 0.5):.2f} / {percentile(ms, 0.99):.2f} / "
         f"{(ms[-1] if ms else float('nan')):.2f} ms | {len(ms)} / {unmatched} | "
-        f"{cpu_percent:.0f}% | {len(collections.pauses)}, {len(long)} over 5 ms, longest "
-        f"{max(collections.pauses, default=0) * 1000:.1f} ms | "
+        f"{cpu_percent:.0f}% | {len(collections.pauses)}, {len(long)} over 5 ms: "
+        f"{', '.join(collections.longest(g) for g in range(3))} | "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB"
         + (f", {left} objects in unreachable cycles" if gc_mode == "off" else "")
         + " |"
@@ -150,7 +171,7 @@ async def trial(tmp: Path, *, rate: float, seconds: float, gc_mode: str) -> str:
 
 HEADER = (
     "| rate/s | collector | SIPp exit | completed | failed legs | connect p50 / p99 / max "
-    "| connect n / A without B | CPU | collections | peak RSS |\n"
+    "| connect n / A without B | CPU over the load | collections | peak RSS |\n"
     "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
 )
 
@@ -159,7 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--gc", choices=("default", "server", "off"), default="server")
+    parser.add_argument("--gc", choices=("default", "server", "young", "off"), default="server")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         row = uvloop.run(trial(Path(tmp), rate=args.rate, seconds=args.seconds, gc_mode=args.gc))

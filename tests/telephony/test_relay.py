@@ -448,19 +448,24 @@ async def test_a_stray_stream_at_ports_being_opened_is_dropped_not_raised() -> N
     async def flood() -> None:
         packet = rtp(1, bytes(PTIME_SAMPLES))
         while sending:
-            for port in (26600, 26601):
+            for port in range(26600, 26604):  # both pairs, RTP and RTCP: whichever is bound
                 stray.sendto(packet, ("127.0.0.1", port))
             await asyncio.sleep(0)
 
     flooding = asyncio.create_task(flood())
+    ports = set()
     try:
         for _ in range(50):
             session = await relay.open("CAstray", (Leg.A,))
+            ports.add(session.local(Leg.A).port)
             await session.close()
     finally:
         sending = False
-        await flooding
-        stray.close()
-        loop.set_exception_handler(previous)
-        await relay.close()
+        try:
+            await flooding
+        finally:
+            stray.close()
+            loop.set_exception_handler(previous)
+            await relay.close()
+    assert ports <= {26600, 26602}
     assert raised == []

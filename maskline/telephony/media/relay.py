@@ -308,9 +308,10 @@ class RelaySession:
         return media.remote == source
 
     def _on_rtp(self, leg: Leg, data: bytes, source: tuple[str, int]) -> None:
-        # None while the session is still binding this leg's pair: a stray stream (the
-        # last call's on these ports) can arrive at its RTP socket before the RTCP one
-        # is bound. Dropped, as anything before the leg's SDP.
+        # None while the session is still binding this leg's pair: a stream still
+        # arriving at these ports (from an earlier call's far end, or anyone sending
+        # there) reaches its RTP socket before the RTCP one is bound. Dropped, as
+        # anything before the leg's SDP.
         media = self._legs.get(leg)
         if media is None:
             return
