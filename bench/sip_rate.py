@@ -105,8 +105,14 @@ SETUPS: dict[str, tuple[str, str, Setup]] = {
 }
 
 
-def _sip_env(trunk: str) -> dict[str, str]:
-    return {
+def _sip_env(trunk: str, sip_process: int | None) -> dict[str, str]:
+    """``sip_process``: None, the SIP stack in the engine; else in a process of its own at
+    that real-time priority (0: none)."""
+    own = {} if sip_process is None else {
+        "MASKLINE_SIP_PROCESS": "true",
+        "MASKLINE_SIP_REALTIME_PRIORITY": str(sip_process),
+    }  # fmt: skip
+    return own | {
         "MASKLINE_CARRIER": "sip",
         "MASKLINE_SIP_TRUNK": trunk,
         "MASKLINE_SIP_BIND": f"127.0.0.1:{free_udp_port()}",
@@ -239,10 +245,18 @@ def _groups(running: Running, sipp: Sipp) -> dict[str, Callable[[], list[int]]]:
         groups["PostgreSQL"] = lambda: pids_with_cmdline("postgres: ", f" {database} ")
         groups["Redis"] = lambda: pids_with_cmdline("redis-server")
     groups["SIPp"] = functools.partial(list, [sipp.process.pid])
+    groups["SIP process"] = lambda: pids_with_cmdline("maskline.telephony.sip.process")
     return groups
 
 
-def trial(kind: str, rate: float, seconds: float, *, profile: bool = False) -> Trial:
+def trial(
+    kind: str,
+    rate: float,
+    seconds: float,
+    *,
+    profile: bool = False,
+    sip_process: int | None = None,
+) -> Trial:
     """``rate`` calls a second for ``seconds`` on a fresh start of the set-up ``kind``."""
     _name, profiled_role, setup = SETUPS[kind]
     warm = round(WARMUP_RATE * WARMUP_SEC)
@@ -251,7 +265,7 @@ def trial(kind: str, rate: float, seconds: float, *, profile: bool = False) -> T
         tmp = Path(tmp_name)
         sipp = trunk(tmp, calls=warm + calls, timeout_sec=int(seconds + DRAIN_SEC) + 120)
         try:
-            with setup(tmp, _sip_env(sipp.trunk)) as running:
+            with setup(tmp, _sip_env(sipp.trunk, sip_process)) as running:
                 targets, key = running.addresses, running.key
                 finish(
                     start_open_loop(
@@ -400,15 +414,21 @@ def sip_rate(
     seconds: float = STEP_SEC,
     hold: float = HOLD_SEC,
     profile: bool = False,
+    sip_process: int | None = None,
 ) -> str:
     name, profiled_role, _setup = SETUPS[kind]
+    where = (
+        "SIP in the engine"
+        if sip_process is None
+        else f"SIP in its own process (real-time priority {sip_process})"
+    )
     conditions = (
-        f"SIPp answers both legs after 100 ms, {TALK_MS} ms talk, A hangs up; load average "
-        f"{os.getloadavg()[0]:.1f} at the start"
+        f"{where}; SIPp answers both legs after 100 ms, {TALK_MS} ms talk, A hangs up; "
+        f"load average {os.getloadavg()[0]:.1f} at the start"
     )
     trials: list[Trial] = []
     for rate in rates:
-        trials.append(trial(kind, rate, seconds))
+        trials.append(trial(kind, rate, seconds, sip_process=sip_process))
         print(f"{kind}: {_row(trials[-1])}", flush=True)
     parts = [table(f"SIP, {name}: open-loop POSTs, {seconds:g} s a rate ({conditions})", trials)]
     held = [t.sent.rate for t in trials if not t.failures()]
@@ -419,7 +439,7 @@ def sip_rate(
     if hold and held:
         confirmed: list[Trial] = []
         for rate in sorted(held, reverse=True)[:2]:
-            confirmed.append(trial(kind, rate, hold))
+            confirmed.append(trial(kind, rate, hold, sip_process=sip_process))
             print(f"{kind}: {_row(confirmed[-1])}", flush=True)
             if not confirmed[-1].failures():
                 break
@@ -431,7 +451,7 @@ def sip_rate(
         )
     if profile:
         top = max(rates)
-        profiled = trial(kind, top, seconds, profile=True)
+        profiled = trial(kind, top, seconds, profile=True, sip_process=sip_process)
         parts.append(
             f"py-spy on the {profiled_role} process at {top:g}/s ({_row(profiled)}):\n\n"
             + profiled.profile
@@ -446,6 +466,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=STEP_SEC, help="a rate's run")
     parser.add_argument("--hold", type=float, default=HOLD_SEC, help="the best rate's; 0: none")
     parser.add_argument("--profile", action="store_true", help="py-spy the engine process")
+    parser.add_argument(
+        "--sip-process",
+        type=int,
+        metavar="PRIORITY",
+        help="the SIP stack in a process of its own at this real-time priority (0: none)",
+    )
     args = parser.parse_args()
     rates = tuple(float(r) for r in args.rates.split(","))
     kinds = args.kinds or list(SETUPS)
@@ -455,7 +481,14 @@ def main() -> None:
     print(f"# {platform.node()} {platform.machine()} python {platform.python_version()}")
     for kind in kinds:
         print(
-            sip_rate(kind, rates=rates, seconds=args.seconds, hold=args.hold, profile=args.profile),
+            sip_rate(
+                kind,
+                rates=rates,
+                seconds=args.seconds,
+                hold=args.hold,
+                profile=args.profile,
+                sip_process=args.sip_process,
+            ),
             flush=True,
         )
 

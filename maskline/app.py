@@ -65,6 +65,7 @@ from maskline.telephony.carrier import Carrier
 from maskline.telephony.media.recorder import Spool
 from maskline.telephony.sim.carrier import SimCarrier
 from maskline.telephony.sip.carrier import SipCarrier
+from maskline.telephony.sip.process import SipProcessCarrier
 from maskline.webhooks.router import router as webhooks_router
 from maskline.webhooks.ssrf import HostResolver
 from maskline.webhooks.tasks import WebhookWorker
@@ -163,7 +164,11 @@ def _carriers(settings: Settings, clock: Clock, db: Database) -> dict[str, Carri
     }
     if settings.carrier == "sip":
         try:
-            carriers["sip"] = SipCarrier(settings, clock, is_pool_number=PoolLookup(db))
+            carriers["sip"] = (
+                SipProcessCarrier(settings, is_pool_number=PoolLookup(db))
+                if settings.sip_process
+                else SipCarrier(settings, clock, is_pool_number=PoolLookup(db))
+            )
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
     return carriers

@@ -47,13 +47,23 @@ class Spool:
 
 
 class SpoolRecorder:
-    """A ``MediaSink`` that appends each leg's audio to its spool file."""
+    """A ``MediaSink`` that appends each leg's audio to its spool file.
 
-    def __init__(self, paths: dict[Leg, Path]) -> None:
+    The files are created (emptied) here, or with ``created=True`` taken over as they are:
+    the SIP process records into the spool files its engine created (``sip/process.py``).
+    """
+
+    def __init__(self, paths: dict[Leg, Path], *, created: bool = False) -> None:
+        self.paths = dict(paths)
         self._files: dict[Leg, BinaryIO] = {}
         try:
             for leg, path in paths.items():
-                self._files[leg] = os.fdopen(create_private_file(path), "wb")
+                fd = (
+                    os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+                    if created
+                    else create_private_file(path)
+                )
+                self._files[leg] = os.fdopen(fd, "ab" if created else "wb")
         except BaseException:
             self.close()
             raise

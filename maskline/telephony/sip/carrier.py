@@ -91,16 +91,30 @@ class _Call:
     # sent, until the engine asks for it while it takes in that answer.
     follows: Leg | None = None
     unasked: Leg | None = None
+    # The call's reports while that leg is unasked (the engine is in another process),
+    # in the order they came: they follow its ``LegDialled`` once it is asked for.
+    held: list[tuple[Leg, UacEvent]] = field(default_factory=list)
 
 
 class SipCarrier:
     name = "sip"
 
-    def __init__(self, settings: Settings, clock: Clock, *, is_pool_number: IsPoolNumber) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        *,
+        is_pool_number: IsPoolNumber,
+        answers_taken_later: bool = False,
+    ) -> None:
+        """``answers_taken_later``: the engine takes in a ``LegAnswered`` after the sink's
+        call returns (it is in another process, ``sip/process.py``), and says so with
+        ``answer_taken``; a leg sent at that answer waits for it, not for the call's end."""
         if settings.sip_trunk is None:  # the settings refuse to load so
             raise ValueError("MASKLINE_SIP_TRUNK is required with the sip carrier")
         self._settings = settings
         self._clock = clock
+        self._answers_taken_later = answers_taken_later
         self._trunk = settings.sip_trunk
         self._bind = settings.sip_bind
         self._advertise = settings.advertised_host
@@ -202,7 +216,13 @@ class SipCarrier:
             # Its INVITE went out with the answer before it, as that answer was read.
             call.unasked = None
             self._slot(request.leg)
-            asyncio.get_running_loop().call_soon(self._dialled, request.call_sid, call, request.leg)
+            if self._answers_taken_later:
+                self._dialled(request.call_sid, call, request.leg)
+                self._release_held(request.call_sid, call)
+            else:  # inside the sink's call: its LegDialled follows it
+                asyncio.get_running_loop().call_soon(
+                    self._dialled, request.call_sid, call, request.leg
+                )
             return
         self._opening_legs.add((request.call_sid, request.leg))
         task = asyncio.create_task(self._dial(request))
@@ -365,6 +385,9 @@ class SipCarrier:
         if leg in call.ended:
             return
         call.ended.add(leg)
+        unasked = call.unasked is leg  # hung up instead of asked for: not reported
+        if unasked:
+            call.unasked = None
         uac = call.uacs.get(leg)
         if uac is None:
             self._close_if_done(call_sid, call)
@@ -379,6 +402,8 @@ class SipCarrier:
             uac.drop_follower()  # now: its answer may be waiting in the socket
             self._sip.call(uac.hangup)
             self._close_if_done(call_sid, call)
+        if unasked:
+            self._release_held(call_sid, call)
 
     async def _hang_up_after(
         self, call_sid: str, call: _Call, leg: Leg, playing: asyncio.Task[None]
@@ -440,6 +465,14 @@ class SipCarrier:
                     self._hang_up_unasked(sid, call)
         if call is None:
             return
+        if (call.unasked is not None and then is None) or call.held:
+            # Reported once the engine asks for that leg (or it ends): after its
+            # ``LegDialled``, and still in the order the call's reports came.
+            call.held.append((leg, event))
+            return
+        self._take_uac_event(sid, call, leg, event)
+
+    def _take_uac_event(self, sid: str, call: _Call, leg: Leg, event: UacEvent) -> None:
         now = self._clock.now()
         remote = _remote(event.sdp)
         if event.kind == "dead":
@@ -469,7 +502,8 @@ class SipCarrier:
             try:
                 self._emit(LegAnswered(sid, leg, now, dialog=event.dialog, next_sent_sec=sent_sec))
             finally:
-                self._hang_up_unasked(sid, call)
+                if not self._answers_taken_later:
+                    self._hang_up_unasked(sid, call)
         elif event.kind == "fail":
             call.ended.add(leg)
             cause = cause_of(event.code, responded=responded)
@@ -485,6 +519,13 @@ class SipCarrier:
                 if remote.codec is not None:
                     call.session.set_remote(leg, remote.endpoint, remote.codec)
 
+    def answer_taken(self, call_sid: str) -> None:
+        """The engine has taken in this call's last ``LegAnswered`` (``answers_taken_later``):
+        a leg sent at that answer and still not asked for is cancelled now."""
+        call = self._calls.get(call_sid)
+        if call is not None:
+            self._hang_up_unasked(call_sid, call)
+
     def _hang_up_unasked(self, sid: str, call: _Call) -> None:
         """A leg sent at an answer that the engine did not ask for as it took the answer
         in (it had ended the call, or let it go): cancelled at once."""
@@ -494,8 +535,19 @@ class SipCarrier:
                 "the leg sent at the answer before it was not asked for: cancelled",
                 extra={"call_sid": sid, "leg": leg.value},
             )
-            call.unasked = None
             self.hangup(sid, leg, cause=Cause.NORMAL_CLEARING, at=self._clock.now())
+            if call.unasked is leg:  # it had ended already: the hang-up did nothing
+                call.unasked = None
+                self._release_held(sid, call)
+
+    def _release_held(self, sid: str, call: _Call) -> None:
+        """The reports held while a leg was unasked, taken in now and in order (after
+        that leg's ``LegDialled``, when it was asked for)."""
+        held, call.held = call.held, []
+        for leg, event in held:
+            if self._calls.get(sid) is not call:
+                return  # closed by one of them: nothing of it is left to report
+            self._take_uac_event(sid, call, leg, event)
 
     def _out_of_dialog(self, req: Any, transaction: Any) -> Any:
         """Requests that belong to no leg of ours (run by the SIP stack). A new INVITE

@@ -177,8 +177,25 @@ def dialogs_seen(sipp: Sipp) -> list[list[str]]:
     return list(dialogs.values())
 
 
+SIP_PROCESS = pytest.mark.parametrize("sip_process", [False, True], ids=["in-engine", "own"])
+
+
+def offered_media(sipp: Sipp, number: str) -> Endpoint:
+    """Where our INVITE to ``number`` asked for its media (its SDP's c= and m=audio)."""
+    invite = next(
+        m
+        for m in sipp.messages()
+        if m.received and m.first_line.startswith(f"INVITE sip:+91{number}@")
+    )
+    lines = invite.text.splitlines()
+    host = next(line.split()[-1] for line in lines if line.startswith("c="))
+    port = next(int(line.split()[1]) for line in lines if line.startswith("m=audio"))
+    return Endpoint(host, port)
+
+
+@SIP_PROCESS
 async def test_an_answered_call_relays_and_records_both_parties(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, sip_process: bool
 ) -> None:
     phones = {Leg.A: Phone(), Leg.B: Phone()}
     # A hangs up once the test has heard both phones' audio, not after a fixed time.
@@ -186,19 +203,18 @@ async def test_an_answered_call_relays_and_records_both_parties(
     hooks = Receiver()
     told = Phone()
     try:
-        async with sip_api(database_url, tmp_path, sipp) as api:
-            org = await api.make_org("sip-answer", balance="10", numbers=1)
+        async with sip_api(database_url, tmp_path, sipp, sip_process=sip_process) as api:
+            org = await api.make_org(f"sip-answer-{sip_process}", balance="10", numbers=1)
             placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B, webhook_url=hooks.url)
             sid = placed["call_sid"]
             await wait_for(api, org, sid, ("in-progress",))
-            session = relay_of(api).sessions[sid]
             heard = {
                 leg: asyncio.create_task(phone.receive(PACKETS, within=10))
                 for leg, phone in phones.items()
             }
             await asyncio.gather(
-                talk(phones[Leg.A], session.local(Leg.A), TONE_HZ["party_a"]),
-                talk(phones[Leg.B], session.local(Leg.B), TONE_HZ["party_b"]),
+                talk(phones[Leg.A], offered_media(sipp, PARTY_A), TONE_HZ["party_a"]),
+                talk(phones[Leg.B], offered_media(sipp, PARTY_B), TONE_HZ["party_b"]),
             )
             # Each phone heard every packet of the other, unchanged.
             assert [p[12:] for p in await heard[Leg.B]] == [
@@ -335,8 +351,9 @@ async def test_a_timeout_or_unavailable_answer_from_the_far_end_is_no_answer(
     assert outcome(call) == ("no-answer", "NO_ANSWER", "system", "party_a", code, 0, 0)
 
 
+@SIP_PROCESS
 async def test_b_busy_after_a_answered_fails_on_party_b_and_a_hears_ringback_then_busy(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, sip_process: bool
 ) -> None:
     phone_a = Phone()
     sipp = Sipp(
@@ -348,7 +365,7 @@ async def test_b_busy_after_a_answered_fails_on_party_b_and_a_hears_ringback_the
     )
     try:
         heard = asyncio.create_task(phone_a.collect(quiet=1.0, within=15))
-        call = await one_call(database_url, tmp_path, sipp)
+        call = await one_call(database_url, tmp_path, sipp, settings={"sip_process": sip_process})
         packets = await heard
     finally:
         phone_a.close()
@@ -520,11 +537,12 @@ async def test_a_digest_challenge_is_answered_with_the_trunk_credentials(
     assert (second.header("Authorization") or "").startswith("Digest ")
 
 
+@SIP_PROCESS
 async def test_b_hanging_up_ends_the_call_and_a_gets_our_bye(
-    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone], sip_process: bool
 ) -> None:
     sipp = answering(tmp_path, phones, a=("wait_bye",), b=("send_bye",))
-    call = await one_call(database_url, tmp_path, sipp)
+    call = await one_call(database_url, tmp_path, sipp, settings={"sip_process": sip_process})
     assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_b", None, None, 60, 1.5)
     assert dialogs_seen(sipp) == [["INVITE", "ACK", "BYE"], ["INVITE", "ACK", "SIP/2.0"]]
 
@@ -568,11 +586,12 @@ async def test_an_ended_calls_legs_are_freed_once_they_have_lingered(
     assert left == [False, False]
 
 
+@SIP_PROCESS
 async def test_a_re_invite_mid_call_is_answered_and_the_call_goes_on(
-    database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
+    database_url: str, tmp_path: Path, phones: dict[Leg, Phone], sip_process: bool
 ) -> None:
     sipp = answering(tmp_path, phones, a=("reinvite", "send_bye"), b=("wait_bye",))
-    call = await one_call(database_url, tmp_path, sipp)
+    call = await one_call(database_url, tmp_path, sipp, settings={"sip_process": sip_process})
     assert outcome(call) == ("completed", "NORMAL_CLEARING", "party_a", None, None, 60, 1.5)
     # A re-INVITEs 300 ms after its ACK, which on a loaded machine can come before B has
     # answered: each dialog's order is asserted on its own. To A: our 100 and 200 to the
