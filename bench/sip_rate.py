@@ -30,7 +30,11 @@ engine process (the embedded process on SQLite), its stacks summed by area
 (``bench/post_profile.py``).
 
 ``make bench-sip`` (``python -m bench.sip_rate [postgresql] [sqlite] [--rates 50,100,…]
-[--seconds 30] [--hold 60] [--profile]``).
+[--seconds 30] [--hold 60] [--profile] [--sip-process PRIORITY] [--sipp-priority PRIORITY]
+[--max-cps N]``): ``--sip-process`` runs the SIP stack in a process of its own
+(``MASKLINE_SIP_PROCESS``) at that real-time priority (0: none); ``--sipp-priority`` gives
+SIPp, which stands for the trunk and the network, a real-time priority too, so that it is
+neither starved by ours (its socket overflowed at 100 calls/s) nor late to stamp.
 """
 
 from __future__ import annotations
@@ -73,6 +77,9 @@ RATES = (50.0, 100.0, 150.0, 200.0)
 STEP_SEC = 30.0
 HOLD_SEC = 60.0
 WARMUP_RATE = 10.0
+# MASKLINE_SIP_MAX_CPS by default: so high that new legs go out as the engine asks for
+# them, in its bursts (a claim of up to fifty calls), unpaced.
+UNPACED_CPS = 10_000
 WARMUP_SEC = 3.0
 # Every call has new parties, so one number would do; a few let the least-recently-used
 # choice spread the calls as in production (as bench/e2e.py).
@@ -105,9 +112,10 @@ SETUPS: dict[str, tuple[str, str, Setup]] = {
 }
 
 
-def _sip_env(trunk: str, sip_process: int | None) -> dict[str, str]:
+def _sip_env(trunk: str, sip_process: int | None, max_cps: int) -> dict[str, str]:
     """``sip_process``: None, the SIP stack in the engine; else in a process of its own at
-    that real-time priority (0: none)."""
+    that real-time priority (0: none). ``max_cps``: MASKLINE_SIP_MAX_CPS, new legs a
+    second towards the trunk (both legs of a call count)."""
     own = {} if sip_process is None else {
         "MASKLINE_SIP_PROCESS": "true",
         "MASKLINE_SIP_REALTIME_PRIORITY": str(sip_process),
@@ -117,7 +125,7 @@ def _sip_env(trunk: str, sip_process: int | None) -> dict[str, str]:
         "MASKLINE_SIP_TRUNK": trunk,
         "MASKLINE_SIP_BIND": f"127.0.0.1:{free_udp_port()}",
         # The trunk's own pacing of new legs is not what is measured here.
-        "MASKLINE_SIP_MAX_CPS": "10000",
+        "MASKLINE_SIP_MAX_CPS": str(max_cps),
         "MASKLINE_RTP_PORTS": "10000-19999",
     }
 
@@ -256,6 +264,8 @@ def trial(
     *,
     profile: bool = False,
     sip_process: int | None = None,
+    sipp_priority: int = 0,
+    max_cps: int = UNPACED_CPS,
 ) -> Trial:
     """``rate`` calls a second for ``seconds`` on a fresh start of the set-up ``kind``."""
     _name, profiled_role, setup = SETUPS[kind]
@@ -265,7 +275,12 @@ def trial(
         tmp = Path(tmp_name)
         sipp = trunk(tmp, calls=warm + calls, timeout_sec=int(seconds + DRAIN_SEC) + 120)
         try:
-            with setup(tmp, _sip_env(sipp.trunk, sip_process)) as running:
+            if sipp_priority:
+                # SIPp is the trunk and the network: with a real-time SIP process on the
+                # same two cores, it is given a real-time priority too, so that it is
+                # neither starved (its socket overflowed) nor late to stamp its messages.
+                os.sched_setscheduler(sipp.process.pid, os.SCHED_RR, os.sched_param(sipp_priority))
+            with setup(tmp, _sip_env(sipp.trunk, sip_process, max_cps)) as running:
                 targets, key = running.addresses, running.key
                 finish(
                     start_open_loop(
@@ -415,12 +430,18 @@ def sip_rate(
     hold: float = HOLD_SEC,
     profile: bool = False,
     sip_process: int | None = None,
+    sipp_priority: int = 0,
+    max_cps: int = UNPACED_CPS,
 ) -> str:
     name, profiled_role, _setup = SETUPS[kind]
     where = (
         "SIP in the engine"
         if sip_process is None
         else f"SIP in its own process (real-time priority {sip_process})"
+    ) + (f", SIPp at real-time priority {sipp_priority}" if sipp_priority else "")
+    where += f", MASKLINE_SIP_MAX_CPS={max_cps}"
+    run = functools.partial(
+        trial, kind, sip_process=sip_process, sipp_priority=sipp_priority, max_cps=max_cps
     )
     conditions = (
         f"{where}; SIPp answers both legs after 100 ms, {TALK_MS} ms talk, A hangs up; "
@@ -428,7 +449,7 @@ def sip_rate(
     )
     trials: list[Trial] = []
     for rate in rates:
-        trials.append(trial(kind, rate, seconds, sip_process=sip_process))
+        trials.append(run(rate, seconds))
         print(f"{kind}: {_row(trials[-1])}", flush=True)
     parts = [table(f"SIP, {name}: open-loop POSTs, {seconds:g} s a rate ({conditions})", trials)]
     held = [t.sent.rate for t in trials if not t.failures()]
@@ -439,7 +460,7 @@ def sip_rate(
     if hold and held:
         confirmed: list[Trial] = []
         for rate in sorted(held, reverse=True)[:2]:
-            confirmed.append(trial(kind, rate, hold, sip_process=sip_process))
+            confirmed.append(run(rate, hold))
             print(f"{kind}: {_row(confirmed[-1])}", flush=True)
             if not confirmed[-1].failures():
                 break
@@ -451,7 +472,7 @@ def sip_rate(
         )
     if profile:
         top = max(rates)
-        profiled = trial(kind, top, seconds, profile=True, sip_process=sip_process)
+        profiled = run(top, seconds, profile=True)
         parts.append(
             f"py-spy on the {profiled_role} process at {top:g}/s ({_row(profiled)}):\n\n"
             + profiled.profile
@@ -472,6 +493,19 @@ def main() -> None:
         metavar="PRIORITY",
         help="the SIP stack in a process of its own at this real-time priority (0: none)",
     )
+    parser.add_argument(
+        "--sipp-priority",
+        type=int,
+        default=0,
+        metavar="PRIORITY",
+        help="SIPp (the trunk) at this real-time priority (0: none)",
+    )
+    parser.add_argument(
+        "--max-cps",
+        type=int,
+        default=UNPACED_CPS,
+        help=f"MASKLINE_SIP_MAX_CPS (default {UNPACED_CPS}: new legs are not paced)",
+    )
     args = parser.parse_args()
     rates = tuple(float(r) for r in args.rates.split(","))
     kinds = args.kinds or list(SETUPS)
@@ -488,6 +522,8 @@ def main() -> None:
                 hold=args.hold,
                 profile=args.profile,
                 sip_process=args.sip_process,
+                sipp_priority=args.sipp_priority,
+                max_cps=args.max_cps,
             ),
             flush=True,
         )

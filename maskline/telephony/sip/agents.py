@@ -64,6 +64,17 @@ def _ua_class() -> Any:
             super().cleanup()
 
         def recvRequest(self, req: Any, sip_t: Any) -> Any:
+            try:
+                return self._take_request(req, sip_t)
+            finally:
+                # sippy's handler gives the request a closure (``sendResponse``) that
+                # holds the request itself and this UA: a cycle, so every leg's BYE kept
+                # the leg for the collector's old generation, whose passes walk every
+                # live leg (docs/benchmarks.md). It is called only while the request is
+                # handled, above.
+                vars(req).pop("sendResponse", None)
+
+        def _take_request(self, req: Any, sip_t: Any) -> Any:
             if self.from_trunk is not None and not self.from_trunk(req):
                 log.warning(
                     "in-dialog %s from %s, not the trunk: dropped",
