@@ -253,7 +253,7 @@ def _groups(running: Running, sipp: Sipp) -> dict[str, Callable[[], list[int]]]:
         groups["PostgreSQL"] = lambda: pids_with_cmdline("postgres: ", f" {database} ")
         groups["Redis"] = lambda: pids_with_cmdline("redis-server")
     groups["SIPp"] = functools.partial(list, [sipp.process.pid])
-    groups["SIP process"] = lambda: pids_with_cmdline("maskline.telephony.sip.process")
+    groups["SIP process"] = lambda: pids_with_cmdline("maskline.telephony.sip.child")
     return groups
 
 

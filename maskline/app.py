@@ -165,7 +165,7 @@ def _carriers(settings: Settings, clock: Clock, db: Database) -> dict[str, Carri
     if settings.carrier == "sip":
         try:
             carriers["sip"] = (
-                SipProcessCarrier(settings, is_pool_number=PoolLookup(db))
+                SipProcessCarrier(settings, clock, is_pool_number=PoolLookup(db))
                 if settings.sip_process
                 else SipCarrier(settings, clock, is_pool_number=PoolLookup(db))
             )

@@ -343,7 +343,7 @@ class Settings(BaseSettings):
     sip_caller_format: Annotated[str, _number_format("masked")] = "+{masked}"
     sip_max_cps: int = Field(default=50, ge=1)
     # The SIP stack and the RTP relay in a process of their own, beside the engine
-    # (telephony/sip/process.py), at this real-time priority (SCHED_RR 1-99; 0: normal).
+    # (telephony/sip/process.py), at this real-time priority (SCHED_RR 1-99; 0: none).
     sip_process: bool = False
     sip_realtime_priority: int = Field(default=0, ge=0, le=99)
     rtp_ports: RtpPorts = PortRange(20000, 29999)

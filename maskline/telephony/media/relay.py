@@ -19,12 +19,15 @@ server (rtpengine over its control protocol) can implement it instead.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import random
 import secrets
+import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -109,6 +112,9 @@ class _Socket(asyncio.DatagramProtocol):
         self._session = None
         if not self.lost.done():
             self.lost.set_result(None)
+
+
+Made = tuple[asyncio.DatagramTransport, _Socket]
 
 
 class _LegMedia:
@@ -386,6 +392,7 @@ class UdpRelay:
         # Start somewhere unpredictable, so a call's ports cannot be guessed from the last.
         self._next = secrets.randbelow(len(self._ports))
         self.sessions: dict[str, RelaySession] = {}
+        self._making: set[asyncio.Future[Made]] = set()
 
     async def open(
         self, call_sid: str, legs_wanted: tuple[Leg, ...] = (Leg.A, Leg.B)
@@ -417,15 +424,14 @@ class UdpRelay:
             if port in self._in_use:
                 continue
             try:
-                rtp = await loop.create_datagram_endpoint(
-                    lambda: _Socket(session, leg, rtcp=False), local_addr=(self.bind_host, port)
+                rtp = await self._endpoint(
+                    loop, lambda: _Socket(session, leg, rtcp=False), (self.bind_host, port)
                 )
             except OSError:
                 continue
             try:
-                rtcp = await loop.create_datagram_endpoint(
-                    lambda: _Socket(session, leg, rtcp=True),
-                    local_addr=(self.bind_host, port + 1),
+                rtcp = await self._endpoint(
+                    loop, lambda: _Socket(session, leg, rtcp=True), (self.bind_host, port + 1)
                 )
             except OSError:
                 rtp[0].close()
@@ -440,6 +446,40 @@ class UdpRelay:
             )
         raise RelayFull(f"no free RTP port pair in {self._ports.start}-{self._ports.stop}")
 
+    async def _endpoint(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        protocol: Callable[[], _Socket],
+        address: tuple[str, int],
+    ) -> Made:
+        """A UDP socket bound to ``address`` (OSError if it is taken), never left open.
+
+        Bound here, at once, not by uvloop: its own bind made a transport first and,
+        when the port was taken, dropped it unclosed; and a port it was still binding
+        was not yet taken for the next open. The endpoint is then made in a task of its
+        own, kept until done, and closed once made if the open was cancelled meanwhile
+        (uvloop's transport holds the socket before its first await).
+        """
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind(address)
+        except BaseException:
+            sock.close()
+            raise
+        making = asyncio.ensure_future(loop.create_datagram_endpoint(protocol, sock=sock))
+        self._making.add(making)
+        making.add_done_callback(self._making.discard)
+        try:
+            return await asyncio.shield(making)
+        except asyncio.CancelledError:
+            making.add_done_callback(functools.partial(_close_made, sock))
+            raise
+        except BaseException:
+            sock.close()
+            raise
+
     def _release(self, session: RelaySession) -> None:
         for media in session._legs.values():
             self._in_use.discard(media.port)
@@ -448,3 +488,10 @@ class UdpRelay:
     async def close(self) -> None:
         for session in list(self.sessions.values()):
             await session.close()
+
+
+def _close_made(sock: socket.socket, making: asyncio.Future[Made]) -> None:
+    if not making.cancelled() and making.exception() is None:
+        making.result()[0].close()
+    else:
+        sock.close()

@@ -93,7 +93,7 @@ class _Call:
     unasked: Leg | None = None
     # The call's reports while that leg is unasked (the engine is in another process),
     # in the order they came: they follow its ``LegDialled`` once it is asked for.
-    held: list[tuple[Leg, UacEvent]] = field(default_factory=list)
+    held: list[tuple[Leg, UacEvent, datetime]] = field(default_factory=list)
 
 
 class SipCarrier:
@@ -428,6 +428,8 @@ class SipCarrier:
     def bridge(self, call_sid: str, *, at: datetime, media: MediaSink | None) -> None:
         call = self._calls.get(call_sid)
         if call is None:
+            if media is not None:
+                media.close()
             return
         call.bridged = True
         call.session.forward(Leg.A)
@@ -475,15 +477,17 @@ class SipCarrier:
                     self._hang_up_unasked(sid, call)
         if call is None:
             return
-        if (call.unasked is not None and then is None) or call.held:
+        if self._answers_taken_later and ((call.unasked is not None and then is None) or call.held):
             # Reported once the engine asks for that leg (or it ends): after its
-            # ``LegDialled``, and still in the order the call's reports came.
-            call.held.append((leg, event))
+            # ``LegDialled``, in the order the call's reports came, at the time each came.
+            call.held.append((leg, event, self._clock.now()))
             return
         self._take_uac_event(sid, call, leg, event)
 
-    def _take_uac_event(self, sid: str, call: _Call, leg: Leg, event: UacEvent) -> None:
-        now = self._clock.now()
+    def _take_uac_event(
+        self, sid: str, call: _Call, leg: Leg, event: UacEvent, at: datetime | None = None
+    ) -> None:
+        now = at or self._clock.now()
         remote = _remote(event.sdp)
         if event.kind == "dead":
             call.ended.add(leg)
@@ -554,10 +558,13 @@ class SipCarrier:
         """The reports held while a leg was unasked, taken in now and in order (after
         that leg's ``LegDialled``, when it was asked for)."""
         held, call.held = call.held, []
-        for leg, event in held:
+        for leg, event, at in held:
             if self._calls.get(sid) is not call:
                 return  # closed by one of them: nothing of it is left to report
-            self._take_uac_event(sid, call, leg, event)
+            try:
+                self._take_uac_event(sid, call, leg, event, at)
+            except Exception:  # one report's failure loses that report, not the rest
+                log.exception("cannot take in a held report of the call")
 
     def _out_of_dialog(self, req: Any, transaction: Any) -> Any:
         """Requests that belong to no leg of ours (run by the SIP stack). A new INVITE

@@ -123,13 +123,14 @@ def answering(
     options: tuple[str, ...] = (),
     timeout_sec: int = 60,
     variables: dict[str, str] | None = None,
+    calls: int = 1,
 ) -> Sipp:
     """SIPp answering both legs, each party then doing the fragments named (``variables``
     are the fragments' own SIPp globals)."""
     return Sipp(
         "answer.xml",
         tmp_path / "sipp",
-        calls=2,
+        calls=2 * calls,
         pause_ms=pause_ms,
         variables={
             "aport": str(phones[Leg.A].port),

@@ -52,7 +52,7 @@ def sip_processes() -> list[int]:
             command = (entry / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == os.getpid() and b"maskline.telephony.sip.process" in command:
+        if ppid == os.getpid() and b"maskline.telephony.sip.child" in command:
             found.append(int(entry.name))
     return found
 
@@ -78,7 +78,7 @@ async def test_b_sent_at_the_answer_and_not_asked_for_after_the_round_trip_is_ca
         return False
 
     carrier = SipProcessCarrier(
-        sip_settings(database_url, tmp_path, sipp), is_pool_number=no_pool_number
+        sip_settings(database_url, tmp_path, sipp), SystemClock(), is_pool_number=no_pool_number
     )
     await carrier.start(heard.append)
     try:
@@ -128,25 +128,34 @@ async def test_the_sip_process_ignores_ctrl_c_and_hangs_its_legs_up_when_the_eng
     assert sorted(dialogs_seen(sipp)) == [["INVITE", "ACK", "BYE"], ["INVITE", "ACK", "BYE"]]
 
 
-async def test_a_killed_sip_process_ends_its_calls_and_the_engine_stops_being_ready(
+async def test_a_killed_sip_process_ends_its_calls_and_another_carries_the_next(
     database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
 ) -> None:
-    # SIPp's legs wait for a BYE that never comes (the SIP process that would send it is
-    # gone); the engine ends the bridged call as its media having timed out, billed.
-    sipp = answering(tmp_path, phones, a=("wait_bye",), b=("wait_bye",), timeout_sec=10)
+    # The first call's legs wait for a BYE that never comes (the SIP process that would
+    # send it is gone); the engine ends that bridged call as its media having timed out,
+    # billed, starts another SIP process, and the next call goes through it.
+    sipp = answering(tmp_path, phones, a=("wait_bye",), b=("wait_bye",), timeout_sec=10, calls=2)
     try:
         async with sip_api(database_url, tmp_path, sipp, sip_process=True) as api:
-            pid = process_of(api).pid
-            assert pid is not None
+            carrier = process_of(api)
+            first_pid = carrier.pid
+            assert first_pid is not None
             org = await api.make_org(f"sip-{tmp_path.name}", balance="10", numbers=1)
             placed = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
             sid = placed["call_sid"]
             await wait_for(api, org, sid, ("in-progress",))
-            os.kill(pid, signal.SIGKILL)
+            os.kill(first_pid, signal.SIGKILL)
             call = await wait_for(api, org, sid, within=15)
-            ready = await api.client.get("/readyz")
-            assert ready.status_code == 503
-            assert "sip" in ready.text
+            await eventually(lambda: carrier.ready, within=15)
+            assert carrier.pid not in (None, first_pid)
+            assert (await api.client.get("/readyz")).status_code == 200
+            again = await place(api, org, party_a=PARTY_A, party_b=PARTY_B)
+            await wait_for(api, org, again["call_sid"], ("in-progress",))
+            hung_up = await api.client.post(
+                f"/v1/masking/calls/{again['call_sid']}/hangup", headers=org.auth
+            )
+            assert hung_up.status_code == 200
+            second = await wait_for(api, org, again["call_sid"])
     finally:
         sipp.close()
     assert outcome(call) == (
@@ -158,6 +167,7 @@ async def test_a_killed_sip_process_ends_its_calls_and_the_engine_stops_being_re
         60,
         1.5,
     )
+    assert outcome(second)[:3] == ("completed", "NORMAL_CLEARING", "system")
 
 
 async def test_a_taken_sip_port_fails_the_start_with_the_sip_processs_error(
