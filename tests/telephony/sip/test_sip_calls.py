@@ -22,7 +22,7 @@ import pytest
 from maskline.calls.lifecycle import load_call
 from maskline.kit.clock import Clock, ScaledClock, SystemClock
 from maskline.settings import Settings
-from maskline.telephony.carrier import Dial
+from maskline.telephony.carrier import Carrier, Dial
 from maskline.telephony.events import (
     Cause,
     Dialog,
@@ -365,7 +365,9 @@ async def test_b_busy_after_a_answered_fails_on_party_b_and_a_hears_ringback_the
         fill={"CODE": "486"},
     )
     try:
-        heard = asyncio.create_task(phone_a.collect(quiet=1.0, within=15))
+        # Until A has heard nothing for 3 s: our BYE ends the tone. (Quiet for 1 s ended
+        # it after 4 packets once, when the suites of both databases loaded the machine.)
+        heard = asyncio.create_task(phone_a.collect(quiet=3.0, within=20))
         call = await one_call(database_url, tmp_path, sipp, settings={"sip_process": sip_process})
         packets = await heard
     finally:
@@ -442,7 +444,11 @@ async def test_a_leg_sent_at_an_answer_that_crossed_our_hang_up_is_cancelled_unh
     assert dialogs_seen(sipp) == [["INVITE", "ACK", "BYE"], ["INVITE", "CANCEL", "ACK"]]
 
 
-def dial_a_then_b(carrier: SipCarrier) -> None:
+async def no_pool_number(_number: str) -> bool:
+    return False
+
+
+def dial_a_then_b(carrier: Carrier) -> None:
     """Dial A with B's dial to follow its answer (``Dial.then``), as the engine does."""
     now = SystemClock().now()
     b = Dial("CAtest", Leg.B, PARTY_B, "918073000001", now)
@@ -455,10 +461,6 @@ async def carrier_alone(
 ) -> AsyncIterator[SipCarrier]:
     """A sip carrier with SIPp as its trunk and the test as its engine: ``heard`` gets
     every leg event, and nothing is dialled but what the test dials."""
-
-    async def no_pool_number(_number: str) -> bool:
-        return False
-
     carrier = SipCarrier(
         sip_settings(database_url, tmp_path, sipp), SystemClock(), is_pool_number=no_pool_number
     )

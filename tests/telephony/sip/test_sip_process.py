@@ -29,6 +29,7 @@ from tests.telephony.sip.test_sip_calls import (
     answering,
     dial_a_then_b,
     dialogs_seen,
+    no_pool_number,
     outcome,
     sip_api,
     sip_settings,
@@ -73,16 +74,12 @@ async def test_b_sent_at_the_answer_and_not_asked_for_after_the_round_trip_is_ca
     # cancels B, and nothing of B is ever reported.
     sipp = answering(tmp_path, phones, a=("wait_bye",), b=(), b_before_answer=("cancelled",))
     heard: list[LegEvent] = []
-
-    async def no_pool_number(_number: str) -> bool:
-        return False
-
     carrier = SipProcessCarrier(
         sip_settings(database_url, tmp_path, sipp), SystemClock(), is_pool_number=no_pool_number
     )
     await carrier.start(heard.append)
     try:
-        dial_a_then_b(carrier)  # type: ignore[arg-type]
+        dial_a_then_b(carrier)
         await eventually(lambda: any(isinstance(e, LegAnswered) for e in heard), within=10)
         carrier.hangup("CAtest", Leg.A, cause=Cause.NORMAL_CLEARING, at=SystemClock().now())
         assert await sipp.finished() == 0, sipp.errors()
