@@ -255,8 +255,11 @@ class SipProcessCarrier:
                 self._writer.close()
             if not self._closing:
                 log.critical("the SIP process ended: its calls' legs are ended as lost")
-                self._lose_all()
                 self._restarting = asyncio.create_task(self._restart())
+                try:
+                    self._lose_all()
+                except Exception:  # the engine's own failure: another process still starts
+                    log.exception("the engine could not take in the lost legs")
 
     async def _restart(self) -> None:
         while not self._closing:
