@@ -164,11 +164,8 @@ def _carriers(settings: Settings, clock: Clock, db: Database) -> dict[str, Carri
     }
     if settings.carrier == "sip":
         try:
-            carriers["sip"] = (
-                SipProcessCarrier(settings, clock, is_pool_number=PoolLookup(db))
-                if settings.sip_process
-                else SipCarrier(settings, clock, is_pool_number=PoolLookup(db))
-            )
+            sip = SipProcessCarrier if settings.sip_process else SipCarrier
+            carriers["sip"] = sip(settings, clock, is_pool_number=PoolLookup(db))
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
     return carriers

@@ -111,6 +111,10 @@ class SipProcessCarrier:
         # Each call's legs asked for and not ended, and whether each has answered: what
         # is lost if the SIP process dies.
         self._legs: dict[str, dict[Leg, bool]] = {}
+        # The answered ones' dialogs: a dead SIP process's legs may still be up at the
+        # trunk, and the next one hangs them up from these (as for a dead engine's).
+        self._dialogs: dict[tuple[str, Leg], Dialog] = {}
+        self._left_up: list[tuple[str, list[Dialog]]] = []
 
     @property
     def ready(self) -> bool:
@@ -270,6 +274,9 @@ class SipProcessCarrier:
             except Exception:
                 log.exception("cannot start another SIP process")
             else:
+                left_up, self._left_up = self._left_up, []
+                for call_sid, dialogs in left_up:
+                    self._send(("orphan", call_sid, dialogs))
                 return
 
     def _take(self, event: LegEvent) -> None:
@@ -277,6 +284,8 @@ class SipProcessCarrier:
         if legs is not None and event.leg in legs:
             if isinstance(event, LegAnswered):
                 legs[event.leg] = True
+                if event.dialog is not None:
+                    self._dialogs[(event.call_sid, event.leg)] = event.dialog
             elif isinstance(event, LegFailed | LegHungUp):
                 self._ended(event.call_sid, event.leg)
         assert self._sink is not None
@@ -288,6 +297,7 @@ class SipProcessCarrier:
                 self._send(("taken", event.call_sid))
 
     def _ended(self, call_sid: str, leg: Leg) -> None:
+        self._dialogs.pop((call_sid, leg), None)
         legs = self._legs.get(call_sid)
         if legs is not None:
             legs.pop(leg, None)
@@ -296,12 +306,17 @@ class SipProcessCarrier:
 
     def _lose_all(self) -> None:
         """Every leg the SIP process carried is gone with it: an unanswered one failed
-        (a trunk failure), a bridged call's media timed out (``RECOVERY_ON_TIMER_EXPIRE``)."""
+        (a trunk failure), a bridged call's media timed out (``RECOVERY_ON_TIMER_EXPIRE``).
+        The answered ones are hung up at the trunk by the next SIP process."""
         sink = self._sink
         assert sink is not None
         now = self._clock.now()
         lost, self._legs = self._legs, {}
+        dialogs, self._dialogs = self._dialogs, {}
         for call_sid, legs in lost.items():
+            up = [dialogs[(call_sid, leg)] for leg in legs if (call_sid, leg) in dialogs]
+            if up:
+                self._left_up.append((call_sid, up))
             unanswered = [leg for leg, answered in legs.items() if not answered]
             for leg in unanswered:
                 sink(LegFailed(call_sid, leg, now, Cause.NORMAL_TEMPORARY_FAILURE))

@@ -129,10 +129,11 @@ async def test_the_sip_process_ignores_ctrl_c_and_hangs_its_legs_up_when_the_eng
 async def test_a_killed_sip_process_ends_its_calls_and_another_carries_the_next(
     database_url: str, tmp_path: Path, phones: dict[Leg, Phone]
 ) -> None:
-    # The first call's legs wait for a BYE that never comes (the SIP process that would
-    # send it is gone); the engine ends that bridged call as its media having timed out,
-    # billed, starts another SIP process, and the next call goes through it.
-    sipp = answering(tmp_path, phones, a=("wait_bye",), b=("wait_bye",), timeout_sec=10, calls=2)
+    # The SIP process that would hang the first call's legs up is gone: the engine ends
+    # that bridged call as its media having timed out, billed, starts another SIP
+    # process, which sends both legs their BYE from their dialogs, and the next call
+    # goes through it.
+    sipp = answering(tmp_path, phones, a=("wait_bye",), b=("wait_bye",), calls=2)
     try:
         async with sip_api(database_url, tmp_path, sipp, sip_process=True) as api:
             carrier = process_of(api)
@@ -154,6 +155,7 @@ async def test_a_killed_sip_process_ends_its_calls_and_another_carries_the_next(
             )
             assert hung_up.status_code == 200
             second = await wait_for(api, org, again["call_sid"])
+            assert await sipp.finished() == 0, sipp.errors()
     finally:
         sipp.close()
     assert outcome(call) == MEDIA_TIMED_OUT
