@@ -4,10 +4,15 @@ same beside a receiver that answers in 2 s, and the delay from commit to POST.
 - **Fan-out**: ``events`` independent events queued for one organisation whose endpoint
   is nginx answering 204 (``bench/nginx.py``), then the worker woken; the rate is the
   events over the time from the wake-up to the last first arrival in nginx's log.
-- **Beside a slow receiver**: the same, for a second organisation, while a third one's
-  endpoint (a server of this module) answers every POST after ``SLOW_SEC``; its events
-  are queued first, so they are the longest due. The healthy organisation's rate here
-  against its rate alone (same run) is the slow receiver's cost to it.
+- **Beside a slow or a dead receiver**: the same, for another organisation, while a
+  third one's endpoint either answers every POST after ``SLOW_SEC`` (a server of this
+  module; ``SLOW_BACKLOG`` events) or refuses every connection (nothing listens;
+  ``DEAD_BACKLOG`` events). Those are queued first, so they are the longest due. The
+  healthy organisation's rate there against its rate alone is the other receiver's cost
+  to it. The three are measured in turn, ``ROUNDS`` times, so that the machine's drift
+  (a shared VM's rate moves by a third from one minute to the next) falls on all
+  three alike; after each, the other receiver's unfinished deliveries are failed and its
+  attempts let finish.
 - **Delay**: calls placed one at a time over the API; from the POST's answer (its
   commit) to the arrival of its ``call.initiated`` at a local receiver.
 - **Delay at rate**: calls placed at ``RATE`` a second for ``RATE_SEC`` seconds, each
@@ -29,7 +34,7 @@ from typing import Any
 
 import httpx
 import uvloop
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bench.calls import SECRET
 from bench.nginx import NginxReceiver, nginx_receiver
@@ -44,13 +49,16 @@ from maskline.orgs.service import OrgTerms
 from maskline.runtime import Runtime
 from maskline.settings import Settings
 from maskline.webhooks import service as webhooks
-from maskline.webhooks.models import CallEvent
+from maskline.webhooks.models import CallEvent, WebhookDelivery
 from maskline.webhooks.outbox import record_event
 from tests.support.databases import fresh_database
 from tests.support.receiver import Receiver, receiving
 from tests.support.server import free_port
 
 SLOW_SEC = 2.0
+SLOW_BACKLOG = 2_000
+DEAD_BACKLOG = 20_000
+ROUNDS = 3
 RATE = 100
 RATE_SEC = 10
 ENDS = ("call.completed", "call.failed", "call.no-answer")
@@ -64,6 +72,8 @@ class SlowReceiver:
     def __init__(self) -> None:
         self.port = free_port()
         self.received = 0
+        # Requests received and not yet answered.
+        self.answering = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -101,7 +111,11 @@ class SlowReceiver:
                             length = int(value)
                     await reader.readexactly(length)
                     self.received += 1
-                    await asyncio.sleep(SLOW_SEC)
+                    self.answering += 1
+                    try:
+                        await asyncio.sleep(SLOW_SEC)
+                    finally:
+                        self.answering -= 1
                     writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
                     await writer.drain()
             finally:
@@ -195,33 +209,9 @@ async def _run(
     lines = []
     async with app.router.lifespan_context(app):
         runtime: Runtime = app.state.runtime
-        alone, _ = await _org(runtime, "alone", nginx.url("alone"))
-        beside, _ = await _org(runtime, "beside", nginx.url("beside"))
-        slowpoke, _ = await _org(runtime, "slowpoke", slow.url)
         _, api_key = await _org(runtime, "delays", receiver.url, number="918099000003")
 
-        await _queue(runtime, alone, events)
-        started = time.time()
-        runtime.wake_worker()
-        rate_alone, cpu_alone = await _drained(nginx, "alone", events, started)
-        lines.append(
-            f"fan-out of {events} events to nginx (keep-alive, 204): {rate_alone:.0f}/s, "
-            f"{cpu_alone:.2f} ms of CPU a delivery (a core's worth: {1000 / cpu_alone:.0f}/s)"
-        )
-
-        # The slow receiver's events first: they are the longest due.
-        await _queue(runtime, slowpoke, events // 10)
-        await _queue(runtime, beside, events)
-        started = time.time()
-        runtime.wake_worker()
-        rate_beside, cpu_beside = await _drained(nginx, "beside", events, started)
-        lines.append(
-            f"the same beside a receiver answering in {SLOW_SEC:.0f} s: {rate_beside:.0f}/s "
-            f"({rate_beside / rate_alone:.0%} of alone), {cpu_beside:.2f} ms of CPU a delivery; "
-            f"the slow one got {slow.received}"
-        )
-        connections = nginx.arrivals("alone").connections + nginx.arrivals("beside").connections
-        lines.append(f"nginx: {connections} connections, {nginx.statuses['204']} answers 204")
+        lines += await _isolation(runtime, nginx, slow, events)
 
         # Delay: the POST that created call.initiated has committed when it answers.
         delays: list[float] = []
@@ -251,6 +241,71 @@ async def _run(
         lines.append(f"commit → POST delay, one call at a time: {summary_ms(delays)}")
         lines.append(await _delays_at_rate(app, runtime, nginx, counter))
     return lines
+
+
+async def _isolation(
+    runtime: Runtime, nginx: NginxReceiver, slow: SlowReceiver, events: int
+) -> list[str]:
+    """``ROUNDS`` rounds of: ``events`` to nginx alone, beside the slow receiver's
+    backlog, beside a dead receiver's; each case's rate and CPU a delivery, and its
+    rate against alone's, summed over the rounds."""
+    dead = f"http://127.0.0.1:{free_port()}/dead"
+    others = {"slow": (slow.url, SLOW_BACKLOG), "dead": (dead, DEAD_BACKLOG)}
+    rates: dict[str, list[float]] = {case: [] for case in ("alone", "slow", "dead")}
+    cpus: dict[str, list[float]] = {case: [] for case in rates}
+    for round_ in range(ROUNDS):
+        for case in rates:
+            name = f"{case}-{round_}"
+            org, _ = await _org(runtime, name, nginx.url(name))
+            other = None
+            if case in others:
+                url, backlog = others[case]
+                other, _ = await _org(runtime, f"{case}-other-{round_}", url)
+                # The other receiver's events first: they are the longest due.
+                await _queue(runtime, other, backlog)
+            await _queue(runtime, org, events)
+            started = time.time()
+            runtime.wake_worker()
+            rate, cpu = await _drained(nginx, name, events, started)
+            rates[case].append(rate)
+            cpus[case].append(cpu)
+            if other is not None:
+                await _give_up(runtime, other, slow)
+    lines = []
+    alone = sum(rates["alone"])
+    for case, rounds in rates.items():
+        what = {
+            "alone": f"fan-out of {events} events to nginx (keep-alive, 204)",
+            "slow": f"the same beside a receiver answering in {SLOW_SEC:.0f} s "
+            f"({SLOW_BACKLOG} due first)",
+            "dead": f"the same beside a receiver refusing connections ({DEAD_BACKLOG} due first)",
+        }[case]
+        cpu = sum(cpus[case]) / len(cpus[case])
+        each = ", ".join(f"{rate:.0f}" for rate in rounds)
+        against = "" if case == "alone" else f", {sum(rounds) / alone:.0%} of alone"
+        lines.append(
+            f"{what}: {sum(rounds) / len(rounds):.0f}/s over {ROUNDS} rounds ({each}){against}; "
+            f"{cpu:.2f} ms of CPU a delivery (a core's worth: {1000 / cpu:.0f}/s)"
+        )
+    connections = sum(nginx.arrivals(f"{c}-{r}").connections for c in rates for r in range(ROUNDS))
+    lines.append(f"nginx: {connections} connections, {nginx.statuses['204']} answers 204")
+    return lines
+
+
+async def _give_up(runtime: Runtime, org_id: str, slow: SlowReceiver) -> None:
+    """End the other receiver's part: its unfinished deliveries failed, and the attempts
+    already under way (the slow one's, a lane's worth and its backlog) let finish."""
+    async with runtime.db.write() as session:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(owned_by(WebhookDelivery, org_id), WebhookDelivery.status == "pending")
+            .values(status="failed", next_attempt_at=None)
+        )
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < SLOW_SEC / 2:
+        await asyncio.sleep(0.1)
+        if slow.answering:
+            quiet_since = time.monotonic()
 
 
 async def _delays_at_rate(

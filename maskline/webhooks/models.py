@@ -81,8 +81,8 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         # The worker's claim: due deliveries in (next_attempt_at, sequence) order, read
-        # in that order (migration 0015).
-        Index("ix_webhook_deliveries_due_order", "status", "next_attempt_at", "sequence"),
+        # in that order (migration 0015), the URL tested on the index entry (0016).
+        Index("ix_webhook_deliveries_due_lane", "status", "next_attempt_at", "sequence", "url"),
         Index("ix_webhook_deliveries_org_created", "org_id", "created_at"),
         Index("ix_webhook_deliveries_call_url", "call_sid", "url", "sequence"),
     )

@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from cachetools import LRUCache
-from sqlalchemy import Boolean, Integer, Table, bindparam, case, exists, select, update
+from sqlalchemy import Boolean, Integer, Table, bindparam, case, exists, func, select, update
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -179,14 +179,15 @@ class Lane:
         self.probing = True
         return True, True
 
-    def answered(self, result: sending.AttemptResult, now: datetime, *, probe: bool) -> None:
+    def answered(self, result: sending.AttemptResult, now: datetime, *, probe: bool) -> bool:
+        """Take an attempt's answer; whether it opened the circuit (or kept it open)."""
         if probe:
             self.probing = False
         unavailable = result.status_code is None or result.status_code in (429,)
         unavailable = unavailable or (result.status_code or 0) >= 500
         if not unavailable:
             self.failures, self.open_until, self.opened_for = 0, None, timedelta(0)
-            return
+            return False
         self.failures += 1
         if probe or (self.open_until is None and self.failures >= FAILURES_TO_OPEN):
             self.opened_for = min(max(self.opened_for * 2, OPEN_FIRST), OPEN_MOST)
@@ -196,6 +197,12 @@ class Lane:
                 int(self.opened_for.total_seconds()),
                 self.failures,
             )
+            return True
+        return False
+
+    def until(self, now: datetime) -> datetime | None:
+        """When the circuit lets an attempt through, if it is open now."""
+        return self.open_until if self.open_until is not None and self.open_until > now else None
 
     @property
     def idle(self) -> bool:
@@ -294,12 +301,40 @@ def _record_attempts() -> Any:
 @functools.cache
 def _release() -> Any:
     """Give back deliveries claimed and not attempted (their endpoint's circuit opened
-    meanwhile): still due, no attempt spent."""
+    meanwhile): no attempt spent, due when the circuit lets one through (``b_next``; or
+    as they were, if it has closed again)."""
     t = _table(WebhookDelivery)
+    next_at = bindparam("b_next", type_=t.c.next_attempt_at.type)
     return (
         update(t)
         .where(t.c.id == bindparam("b_id"), t.c.lease_owner == bindparam("b_owner"))
-        .values(lease_owner=None, lease_expires_at=None)
+        .values(
+            lease_owner=None,
+            lease_expires_at=None,
+            next_attempt_at=func.coalesce(next_at, t.c.next_attempt_at),
+        )
+    )
+
+
+@functools.cache
+def _hold_back() -> Any:
+    """Move the unleased deliveries to a URL whose circuit opened (``b_url``) that fall
+    due before it lets an attempt through (``b_until``) to that time: out of the head of
+    the due order, where every claim (of every worker) would pass over them while it
+    stays open (a dead receiver's backlog). Their order and attempts are kept; a
+    delivery replayed meanwhile waits for the circuit too. Leased ones are their
+    holder's to record (ours are given back with ``_release``)."""
+    t = _table(WebhookDelivery)
+    until = bindparam("b_until", type_=t.c.next_attempt_at.type)
+    return (
+        update(t)
+        .where(
+            t.c.status == "pending",
+            t.c.next_attempt_at < until,
+            t.c.url == bindparam("b_url", type_=t.c.url.type),
+            unleased(t.c.lease_expires_at, bindparam("b_now", type_=t.c.next_attempt_at.type)),
+        )
+        .values(next_attempt_at=until)
     )
 
 
@@ -347,16 +382,26 @@ async def record_outcomes(
     session: AsyncSession,
     outcomes: Sequence[Outcome],
     *,
-    released: Sequence[Job] = (),
+    released: Sequence[tuple[Job, datetime | None]] = (),
+    held_back: Mapping[str, datetime] | None = None,
     owner: str = "",
+    now: datetime | None = None,
 ) -> None:
     """Record many attempts in one transaction: one statement for them all, and the
     rare 410 from an endpoint (which pauses it) one by one, first (its lock order);
-    and give back the ``released`` deliveries, not attempted, in one more."""
+    give back the ``released`` deliveries, not attempted, each due when its circuit
+    lets one through, in one more; and hold back the due deliveries to each URL of
+    ``held_back`` (its circuit just opened) until then, one statement a URL."""
     if released:
         await session.execute(
-            _release(), [{"b_id": job.delivery_id, "b_owner": owner} for job in released]
+            _release(),
+            [
+                {"b_id": job.delivery_id, "b_owner": owner, "b_next": next_at}
+                for job, next_at in released
+            ],
         )
+    for url, until in (held_back or {}).items():
+        await session.execute(_hold_back(), {"b_url": url, "b_until": until, "b_now": now})
     for outcome in outcomes:
         if not outcome.simple:
             await record_outcome(session, outcome.job, outcome.result, now=outcome.at)
@@ -479,8 +524,10 @@ class WebhookWorker:
         # Claimed, and not yet recorded: never claimed again, whatever the lease says.
         self._inflight_ids: set[str] = set()
         self._outcomes: list[Outcome] = []
-        # Claimed, not attempted (their circuit opened): to give back.
-        self._released: list[Job] = []
+        # Claimed, not attempted (their circuit opened): to give back, with their lane.
+        self._released: list[tuple[Job, Lane]] = []
+        # URLs whose circuit opened, and until when: their due deliveries to hold back.
+        self._held_back: dict[str, datetime] = {}
         self._outcome_ready = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
         self._stopping = False
@@ -635,11 +682,12 @@ class WebhookWorker:
         lane.held -= 1
         self._held -= 1
         if not admitted:
-            self._released.append(job)
+            self._released.append((job, lane))
             self._outcome_ready.set()
         else:
             answered_at = self.clock.now()
-            lane.answered(result, answered_at, probe=probe)
+            if lane.answered(result, answered_at, probe=probe) and lane.open_until is not None:
+                self._held_back[job.url] = lane.open_until
             outcome = Outcome(job, result, answered_at)
             self._outcomes.append(outcome)
             self._outcome_ready.set()
@@ -669,18 +717,32 @@ class WebhookWorker:
                 await asyncio.sleep(rest)
             self._outcome_ready.clear()
             began = loop.time()
-            while self._outcomes or self._released:
+            while self._outcomes or self._released or self._held_back:
                 batch, self._outcomes = self._outcomes[:FLUSH], self._outcomes[FLUSH:]
                 released, self._released = self._released[:FLUSH], self._released[FLUSH:]
-                await self._record(batch, released)
+                held_back, self._held_back = self._held_back, {}
+                await self._record(batch, released, held_back)
             if self._stopping:
                 return
 
-    async def _record(self, batch: list[Outcome], released: list[Job]) -> None:
+    async def _record(
+        self,
+        batch: list[Outcome],
+        released: list[tuple[Job, Lane]],
+        held_back: dict[str, datetime],
+    ) -> None:
+        now = self.clock.now()
+        # A lane's circuit as it is now: open again after a failed probe, or closed.
+        given_back = [(job, lane.until(now)) for job, lane in released]
         try:
             await self.db.transaction(
                 lambda session: record_outcomes(
-                    session, batch, released=released, owner=self.worker_id
+                    session,
+                    batch,
+                    released=given_back,
+                    held_back=held_back,
+                    owner=self.worker_id,
+                    now=now,
                 )
             )
         except Exception:
@@ -695,7 +757,7 @@ class WebhookWorker:
             )
         for outcome in batch:
             self._inflight_ids.discard(outcome.job.delivery_id)
-        for job in released:
+        for job, _lane in released:
             self._inflight_ids.discard(job.delivery_id)
         if unblocked:
             self._runner.wake()

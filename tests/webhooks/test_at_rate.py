@@ -13,21 +13,25 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from maskline.kit.clock import ScaledClock
 from maskline.webhooks.outbox import Recorded, record_event
 from maskline.webhooks.signing import edesy_signature, standard_signature
-from maskline.webhooks.tasks import PER_ENDPOINT
+from maskline.webhooks.tasks import FAILURES_TO_OPEN, OPEN_FIRST, PER_ENDPOINT
 from tests.calls.conftest import call_settings
 from tests.conftest import Cli
 from tests.support.api import Api, OrgHandle, running_api
 from tests.support.dns import DnsServer, dns_server
 from tests.support.receiver import Answer, Received, Receiver, receiving, until
+from tests.support.server import free_port
+from tests.support.waits import eventually_value
 from tests.webhooks.conftest import SPEED, point_at, webhook_test_events
-from tests.webhooks.test_delivery import settled_deliveries
+from tests.webhooks.test_delivery import deliveries, settled_deliveries
 
 PUBLIC = "2606:4700::1111"  # global unicast; nothing here routes to it
 PRIVATE = "10.0.0.7"
@@ -201,4 +205,62 @@ class TestSlowReceivers:
                 stuck,
                 lambda rs: {r.headers["webhook-id"] for r in rs} >= {r.event_id for r in slow},
                 within=60,
+            )
+
+    async def test_a_dead_receivers_backlog_waits_out_its_open_circuit(
+        self, database_url: str, tmp_path: Path, receiver: Receiver
+    ) -> None:
+        # The system clock: the circuit stays open for its 5 s while the log is read.
+        settings = call_settings(database_url, tmp_path / "data", sim_ring_sec=2, sim_talk_sec=20)
+        async with running_api(settings) as api:
+            dead_org = await api.make_org(f"dead-{uuid.uuid4().hex[:8]}")
+            healthy_org = await api.make_org(f"healthy-{uuid.uuid4().hex[:8]}")
+            await point_at(api, healthy_org, receiver.url)
+            # Nothing listens there: every attempt is refused at once.
+            await point_at(api, dead_org, f"http://127.0.0.1:{free_port()}/gone")
+            # The log's times are to the second.
+            queued = api.runtime.clock.now().replace(microsecond=0)
+            # More than a claim takes for one URL: some are never claimed before the
+            # circuit opens, some are claimed and never attempted.
+            await webhook_test_events(api, dead_org, count=150)
+            healthy = await webhook_test_events(api, healthy_org, count=20)
+
+            async def log() -> list[dict[str, Any]]:
+                pages = [
+                    await deliveries(api, dead_org.auth, page=str(page), per_page="100")
+                    for page in (1, 2)
+                ]
+                return pages[0] + pages[1]
+
+            def held_back(rows: list[dict[str, Any]]) -> bool:
+                return len(rows) == 150 and all(
+                    row["status"] == "pending"
+                    and datetime.fromisoformat(row["next_attempt_at"]) - queued
+                    >= timedelta(seconds=4)
+                    for row in rows
+                )
+
+            rows = await eventually_value(
+                log,
+                held_back,
+                what="the dead receiver's backlog held back",
+                within=15,
+                # Gently: the API counts these against the key's budget of 100 a minute.
+                interval=0.5,
+            )
+            # Five failures in a row opened the circuit; the attempts already let through
+            # failed too, each due again about 5 s later (SPEC §6's first retry).
+            attempted = [row for row in rows if row["attempts"] == 1]
+            untried = [row for row in rows if row["attempts"] == 0]
+            assert FAILURES_TO_OPEN <= len(attempted) <= PER_ENDPOINT
+            assert len(attempted) + len(untried) == 150
+            # The rest wait for the circuit to let one through: one time for them all,
+            # not the head of the due order, where every claim would pass over them.
+            reopens = {row["next_attempt_at"] for row in untried}
+            assert len(reopens) == 1
+            assert datetime.fromisoformat(reopens.pop()) - queued >= OPEN_FIRST
+            # Meanwhile another organisation's deliveries went as usual.
+            await until(
+                receiver,
+                lambda rs: {r.headers["webhook-id"] for r in rs} >= {r.event_id for r in healthy},
             )
