@@ -28,7 +28,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cachetools import LRUCache
-from sqlalchemy import Boolean, Integer, Table, bindparam, case, exists, func, select, update
+from sqlalchemy import (
+    Boolean,
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,6 +78,11 @@ OPEN_FIRST = timedelta(seconds=5)
 OPEN_MOST = timedelta(minutes=5)
 # Outcomes written in one statement at most.
 FLUSH = 512
+# A worker moves a URL's deliveries to its circuit's reopening (``_hold_back``) only if
+# some receiver answered one of its attempts (any status) this recently: then its own
+# network works, and the failures are the URL's. A worker that cannot reach anyone holds
+# back nothing, so other workers deliver what it cannot.
+HEARD_WITHIN = timedelta(seconds=10)
 # Wake-ups (one per committed event) faster than this are served by one round: at 100
 # calls a second, 500 events, a round each would cost more than the deliveries. The
 # outcomes are written at most this often too.
@@ -301,17 +317,25 @@ def _record_attempts() -> Any:
 @functools.cache
 def _release() -> Any:
     """Give back deliveries claimed and not attempted (their endpoint's circuit opened
-    meanwhile): no attempt spent, due when the circuit lets one through (``b_next``; or
-    as they were, if it has closed again)."""
+    meanwhile): no attempt spent, due when the circuit lets one through (``b_next``), or
+    as they are if it has closed again, or if ``webhook set`` moved the delivery while
+    it was held (another URL, or due anew: ``b_url`` and ``b_due`` as claimed)."""
     t = _table(WebhookDelivery)
     next_at = bindparam("b_next", type_=t.c.next_attempt_at.type)
+    as_claimed = and_(
+        t.c.url == bindparam("b_url", type_=t.c.url.type),
+        t.c.next_attempt_at == bindparam("b_due", type_=t.c.next_attempt_at.type),
+    )
     return (
         update(t)
         .where(t.c.id == bindparam("b_id"), t.c.lease_owner == bindparam("b_owner"))
         .values(
             lease_owner=None,
             lease_expires_at=None,
-            next_attempt_at=func.coalesce(next_at, t.c.next_attempt_at),
+            next_attempt_at=case(
+                (as_claimed, func.coalesce(next_at, t.c.next_attempt_at)),
+                else_=t.c.next_attempt_at,
+            ),
         )
     )
 
@@ -389,22 +413,30 @@ async def record_outcomes(
 ) -> None:
     """Record many attempts in one transaction: one statement for them all, and the
     rare 410 from an endpoint (which pauses it) one by one, first (its lock order);
-    give back the ``released`` deliveries, not attempted, each due when its circuit
-    lets one through, in one more; and hold back the due deliveries to each URL of
+    then give back the ``released`` deliveries, not attempted, each due when its
+    circuit lets one through, in one more; and hold back the due deliveries to each URL of
     ``held_back`` (its circuit just opened) until then, one statement a URL."""
+    for outcome in outcomes:
+        if not outcome.simple:
+            await record_outcome(session, outcome.job, outcome.result, now=outcome.at)
+    # After any 410's endpoint row: `lock_endpoint`'s order, the endpoint before its
+    # deliveries.
     if released:
         await session.execute(
             _release(),
             [
-                {"b_id": job.delivery_id, "b_owner": owner, "b_next": next_at}
+                {
+                    "b_id": job.delivery_id,
+                    "b_owner": owner,
+                    "b_next": next_at,
+                    "b_url": job.url,
+                    "b_due": job.due_at,
+                }
                 for job, next_at in released
             ],
         )
     for url, until in (held_back or {}).items():
         await session.execute(_hold_back(), {"b_url": url, "b_until": until, "b_now": now})
-    for outcome in outcomes:
-        if not outcome.simple:
-            await record_outcome(session, outcome.job, outcome.result, now=outcome.at)
     simple = [outcome.values() for outcome in outcomes if outcome.simple]
     if simple:
         await session.execute(_record_attempts(), simple)
@@ -528,6 +560,8 @@ class WebhookWorker:
         self._released: list[tuple[Job, Lane]] = []
         # URLs whose circuit opened, and until when: their due deliveries to hold back.
         self._held_back: dict[str, datetime] = {}
+        # When a receiver last answered one of this worker's attempts (HEARD_WITHIN).
+        self._heard_at: datetime | None = None
         self._outcome_ready = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
         self._stopping = False
@@ -686,7 +720,10 @@ class WebhookWorker:
             self._outcome_ready.set()
         else:
             answered_at = self.clock.now()
-            if lane.answered(result, answered_at, probe=probe) and lane.open_until is not None:
+            if result.status_code is not None:
+                self._heard_at = answered_at
+            opened = lane.answered(result, answered_at, probe=probe)
+            if opened and lane.open_until is not None and self._heard_lately(answered_at):
                 self._held_back[job.url] = lane.open_until
             outcome = Outcome(job, result, answered_at)
             self._outcomes.append(outcome)
@@ -703,6 +740,9 @@ class WebhookWorker:
             self._runner.wake()
         if lane.idle and lane.open_until is None:
             self._lanes.pop(job.url, None)
+
+    def _heard_lately(self, now: datetime) -> bool:
+        return self._heard_at is not None and now - self._heard_at <= HEARD_WITHIN
 
     async def _record_loop(self) -> None:
         """Write the outcomes that arrived while the last write ran, together: one write
@@ -733,7 +773,8 @@ class WebhookWorker:
     ) -> None:
         now = self.clock.now()
         # A lane's circuit as it is now: open again after a failed probe, or closed.
-        given_back = [(job, lane.until(now)) for job, lane in released]
+        heard = self._heard_lately(now)
+        given_back = [(job, lane.until(now) if heard else None) for job, lane in released]
         try:
             await self.db.transaction(
                 lambda session: record_outcomes(

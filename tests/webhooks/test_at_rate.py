@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from maskline.kit.clock import ScaledClock
+from maskline.webhooks.models import WebhookDelivery
 from maskline.webhooks.outbox import Recorded, record_event
 from maskline.webhooks.signing import edesy_signature, standard_signature
 from maskline.webhooks.tasks import FAILURES_TO_OPEN, OPEN_FIRST, PER_ENDPOINT
@@ -218,12 +221,19 @@ class TestSlowReceivers:
             await point_at(api, healthy_org, receiver.url)
             # Nothing listens there: every attempt is refused at once.
             await point_at(api, dead_org, f"http://127.0.0.1:{free_port()}/gone")
+            # The worker has heard a receiver answer: its own network works, so it takes
+            # the failures to come as the dead URL's.
+            first = await webhook_test_events(api, healthy_org, count=1)
+            await until(
+                receiver, lambda rs: any(r.headers["webhook-id"] == first[0].event_id for r in rs)
+            )
             # The log's times are to the second.
             queued = api.runtime.clock.now().replace(microsecond=0)
+            # Another organisation's deliveries, due in 2 s: not the dead URL's to move.
+            later = await due_later(api, healthy_org, count=20, after=timedelta(seconds=2))
             # More than a claim takes for one URL: some are never claimed before the
             # circuit opens, some are claimed and never attempted.
             await webhook_test_events(api, dead_org, count=150)
-            healthy = await webhook_test_events(api, healthy_org, count=20)
 
             async def log() -> list[dict[str, Any]]:
                 pages = [
@@ -248,19 +258,75 @@ class TestSlowReceivers:
                 # Gently: the API counts these against the key's budget of 100 a minute.
                 interval=0.5,
             )
-            # Five failures in a row opened the circuit; the attempts already let through
-            # failed too, each due again about 5 s later (SPEC §6's first retry).
+            # Five failures in a row opened the circuit; the attempts already under way,
+            # and those that took the slots the first four freed, failed too, each due
+            # again about 5 s later (SPEC §6's first retry).
             attempted = [row for row in rows if row["attempts"] == 1]
             untried = [row for row in rows if row["attempts"] == 0]
-            assert FAILURES_TO_OPEN <= len(attempted) <= PER_ENDPOINT
+            assert FAILURES_TO_OPEN <= len(attempted) <= PER_ENDPOINT + FAILURES_TO_OPEN - 1
             assert len(attempted) + len(untried) == 150
             # The rest wait for the circuit to let one through: one time for them all,
             # not the head of the due order, where every claim would pass over them.
             reopens = {row["next_attempt_at"] for row in untried}
             assert len(reopens) == 1
-            assert datetime.fromisoformat(reopens.pop()) - queued >= OPEN_FIRST
-            # Meanwhile another organisation's deliveries went as usual.
-            await until(
-                receiver,
-                lambda rs: {r.headers["webhook-id"] for r in rs} >= {r.event_id for r in healthy},
+            reopen = datetime.fromisoformat(reopens.pop())
+            assert reopen - queued >= OPEN_FIRST
+            # The other organisation's deliveries went when they were due, before then.
+            wall = time.time() - time.perf_counter()
+            later_ids = {r.event_id for r in later}
+            requests = await until(
+                receiver, lambda rs: {r.headers["webhook-id"] for r in rs} >= later_ids
             )
+            arrived = [r.at + wall for r in requests if r.headers["webhook-id"] in later_ids]
+            assert len(arrived) == 20
+            assert max(arrived) < reopen.timestamp()
+
+    async def test_a_worker_that_has_heard_no_receiver_holds_back_nothing(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        """Its own network may be what fails: other workers may still deliver them."""
+        settings = call_settings(database_url, tmp_path / "data", sim_ring_sec=2, sim_talk_sec=20)
+        async with running_api(settings) as api:
+            dead_org = await api.make_org(f"dead-{uuid.uuid4().hex[:8]}")
+            await point_at(api, dead_org, f"http://127.0.0.1:{free_port()}/gone")
+            await webhook_test_events(api, dead_org, count=50)
+            rows = await eventually_value(
+                lambda: deliveries(api, dead_org.auth, per_page="100"),
+                lambda rows: sum(row["attempts"] for row in rows) >= FAILURES_TO_OPEN,
+                what="the circuit to open",
+                interval=0.5,
+            )
+            # What the worker claimed and did not attempt is given back meanwhile.
+            await asyncio.sleep(1)
+            rows = await deliveries(api, dead_org.auth, per_page="100")
+            untried = [row for row in rows if row["attempts"] == 0]
+            assert len(untried) >= 50 - (PER_ENDPOINT + FAILURES_TO_OPEN - 1)
+            assert {row["next_attempt_at"] for row in untried} == {
+                row["created_at"] for row in untried
+            }
+
+
+async def due_later(api: Api, org: OrgHandle, *, count: int, after: timedelta) -> list[Recorded]:
+    """``count`` ``webhook.test`` events for the organisation whose deliveries fall due
+    ``after`` from now (as retries do), stored together."""
+    async with api.runtime.db.write() as session:
+        now = api.runtime.clock.now()
+        recorded = [
+            await record_event(
+                session,
+                org_id=org.id,
+                event="webhook.test",
+                call_sid=None,
+                sequence=0,
+                data={"number": number},
+                webhook_url=None,
+                now=now,
+            )
+            for number in range(count)
+        ]
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.event_id.in_([r.event_id for r in recorded]))
+            .values(next_attempt_at=now + after)
+        )
+    return recorded
