@@ -78,10 +78,10 @@ OPEN_FIRST = timedelta(seconds=5)
 OPEN_MOST = timedelta(minutes=5)
 # Outcomes written in one statement at most.
 FLUSH = 512
-# A worker moves a URL's deliveries to its circuit's reopening (``_hold_back``) only if
-# some receiver answered one of its attempts (any status) this recently: then its own
-# network works, and the failures are the URL's. A worker that cannot reach anyone holds
-# back nothing, so other workers deliver what it cannot.
+# A worker moves a URL's deliveries to its circuit's reopening (``_hold_back``) only
+# once some receiver has answered one of its attempts (any status) this recently: then
+# its own network works, and the failures are the URL's. A worker that cannot reach
+# anyone holds back nothing, so other workers deliver what it cannot.
 HEARD_WITHIN = timedelta(seconds=10)
 # Wake-ups (one per committed event) faster than this are served by one round: at 100
 # calls a second, 500 events, a round each would cost more than the deliveries. The
@@ -558,8 +558,9 @@ class WebhookWorker:
         self._outcomes: list[Outcome] = []
         # Claimed, not attempted (their circuit opened): to give back, with their lane.
         self._released: list[tuple[Job, Lane]] = []
-        # URLs whose circuit opened, and until when: their due deliveries to hold back.
-        self._held_back: dict[str, datetime] = {}
+        # URLs whose circuit opened, and until when: their due deliveries to hold back
+        # once a receiver is heard (``HEARD_WITHIN``), if the circuit is still open then.
+        self._to_hold: dict[str, datetime] = {}
         # When a receiver last answered one of this worker's attempts (HEARD_WITHIN).
         self._heard_at: datetime | None = None
         self._outcome_ready = asyncio.Event()
@@ -722,9 +723,8 @@ class WebhookWorker:
             answered_at = self.clock.now()
             if result.status_code is not None:
                 self._heard_at = answered_at
-            opened = lane.answered(result, answered_at, probe=probe)
-            if opened and lane.open_until is not None and self._heard_lately(answered_at):
-                self._held_back[job.url] = lane.open_until
+            if lane.answered(result, answered_at, probe=probe) and lane.open_until is not None:
+                self._to_hold[job.url] = lane.open_until
             outcome = Outcome(job, result, answered_at)
             self._outcomes.append(outcome)
             self._outcome_ready.set()
@@ -744,6 +744,15 @@ class WebhookWorker:
     def _heard_lately(self, now: datetime) -> bool:
         return self._heard_at is not None and now - self._heard_at <= HEARD_WITHIN
 
+    def _holds(self, now: datetime) -> dict[str, datetime]:
+        """The URLs to hold back now: none until a receiver is heard; a circuit that has
+        let an attempt through since is forgotten."""
+        self._to_hold = {url: until for url, until in self._to_hold.items() if until > now}
+        if not self._to_hold or not self._heard_lately(now):
+            return {}
+        holds, self._to_hold = self._to_hold, {}
+        return holds
+
     async def _record_loop(self) -> None:
         """Write the outcomes that arrived while the last write ran, together: one write
         at most every ``SETTLE_SEC``, as the claim rounds (each answer used to be a
@@ -757,10 +766,12 @@ class WebhookWorker:
                 await asyncio.sleep(rest)
             self._outcome_ready.clear()
             began = loop.time()
-            while self._outcomes or self._released or self._held_back:
+            while True:
+                held_back = self._holds(self.clock.now())
+                if not (self._outcomes or self._released or held_back):
+                    break
                 batch, self._outcomes = self._outcomes[:FLUSH], self._outcomes[FLUSH:]
                 released, self._released = self._released[:FLUSH], self._released[FLUSH:]
-                held_back, self._held_back = self._held_back, {}
                 await self._record(batch, released, held_back)
             if self._stopping:
                 return

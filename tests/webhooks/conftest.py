@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from maskline.kit.clock import ScaledClock
 from maskline.webhooks import service
+from maskline.webhooks.models import WebhookDelivery
 from maskline.webhooks.outbox import Recorded, record_event
 from tests.calls.conftest import call_settings
 from tests.support.api import Api, OrgHandle, running_api
@@ -29,11 +32,14 @@ async def point_at(api: Api, org: OrgHandle, url: str) -> None:
         )
 
 
-async def webhook_test_events(api: Api, org: OrgHandle, count: int = 1) -> list[Recorded]:
+async def webhook_test_events(
+    api: Api, org: OrgHandle, count: int = 1, *, due_after: timedelta | None = None
+) -> list[Recorded]:
     """``count`` ``webhook.test`` events for the organisation, in one transaction. They
-    belong to no call, so nothing orders them: all are due at once."""
+    belong to no call, so nothing orders them: all are due at once, or ``due_after``
+    from now (as retries are)."""
     async with api.runtime.db.write() as session:
-        return [
+        recorded = [
             await record_event(
                 session,
                 org_id=org.id,
@@ -46,3 +52,10 @@ async def webhook_test_events(api: Api, org: OrgHandle, count: int = 1) -> list[
             )
             for number in range(count)
         ]
+        if due_after is not None:
+            await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.event_id.in_([r.event_id for r in recorded]))
+                .values(next_attempt_at=api.runtime.clock.now() + due_after)
+            )
+    return recorded

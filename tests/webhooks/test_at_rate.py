@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
 from maskline.kit.clock import ScaledClock
-from maskline.webhooks.models import WebhookDelivery
 from maskline.webhooks.outbox import Recorded, record_event
 from maskline.webhooks.signing import edesy_signature, standard_signature
 from maskline.webhooks.tasks import FAILURES_TO_OPEN, OPEN_FIRST, PER_ENDPOINT
@@ -230,7 +228,9 @@ class TestSlowReceivers:
             # The log's times are to the second.
             queued = api.runtime.clock.now().replace(microsecond=0)
             # Another organisation's deliveries, due in 2 s: not the dead URL's to move.
-            later = await due_later(api, healthy_org, count=20, after=timedelta(seconds=2))
+            later = await webhook_test_events(
+                api, healthy_org, count=20, due_after=timedelta(seconds=2)
+            )
             # More than a claim takes for one URL: some are never claimed before the
             # circuit opens, some are claimed and never attempted.
             await webhook_test_events(api, dead_org, count=150)
@@ -304,29 +304,3 @@ class TestSlowReceivers:
             assert {row["next_attempt_at"] for row in untried} == {
                 row["created_at"] for row in untried
             }
-
-
-async def due_later(api: Api, org: OrgHandle, *, count: int, after: timedelta) -> list[Recorded]:
-    """``count`` ``webhook.test`` events for the organisation whose deliveries fall due
-    ``after`` from now (as retries do), stored together."""
-    async with api.runtime.db.write() as session:
-        now = api.runtime.clock.now()
-        recorded = [
-            await record_event(
-                session,
-                org_id=org.id,
-                event="webhook.test",
-                call_sid=None,
-                sequence=0,
-                data={"number": number},
-                webhook_url=None,
-                now=now,
-            )
-            for number in range(count)
-        ]
-        await session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.event_id.in_([r.event_id for r in recorded]))
-            .values(next_attempt_at=now + after)
-        )
-    return recorded
