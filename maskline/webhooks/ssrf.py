@@ -53,6 +53,9 @@ def check_url(url: str, *, allow_private: bool) -> str:
     of ``resolve``, for input checks that must answer before anything is looked up."""
     if len(url) > MAX_URL_LENGTH:
         raise RefusedDestination("webhook_url must be at most 2048 characters.")
+    if len(url.encode()) > MAX_URL_LENGTH:
+        # Stored in the delivery indexes, whose entries PostgreSQL caps at 2,704 bytes.
+        raise RefusedDestination("webhook_url must be at most 2048 bytes in UTF-8.")
     try:
         parts = urlsplit(url)
         port = parts.port

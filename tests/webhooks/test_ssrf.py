@@ -13,6 +13,11 @@ from tests.calls.conftest import call_settings
 from tests.conftest import Cli
 from tests.support.api import Api, running_api
 
+# A global address as a literal: checked without DNS (nothing here resolves names).
+PUBLIC = "https://[2606:4700::1111]"
+# 1,000 CJK characters in no repeating order (PostgreSQL compresses a repetitive one).
+HAN = "".join(chr(0x4E00 + n * 7919 % 20_000) for n in range(1000))
+
 REFUSED = [
     ("https://127.0.0.1/hook", "127.0.0.1"),
     ("https://[::1]/hook", "::1"),
@@ -58,6 +63,31 @@ class TestRefusedDestinations:
         assert (await strict_api.client.get("/v1/masking/billing", headers=org.auth)).json()[
             "data"
         ]["reserved"] == 0
+
+    @pytest.mark.parametrize(
+        ("url", "message"),
+        [
+            (f"{PUBLIC}/{'a' * 2023}", "webhook_url must be at most 2048 characters."),
+            # 1,026 characters, 3,026 bytes: past what PostgreSQL's index entries can hold.
+            (
+                f"{PUBLIC}/{HAN}",
+                "webhook_url must be at most 2048 bytes in UTF-8.",
+            ),
+        ],
+    )
+    async def test_a_call_with_a_too_long_webhook_url_is_400(
+        self, strict_api: Api, url: str, message: str
+    ) -> None:
+        org = await strict_api.make_org(f"ssrf-{uuid.uuid4().hex[:12]}", balance="10", numbers=1)
+        response = await strict_api.client.post(
+            "/v1/masking/calls",
+            headers=org.auth,
+            json={"party_a": "9876543210", "party_b": "9123456789", "webhook_url": url},
+        )
+        assert (response.status_code, response.json()["error"]) == (
+            400,
+            {"code": "invalid_request", "message": message},
+        )
 
     @pytest.mark.parametrize(("url", "address"), REFUSED[:3])
     def test_the_cli_refuses_them_too(self, cli: Cli, url: str, address: str) -> None:
