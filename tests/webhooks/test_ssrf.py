@@ -6,12 +6,13 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from maskline.settings import Settings
 from tests.calls.conftest import call_settings
 from tests.conftest import Cli
-from tests.support.api import Api, running_api
+from tests.support.api import Api, OrgHandle, running_api
 
 # A global address as a literal: checked without DNS (nothing here resolves names).
 PUBLIC = "https://[2606:4700::1111]"
@@ -41,17 +42,23 @@ async def strict_api(database_url: str, tmp_path: Path) -> AsyncIterator[Api]:
         yield running
 
 
+async def call_with_webhook_url(api: Api, url: str) -> tuple[OrgHandle, httpx.Response]:
+    """A call placed by a new organisation, with ``url`` as its ``webhook_url``."""
+    org = await api.make_org(f"ssrf-{uuid.uuid4().hex[:12]}", balance="10", numbers=1)
+    response = await api.client.post(
+        "/v1/masking/calls",
+        headers=org.auth,
+        json={"party_a": "9876543210", "party_b": "9123456789", "webhook_url": url},
+    )
+    return org, response
+
+
 class TestRefusedDestinations:
     @pytest.mark.parametrize(("url", "address"), REFUSED)
     async def test_a_call_with_a_non_public_webhook_url_is_400(
         self, strict_api: Api, url: str, address: str
     ) -> None:
-        org = await strict_api.make_org(f"ssrf-{uuid.uuid4().hex[:12]}", balance="10", numbers=1)
-        response = await strict_api.client.post(
-            "/v1/masking/calls",
-            headers=org.auth,
-            json={"party_a": "9876543210", "party_b": "9123456789", "webhook_url": url},
-        )
+        org, response = await call_with_webhook_url(strict_api, url)
         assert response.status_code == 400
         error = response.json()["error"]
         assert error["code"] == "invalid_request"
@@ -78,12 +85,7 @@ class TestRefusedDestinations:
     async def test_a_call_with_a_too_long_webhook_url_is_400(
         self, strict_api: Api, url: str, message: str
     ) -> None:
-        org = await strict_api.make_org(f"ssrf-{uuid.uuid4().hex[:12]}", balance="10", numbers=1)
-        response = await strict_api.client.post(
-            "/v1/masking/calls",
-            headers=org.auth,
-            json={"party_a": "9876543210", "party_b": "9123456789", "webhook_url": url},
-        )
+        _org, response = await call_with_webhook_url(strict_api, url)
         assert (response.status_code, response.json()["error"]) == (
             400,
             {"code": "invalid_request", "message": message},
