@@ -32,7 +32,7 @@ from maskline.billing.talktime import Pricing
 from maskline.calls import tally
 from maskline.calls.flow import CallState, Phase, Status
 from maskline.calls.models import TERMINAL_STATUSES, Call
-from maskline.calls.schemas import CallOut, talk_seconds
+from maskline.calls.schemas import call_data, talk_seconds
 from maskline.kit.writer import defer_to_batch
 from maskline.numbers.pool import release_number
 from maskline.recordings import repository as recordings
@@ -51,7 +51,7 @@ async def record_call_event(
         event=event,
         call_sid=call.call_sid,
         sequence=call.event_seq,
-        data=CallOut.build(call, public_url=public_url).model_dump(mode="json"),
+        data=call_data(call, public_url=public_url),
         webhook_url=call.webhook_url,
         now=now,
     )
@@ -163,7 +163,7 @@ async def _record_events(
     now stands (SPEC §6)."""
     if not events:
         return
-    data = CallOut.build(call, public_url=public_url).model_dump(mode="json")
+    data = call_data(call, public_url=public_url)
     for offset, event in enumerate(events):
         await add_event(
             session,

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import String, bindparam, update
@@ -20,7 +21,7 @@ from maskline.calls.idempotency import StoredResponse
 from maskline.calls.intake import NewCall
 from maskline.calls.lifecycle import apply_state, state_of
 from maskline.calls.models import TERMINAL_STATUSES, Call
-from maskline.calls.schemas import CallOut
+from maskline.calls.schemas import call_data
 from maskline.errors import InsufficientBalance, NoMaskedNumber, NotFound, RateLimited
 from maskline.kit.ids import new_call_sid
 from maskline.kit.india import ist_date
@@ -86,7 +87,7 @@ class Accepted:
 class _Placing:
     """A new call whose number its batch leases (``place_calls``)."""
 
-    call: Call
+    call: SimpleNamespace  # repository.new_call
     public_url: str
     now: datetime
     idempotency_key: str | None
@@ -128,7 +129,7 @@ async def create_call(
         if stored is not None:
             return Accepted(stored)
     minute = wallet.minute_price_paise(org)
-    call = Call(
+    call = repository.new_call(
         call_sid=new_call_sid(),
         org_id=org_id,
         carrier="sim" if org.is_sandbox else default_carrier,
@@ -173,7 +174,7 @@ async def create_call(
             )
             raise NoMaskedNumber()
         call.masked_number = masked
-        await session.flush()
+        await session.flush()  # the Idempotency-Key's claim, before the answer it keeps
         await _store_placed(await session.connection(), [placing])
     # Counted before the hold, on a shard of the tallies drawn for the batch
     # (calls/tally.py): every batch locks its tally rows before the organisation's wallet
@@ -198,7 +199,7 @@ def _placed(placing: _Placing) -> Outgoing:
     """A call with its number: its answer, and its ``call.initiated`` to store after its
     row."""
     call = placing.call
-    data = CallOut.build(call, public_url=placing.public_url).model_dump(mode="json")
+    data = call_data(call, public_url=placing.public_url)
     placing.accepted.stored = StoredResponse(
         201, json.dumps({"data": data}, separators=(",", ":"), ensure_ascii=False)
     )

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from maskline.calls import repository
-from maskline.calls.schemas import CallOut
+from maskline.calls.schemas import call_data
 from maskline.errors import AppError, InvalidRequest
 from maskline.kit.daterange import (
     DateRange,
@@ -128,7 +128,7 @@ async def calls_csv(request: Request, org_id: str) -> Response:
                     party=None,
                 )
             for call in found.rows:
-                data = CallOut.build(call, public_url=public_url).model_dump()
+                data = call_data(call, public_url=public_url)
                 writer.writerow(["" if data[c] is None else data[c] for c in CSV_COLUMNS])
             yield out.getvalue()
             out.seek(0)
