@@ -1,15 +1,21 @@
 """Issue 14's table: POST /v1/masking/calls under wrk, beside the bare yardstick, in one run.
 
-Four cases, one after the other on the same machine, each on a fresh database:
+Four set-ups, all started first, each on a fresh database:
 
 - bare: ``bench/bare.py`` (FastAPI + asyncpg, one INSERT) under uvicorn, 2 workers;
 - maskline on PostgreSQL: 2 ``maskline serve --role api`` processes, Redis rate limits;
 - the same plus an engine and a worker process, which dial every accepted call on the sim;
 - maskline embedded on SQLite: one ``maskline serve`` process, engine inside.
 
-Each case gets a short warm-up, then ``SECONDS`` of one wrk process (``CONNECTIONS``
-connections on ``THREADS`` threads); with 2 API processes each wrk thread sends to one
-of them. ``make bench-post`` prints the table; ``make bench`` prints it too.
+Then ``ROUNDS`` rounds, each measuring the four in turn: ``SECONDS`` of one wrk process
+(``CONNECTIONS`` connections on ``THREADS`` threads; with 2 API processes each wrk
+thread sends to one of them), after waiting for the machine to go quiet (the engine
+still ending the calls of the run before). A set-up's ratio is its rate over the bare
+endpoint's in the same round; the table gives the median round's. This VM's speed
+drifts by a third within minutes: rounds side by side spread that drift over every
+set-up, where one pass of each compared minutes apart. Each set-up gets a short warm-up
+and ``ANALYZE`` once, before the first round. ``make bench-post`` prints the table;
+``make bench`` prints it too.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import httpx
 
 from bench.bare import SCHEMA
 from bench.loadgen import WrkRun, run_wrk
+from bench.procstat import busy_percent
 from bench.setups import API_PROCESSES, embedded_sqlite, postgresql_apis
 from tests.support.databases import fresh_database
 from tests.support.server import free_port
@@ -40,17 +47,34 @@ CONNECTIONS = 32
 THREADS = 2
 SECONDS = 15.0
 WARMUP_SEC = 3.0
+ROUNDS = 3
+# Before each run, the machine must have been this idle over a second (100 % a core) …
+QUIET_PERCENT = 25.0
+# … or this long must have passed (the run goes ahead, and its line says so).
+QUIET_WAIT_SEC = 90.0
+# How long the machine's use is read with every set-up up and idle (the table says it).
+IDLE_SAMPLE_SEC = 5.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """A set-up under load: its name, its API processes' ``host:port``, its key, its
+    database."""
+
+    name: str
+    addresses: list[str]
+    key: str
+    database_url: str
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
-    run: WrkRun
+    runs: list[WrkRun]
 
 
-def _measure(targets: list[str], key: str, database_url: str) -> WrkRun:
-    """A warm-up (connection pools, statement caches), ``ANALYZE``, then the measured
-    run; the two use different numbers, so no party of the warm-up is live in the run.
+def _warm(target: Target) -> None:
+    """A warm-up (connection pools, statement caches), then ``ANALYZE``.
 
     A database that has been running has its planner statistics, which autovacuum
     refreshes (PostgreSQL: once a minute at most). A fresh one has none: the first
@@ -59,11 +83,48 @@ def _measure(targets: list[str], key: str, database_url: str) -> WrkRun:
     first autoanalyze, later than a 15 s run. ``ANALYZE`` after the warm-up measures
     the steady state, as a database that has been up for a minute is.
     """
-    run_wrk(targets, key, block=0, connections=CONNECTIONS, threads=THREADS, seconds=WARMUP_SEC)
-    asyncio.run(analyze(database_url))
-    return run_wrk(
-        targets, key, block=THREADS, connections=CONNECTIONS, threads=THREADS, seconds=SECONDS
+    run_wrk(
+        target.addresses,
+        target.key,
+        block=0,
+        connections=CONNECTIONS,
+        threads=THREADS,
+        seconds=WARMUP_SEC,
     )
+    asyncio.run(analyze(target.database_url))
+
+
+def _wait_quiet() -> bool:
+    """Wait until the machine is quiet (``QUIET_PERCENT``); False when it never was."""
+    deadline = time.monotonic() + QUIET_WAIT_SEC
+    while time.monotonic() < deadline:
+        if busy_percent(1.0) < QUIET_PERCENT:
+            return True
+    return False
+
+
+def measure_rounds(targets: list[Target], rounds: int = ROUNDS) -> list[Case]:
+    """Each target warmed once, then ``rounds`` rounds of one run each, in turn."""
+    for target in targets:
+        _wait_quiet()
+        _warm(target)
+    runs: dict[str, list[WrkRun]] = {target.name: [] for target in targets}
+    for n in range(rounds):
+        for target in targets:
+            if not _wait_quiet():
+                print(f"round {n + 1}, {target.name}: the machine was not quiet", flush=True)
+            # Each round its own numbers: no party of an earlier round is still live.
+            runs[target.name].append(
+                run_wrk(
+                    target.addresses,
+                    target.key,
+                    block=THREADS * (n + 1),
+                    connections=CONNECTIONS,
+                    threads=THREADS,
+                    seconds=SECONDS,
+                )
+            )
+    return [Case(target.name, runs[target.name]) for target in targets]
 
 
 @contextlib.contextmanager
@@ -124,27 +185,33 @@ async def _create_table(dsn: str) -> None:
         await conn.close()
 
 
-def bare_case() -> Case:
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        fresh_database(Path(tmp), kind="postgresql") as url,
-        bare_server(url, API_PROCESSES) as address,
-    ):
-        run = _measure([address], "unused", url)
-    return Case(f"bare FastAPI + asyncpg, one INSERT, {API_PROCESSES} uvicorn workers", run)
-
-
-def postgresql_case(*, stack: bool) -> Case:
-    with tempfile.TemporaryDirectory() as tmp, postgresql_apis(Path(tmp), stack=stack) as running:
-        run = _measure(running.addresses, running.key, running.database_url)
-    extra = " + engine + worker" if stack else ""
-    return Case(f"maskline, PostgreSQL, {API_PROCESSES} api processes{extra}", run)
-
-
-def sqlite_case() -> Case:
-    with tempfile.TemporaryDirectory() as tmp, embedded_sqlite(Path(tmp)) as running:
-        run = _measure(running.addresses, running.key, running.database_url)
-    return Case("maskline, SQLite, one embedded process (engine inside)", run)
+def _running(stack: contextlib.ExitStack, tmp: Path) -> list[Target]:
+    """The four set-ups, started on ``stack``."""
+    bare_dir, pg_dir, stack_dir, sqlite_dir = (tmp / name for name in ("b", "p", "s", "q"))
+    for directory in (bare_dir, pg_dir, stack_dir, sqlite_dir):
+        directory.mkdir()
+    bare_url = stack.enter_context(fresh_database(bare_dir, kind="postgresql"))
+    bare_address = stack.enter_context(bare_server(bare_url, API_PROCESSES))
+    apis = stack.enter_context(postgresql_apis(pg_dir, stack=False))
+    full = stack.enter_context(postgresql_apis(stack_dir, stack=True))
+    embedded = stack.enter_context(embedded_sqlite(sqlite_dir))
+    names = [
+        f"maskline, PostgreSQL, {API_PROCESSES} api processes",
+        f"maskline, PostgreSQL, {API_PROCESSES} api processes + engine + worker",
+        "maskline, SQLite, one embedded process (engine inside)",
+    ]
+    return [
+        Target(
+            f"bare FastAPI + asyncpg, one INSERT, {API_PROCESSES} uvicorn workers",
+            [bare_address],
+            "unused",
+            bare_url,
+        ),
+        *(
+            Target(name, running.addresses, running.key, running.database_url)
+            for name, running in zip(names, (apis, full, embedded), strict=True)
+        ),
+    ]
 
 
 def _others(run: WrkRun) -> str:
@@ -152,28 +219,40 @@ def _others(run: WrkRun) -> str:
     return ", ".join(f"{n} × {what}" for what, n in others.items()) or "0"
 
 
-def table(cases: list[Case]) -> str:
-    bare = cases[0].run.rate()
+def table(cases: list[Case], *, idle_percent: float) -> str:
+    """Per set-up: the median round's run (by its ratio to the bare endpoint's run of
+    the same round), and every round's ratio."""
+    bare = cases[0].runs
+    rounds = len(bare)
     lines = [
         f"POST /v1/masking/calls under wrk: {CONNECTIONS} connections, {THREADS} threads, "
-        f"{SECONDS:.0f} s each after a {WARMUP_SEC:.0f} s warm-up, same run",
+        f"{SECONDS:.0f} s a run, {rounds} rounds of the four set-ups in turn, same run; "
+        f"the machine busy {idle_percent:.0f}% (100% a core) with all four up and idle",
         "",
-        "| case | accepted/s | ratio to bare | p50 | p99 | not 201 |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+        "| case | accepted/s | ratio to bare | each round's ratio | p50 | p99 | not 201 |",
+        "| --- | ---: | ---: | --- | ---: | ---: | --- |",
     ]
     for case in cases:
-        run = case.run
+        ratios = [
+            run.rate() / max(yardstick.rate(), 1e-9)
+            for run, yardstick in zip(case.runs, bare, strict=True)
+        ]
+        median = sorted(range(rounds), key=lambda n: ratios[n])[rounds // 2]
+        run = case.runs[median]
         lines.append(
-            f"| {case.name} | {run.rate():.0f} | {run.rate() / max(bare, 1e-9):.2f} "
+            f"| {case.name} | {run.rate():.0f} | {ratios[median]:.2f} "
+            f"| {', '.join(f'{r:.2f}' for r in ratios)} "
             f"| {run.p50_sec * 1000:.1f} ms | {run.p99_sec * 1000:.1f} ms | {_others(run)} |"
         )
     return "\n".join(lines)
 
 
-def post_table() -> str:
-    return table(
-        [bare_case(), postgresql_case(stack=False), postgresql_case(stack=True), sqlite_case()]
-    )
+def post_table(rounds: int = ROUNDS) -> str:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        targets = _running(stack, Path(tmp))
+        cases = measure_rounds(targets, rounds)
+        _wait_quiet()
+        return table(cases, idle_percent=busy_percent(IDLE_SAMPLE_SEC))
 
 
 if __name__ == "__main__":

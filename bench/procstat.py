@@ -69,6 +69,14 @@ def _machine_ticks() -> tuple[int, int]:
     return total - idle, total
 
 
+def busy_percent(seconds: float) -> float:
+    """The machine's CPU use over the next ``seconds`` (100 % a core)."""
+    busy_before, total_before = _machine_ticks()
+    time.sleep(seconds)
+    busy, total = _machine_ticks()
+    return 100 * (os.cpu_count() or 1) * (busy - busy_before) / max(total - total_before, 1)
+
+
 def _uptime_ticks() -> float:
     return float(Path("/proc/uptime").read_text().split()[0]) * _TICK
 

@@ -312,6 +312,9 @@ def create_app(
         description="Number-masking voice API for India, wire-compatible with the Edesy "
         "Number Masking API.",
         lifespan=lifespan,
+        # No OpenTelemetry here: FastAPI's own would otherwise ask on every request
+        # whether a provider was configured (its environment, its globals).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     # Added first, so it runs inside the request context: a 413 has a request id too.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, Protocol
 
+import orjson
 from sqlalchemy import String, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -200,9 +200,7 @@ def _placed(placing: _Placing) -> Outgoing:
     row."""
     call = placing.call
     data = call_data(call, public_url=placing.public_url)
-    placing.accepted.stored = StoredResponse(
-        201, json.dumps({"data": data}, separators=(",", ":"), ensure_ascii=False)
-    )
+    placing.accepted.stored = StoredResponse(201, orjson.dumps({"data": data}).decode())
     return outgoing(
         org_id=call.org_id,
         event=EVENT_NAMES[Status.INITIATED],

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -146,7 +147,7 @@ def outgoing(
     prior: Prior | None,
 ) -> Outgoing:
     event_id = new_id("evt")
-    payload = json.dumps(
+    payload = orjson.dumps(
         {
             "id": event_id,
             "event": event,
@@ -154,10 +155,8 @@ def outgoing(
             "created_at": rfc3339(now),
             "sequence": sequence,
             "data": data,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+        }
+    ).decode()
     of_event: dict[str, Any] = {
         "e_id": event_id,
         "e_org_id": org_id,
@@ -315,7 +314,10 @@ def _documents_as_text(table: Table, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _json_rows(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False, default=_json_value)
+    # Datetimes through _json_value, which refuses a naive one; keys may be column
+    # names, which are str's subclass quoted_name.
+    options = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+    return orjson.dumps(rows, default=_json_value, option=options).decode()
 
 
 def _rows(table: Table, names: Sequence[tuple[str, str]], param: str, alias: str) -> Any:
