@@ -51,6 +51,14 @@ class TestCallEvents:
         ]
         assert payloads[-1]["data"] == final
         assert payloads[-1]["data"]["metadata"] == {"order": "o-1"}
+        # One call object (SPEC §3): the POST answered with call.initiated's data, and
+        # the answer, every payload and the GET carry the document's fields in its order.
+        assert payloads[0]["data"] == placed
+        document = (await api.client.get("/openapi.json")).json()
+        fields = list(document["components"]["schemas"]["CallOut"]["properties"])
+        assert len(fields) == 30
+        objects = [placed, *(p["data"] for p in payloads), final]
+        assert [list(call) for call in objects] == [fields] * 7
 
     async def test_a_failed_call_stores_only_the_states_it_reached(self, api: Api) -> None:
         org = await api.make_org("events-busy", balance="10", numbers=1)
