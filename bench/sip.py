@@ -422,7 +422,7 @@ async def _concurrent(url: str, tmp: Path, *, calls: int, measure: float) -> str
         f"sip {calls} concurrent bridged calls ({bridged} bridged), RTP both ways "
         f"({2 * calls} streams, {2 * calls * 50} packets/s into the relay) and recorded: "
         f"maskline process CPU {100 * cpu / wall:.0f}% of one core over {wall:.0f} s "
-        f"({1e6 * cpu / (wall * 2 * calls * 50):.1f} µs a packet relayed), the phones' "
+        f"({1e6 * cpu / (wall * 2 * calls * 50):.1f} µs a packet sent into the relay), the phones' "
         f"{float(result['cpu_percent']):.0f}%; relay packet loss {loss:.3f}% "
         f"({sent - received} of {sent}; {result['silent']} of {2 * calls} streams got "
         f"nothing); calls {dict(found)}"

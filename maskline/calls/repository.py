@@ -110,7 +110,7 @@ def _call_values() -> tuple[tuple[str, str], ...]:
 
 def new_call(**values: Any) -> SimpleNamespace:
     """A call not yet stored, as plain attributes named as ``Call``'s (every column's,
-    None where not given): what ``insert_call`` inserts and ``CallOut.build`` reads.
+    None where not given): what ``insert_call`` inserts and ``call_data`` reads.
     A POST's call is never loaded or changed through the ORM: an instrumented ``Call``
     made, read back for its insert and for its answer cost a POST about 50 µs."""
     unknown = values.keys() - _call_attributes()
@@ -128,6 +128,9 @@ def insert_call(call: SimpleNamespace) -> Prior:
     """A new call's row (``new_call``) to insert with its first event
     (``webhooks/outbox.py``), without the ORM's unit of work."""
     attributes = vars(call)
+    if attributes.keys() != _call_attributes().keys():
+        # mypy sees a namespace's attributes as Any: a misspelt one is caught here.
+        raise TypeError(f"not a new call's attributes: {sorted(attributes)}")
     values = {name: attributes[key] for name, key in _call_values()}
     return Prior(Call.metadata.tables[Call.__tablename__], values)
 

@@ -317,7 +317,12 @@ def _json_rows(rows: list[dict[str, Any]]) -> str:
     # Datetimes through _json_value, which refuses a naive one; keys may be column
     # names, which are str's subclass quoted_name.
     options = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
-    return orjson.dumps(rows, default=_json_value, option=options).decode()
+    try:
+        return orjson.dumps(rows, default=_json_value, option=options).decode()
+    except orjson.JSONEncodeError as exc:
+        if isinstance(exc.__cause__, ValueError):
+            raise exc.__cause__ from None  # _json_value's own refusal, as it said it
+        raise
 
 
 def _rows(table: Table, names: Sequence[tuple[str, str]], param: str, alias: str) -> Any:
