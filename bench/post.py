@@ -9,8 +9,9 @@ Four set-ups, all started first, each on a fresh database:
 
 Then ``ROUNDS`` rounds, each measuring the four in turn: ``SECONDS`` of one wrk process
 (``CONNECTIONS`` connections on ``THREADS`` threads; with 2 API processes each wrk
-thread sends to one of them), after waiting for the machine to go quiet (the engine
-still ending the calls of the run before). A set-up's ratio is its rate over the bare
+thread sends to one of them), after waiting for the machine to go quiet (the engines
+ending the calls of the run before: the sim's calls ring 1 s a leg and talk 3 s, as in
+``bench/e2e.py``). A set-up's ratio is its rate over the bare
 endpoint's in the same round; the table gives the median round's. This VM's speed
 drifts by a third within minutes: rounds side by side spread that drift over every
 set-up, where one pass of each compared minutes apart. Each set-up gets a short warm-up
@@ -48,10 +49,16 @@ THREADS = 2
 SECONDS = 15.0
 WARMUP_SEC = 3.0
 ROUNDS = 3
-# Before each run, the machine must have been this idle over a second (100 % a core) …
-QUIET_PERCENT = 25.0
+# Before each run, the machine must have been this idle over QUIET_SAMPLE_SEC (100 % a
+# core): the engines have ended the calls of the run before …
+QUIET_PERCENT = 10.0
+QUIET_SAMPLE_SEC = 2.0
 # … or this long must have passed (the run goes ahead, and its line says so).
 QUIET_WAIT_SEC = 90.0
+# The sim's calls as bench.e2e places them: each over in about 5 s, so that the engines
+# have ended a run's calls before the next run starts (at the default 20 s of talk they
+# kept a core a quarter busy into the next set-up's run).
+RING, TALK = "1", "3"
 # How long the machine's use is read with every set-up up and idle (the table says it).
 IDLE_SAMPLE_SEC = 5.0
 
@@ -98,7 +105,7 @@ def _wait_quiet() -> bool:
     """Wait until the machine is quiet (``QUIET_PERCENT``); False when it never was."""
     deadline = time.monotonic() + QUIET_WAIT_SEC
     while time.monotonic() < deadline:
-        if busy_percent(1.0) < QUIET_PERCENT:
+        if busy_percent(QUIET_SAMPLE_SEC) < QUIET_PERCENT:
             return True
     return False
 
@@ -192,9 +199,18 @@ def _running(stack: contextlib.ExitStack, tmp: Path) -> list[Target]:
         directory.mkdir()
     bare_url = stack.enter_context(fresh_database(bare_dir, kind="postgresql"))
     bare_address = stack.enter_context(bare_server(bare_url, API_PROCESSES))
-    apis = stack.enter_context(postgresql_apis(pg_dir, stack=False))
-    full = stack.enter_context(postgresql_apis(stack_dir, stack=True))
-    embedded = stack.enter_context(embedded_sqlite(sqlite_dir))
+    apis = stack.enter_context(
+        postgresql_apis(pg_dir, stack=False, MASKLINE_SIM_RING_SEC=RING, MASKLINE_SIM_TALK_SEC=TALK)
+    )
+    full = stack.enter_context(
+        postgresql_apis(
+            stack_dir, stack=True, MASKLINE_SIM_RING_SEC=RING, MASKLINE_SIM_TALK_SEC=TALK
+        )
+    )
+    embedded = stack.enter_context(
+        embedded_sqlite(sqlite_dir, MASKLINE_SIM_RING_SEC=RING, MASKLINE_SIM_TALK_SEC=TALK)
+    )
+
     names = [
         f"maskline, PostgreSQL, {API_PROCESSES} api processes",
         f"maskline, PostgreSQL, {API_PROCESSES} api processes + engine + worker",
