@@ -367,9 +367,16 @@ def phones_main() -> None:
     )
 
 
+# Calls a second the media figure places its calls at.
+PLACE_RATE = 25.0
+
+
 async def _concurrent(url: str, tmp: Path, *, calls: int, measure: float) -> str:
     warmup = 2.0
-    hold_ms = int((warmup + measure + 8) * 1000)
+    # A talks from its answer for as long as placing the rest, the phones' run and a
+    # margin take: with the placing left out, the first calls of a run of 200 hung up
+    # while the phones were still sending to them (their packets were counted lost).
+    hold_ms = int((calls / PLACE_RATE + warmup + measure + 8) * 1000)
     sipp = _answering(tmp, calls=calls, hold_ms=hold_ms, timeout_sec=120)
     try:
         async with _sip_app(url, tmp, sipp) as app:
@@ -377,7 +384,7 @@ async def _concurrent(url: str, tmp: Path, *, calls: int, measure: float) -> str
             pool = [f"9182{n:08d}" for n in range(calls)]
             api_key = await unlimited_org(runtime, "sip-media", pool)
             sids, _ = await _place(
-                app, api_key, calls=calls, rate=25, first_b=20_000_000, record=True
+                app, api_key, calls=calls, rate=PLACE_RATE, first_b=20_000_000, record=True
             )
             carrier = runtime.engine.carriers["sip"]
             assert isinstance(carrier, SipCarrier)
@@ -407,9 +414,16 @@ async def _concurrent(url: str, tmp: Path, *, calls: int, measure: float) -> str
             job = {"pairs": pairs, "warmup": warmup, "measure": measure}
             talking = asyncio.create_task(phones.communicate((json.dumps(job) + "\n").encode()))
             await asyncio.sleep(warmup)
-            cpu0, wall0 = time.process_time(), time.perf_counter()
+
+            def relayed() -> int:
+                return sum(s.counters(leg)[0] for s in sessions for leg in (Leg.A, Leg.B))
+
+            cpu0, wall0, relayed0 = time.process_time(), time.perf_counter(), relayed()
             await asyncio.sleep(measure)
             cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            # What the relay took in: the phones fall short of 50 a stream a second once
+            # their own core is full.
+            packets = relayed() - relayed0
             out, _ = await talking
             result: dict[str, Any] = json.loads(out)
             found = await _outcomes(runtime, sids, within=60)
@@ -420,9 +434,10 @@ async def _concurrent(url: str, tmp: Path, *, calls: int, measure: float) -> str
     loss = 100 * (sent - received) / sent if sent else float("nan")
     return (
         f"sip {calls} concurrent bridged calls ({bridged} bridged), RTP both ways "
-        f"({2 * calls} streams, {2 * calls * 50} packets/s into the relay) and recorded: "
-        f"maskline process CPU {100 * cpu / wall:.0f}% of one core over {wall:.0f} s "
-        f"({1e6 * cpu / (wall * 2 * calls * 50):.1f} µs a packet sent into the relay), the phones' "
+        f"({2 * calls} streams, {2 * calls * 50} packets/s offered, {packets / wall:.0f}/s "
+        f"into the relay) and recorded: maskline process CPU {100 * cpu / wall:.0f}% of "
+        f"one core over {wall:.0f} s ({1e6 * cpu / max(packets, 1):.1f} µs a packet "
+        f"relayed), the phones' "
         f"{float(result['cpu_percent']):.0f}%; relay packet loss {loss:.3f}% "
         f"({sent - received} of {sent}; {result['silent']} of {2 * calls} streams got "
         f"nothing); calls {dict(found)}"
